@@ -1,0 +1,105 @@
+"""Deployment settings, read once from ``TILECLASS_*`` environment variables and an optional ``.env`` file.
+
+Everything a host needs to join a deployment lives here: where the results database and the broker are, which
+tile roots this host mounts and under which names, where checkpoints live and which device to run on.
+Credentials come only from here (env or ``.env``), never from code or command-line defaults.
+
+Tile roots are named so that task messages carry ``(root name, relative path)`` and every worker host can mount
+the same tiles wherever it likes::
+
+    TILECLASS_TILE_ROOTS='{"ortho2024": "/mnt/tiles/ortho2024"}'
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import SettingsError
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+ROOT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+EMBEDDED_BROKER = "filesystem://"
+
+
+class Settings(BaseSettings):
+    """One deployment's configuration; see the module docstring for the environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="TILECLASS_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///tileclass.db",
+        description="SQLAlchemy URL of the results database (SQLite file by default, postgresql+psycopg://… at scale).",
+    )
+    broker_url: str = Field(
+        default=EMBEDDED_BROKER,
+        description="Celery broker: 'filesystem://' is the embedded broker under data_dir, or redis://…",
+    )
+    data_dir: Path = Field(default=Path(".tileclass"), description="Local state: the embedded broker's folders.")
+    visibility_timeout: int = Field(
+        default=3600, ge=10, description="Seconds before an unacknowledged Redis message is redelivered."
+    )
+    tile_roots: dict[str, Path] = Field(default_factory=dict, description="Tile root name -> path on this host.")
+    model_dir: Path = Field(default=Path("models"), description="Where checkpoints are stored and found by hash.")
+    device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
+    max_queued_batches: int = Field(
+        default=64, ge=1, description="Backpressure: most batches a producer lets wait in the broker."
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _valid_device(cls, value: str) -> str:
+        if not DEVICE_PATTERN.match(value):
+            raise ValueError(f"must be one of auto, cpu, cuda, cuda:N (got {value!r})")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _valid_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql")):
+            raise ValueError(f"must be a sqlite:/// or postgresql+psycopg:// URL (got {value!r})")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _valid_broker(cls, value: str) -> str:
+        if not value.startswith(("filesystem://", "redis://", "rediss://", "memory://", "amqp://")):
+            raise ValueError(f"must be filesystem:// (embedded), redis://… or amqp://… (got {value!r})")
+        return value
+
+    @field_validator("tile_roots")
+    @classmethod
+    def _valid_roots(cls, value: dict[str, Path]) -> dict[str, Path]:
+        for name in value:
+            if not ROOT_NAME_PATTERN.match(name):
+                raise ValueError(f"root name {name!r} must be letters, digits, '.', '_' or '-'")
+        return value
+
+    @property
+    def is_embedded_broker(self) -> bool:
+        return self.broker_url.startswith(EMBEDDED_BROKER)
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "broker"
+
+
+def load_settings() -> Settings:
+    """Read the settings now, turning a validation error into one line that names the setting."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "settings"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"TILECLASS_{field.upper()}: {message}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; call ``get_settings.cache_clear()`` after changing the environment)."""
+    return load_settings()

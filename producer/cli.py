@@ -1,0 +1,46 @@
+"""The ``tileclass`` command line: one module per command, registered here.
+
+Importing this module must stay cheap: command modules import torch, celery workers or plotting only inside the
+command that needs them, so ``tileclass --help`` and the producer/query commands start without torch.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from core.errors import TileclassError
+from producer import db_cmd
+
+
+class _OneLineErrors(TyperGroup):
+    """Reports any TileclassError raised by a command as one line on stderr, exit code 2, no traceback."""
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except TileclassError as exc:
+            typer.echo(f"Error: {exc}", err=True)
+            ctx.exit(2)
+
+
+app = typer.Typer(
+    cls=_OneLineErrors,
+    name="tileclass",
+    help="Classify map tiles at scale: train a classifier, enqueue regions to Celery workers, query the results.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+for module in (db_cmd,):
+    module.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app())

@@ -1,0 +1,99 @@
+"""Shared fixtures: settings isolation, a SQLite file, and fresh databases on the local PostgreSQL and Redis.
+
+The local services are real (127.0.0.1:5432 and :6379); when one is unreachable the tests that need it fail with
+the reason, never skip. ``make test`` starts them first when they are down (scripts/services.sh).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+POSTGRES_ADMIN_URL = os.environ.get("TILECLASS_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TILECLASS_TEST_REDIS", "redis://127.0.0.1:6379")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def require_port(service: str, port: int) -> None:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=3).close()
+    except OSError as exc:
+        pytest.fail(f"{service} is unreachable at 127.0.0.1:{port} ({exc}); start it with scripts/services.sh")
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test runs in its own folder with no TILECLASS_* variables from the outside."""
+    from core.db import dispose_engines
+    from core.settings import get_settings
+
+    for name in list(os.environ):
+        if name.startswith("TILECLASS_") and not name.startswith("TILECLASS_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+    dispose_engines()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    from core.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'results.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from core.migrate import upgrade
+
+    require_port("PostgreSQL", 5432)
+    name = f"tileclass_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        from core.db import dispose_engines
+
+        dispose_engines()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each write test runs against both dialects."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """An emptied Redis database number chosen per test worker; emptied again afterwards."""
+    import redis
+
+    require_port("Redis", 6379)
+    url = f"{REDIS_URL}/{9 + int(os.environ.get('PYTEST_XDIST_WORKER', 'gw0')[2:] or 0)}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()

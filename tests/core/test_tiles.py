@@ -1,0 +1,39 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from core.errors import TileError
+from core.tiles import Tile
+
+
+def test_parse_and_str_round_trip() -> None:
+    tile = Tile.parse("17/70420/42997")
+    assert tile == Tile(17, 70420, 42997)
+    assert str(tile) == "17/70420/42997"
+
+
+@pytest.mark.parametrize("spec", ["17/70420", "a/b/c", "25/0/0", "3/8/0", "3/0/8", ""])
+def test_parse_rejects_bad_specs(spec: str) -> None:
+    with pytest.raises(TileError):
+        Tile.parse(spec)
+
+
+def test_out_of_range_message_names_valid_range() -> None:
+    with pytest.raises(TileError, match=r"x and y must be 0\.\.7 at zoom 3"):
+        Tile.checked(3, 8, 0)
+
+
+@given(st.integers(0, 24).flatmap(lambda z: st.tuples(st.just(z), st.integers(0, 2**z - 1), st.integers(0, 2**z - 1))))
+def test_tms_conversion_is_an_involution(zxy: tuple[int, int, int]) -> None:
+    z, x, y = zxy
+    xyz = Tile.from_tms(z, x, y)
+    assert Tile.from_tms(z, x, xyz.y) == Tile(z, x, y)
+    assert 0 <= xyz.y < 2**z
+
+
+@given(st.floats(-179.99, 179.99), st.floats(-85.0, 85.0), st.integers(0, 22))
+def test_point_lies_inside_its_tile(lon: float, lat: float, zoom: int) -> None:
+    tile = Tile.at_point(lon, lat, zoom)
+    west, south, east, north = tile.bounds()
+    assert west - 1e-9 <= lon <= east + 1e-9
+    assert south - 1e-9 <= lat <= north + 1e-9
