@@ -5,7 +5,7 @@ any other format (pickle above all) is refused by the worker. Payloads are compa
 the job, the model's content hash, a tile root name and ``[z, x, y, relative_path]`` rows (``z, x, y`` null for
 tiles without coordinates) — never pixels::
 
-    {"job_id": 7, "model_hash": "3fa9…", "root": "ortho2024",
+    {"job_id": 7, "seq": 12, "model_hash": "3fa9…", "root": "ortho2024",
      "tiles": [[17, 70420, 42997, "17/70420/42997.png"], [null, null, null, "scans/a.jpg"]]}
 
 Delivery is at least once: acks are late, a worker prefetches one message, and a message whose worker died is
@@ -36,12 +36,13 @@ class ClassifyBatch:
     """One batch of tiles of one job, for one model."""
 
     job_id: int
+    seq: int
     model_hash: str
     root: str
     tiles: list[TileRow]
 
     def to_message(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "model_hash": self.model_hash, "root": self.root,
+        return {"job_id": self.job_id, "seq": self.seq, "model_hash": self.model_hash, "root": self.root,
                 "tiles": [list(row) for row in self.tiles]}
 
     @classmethod
@@ -52,7 +53,7 @@ class ClassifyBatch:
             if not isinstance(path, str) or not all(v is None or isinstance(v, int) for v in (z, x, y)):
                 raise ValueError(f"malformed tile row {row!r}")
             tiles.append((z, x, y, path))
-        return cls(job_id=int(message["job_id"]), model_hash=str(message["model_hash"]),
+        return cls(job_id=int(message["job_id"]), seq=int(message["seq"]), model_hash=str(message["model_hash"]),
                    root=str(message["root"]), tiles=tiles)
 
 

@@ -5,6 +5,9 @@
 - ``tile_results``: one row per (model, tile). A tile with coordinates is keyed by ``(model, z, x, y)``; a tile
   without coordinates (a plain folder of images) by ``(model, root, path)``. Two partial unique indexes keep both
   keys unique, because NULLs never conflict in a plain unique index.
+- ``job_batches``: one row per enqueued batch of a job (not its tiles): a worker marks it done with its counts.
+  A job's progress is summed from its batches, so two jobs over overlapping regions each count their own tiles,
+  and a redelivered batch overwrites its row instead of counting twice.
 - ``failed_tiles``: tiles that could not be classified, with the reason and how often it was tried. A tile that is
   later classified has its failure row removed, so no tile is both failed and classified for one model.
 """
@@ -70,6 +73,27 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BatchState(enum.StrEnum):
+    QUEUED = "queued"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class JobBatch(Base):
+    __tablename__ = "job_batches"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tiles: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default=BatchState.QUEUED)
+    classified: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_job_batches_job_finished", "job_id", "finished_at"),)
 
 
 class TileResult(Base):

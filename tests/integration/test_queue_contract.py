@@ -26,16 +26,16 @@ def test_app_is_json_only_with_late_acks(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_batch_message_round_trips_and_rejects_malformed_rows() -> None:
     tiles: list = [(17, 1, 2, "17/1/2.png"), (None, None, None, "a.jpg")]
-    batch = ClassifyBatch(job_id=3, model_hash="ab", root="r", tiles=tiles)
+    batch = ClassifyBatch(job_id=3, seq=0, model_hash="ab", root="r", tiles=tiles)
     assert ClassifyBatch.from_message(json.loads(json.dumps(batch.to_message()))) == batch
     with pytest.raises(ValueError, match="malformed tile row"):
-        ClassifyBatch.from_message({"job_id": 1, "model_hash": "x", "root": "r", "tiles": [[1, 2, "3", "p"]]})
+        ClassifyBatch.from_message({"job_id": 1, "seq": 0, "model_hash": "x", "root": "r", "tiles": [[1, 2, "3", "p"]]})
 
 
 def test_sent_batch_sits_in_redis_as_compact_json(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TILECLASS_BROKER_URL", redis_url)
     app = make_app(load_settings())
-    batch = ClassifyBatch(job_id=1, model_hash="f" * 64, root="ortho",
+    batch = ClassifyBatch(job_id=1, seq=0, model_hash="f" * 64, root="ortho",
                           tiles=[(17, 70420, 42997 + i, f"17/70420/{42997 + i}.png") for i in range(64)])
     for _ in range(3):
         app.send_task(CLASSIFY_TASK, kwargs={"batch": batch.to_message()})

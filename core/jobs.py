@@ -1,0 +1,135 @@
+"""Jobs and their batches: the producer creates and fills them, workers finish batches, ``status`` reads them.
+
+A job is complete when its enqueue has finished and every tile it enumerated is classified or failed. Progress is
+summed from ``job_batches`` rows, which workers upsert (never increment), so redelivery cannot double-count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from core.errors import NotFoundError
+from core.schema import BatchState, Job, JobBatch, JobKind, JobState, utcnow
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    job_id: int
+    kind: str
+    state: str
+    total: int
+    classified: int
+    failed: int
+    batches_total: int
+    batches_done: int
+    tiles_per_second: float  # over the last minute
+
+    @property
+    def pending(self) -> int:
+        return max(self.total - self.classified - self.failed, 0)
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if self.pending == 0:
+            return 0.0
+        return self.pending / self.tiles_per_second if self.tiles_per_second > 0 else None
+
+
+def create_job(session: Session, *, kind: JobKind = JobKind.CLASSIFY, model_hash: str | None = None,
+               root_name: str | None = None, root_path: str | None = None, layout: str | None = None,
+               region: dict[str, Any] | None = None) -> Job:
+    job = Job(kind=kind, model_hash=model_hash, root_name=root_name, root_path=root_path, layout=layout,
+              region=region or {}, state=JobState.ENQUEUING)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        latest = session.scalar(select(func.max(Job.id)))
+        raise NotFoundError(f"job {job_id} does not exist (job ids run 1..{latest or 0})")
+    return job
+
+
+def next_batch_seq(session: Session, *, job_id: int) -> int:
+    """The sequence number for a job's next batch (continues after a resumed or re-run enqueue)."""
+    last = session.scalar(select(func.max(JobBatch.seq)).where(JobBatch.job_id == job_id))
+    return 0 if last is None else int(last) + 1
+
+
+def record_batch_enqueued(session: Session, *, job_id: int, seq: int, tiles: int) -> None:
+    session.add(JobBatch(job_id=job_id, seq=seq, tiles=tiles, state=BatchState.QUEUED))
+
+
+def record_batch_done(session: Session, *, job_id: int, seq: int, tiles: int, classified: int, failed: int) -> None:
+    """Mark a batch done with its counts (an upsert: a redelivered batch overwrites its own row)."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    values = {"job_id": job_id, "seq": seq, "tiles": tiles, "state": BatchState.DONE, "classified": classified,
+              "failed": failed, "enqueued_at": utcnow(), "finished_at": utcnow()}
+    stmt = insert(JobBatch.__table__).values(values)
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=["job_id", "seq"],
+        set_={k: stmt.excluded[k] for k in ("state", "classified", "failed", "finished_at")},
+    ))
+
+
+def finish_enqueue(session: Session, *, job_id: int, total_tiles: int, total_batches: int, skipped: int) -> None:
+    """The producer has enumerated the whole region: fix the totals and let completion be detected."""
+    job = get_job(session, job_id)
+    job.total_tiles, job.total_batches, job.skipped_tiles = total_tiles, total_batches, skipped
+    if job.state == JobState.ENQUEUING:
+        job.state = JobState.QUEUED
+    refresh_state(session, job_id=job_id)
+
+
+def is_cancelled(session: Session, *, job_id: int) -> bool:
+    return session.scalar(select(Job.state).where(Job.id == job_id)) == JobState.CANCELLED
+
+
+def progress(session: Session, *, job_id: int) -> JobProgress:
+    job = get_job(session, job_id)
+    done = JobBatch.state == BatchState.DONE
+    classified, failed, batches_total, batches_done = session.execute(
+        select(
+            func.coalesce(func.sum(JobBatch.classified).filter(done), 0),
+            func.coalesce(func.sum(JobBatch.failed).filter(done), 0),
+            func.count(),
+            func.count().filter(done),
+        ).where(JobBatch.job_id == job_id)
+    ).one()
+    since = utcnow() - timedelta(minutes=1)
+    recent = session.scalar(
+        select(func.coalesce(func.sum(JobBatch.classified + JobBatch.failed), 0)).where(
+            JobBatch.job_id == job_id, done, JobBatch.finished_at >= since
+        )
+    )
+    return JobProgress(job.id, job.kind, job.state, job.total_tiles, int(classified), int(failed),
+                       int(batches_total), int(batches_done), float(recent or 0) / 60.0)
+
+
+def refresh_state(session: Session, *, job_id: int) -> str:
+    """Mark a queued job completed once every enumerated tile is classified or failed; returns the state."""
+    job = get_job(session, job_id)
+    if job.state == JobState.QUEUED and job.kind == JobKind.CLASSIFY:
+        current = progress(session, job_id=job_id)
+        if current.classified + current.failed >= job.total_tiles:
+            job.state, job.finished_at = JobState.COMPLETED, utcnow()
+    return job.state
+
+
+def set_state(session: Session, *, job_ids: Sequence[int], state: JobState, message: str | None = None) -> None:
+    values: dict[str, Any] = {"state": state, "updated_at": utcnow()}
+    if state in (JobState.COMPLETED, JobState.CANCELLED, JobState.FAILED):
+        values["finished_at"] = utcnow()
+    if message is not None:
+        values["message"] = message
+    session.execute(update(Job).where(Job.id.in_(job_ids)).values(values))

@@ -1,0 +1,45 @@
+"""Job progress is summed from batch rows, so redelivered batches and overlapping jobs count correctly."""
+
+from __future__ import annotations
+
+import pytest
+
+from core import jobs
+from core.db import session_scope
+from core.schema import JobState
+
+pytestmark = pytest.mark.integration
+
+
+def test_redelivered_batches_count_once_and_the_job_completes(database_url: str) -> None:
+    with session_scope(database_url) as session:
+        job_id = jobs.create_job(session, root_name="r").id
+        for seq in range(3):
+            jobs.record_batch_enqueued(session, job_id=job_id, seq=seq, tiles=10)
+        assert jobs.next_batch_seq(session, job_id=job_id) == 3
+    with session_scope(database_url) as session:
+        for seq in (0, 1, 1):  # batch 1 delivered twice
+            jobs.record_batch_done(session, job_id=job_id, seq=seq, tiles=10, classified=9, failed=1)
+        jobs.finish_enqueue(session, job_id=job_id, total_tiles=30, total_batches=3, skipped=4)
+    with session_scope(database_url) as session:
+        current = jobs.progress(session, job_id=job_id)
+        assert (current.classified, current.failed, current.pending) == (18, 2, 10)
+        assert current.batches_done == 2 and current.state == JobState.QUEUED
+        assert current.tiles_per_second == pytest.approx(20 / 60)
+        jobs.record_batch_done(session, job_id=job_id, seq=2, tiles=10, classified=10, failed=0)
+        assert jobs.refresh_state(session, job_id=job_id) == JobState.COMPLETED
+
+
+def test_overlapping_jobs_keep_their_own_counts(database_url: str) -> None:
+    with session_scope(database_url) as session:
+        first, second = jobs.create_job(session).id, jobs.create_job(session).id
+        for job_id in (first, second):
+            jobs.record_batch_done(session, job_id=job_id, seq=0, tiles=5, classified=5, failed=0)
+    with session_scope(database_url) as session:
+        assert jobs.progress(session, job_id=first).classified == 5
+        assert jobs.progress(session, job_id=second).classified == 5
+
+
+def test_unknown_job_is_a_clear_error(database_url: str) -> None:
+    with session_scope(database_url) as session, pytest.raises(Exception, match=r"job 99 does not exist"):
+        jobs.get_job(session, 99)
