@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import get_settings
@@ -69,3 +70,8 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
     factory = sessionmaker(bind=get_engine(url), expire_on_commit=False)
     with factory() as session, session.begin():
         yield session
+
+
+def upsert_insert(session: Session, entity: Any) -> Any:
+    """The dialect's ``INSERT`` that supports ``on_conflict_do_update`` (SQLite and PostgreSQL share its API)."""
+    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(entity)

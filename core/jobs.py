@@ -12,9 +12,9 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from core.db import upsert_insert
 from core.errors import NotFoundError
 from core.schema import BatchState, Job, JobBatch, JobKind, JobState, utcnow
 
@@ -72,10 +72,9 @@ def record_batch_enqueued(session: Session, *, job_id: int, seq: int, tiles: int
 
 def record_batch_done(session: Session, *, job_id: int, seq: int, tiles: int, classified: int, failed: int) -> None:
     """Mark a batch done with its counts (an upsert: a redelivered batch overwrites its own row)."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     values = {"job_id": job_id, "seq": seq, "tiles": tiles, "state": BatchState.DONE, "classified": classified,
               "failed": failed, "enqueued_at": utcnow(), "finished_at": utcnow()}
-    stmt = insert(JobBatch.__table__).values(values)
+    stmt = upsert_insert(session, JobBatch).values(values)
     session.execute(stmt.on_conflict_do_update(
         index_elements=["job_id", "seq"],
         set_={k: stmt.excluded[k] for k in ("state", "classified", "failed", "finished_at")},

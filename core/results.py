@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from core.db import upsert_insert
 from core.schema import FailedTile, Model, TileResult, utcnow
 
 
@@ -57,10 +57,6 @@ class Failure:
     reason: str
 
 
-def _insert(session: Session, table: Any) -> Any:
-    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
-
-
 def _unique_sorted(items: Iterable[Any]) -> list[Any]:
     latest = {item.tile.identity(): item for item in items}
     return [latest[key] for key in sorted(latest)]
@@ -92,14 +88,13 @@ def record_results(
     ]
     with_coords = [v for v in values if v["z"] is not None]
     without = [v for v in values if v["z"] is None]
-    table = TileResult.__table__
     for batch, elements, where in (
         (with_coords, ["model_hash", "z", "x", "y"], TileResult.z.is_not(None)),
         (without, ["model_hash", "root_name", "path"], TileResult.z.is_(None)),
     ):
         if not batch:
             continue
-        stmt = _insert(session, table).values(batch)
+        stmt = upsert_insert(session, TileResult).values(batch)
         stmt = stmt.on_conflict_do_update(
             index_elements=elements,
             index_where=where,
@@ -148,7 +143,7 @@ def record_failures(
         }
         for f in rows
     ]
-    stmt = _insert(session, FailedTile.__table__).values(values)
+    stmt = upsert_insert(session, FailedTile).values(values)
     stmt = stmt.on_conflict_do_update(
         index_elements=["model_hash", "root_name", "path"],
         set_={
