@@ -22,6 +22,13 @@ if ! up 6379 && command -v redis-server >/dev/null; then
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
     --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
 fi
+# Debian's docker-compose is the real compose parser the compose-file test validates with (no engine needed).
+if ! command -v docker-compose >/dev/null && command -v apt-get >/dev/null; then
+  echo "installing Debian's docker-compose for the compose-file test"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose) \
+    >/tmp/tileclass-apt.log 2>&1 || echo "could not install docker-compose (see /tmp/tileclass-apt.log)" >&2
+fi
+
 for _ in $(seq 1 30); do up 5432 && up 6379 && exit 0; sleep 1; done
 up 5432 || echo "PostgreSQL is still unreachable at 127.0.0.1:5432" >&2
 up 6379 || echo "Redis is still unreachable at 127.0.0.1:6379" >&2

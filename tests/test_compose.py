@@ -1,0 +1,93 @@
+"""docker-compose.yml is valid for a real compose parser and every service runs a real tileclass command.
+
+Docker does not run on the development machines; Debian's docker-compose parses and validates the file
+without an engine (scripts/services.sh installs it).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from producer.cli import app
+from tests.conftest import REPO_ROOT
+
+
+def _compose_config(tmp_path: Path, env: str) -> subprocess.CompletedProcess[str]:
+    if shutil.which("docker-compose") is None:
+        pytest.fail("docker-compose is not installed: run scripts/services.sh (it installs Debian's package)")
+    (tmp_path / ".env").write_text(env)
+    return subprocess.run(
+        ["docker-compose", "--project-directory", str(tmp_path), "-f", str(REPO_ROOT / "docker-compose.yml"),
+         "config"], capture_output=True, text=True, timeout=60,
+    )
+
+
+def _mount_targets(volumes: list[Any]) -> list[str]:
+    """Targets of short ("src:target:mode") or long ({"target": ...}) volume entries."""
+    return [str(v["target"]) if isinstance(v, dict) else str(v).split(":")[1] for v in volumes]
+
+
+@pytest.fixture
+def compose(tmp_path: Path) -> dict[str, Any]:
+    result = _compose_config(tmp_path, (REPO_ROOT / ".env.example").read_text())
+    assert result.returncode == 0, result.stderr
+    return dict(yaml.safe_load(result.stdout))
+
+
+def test_passwords_are_required(tmp_path: Path) -> None:
+    result = _compose_config(tmp_path, "")
+    assert result.returncode != 0
+    assert "set REDIS_PASSWORD in .env" in result.stderr or "set POSTGRES_PASSWORD in .env" in result.stderr
+
+
+def test_redis_is_durable_and_protected(compose: dict[str, Any]) -> None:
+    command = compose["services"]["redis"]["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert command[command.index("--requirepass") + 1] == "change-me"
+    env = compose["services"]["worker-gpu0"]["environment"]
+    assert env["TILECLASS_BROKER_URL"].startswith("redis://:change-me@")
+
+
+def test_postgres_has_healthcheck_and_volume(compose: dict[str, Any]) -> None:
+    postgres = compose["services"]["postgres"]
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    assert "/var/lib/postgresql/data" in _mount_targets(postgres["volumes"])
+    assert compose["services"]["migrate"]["command"] == ["tileclass", "db", "upgrade"]
+
+
+def test_each_gpu_worker_reserves_its_own_device(compose: dict[str, Any]) -> None:
+    reserved = []
+    for name, service in compose["services"].items():
+        if name.startswith("worker-gpu"):
+            (device,) = service["deploy"]["resources"]["reservations"]["devices"]
+            assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+            reserved.extend(device["device_ids"])
+            assert service["environment"]["TILECLASS_TILE_ROOTS"] == '{"tiles": "/tiles"}'
+            assert "/tiles" in _mount_targets(service["volumes"])
+    assert sorted(reserved) == ["0", "1"]
+
+
+def test_every_service_command_is_a_real_command(compose: dict[str, Any]) -> None:
+    checked = 0
+    for name, service in compose["services"].items():
+        argv = list(service.get("entrypoint") or []) + list(service.get("command") or [])
+        if service.get("image") != "tileclass:latest":
+            continue
+        if argv[0] == "tileclass":
+            result = CliRunner().invoke(app, [*argv[1:], "--help"])
+            assert result.exit_code == 0, f"{name}: {argv} is not a valid tileclass command:\n{result.output}"
+        else:
+            assert argv[:3] == ["celery", "--app", "worker.app"], name
+            celery = subprocess.run([str(REPO_ROOT / ".venv/bin/celery"), "--app", "worker.app", "report"],
+                                    capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+            assert celery.returncode == 0, celery.stderr
+        checked += 1
+    assert checked == 7
