@@ -33,6 +33,7 @@ class Base(DeclarativeBase):
 class JobState(enum.StrEnum):
     ENQUEUING = "enqueuing"
     QUEUED = "queued"
+    RUNNING = "running"  # a training job a worker is running
     COMPLETED = "completed"
     CANCELLED = "cancelled"
     FAILED = "failed"

@@ -49,12 +49,31 @@ class Settings(BaseSettings):
     max_queued_batches: int = Field(
         default=64, ge=1, description="Backpressure: most batches a producer lets wait in the broker."
     )
+    # Worker tuning; `tileclass worker` options reach its child processes through these variables.
+    worker_batch_size: int = Field(
+        default=16, ge=1, le=4096, description="Tiles per forward pass (a task's batch is run in chunks of this size)."
+    )
+    worker_threads: int = Field(default=0, ge=0, description="Torch CPU threads per worker process (0: automatic).")
+    worker_decode_threads: int = Field(default=2, ge=1, le=64, description="Threads per worker decoding ahead.")
+    worker_compile: bool = Field(default=True, description="torch.compile the model in workers (slow first batch).")
+    worker_precision: str = Field(default="auto", description="auto (bf16 where the hardware has it), fp32 or bf16.")
+    worker_max_retries: int = Field(
+        default=3, ge=0, le=20, description="Retries of a failing batch before its tiles are recorded as failed."
+    )
+    worker_model_cache: int = Field(default=2, ge=1, le=16, description="Models each worker process keeps loaded.")
 
     @field_validator("device")
     @classmethod
     def _valid_device(cls, value: str) -> str:
         if not DEVICE_PATTERN.match(value):
             raise ValueError(f"must be one of auto, cpu, cuda, cuda:N (got {value!r})")
+        return value
+
+    @field_validator("worker_precision")
+    @classmethod
+    def _valid_precision(cls, value: str) -> str:
+        if value not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"must be one of auto, fp32, bf16 (got {value!r})")
         return value
 
     @field_validator("database_url")
