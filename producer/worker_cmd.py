@@ -1,0 +1,60 @@
+"""``tileclass worker``: start this host's Celery workers (one per GPU, or a split of the CPU cores)."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+
+def worker(
+    queues: str = typer.Option(
+        "classify", "--queues", "-Q", help="Queues to consume: classify, train or classify,train."
+    ),
+    gpus: str = typer.Option("all", help="GPUs to use, one worker process each: 'all' or numbers like 0,1."),
+    device: str | None = typer.Option(
+        None, help="auto (GPUs when present), cpu or cuda. Default: TILECLASS_DEVICE (auto)."
+    ),
+    processes: int | None = typer.Option(
+        None, "--processes", "--concurrency", "-c",
+        help="Worker processes: per GPU on a GPU host (default 1); on a CPU host default cores / threads (at most 8).",
+    ),
+    threads_per_process: int | None = typer.Option(
+        None, help="Torch CPU threads per process. Default: the cores divided among the processes."
+    ),
+    batch_size: int | None = typer.Option(
+        None, help="Tiles per forward pass. Default: TILECLASS_WORKER_BATCH_SIZE (16)."
+    ),
+    compile_model: bool | None = typer.Option(
+        None, "--compile/--no-compile",
+        help="torch.compile the model (a slow first batch, then faster). Default: TILECLASS_WORKER_COMPILE (on).",
+    ),
+    precision: str | None = typer.Option(
+        None, help="auto (bf16 where the hardware has it), fp32 or bf16. Default: TILECLASS_WORKER_PRECISION (auto)."
+    ),
+    loglevel: str = typer.Option("info", "--loglevel", "-l", help="Celery log level: debug, info, warning, error."),
+) -> None:
+    """Start Celery workers on this host and run until stopped (Ctrl-C or SIGTERM finish the current batch first).
+
+    Each process is a plain `celery -A worker.app worker --pool solo` (run that yourself to manage Celery yourself).
+    """
+    from core.settings import get_settings
+    from worker.launch import LaunchError, WorkerOptions, launch, parse_queues
+
+    settings = get_settings()
+    if loglevel.lower() not in ("debug", "info", "warning", "error", "critical"):
+        raise LaunchError(f"unknown log level {loglevel!r}: choose debug, info, warning, error or critical")
+    chosen_device, chosen_gpus = device or settings.device, gpus
+    if chosen_device.startswith("cuda:"):  # TILECLASS_DEVICE=cuda:N pins the one worker to GPU N
+        chosen_device, chosen_gpus = "cuda", chosen_device.removeprefix("cuda:") if gpus == "all" else gpus
+    options = WorkerOptions(
+        queues=parse_queues(queues), gpus=chosen_gpus, device=chosen_device, processes=processes,
+        threads_per_process=threads_per_process, batch_size=batch_size, compile=compile_model, precision=precision,
+        loglevel=loglevel.lower(),
+    )
+    logging.basicConfig(level=logging.INFO, format="tileclass worker: %(message)s")
+    raise typer.Exit(launch(options))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("worker")(worker)
