@@ -1,0 +1,227 @@
+"""The one checkpoint format, and the only way tileclass loads one.
+
+``NAME.pt`` is a ``torch.save`` of plain containers and tensors, so ``torch.load(weights_only=True)`` reads it
+without running any pickled code::
+
+    {"format": "tileclass-checkpoint/1",
+     "meta": {"arch": "resnet18", "class_names": ["AnnualCrop", ...], "image_size": 64,
+              "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "head": "linear",
+              "train_config": {...TrainConfig fields...}, "metrics": {"val_accuracy": 0.97, ...},
+              "format": "tileclass-checkpoint/1"},
+     "state_dict": {"conv1.weight": tensor, ..., "fc.weight": tensor}}
+
+Beside it, ``NAME.json`` is the sidecar that core/registry.py reads without torch (format, sha256 of NAME.pt,
+arch, class_names, image_size, metrics). Loading checks the format, that every key and shape matches the
+architecture and head the metadata names, and that the head has one output per class name. Anything else —
+a pickled whole model as the PyTorch tutorial saves it, a truncated copy, a bare state_dict — is refused with one
+line that says what to do. Nothing ever falls back to ``weights_only=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from core.registry import SIDECAR_FORMAT, file_sha256, sidecar_path
+from model.arch import ARCHS, HEADS, build_model, head_output_key, strip_prefixes
+from model.errors import CheckpointError, DataError
+
+CHECKPOINT_FORMAT = SIDECAR_FORMAT
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """Everything inference needs besides the weights.
+
+    Attributes:
+        arch: torchvision architecture name (``model.arch.ARCHS``).
+        class_names: output index -> class name.
+        image_size: square input size in pixels the model was trained at.
+        mean: per-channel normalisation mean (RGB, 0..1 scale).
+        std: per-channel normalisation standard deviation.
+        head: classification head layout (``model.arch.HEADS``).
+        train_config: the ``TrainConfig`` fields the model was trained with.
+        metrics: summary validation metrics.
+        format: the checkpoint format version.
+    """
+
+    arch: str
+    class_names: tuple[str, ...]
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    head: str = "linear"
+    train_config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    format: str = CHECKPOINT_FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (lists, not tuples), as stored in the checkpoint."""
+        data = asdict(self)
+        return data | {"class_names": list(self.class_names), "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckpointMeta:
+        try:
+            mean, std = tuple(float(v) for v in data["mean"]), tuple(float(v) for v in data["std"])
+            if len(mean) != 3 or len(std) != 3:
+                raise ValueError("mean and std need 3 values")
+            return cls(
+                arch=str(data["arch"]), class_names=tuple(str(c) for c in data["class_names"]),
+                image_size=int(data["image_size"]), mean=(mean[0], mean[1], mean[2]), std=(std[0], std[1], std[2]),
+                head=str(data.get("head", "linear")), train_config=dict(data.get("train_config") or {}),
+                metrics=dict(data.get("metrics") or {}), format=str(data.get("format", CHECKPOINT_FORMAT)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"checkpoint metadata is incomplete or malformed ({exc.__class__.__name__}: {exc})"
+            ) from None
+
+
+def save_checkpoint(path: Path, *, model: nn.Module, meta: CheckpointMeta) -> str:
+    """Write ``path`` and its JSON sidecar atomically; returns the checkpoint file's sha256.
+
+    The model may be wrapped (DataParallel, torch.compile, ``model.transforms.Normalized``): prefixes are stripped
+    so that the keys are those of the bare torchvision network.
+    """
+    state = strip_prefixes(_bare(model).state_dict())
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    _check_state(state, meta, source=path.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": CHECKPOINT_FORMAT, "meta": meta.to_dict(), "state_dict": state}
+    _atomic_write(path, lambda handle: torch.save(payload, handle))
+    digest = file_sha256(path)
+    sidecar = {"format": SIDECAR_FORMAT, "sha256": digest, "arch": meta.arch, "class_names": list(meta.class_names),
+               "image_size": meta.image_size, "metrics": meta.metrics}
+    text = json.dumps(sidecar, indent=2, sort_keys=False) + "\n"
+    _atomic_write(sidecar_path(path), lambda handle: handle.write(text.encode()))
+    return digest
+
+
+def load_checkpoint(path: Path) -> tuple[CheckpointMeta, dict[str, torch.Tensor]]:
+    """Read and verify a checkpoint written by ``save_checkpoint``.
+
+    Raises:
+        CheckpointError: missing, unsafe, corrupt, or inconsistent (one line that says what to do).
+    """
+    loaded = safe_torch_load(path)
+    if not isinstance(loaded, dict) or "state_dict" not in loaded or "meta" not in loaded:
+        if isinstance(loaded, dict) and loaded and all(isinstance(v, torch.Tensor) for v in loaded.values()):
+            raise CheckpointError(
+                f"{path.name} is a bare state_dict without class names or preprocessing: use it as "
+                "'tileclass train --weights PATH' to start training from it, "
+                "or save with model.checkpoint.save_checkpoint"
+            )
+        raise CheckpointError(f"{path.name} is not a tileclass checkpoint (no 'meta' and 'state_dict'): "
+                              "re-create it with 'tileclass train'")
+    if loaded.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path.name} has checkpoint format {loaded.get('format')!r}, this tileclass reads "
+                              f"{CHECKPOINT_FORMAT!r}: re-create it with this version's 'tileclass train'")
+    if not isinstance(loaded["meta"], dict) or not isinstance(loaded["state_dict"], dict):
+        raise CheckpointError(f"{path.name}: 'meta' and 'state_dict' must be mappings; "
+                              "re-create it with 'tileclass train'")
+    meta = CheckpointMeta.from_dict(loaded["meta"])
+    state = strip_prefixes(loaded["state_dict"])
+    _check_state(state, meta, source=path.name)
+    return meta, state
+
+
+def safe_torch_load(path: Path) -> Any:
+    """``torch.load`` with ``weights_only=True`` and CPU mapping; every failure becomes a one-line CheckpointError."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path.name} is empty (zero bytes): copy it again or re-run 'tileclass train'")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(_unsafe_message(path, str(exc))) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as exc:
+        detail = str(exc).splitlines()[0][:120] if str(exc) else exc.__class__.__name__
+        raise CheckpointError(f"{path.name} is truncated or corrupt ({detail}): copy it again or re-run "
+                              "'tileclass train'") from None
+
+
+def _unsafe_message(path: Path, error: str) -> str:
+    found = _GLOBAL.search(error)
+    name = found.group(1) if found else "an arbitrary Python object"
+    if found and name.startswith(("torchvision.models.", "torch.nn.", "__main__.")):
+        return (f"{path.name} is a pickled whole model (torch.save(model), {name}), which cannot be loaded safely: "
+                "in the environment that made it, re-save its weights with torch.save(model.state_dict(), 'w.pt') "
+                "and pass 'tileclass train --weights w.pt', or retrain with 'tileclass train'")
+    return (f"{path.name} contains pickled Python code ({name}) and was refused (only weights are loaded, never code): "
+            "use a checkpoint written by 'tileclass train'")
+
+
+def _bare(model: nn.Module) -> nn.Module:
+    """Unwrap torch.compile, DataParallel and Normalized wrappers down to the torchvision network."""
+    from model.transforms import Normalized
+
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = cast(nn.Module, model._orig_mod)
+        elif isinstance(model, nn.DataParallel | nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif isinstance(model, Normalized):
+            model = model.net
+        else:
+            return model
+
+
+def _check_state(state: dict[str, Any], meta: CheckpointMeta, *, source: str) -> None:
+    if meta.arch not in ARCHS or meta.head not in HEADS:
+        raise CheckpointError(f"{source}: unknown arch {meta.arch!r} or head {meta.head!r} "
+                              f"(this tileclass knows {', '.join(ARCHS)} with heads {', '.join(HEADS)})")
+    if len(meta.class_names) < 2 or len(set(meta.class_names)) != len(meta.class_names):
+        raise CheckpointError(f"{source}: class list {list(meta.class_names)!r} must hold 2 or more distinct names")
+    out_key = head_output_key(meta.head)
+    head = state.get(out_key)
+    if isinstance(head, torch.Tensor) and head.dim() == 2 and head.shape[0] != len(meta.class_names):
+        raise CheckpointError(
+            f"{source}: its head has {head.shape[0]} outputs but its class list names {len(meta.class_names)} "
+            "classes; the file was edited or mixed up: re-create it with 'tileclass train'"
+        )
+    try:
+        with torch.device("meta"):
+            expected = build_model(meta.arch, len(meta.class_names), head=meta.head).state_dict()
+    except DataError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        what = f"missing keys {missing[:3]}" if missing else f"unexpected keys {unexpected[:3]}"
+        raise CheckpointError(f"{source}: weights do not match {meta.arch} with a {meta.head} head ({what}); "
+                              "re-create it with 'tileclass train'")
+    for key, tensor in expected.items():
+        value = state[key]
+        if not isinstance(value, torch.Tensor) or value.shape != tensor.shape:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise CheckpointError(f"{source}: {key} has shape {shape}, {meta.arch} needs {tuple(tensor.shape)}; "
+                                  "re-create it with 'tileclass train'")
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same folder and rename, so readers never see half a file."""
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115  (closed below, before the rename)
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+    )
+    try:
+        with handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise

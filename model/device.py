@@ -1,0 +1,77 @@
+"""Choosing the device and the numeric precision.
+
+bf16 autocast pays off where the hardware computes in bf16: CUDA GPUs from Ampere on, and CPUs with AMX or
+AVX512-BF16 (Sapphire Rapids and later Xeons), where oneDNN runs convolutions in bf16 at about 1.7x the fp32
+training throughput. Elsewhere "auto" stays in fp32; "bf16" can still be forced (slower, for testing).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import torch
+
+from model.errors import DeviceError
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Raises:
+        DeviceError: an unknown name, or CUDA requested where there is none.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {name!r} requested but CUDA is not available here (use --device cpu or auto)")
+        device = torch.device(name)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {name!r} does not exist: this host has {torch.cuda.device_count()} GPU(s)")
+        return device
+    raise DeviceError(f"unknown device {name!r}: choose one of auto, cpu, cuda, cuda:N")
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16)."""
+    capability = str(torch.backends.cpu.get_cpu_capability())
+    if "AMX" in capability or "BF16" in capability:
+        return True
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line for line in text.splitlines() if line.startswith("flags")), "").split()
+    return any(flag in flags for flag in _BF16_CPU_FLAGS)
+
+
+def supports_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return device.type == "cpu" and cpu_has_bf16()
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``fp32`` or ``bf16`` for ``precision`` (auto, fp32 or bf16) on ``device``."""
+    if precision not in PRECISIONS:
+        raise DeviceError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if supports_bf16(device) else "fp32"
+    if precision == "bf16" and not supports_bf16(device):
+        log.warning("bf16 requested on %s, which has no native bf16: it will run, but slower than fp32", device)
+    return precision
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The autocast context for a resolved precision (disabled for fp32)."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")

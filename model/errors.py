@@ -1,0 +1,38 @@
+"""The problems model/ reports as one line (all ``core.errors.TileclassError``, so the CLI prints them cleanly)::
+
+    TileclassError
+    ├── CheckpointError   a checkpoint or weights file is unsafe, corrupt or does not match its metadata
+    ├── ImageError        one image cannot be decoded (``reason`` is short enough to store per tile)
+    ├── DataError         a training data folder or a training option is unusable
+    └── DeviceError       the requested device or precision is not available here
+"""
+
+from __future__ import annotations
+
+from core.errors import TileclassError
+
+
+class CheckpointError(TileclassError):
+    """A checkpoint is unsafe to load, corrupt, or inconsistent with its own metadata."""
+
+
+class ImageError(TileclassError):
+    """An image could not be decoded.
+
+    Args:
+        reason: a short, stable description ("truncated image", "not an image", ...) that callers record per tile.
+        source: what was being decoded (a path), prefixed to the message when given.
+    """
+
+    def __init__(self, reason: str, *, source: str | None = None) -> None:
+        self.reason = reason
+        self.source = source
+        super().__init__(f"{source}: {reason}" if source else reason)
+
+
+class DataError(TileclassError):
+    """A training data folder (or an option describing how to use it) is unusable."""
+
+
+class DeviceError(TileclassError):
+    """A device or precision was requested that this machine does not have."""

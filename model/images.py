@@ -1,0 +1,215 @@
+"""Safe image decoding: any file a tile root may hold becomes an RGB image, or an ``ImageError`` with a short reason.
+
+Two entry points:
+
+- ``open_image`` decodes with Pillow and converts every mode to 8-bit RGB:
+
+  ======================  ==================================================================================
+  mode                    conversion
+  ======================  ==================================================================================
+  RGB                     unchanged
+  P, PA                   through RGBA (the palette's transparency kept), then composited like RGBA
+  RGBA, LA, La, RGBa      composited on **black**: transparent areas of map tiles are "no data", which is
+                          what nodata (value 0) looks like in orthophoto sources, so black matches the imagery
+  L, 1, CMYK, YCbCr, ...  Pillow's own conversion
+  I;16 (all byte orders)  16-bit range 0..65535 scaled to 0..255 (``v >> 8``), not clipped
+  I                       if every value fits 0..65535 it is 16-bit data (Pillow opens 16-bit PNG/TIFF as I)
+                          and scaled the same way; otherwise stretched linearly from its min..max
+  F                       values within 0..1 are multiplied by 255; anything else is stretched min..max
+  ======================  ==================================================================================
+
+  Multi-frame files (GIF, APNG, multi-page TIFF) give their first frame.
+
+- ``decode_tile`` returns a uint8 CHW tensor for the worker. Plain 8-bit RGB JPEG and PNG go through
+  ``torchvision.io.decode_image`` (libjpeg-turbo/libpng, 2-3x faster than Pillow on 256 px tiles); anything else,
+  and anything the fast path is unsure of, goes through ``open_image`` so errors and conversions are the same.
+
+Both refuse an image whose header declares more than ``max_pixels`` pixels before any pixel is decoded
+(a decompression bomb), and truncated files raise instead of being padded with grey.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from model.errors import ImageError
+
+DEFAULT_MAX_PIXELS = 64_000_000
+_ALPHA_MODES = {"RGBA", "LA", "La", "RGBa", "PA"}
+_PIL_LIMIT = re.compile(r"\((\d+) pixels\)")
+
+
+def open_image(source: Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode ``source`` (a file path or the file's bytes) fully into an 8-bit RGB image.
+
+    Raises:
+        ImageError: the file is missing, empty, not an image, truncated, corrupt, or too large.
+    """
+    label = str(source) if isinstance(source, Path) else None
+    data = _read(source, label)
+    try:
+        image = _decode(data, max_pixels)
+        return to_rgb(image)
+    except ImageError as exc:
+        raise ImageError(exc.reason, source=label) from None
+
+
+def decode_tile(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+    """Decode a tile's bytes into a uint8 tensor of shape (3, H, W), RGB.
+
+    Raises:
+        ImageError: as ``open_image``.
+    """
+    size = _fast_path_size(data)
+    if size is not None:
+        if size[0] * size[1] > max_pixels:
+            raise ImageError(f"decompression bomb: {size[0] * size[1]} pixels > {max_pixels}")
+        from torchvision.io import ImageReadMode, decode_image
+
+        try:
+            tensor = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+            if tensor.shape == (3, size[1], size[0]):
+                return tensor
+        except RuntimeError:
+            pass  # let Pillow decide, and word the reason the same way as for every other file
+    return pil_to_tensor(open_image(data, max_pixels=max_pixels))
+
+
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """An RGB PIL image as a uint8 (3, H, W) tensor."""
+    array = np.asarray(image.convert("RGB") if image.mode != "RGB" else image, dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert a decoded image of any Pillow mode to 8-bit RGB (see the module docstring for the rules)."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if (mode == "P" and "transparency" in image.info) or mode in _ALPHA_MODES:
+        rgba = image.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(black, rgba).convert("RGB")
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return _high_depth_to_rgb(image)
+    try:
+        return image.convert("RGB")
+    except ValueError:
+        raise ImageError(f"unsupported image mode {mode}") from None
+
+
+def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
+    values = np.asarray(image).astype(np.float64)
+    if values.size == 0:
+        raise ImageError("empty image")
+    low, high = float(values.min()), float(values.max())
+    if image.mode.startswith("I;16") or (image.mode == "I" and low >= 0 and high <= 65535):
+        scaled = values / 257.0  # 65535 -> 255 exactly, 0 -> 0
+    elif image.mode == "F" and low >= 0 and high <= 1:
+        scaled = values * 255.0
+    else:
+        scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    gray = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return Image.fromarray(np.stack([gray] * 3, axis=-1), mode="RGB")
+
+
+def _read(source: Path | bytes, label: str | None) -> bytes:
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+    else:
+        try:
+            data = source.read_bytes()
+        except FileNotFoundError:
+            raise ImageError("no such file", source=label) from None
+        except IsADirectoryError:
+            raise ImageError("is a directory", source=label) from None
+        except OSError as exc:
+            raise ImageError(f"unreadable file ({exc.strerror or exc.__class__.__name__})", source=label) from None
+    if not data:
+        raise ImageError("zero-byte file", source=label)
+    return data
+
+
+def _decode(data: bytes, max_pixels: int) -> Image.Image:
+    # Truncated files must fail loudly: a grey-padded tile would be classified as if it were real.
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise ImageError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; refusing to decode possibly truncated images")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError("not an image") from None
+    except Image.DecompressionBombError as exc:
+        match = _PIL_LIMIT.search(str(exc))
+        pixels = match.group(1) if match else "too many"
+        raise ImageError(f"decompression bomb: {pixels} pixels > {max_pixels}") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        raise ImageError(f"corrupt image header ({_short(exc)})") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageError(f"decompression bomb: {width * height} pixels > {max_pixels}")
+    if width == 0 or height == 0:
+        raise ImageError("empty image")
+    try:
+        image.seek(0)
+        image.load()
+    except EOFError:
+        raise ImageError("truncated image") from None
+    except (OSError, SyntaxError, ValueError, struct.error, zlib.error, MemoryError) as exc:
+        if "truncated" in str(exc).lower() or "end of file" in str(exc).lower():
+            raise ImageError("truncated image") from None
+        raise ImageError(f"corrupt image ({_short(exc)})") from None
+    return image
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+    return text[:120]
+
+
+def _fast_path_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) when ``data`` is an 8-bit, 3-channel JPEG or PNG that torchvision decodes exactly like Pillow.
+
+    Everything else (grey, palette, alpha, 16-bit, CMYK, a JPEG without its end marker) returns None and takes
+    the Pillow path, which does the mode conversions and words the errors.
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 33:
+        width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
+        if depth == 8 and colour == 2 and b"tRNS" not in data and data.rstrip(b"\0")[-8:-4] == b"IEND":
+            return width, height
+        return None
+    if data[:3] == b"\xff\xd8\xff" and data.rstrip(b"\0")[-2:] == b"\xff\xd9":
+        return _jpeg_rgb_size(data)
+    return None
+
+
+def _jpeg_rgb_size(data: bytes) -> tuple[int, int] | None:
+    """Walk the JPEG markers to the frame header; (width, height) for a 3-component 8-bit frame, else None."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        length = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+        if marker in (0xC0, 0xC1, 0xC2):  # baseline, extended, progressive Huffman frames
+            if pos + 10 > len(data):
+                return None
+            precision, height, width, components = struct.unpack(">BHHB", data[pos + 4 : pos + 10])
+            adobe_cmyk = b"Adobe" in data[:pos]
+            if precision == 8 and components == 3 and not adobe_cmyk and width and height:
+                return width, height
+            return None
+        if marker in (0xD9, 0xDA):  # end of image or start of scan before any frame header
+            return None
+        pos += 2 + length
+    return None

@@ -1,0 +1,67 @@
+"""Figures: the tutorial's training vs validation loss curves, a confusion matrix, and a grid of sample predictions.
+
+matplotlib runs on the Agg backend (files only, no display needed) and is imported here, never by the CLI module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # the backend must be chosen before pyplot is imported
+import numpy as np
+
+
+def plot_losses(path: Path, *, steps: Sequence[int], train_loss: Sequence[float], val_loss: Sequence[float],
+                xlabel: str = "training step") -> None:
+    """Training and validation loss against ``steps`` (the tutorial's plot)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    ax.plot(steps, train_loss, label="Training loss", marker="o" if len(steps) < 30 else None)
+    ax.plot(steps, val_loss, label="Validation loss", marker="o" if len(steps) < 30 else None)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("loss")
+    ax.legend(frameon=False)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_confusion(path: Path, *, matrix: Sequence[Sequence[int]], class_names: Sequence[str]) -> None:
+    """Confusion matrix, rows = true class, columns = predicted, shaded by each row's share."""
+    counts = np.asarray(matrix, dtype=np.float64)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = max(4.0, 0.6 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size), dpi=100)
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (row, col), value in np.ndenumerate(counts):
+        ax.text(col, row, f"{int(value)}", ha="center", va="center", fontsize=8,
+                color="white" if shares[row, col] > 0.5 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_samples(path: Path, *, images: Sequence[Any], titles: Sequence[str]) -> None:
+    """The tutorial's figure: images side by side, each titled (e.g. "Forest:True")."""
+    count = len(images)
+    columns = min(count, 5)
+    rows = (count + columns - 1) // columns
+    fig = plt.figure(figsize=(2.4 * columns, 2.6 * rows), dpi=100)
+    for index, (image, title) in enumerate(zip(images, titles, strict=True)):
+        axes = fig.add_subplot(rows, columns, index + 1)
+        axes.imshow(np.asarray(image))
+        axes.set_title(title, fontsize=9)
+        axes.axis("off")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,156 @@
+"""Batched prediction with a checkpoint: what the worker and ``tileclass predict`` use.
+
+The pipeline is uint8 end to end until the device: decode (``model.images``), resize to the checkpoint's size
+(``Classifier.preprocess`` / ``resize_tensor``), stack, then one forward pass of an inference module that
+normalises, runs the network in channels_last under bf16 autocast where the device computes bf16, and returns
+float32 softmax probabilities. Preprocessing comes from the checkpoint, never from constants here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+
+from model.arch import build_model
+from model.checkpoint import load_checkpoint
+from model.device import autocast, resolve_device, resolve_precision
+from model.errors import CheckpointError
+from model.images import pil_to_tensor, to_rgb
+from model.transforms import Normalized, resize
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's result: the most likely class, its probability, and every class's probability."""
+
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+
+    def top(self, k: int) -> list[tuple[str, float]]:
+        """The ``k`` most likely classes with their probabilities, most likely first."""
+        return sorted(self.probabilities.items(), key=lambda item: item[1], reverse=True)[:k]
+
+
+class _Probabilities(nn.Module):
+    """uint8 images in, float32 class probabilities out (softmax works for logits and log-probabilities alike)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.net(images).float(), dim=1)
+
+
+class Classifier:
+    """A loaded checkpoint ready for batched inference; build it with ``Classifier.load``."""
+
+    def __init__(self, module: nn.Module, *, class_names: Sequence[str], image_size: int, device: torch.device,
+                 precision: str, sha256: str) -> None:
+        self.module = module
+        self.class_names = list(class_names)
+        self.image_size = image_size
+        self.device = device
+        self.precision = precision
+        self.sha256 = sha256
+
+    @classmethod
+    def load(cls, path: Path, *, device: str = "auto", precision: str = "auto", expected_sha256: str | None = None,
+             compile: bool = False) -> Classifier:
+        """Load ``path`` for inference.
+
+        Args:
+            path: a checkpoint written by ``model.checkpoint.save_checkpoint``.
+            device: auto, cpu, cuda or cuda:N.
+            precision: auto (bf16 where the device computes it natively), fp32 or bf16.
+            expected_sha256: refuse the file unless its content hash is this (the registry's hash of the model).
+            compile: run the network through torch.compile (inductor, weights frozen as constants); falls back to
+                eager with a warning when compilation fails.
+
+        Raises:
+            CheckpointError: the file is refused (see ``load_checkpoint``) or its hash is not ``expected_sha256``.
+        """
+        from core.registry import file_sha256
+
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+        digest = file_sha256(path)
+        if expected_sha256 is not None and digest != expected_sha256.lower():
+            raise CheckpointError(f"{path.name} has sha256 {digest[:12]}…, expected {expected_sha256[:12]}…: "
+                                  "the file was changed or is a different model; register it again")
+        meta, state = load_checkpoint(path)
+        torch_device = resolve_device(device)
+        resolved = resolve_precision(precision, torch_device)
+        net = build_model(meta.arch, len(meta.class_names), head=meta.head)
+        net.load_state_dict(state)
+        module: nn.Module = _Probabilities(Normalized(net, meta.mean, meta.std))
+        module = module.to(torch_device).to(memory_format=torch.channels_last).eval().requires_grad_(False)
+        classifier = cls(module, class_names=meta.class_names, image_size=meta.image_size, device=torch_device,
+                         precision=resolved, sha256=digest)
+        if compile:
+            classifier._compile()
+        return classifier
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """A decoded image (any mode) as a uint8 (3, S, S) tensor at the checkpoint's input size."""
+        return self.resize_tensor(pil_to_tensor(to_rgb(image)))
+
+    def resize_tensor(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A uint8 (3, H, W) tensor (e.g. from ``model.images.decode_tile``) resized to the input size."""
+        return resize(tensor, self.image_size)
+
+    def predict_tensors(self, batch: torch.Tensor) -> torch.Tensor:
+        """Class probabilities, float32 (N, C) on the CPU, for a uint8 (N, 3, S, S) batch."""
+        if batch.dtype != torch.uint8 or batch.dim() != 4 or batch.shape[1] != 3:
+            raise ValueError(f"expected a uint8 (N, 3, H, W) batch, got {batch.dtype} {tuple(batch.shape)}")
+        if batch.shape[0] == 0:
+            return torch.empty(0, len(self.class_names))
+        if self.device.type == "cuda":
+            batch = batch.pin_memory().to(self.device, non_blocking=True)
+        batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            probabilities = self.module(batch)
+        return probabilities.float().cpu()
+
+    def to_predictions(self, probabilities: torch.Tensor) -> list[Prediction]:
+        """One ``Prediction`` per row of an (N, C) probability tensor."""
+        rows = probabilities.tolist()
+        predictions = []
+        for row in rows:
+            best = max(range(len(row)), key=row.__getitem__)
+            predictions.append(Prediction(self.class_names[best], float(row[best]),
+                                          dict(zip(self.class_names, map(float, row), strict=True))))
+        return predictions
+
+    def predict_batch(self, images: Sequence[Image.Image], *, batch_size: int = 256) -> list[Prediction]:
+        """Predictions for decoded images of any mode and size, in order."""
+        predictions: list[Prediction] = []
+        for start in range(0, len(images), batch_size):
+            chunk = torch.stack([self.preprocess(image) for image in images[start : start + batch_size]])
+            predictions.extend(self.to_predictions(self.predict_tensors(chunk)))
+        return predictions
+
+    def _compile(self) -> None:
+        """torch.compile the inference module, proven on a warm-up batch; eager stays on any failure."""
+        import torch._inductor.config as inductor_config
+
+        # Freezing lets inductor treat the weights as constants (folds BatchNorm into convolutions, prepacks
+        # oneDNN weights on CPU); safe because the module never trains again.
+        inductor_config.freezing = True
+        eager = self.module
+        try:
+            self.module = torch.compile(eager)  # type: ignore[assignment]
+            self.predict_tensors(torch.zeros(1, 3, self.image_size, self.image_size, dtype=torch.uint8))
+        except Exception as exc:  # compilation can fail in many ways (no compiler, unsupported op); eager still works
+            log.warning("torch.compile failed (%s: %s); predicting in eager mode",
+                        exc.__class__.__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+            self.module = eager
