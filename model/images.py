@@ -33,6 +33,7 @@ from __future__ import annotations
 import io
 import re
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -45,6 +46,10 @@ from model.errors import ImageError
 DEFAULT_MAX_PIXELS = 64_000_000
 _ALPHA_MODES = {"RGBA", "LA", "La", "RGBa", "PA"}
 _PIL_LIMIT = re.compile(r"\((\d+) pixels\)")
+# torchvision 0.29 deprecates its decoders in favour of TorchCodec but they remain the fastest here; one targeted
+# filter (not a catch_warnings block, which is not thread-safe) keeps the per-call warning out of the logs.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                        category=DeprecationWarning)
 
 
 def open_image(source: Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
