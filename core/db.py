@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.settings import get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+READ_ONLY_OPTION = "tileclass_read_only"
 _engines: dict[tuple[int, str], Engine] = {}
 
 
@@ -34,7 +35,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A reader's deferred BEGIN takes no write lock: under WAL it reads a snapshot while workers keep writing.
+    read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -65,9 +68,15 @@ def dispose_engines() -> None:
 
 
 @contextmanager
-def session_scope(url: str | None = None) -> Iterator[Session]:
-    """A session that commits on success and rolls back on error."""
-    factory = sessionmaker(bind=get_engine(url), expire_on_commit=False)
+def session_scope(url: str | None = None, *, read_only: bool = False) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error.
+
+    ``read_only`` is for sessions that only read (queries, exports): on SQLite they then take no write lock, so a
+    long export never makes workers wait.
+    """
+    engine = get_engine(url)
+    factory = sessionmaker(bind=engine.execution_options(**{READ_ONLY_OPTION: True}) if read_only else engine,
+                           expire_on_commit=False)
     with factory() as session, session.begin():
         yield session
 

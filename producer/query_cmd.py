@@ -1,0 +1,168 @@
+"""``tileclass query``: what is this tile, what is under this point, what is in this bbox.
+
+``tile`` and ``point`` exit 0 with the answer, or 1 with "not classified" when no result exists; bad input
+(a tile out of range, a malformed bbox, an unknown model, job or label) exits 2 with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING
+
+import typer
+
+from core.errors import TileclassError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from contextlib import AbstractContextManager
+
+    from sqlalchemy.orm import Session
+
+    from core.queries import Selection, TileAnswer
+    from core.tiles import Tile
+
+BBOX_FORMATS = ("table", "json", "csv", "geojson")
+MODEL_HELP = "Model hash, or a unique prefix of 6+ characters."
+
+
+def _session() -> AbstractContextManager[Session]:
+    """A session on the configured database, creating a fresh SQLite file's schema first."""
+    from core.db import session_scope
+    from core.migrate import ensure_schema
+
+    ensure_schema()
+    return session_scope(read_only=True)
+
+
+def _answer_text(answer: TileAnswer, top_k: int) -> list[str]:
+    job = f"job {answer.job_id}" if answer.job_id is not None else "no job"
+    lines = [
+        f"{answer.tile}: {answer.label} (confidence {answer.confidence:.3f})",
+        f"  model {answer.model_hash[:12]} · {job} · classified {answer.classified_at:%Y-%m-%d %H:%M:%S} UTC",
+    ]
+    if top_k:
+        lines.append("  top classes:")
+        width = max(len(label) for label, _ in answer.top(top_k)) if answer.probabilities else 0
+        lines += [f"    {label:<{width}}  {p:.3f}" for label, p in answer.top(top_k)]
+    return lines
+
+
+def _report(tile: Tile, answer: TileAnswer | None, *, model_hash: str | None, top_k: int, as_json: bool,
+            lead: str = "") -> None:
+    if answer is None:
+        by = f"by model {model_hash[:12]}" if model_hash else "by any model"
+        if as_json:
+            typer.echo(json.dumps({"tile": str(tile), "classified": False, "model": model_hash}))
+        else:
+            typer.echo(f"{lead}{tile}: not classified {by}")
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps({"classified": True, **answer.as_dict(top_k=top_k)}, indent=2))
+    else:
+        lines = _answer_text(answer, top_k)
+        typer.echo("\n".join([lead + lines[0], *lines[1:]]))
+
+
+def _check_top_k(top_k: int) -> None:
+    if top_k < 0:
+        raise TileclassError(f"--top-k must be 0 or more (got {top_k})")
+
+
+def tile(
+    spec: str = typer.Argument(..., metavar="Z/X/Y", help="The tile, for example 17/70420/42997."),
+    model: str | None = typer.Option(None, "--model", help=MODEL_HELP + " Default: the latest registered model "
+                                     "with a result for this tile."),
+    top_k: int = typer.Option(3, "--top-k", help="How many of the most probable classes to list."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """The label, confidence and top classes of one tile (exit 1 if it is not classified)."""
+    from core.queries import find_model, tile_result
+    from core.tiles import Tile
+
+    _check_top_k(top_k)
+    wanted = Tile.parse(spec)
+    with _session() as session:
+        digest = find_model(session, ref=model).hash if model else None
+        answer = tile_result(session, tile=wanted, model_hash=digest)
+    _report(wanted, answer, model_hash=digest, top_k=top_k, as_json=as_json)
+
+
+def point(
+    lon: float = typer.Option(..., "--lon", help="Longitude in WGS84 degrees (west is negative)."),
+    lat: float = typer.Option(..., "--lat", help="Latitude in WGS84 degrees (south is negative)."),
+    zoom: int = typer.Option(..., "--zoom", "-z", help="Zoom level of the tile to look up (0..24)."),
+    model: str | None = typer.Option(None, "--model", help=MODEL_HELP + " Default: the latest registered model "
+                                     "with a result for that tile."),
+    top_k: int = typer.Option(3, "--top-k", help="How many of the most probable classes to list."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """The same as ``query tile``, for the tile under a point (exit 1 if it is not classified)."""
+    from core.queries import find_model, tile_result
+    from core.tiles import Tile
+
+    _check_top_k(top_k)
+    wanted = Tile.at_point(lon, lat, zoom)
+    with _session() as session:
+        digest = find_model(session, ref=model).hash if model else None
+        answer = tile_result(session, tile=wanted, model_hash=digest)
+    lead = "" if as_json else f"point ({lon:g}, {lat:g}) at zoom {zoom} is tile "
+    _report(wanted, answer, model_hash=digest, top_k=top_k, as_json=as_json, lead=lead)
+
+
+def bbox(
+    box: str = typer.Option(..., "--bbox", metavar="W,S,E,N", help="WGS84 bounding box, e.g. -9.47,38.82,-9.43,38.86."),
+    zoom: int = typer.Option(..., "--zoom", "-z", help="Zoom level whose tiles to list (0..24)."),
+    label: list[str] = typer.Option([], "--label", "-l", help="Only this class (repeat for several)."),
+    min_confidence: float | None = typer.Option(None, "--min-confidence", help="Only results at least this "
+                                                "confident (0..1)."),
+    job: int | None = typer.Option(None, "--job", help="Only the results of this job."),
+    model: str | None = typer.Option(None, "--model", help=MODEL_HELP + " Default: the job's model, else the "
+                                     "latest registered model with results in the bbox."),
+    limit: int | None = typer.Option(None, "--limit", help="At most this many tiles, in x then y order."),
+    fmt: str = typer.Option("table", "--format", "-f", help="Output: table, json, csv or geojson."),
+) -> None:
+    """Every classified tile of a bbox at one zoom, filtered, as a table, JSON, CSV or GeoJSON."""
+    from core.export import write_csv, write_geojson, write_json
+    from core.queries import BBox, iter_results, select_results
+
+    if fmt not in BBOX_FORMATS:
+        raise TileclassError(f"unknown format {fmt!r}: choose {', '.join(BBOX_FORMATS)}")
+    if limit is not None and limit < 1:
+        raise TileclassError(f"--limit must be 1 or more (got {limit})")
+    region = BBox.parse(box)
+    out = sys.stdout
+    with _session() as session:
+        selection = select_results(session, job_id=job, bbox=region, zoom=zoom, model_ref=model, labels=label,
+                                   min_confidence=min_confidence)
+        rows = iter_results(session, selection=selection, limit=limit)
+        if fmt == "geojson":
+            write_geojson(rows, out)
+        elif fmt == "csv":
+            write_csv(rows, out, class_names=selection.model.class_names if selection.model else ())
+        elif fmt == "json":
+            write_json(rows, out)
+        else:
+            _write_table(selection, rows)
+
+
+def _write_table(selection: Selection, rows: Iterable[TileAnswer]) -> None:
+    header = f"{'tile':<22} {'label':<24} {'confidence':>10}  {'model':<12}  job"
+    typer.echo(header)
+    count = 0
+    for answer in rows:
+        job = "" if answer.job_id is None else str(answer.job_id)
+        typer.echo(f"{answer.tile!s:<22} {answer.label:<24} {answer.confidence:>10.3f}  {answer.model_hash[:12]}  "
+                   f"{job}")
+        count += 1
+    typer.echo(f"{count} tile{'s' if count != 1 else ''} ({selection.describe()}; {selection.tiles})")
+
+
+def register(app: typer.Typer) -> None:
+    query = typer.Typer(help="Ask the results: one tile, the tile under a point, or every tile of a bbox.",
+                        no_args_is_help=True)
+    query.command("tile")(tile)
+    query.command("point")(point)
+    query.command("bbox")(bbox)
+    app.add_typer(query, name="query")

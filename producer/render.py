@@ -1,0 +1,265 @@
+"""Draw a classified region with Pillow: each tile in its class colour, failed tiles hatched, a legend.
+
+The map is a grid of cells, one per tile when the region fits in ``max_size`` pixels (each cell then ``px``
+pixels wide: at most 256, a tile's own size, over imagery, and 48 without), else one cell per ``1/scale`` tiles,
+so that a region of millions of tiles still draws at ``max_size`` pixels: one pixel per tile or less. Cells hold
+codes (0 no result, 1 failed, 2+i class i of the model) in a numpy array; a lookup table colours them at the end.
+
+Colours are keyed by the class's position in the model's class list, so a class keeps its colour across runs and
+regions: Paul Tol's "muted" qualitative scheme, then Okabe & Ito's orange, blue and yellow — chosen to stay
+distinguishable with the common colour-vision deficiencies. Classes beyond twelve reuse the palette.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from core.errors import TileRootError
+from core.queries import Cell, FailureRow, TileRange
+from core.roots import resolve_root, safe_join
+from core.schema import Job
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (0xCC, 0x66, 0x77), (0x33, 0x22, 0x88), (0xDD, 0xCC, 0x77), (0x11, 0x77, 0x33), (0x88, 0xCC, 0xEE),
+    (0x88, 0x22, 0x55), (0x44, 0xAA, 0x99), (0x99, 0x99, 0x33), (0xAA, 0x44, 0x99), (0xE6, 0x9F, 0x00),
+    (0x00, 0x72, 0xB2), (0xF0, 0xE4, 0x42),
+)
+NO_RESULT = (0xFF, 0xFF, 0xFF)
+FAILED = (0xDD, 0xDD, 0xDD)
+HATCH = (0x66, 0x66, 0x66)
+EMPTY_CODE, FAILED_CODE = 0, 1
+MAX_TILE_PX = 256  # a tile's own size: the most worth drawing over imagery
+PLAIN_TILE_PX = 48  # without imagery a cell needs only to be seen and counted
+MIN_IMAGERY_PX = 8
+CHUNK = 8192
+
+ImageSource = Callable[[Cell], Image.Image | None]
+
+
+def class_colour(index: int) -> tuple[int, int, int]:
+    """The colour of the class at ``index`` in its model's class list."""
+    return PALETTE[index % len(PALETTE)]
+
+
+@dataclass(frozen=True, slots=True)
+class MapLayout:
+    """Where each tile of ``tiles`` lands: cell = floor(offset * scale), each cell ``px`` pixels square."""
+
+    tiles: TileRange
+    scale: float
+    px: int
+    columns: int
+    rows: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.columns * self.px, self.rows * self.px
+
+
+def plan_layout(tiles: TileRange, *, max_size: int, max_px: int = MAX_TILE_PX) -> MapLayout:
+    """One cell per tile, as large as fits ``max_size`` (at most ``max_px``); else several tiles per pixel."""
+    longest = max(tiles.width, tiles.height)
+    if longest <= max_size:
+        return MapLayout(tiles, 1.0, max(1, min(max_px, max_size // longest)), tiles.width, tiles.height)
+    scale = max_size / longest
+    columns, rows = (min(max_size, math.ceil(n * scale)) for n in (tiles.width, tiles.height))
+    return MapLayout(tiles, scale, 1, columns, rows)
+
+
+def _upscale(grid: np.ndarray, px: int) -> np.ndarray:
+    return np.repeat(np.repeat(grid, px, axis=0), px, axis=1) if px > 1 else grid
+
+
+def _stripes(shape: tuple[int, ...]) -> np.ndarray:
+    """Diagonal hatching: 2 pixels of every 8 along the anti-diagonals."""
+    height, width = shape
+    return (np.arange(height, dtype=np.int32)[:, None] + np.arange(width, dtype=np.int32)[None, :]) % 8 < 2
+
+
+class MapCanvas:
+    """Collects a region's results and failures into cells, then draws the map with its legend."""
+
+    def __init__(self, layout: MapLayout, class_names: Sequence[str]) -> None:
+        self.layout = layout
+        self.labels = list(class_names)
+        self.codes = {name: i + 2 for i, name in enumerate(self.labels)}
+        self.grid = np.zeros((layout.rows, layout.columns), dtype=np.uint32)
+        self.counts: Counter[str] = Counter()
+        self.failed = 0
+        self.imagery: Image.Image | None = None
+        self.pasted = np.zeros((layout.rows, layout.columns), dtype=bool)
+
+    def _place(self, xs: list[int], ys: list[int], codes: list[int]) -> None:
+        tiles, scale = self.layout.tiles, self.layout.scale
+        cols = ((np.asarray(xs) - tiles.min_x) * scale).astype(np.int64)
+        rows = ((np.asarray(ys) - tiles.min_y) * scale).astype(np.int64)
+        inside = (cols >= 0) & (cols < self.layout.columns) & (rows >= 0) & (rows < self.layout.rows)
+        self.grid[rows[inside], cols[inside]] = np.asarray(codes, dtype=np.uint32)[inside]
+
+    def add_failures(self, failures: Iterable[FailureRow]) -> None:
+        xs: list[int] = []
+        ys: list[int] = []
+        for failure in failures:
+            if failure.x is None or failure.y is None:
+                continue
+            xs.append(failure.x)
+            ys.append(failure.y)
+            self.failed += 1
+        self._place(xs, ys, [FAILED_CODE] * len(xs))
+
+    def add_cells(self, cells: Iterable[Cell], images: ImageSource | None = None) -> None:
+        """Place results (after failures, so a result wins a shared cell); paste their imagery if given."""
+        if images is not None and (self.layout.scale < 1 or self.layout.px < MIN_IMAGERY_PX):
+            log.warning("imagery skipped: tiles are drawn at %s px, fewer than %d", self.layout.px, MIN_IMAGERY_PX)
+            images = None
+        xs: list[int] = []
+        ys: list[int] = []
+        codes: list[int] = []
+        for cell in cells:
+            code = self.codes.get(cell.label)
+            if code is None:  # a label outside the model's list: give it the next colour
+                self.labels.append(cell.label)
+                code = self.codes[cell.label] = len(self.labels) + 1
+            xs.append(cell.x)
+            ys.append(cell.y)
+            codes.append(code)
+            self.counts[cell.label] += 1
+            if images is not None:
+                self._paste(cell, images)
+            if len(xs) >= CHUNK:
+                self._place(xs, ys, codes)
+                xs, ys, codes = [], [], []
+        self._place(xs, ys, codes)
+
+    def _paste(self, cell: Cell, images: ImageSource) -> None:
+        picture = images(cell)
+        if picture is None:
+            return
+        if self.imagery is None:
+            self.imagery = Image.new("RGB", self.layout.size, NO_RESULT)
+        px, tiles = self.layout.px, self.layout.tiles
+        tile_image = picture.convert("RGB").resize((px, px), Image.Resampling.BILINEAR)
+        self.imagery.paste(tile_image, ((cell.x - tiles.min_x) * px, (cell.y - tiles.min_y) * px))
+        self.pasted[cell.y - tiles.min_y, cell.x - tiles.min_x] = True
+
+    def draw_map(self, *, alpha: float = 0.5) -> Image.Image:
+        """The map alone: class colours (blended over imagery where pasted), failed cells hatched."""
+        lut = np.array([NO_RESULT, FAILED] + [class_colour(i) for i in range(len(self.labels))], dtype=np.uint8)
+        pixels = lut[_upscale(self.grid, self.layout.px)]
+        if self.imagery is not None:
+            below = np.asarray(self.imagery, dtype=np.float32)
+            blended = ((1 - alpha) * below + alpha * pixels).astype(np.uint8)
+            pasted = _upscale(self.pasted, self.layout.px)
+            pixels[pasted] = blended[pasted]
+        if self.failed:
+            pixels[_upscale(self.grid == FAILED_CODE, self.layout.px) & _stripes(pixels.shape[:2])] = HATCH
+        return Image.fromarray(pixels, "RGB")
+
+    def legend(self) -> list[tuple[tuple[int, int, int] | None, str]]:
+        """Legend rows: (colour or None for the hatch swatch, text), classes in the model's order."""
+        total = sum(self.counts.values())
+        rows: list[tuple[tuple[int, int, int] | None, str]] = [
+            (class_colour(i), f"{label}  {self.counts[label]:,}  ({self.counts[label] / total:.1%})")
+            for i, label in enumerate(self.labels) if self.counts[label]
+        ]
+        if self.failed:
+            rows.append((None, f"failed  {self.failed:,}"))
+        if int((self.grid == EMPTY_CODE).sum()):
+            rows.append((NO_RESULT, "no result"))
+        return rows
+
+
+def compose(canvas: MapCanvas, *, title: str, alpha: float = 0.5) -> Image.Image:
+    """The map with a title above and the legend to its right."""
+    font = ImageFont.load_default(size=15)
+    small = ImageFont.load_default(size=13)
+    picture = canvas.draw_map(alpha=alpha)
+    legend = canvas.legend()
+    margin, swatch, line = 16, 18, 26
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_width = max([int(probe.textlength(text, font=small)) for _, text in legend] + [0])
+    title_height = 40
+    width = max(margin + picture.width + 2 * margin + swatch + 8 + text_width + margin,
+                int(probe.textlength(title, font=font)) + 2 * margin)
+    height = title_height + max(picture.height, len(legend) * line) + margin
+    sheet = Image.new("RGB", (width, height), (0xFF, 0xFF, 0xFF))
+    draw = ImageDraw.Draw(sheet)
+    draw.text((margin, 12), title, fill=(0x22, 0x22, 0x22), font=font)
+    sheet.paste(picture, (margin, title_height))
+    draw.rectangle([margin - 1, title_height - 1, margin + picture.width, title_height + picture.height],
+                   outline=(0x99, 0x99, 0x99))
+    left = margin + picture.width + 2 * margin
+    for i, (colour, text) in enumerate(legend):
+        top = title_height + i * line
+        box = [left, top, left + swatch, top + swatch]
+        if colour is None:
+            hatch = np.full((swatch, swatch, 3), FAILED, dtype=np.uint8)
+            hatch[_stripes((swatch, swatch))] = HATCH
+            sheet.paste(Image.fromarray(hatch, "RGB"), (left, top))
+        else:
+            draw.rectangle(box, fill=colour)
+        draw.rectangle(box, outline=(0x88, 0x88, 0x88))
+        draw.text((left + swatch + 8, top + 2), text, fill=(0x22, 0x22, 0x22), font=small)
+    return sheet
+
+
+def save_png(image: Image.Image, out: Path) -> None:
+    """Write ``image`` as ``out`` through a temporary file, so a failure leaves no half-written picture."""
+    partial = out.with_name(out.name + ".partial")
+    image.save(partial, format="PNG", optimize=True)
+    partial.replace(out)
+
+
+class TileImages:
+    """Reads a result's own tile image from its root: the root setting, else the path its job recorded."""
+
+    def __init__(self, session: Session, settings: Settings) -> None:
+        self.session, self.settings = session, settings
+        self.roots: dict[tuple[str, int | None], Path | None] = {}
+        self.unreadable = 0
+
+    def _root(self, cell: Cell) -> Path | None:
+        key = (cell.root_name, cell.job_id)
+        if key not in self.roots:
+            job = self.session.get(Job, cell.job_id) if cell.job_id is not None else None
+            recorded = job.root_path if job is not None and job.root_name == cell.root_name else None
+            try:
+                root: Path | None = resolve_root(cell.root_name, self.settings, recorded)
+            except TileRootError as exc:
+                log.warning("no imagery for root %r: %s", cell.root_name, exc)
+                root = None
+            if root is not None and not root.is_dir():
+                log.warning("no imagery for root %r: %s is not a readable folder", cell.root_name, root)
+                root = None
+            self.roots[key] = root
+        return self.roots[key]
+
+    def __call__(self, cell: Cell) -> Image.Image | None:
+        root = self._root(cell)
+        if root is None:
+            return None
+        try:
+            with Image.open(safe_join(root, cell.path)) as picture:
+                picture.draft("RGB", (MAX_TILE_PX, MAX_TILE_PX))
+                return picture.convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError, TileRootError) as exc:
+            # A missing or corrupt tile image only loses its backdrop; the tile is still drawn in its colour.
+            log.debug("no imagery for %s: %s", cell.path, exc)
+            self.unreadable += 1
+            return None
