@@ -19,11 +19,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from model.config import ARCHS, FREEZE, HEADS
 from model.errors import CheckpointError, DataError
 
-ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101")
-HEADS = ("linear", "tutorial")
-FREEZE = ("none", "backbone")
 TUTORIAL_HIDDEN = 512
 _PREFIXES = ("module.", "_orig_mod.")
 log = logging.getLogger(__name__)

@@ -33,7 +33,8 @@ import torch
 from torch import nn
 
 from core.registry import SIDECAR_FORMAT, file_sha256, sidecar_path
-from model.arch import ARCHS, HEADS, build_model, head_output_key, strip_prefixes
+from model.arch import build_model, head_output_key, strip_prefixes
+from model.config import ARCHS, HEADS
 from model.errors import CheckpointError, DataError
 
 CHECKPOINT_FORMAT = SIDECAR_FORMAT

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import torch
 
+from model.config import PRECISIONS
 from model.errors import DeviceError
 
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16")
 _BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 log = logging.getLogger(__name__)
 

@@ -24,71 +24,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from model.arch import ARCHS, FREEZE, HEADS, build_model
+from model.arch import build_model
 from model.checkpoint import CheckpointMeta, save_checkpoint
+from model.config import TrainConfig
 from model.data import LoadedImages, load_images, native_size, scan_image_folder, stratified_split
-from model.device import PRECISIONS, autocast, resolve_device, resolve_precision
+from model.device import autocast, resolve_device, resolve_precision
 from model.errors import DataError
 from model.evaluate import EvalResult, evaluate
 from model.metrics import summarize
 from model.plots import plot_confusion, plot_losses
 from model.progress import progress_bar
-from model.transforms import AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, Normalized, augment, resize
+from model.transforms import IMAGENET_MEAN, IMAGENET_STD, Normalized, augment, resize
 
-OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("cosine", "constant")
 CHECKPOINT_NAME = "model.pt"
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyperparameters; stored in the checkpoint and sent to train workers as ``dataclasses.asdict(config)``.
-
-    The defaults are the fast from-scratch recipe (ResNet18 at the data's native size, SGD Nesterov, label
-    smoothing, warm-up + cosine). The PyTorch tutorial's recipe is ``arch="resnet50", weights="imagenet",
-    freeze="backbone", head="tutorial", optimizer="adam", lr=0.003, batch_size=64, epochs=1, schedule="constant",
-    label_smoothing=0, weight_decay=0, image_size=224, eval_every=10``.
-    """
-
-    arch: str = "resnet18"
-    weights: str = "none"  # none, imagenet, or a path to a torchvision state_dict
-    head: str = "linear"
-    freeze: str = "none"
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 0.1
-    optimizer: str = "sgd"  # sgd is Nesterov with momentum 0.9
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
-    schedule: str = "cosine"
-    warmup: float = 0.03  # share of the schedule spent warming up (cosine only)
-    time_budget_minutes: float | None = None
-    val_split: float = 0.2
-    seed: int = 0
-    image_size: int | None = None  # None: the data's native size
-    augment: str = "overhead"
-    device: str = "auto"
-    precision: str = "auto"
-    eval_every: int = 0  # also evaluate every N steps (the tutorial's 10); 0: once per epoch
-    workers: int = 0  # image decoding threads; 0: one per CPU
-
-    def __post_init__(self) -> None:
-        for name, value, choices in (("arch", self.arch, ARCHS), ("head", self.head, HEADS),
-                                     ("freeze", self.freeze, FREEZE), ("optimizer", self.optimizer, OPTIMIZERS),
-                                     ("schedule", self.schedule, SCHEDULES), ("augment", self.augment, AUGMENTATIONS),
-                                     ("precision", self.precision, PRECISIONS)):
-            if value not in choices:
-                raise DataError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")
-        checks = [("epochs", self.epochs >= 1), ("batch_size", self.batch_size >= 2), ("lr", self.lr > 0),
-                  ("weight_decay", self.weight_decay >= 0), ("label_smoothing", 0 <= self.label_smoothing < 1),
-                  ("warmup", 0 <= self.warmup < 1), ("val_split", 0 < self.val_split < 1),
-                  ("image_size", self.image_size is None or 8 <= self.image_size <= 4096),
-                  ("eval_every", self.eval_every >= 0), ("workers", self.workers >= 0),
-                  ("time_budget_minutes", self.time_budget_minutes is None or self.time_budget_minutes > 0)]
-        for name, ok in checks:
-            if not ok:
-                raise DataError(f"invalid {name} {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,18 @@ import typer
 from typer.core import TyperGroup
 
 from core.errors import TileclassError
-from producer import db_cmd, export_cmd, query_cmd, render_cmd, summary_cmd, worker_cmd
+from producer import (
+    db_cmd,
+    enqueue_cmd,
+    export_cmd,
+    predict_cmd,
+    query_cmd,
+    render_cmd,
+    status_cmd,
+    summary_cmd,
+    train_cmd,
+    worker_cmd,
+)
 
 
 class _OneLineErrors(TyperGroup):
@@ -37,7 +48,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-for module in (db_cmd, worker_cmd, query_cmd, summary_cmd, export_cmd, render_cmd):
+for module in (db_cmd, train_cmd, predict_cmd, enqueue_cmd, status_cmd, worker_cmd, query_cmd, summary_cmd,
+               export_cmd, render_cmd):
     module.register(app)
 
 
