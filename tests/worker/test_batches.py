@@ -1,0 +1,149 @@
+"""A classify batch from message to database, run in this process against real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from core import jobs
+from core.db import session_scope
+from core.queue import ClassifyBatch
+from core.registry import register_checkpoint
+from core.schema import FailedTile, JobBatch, JobState, TileResult
+from core.settings import Settings, get_settings
+from tests.worker.support import TileRow, broken_tiles, tile_tree, tiny_checkpoint
+from worker import batches, runtime, tasks
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class World:
+    settings: Settings
+    model_hash: str
+    root: Path
+    checkpoint: Path
+
+    def job(self, rows: list[TileRow], *, model_hash: str | None = None, root_path: str | None = None,
+            state: JobState | None = None) -> ClassifyBatch:
+        """A one-batch job over ``rows``, enqueued and finished, as the producer leaves it."""
+        with session_scope() as session:
+            job_id = jobs.create_job(session, root_name="tiles", root_path=root_path or str(self.root)).id
+            jobs.record_batch_enqueued(session, job_id=job_id, seq=0, tiles=len(rows))
+            jobs.finish_enqueue(session, job_id=job_id, total_tiles=len(rows), total_batches=1, skipped=0)
+            if state is not None:
+                jobs.set_state(session, job_ids=[job_id], state=state)
+        return ClassifyBatch(job_id, 0, model_hash or self.model_hash, "tiles", rows)
+
+
+@pytest.fixture
+def world(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    for name, value in {"DATABASE_URL": database_url, "DEVICE": "cpu", "WORKER_COMPILE": "false",
+                        "WORKER_THREADS": "1", "WORKER_BATCH_SIZE": "4", "MODEL_DIR": str(tmp_path / "models")}.items():
+        monkeypatch.setenv(f"TILECLASS_{name}", value)
+    get_settings.cache_clear()
+    runtime.reset()
+    settings = get_settings()
+    checkpoint = tiny_checkpoint(tmp_path / "trained")
+    with session_scope() as session:
+        model_hash = register_checkpoint(session, checkpoint=checkpoint, settings=settings).hash
+    yield World(settings, model_hash, tmp_path / "tiles", checkpoint)
+    runtime.reset()
+
+
+def counts(job_id: int) -> tuple[int, int, str]:
+    with session_scope() as session:
+        results = session.scalar(select(func.count()).select_from(TileResult).where(TileResult.job_id == job_id))
+        failed = session.scalar(select(func.count()).select_from(FailedTile).where(FailedTile.job_id == job_id))
+        return int(results or 0), int(failed or 0), jobs.get_job(session, job_id).state
+
+
+def failure_reasons(job_id: int) -> dict[str, str]:
+    with session_scope() as session:
+        return {f.path: f.reason for f in session.scalars(select(FailedTile).where(FailedTile.job_id == job_id))}
+
+
+def test_a_batch_with_broken_tiles_records_everything_and_completes_its_job(world: World) -> None:
+    good = tile_tree(world.root, 9)
+    broken = broken_tiles(world.root)
+    escaping: TileRow = (None, None, None, "../../etc/passwd")
+    batch = world.job([*good[:4], *broken, escaping, *good[4:]])
+    assert batches.run_batch(batch, world.settings) == {"classified": 9, "failed": len(broken) + 1}
+    assert counts(batch.job_id) == (9, len(broken) + 1, JobState.COMPLETED)
+    reasons = failure_reasons(batch.job_id)
+    assert "not a plain path inside its root" in reasons.pop("../../etc/passwd")
+    assert {path: next(w for r, w in broken.items() if r[3] == path) in reason for path, reason in reasons.items()} \
+        == {row[3]: True for row in broken}
+    with session_scope() as session:
+        row = session.get(JobBatch, (batch.job_id, 0))
+        assert row is not None and (row.state, row.classified, row.failed) == ("done", 9, len(broken) + 1)
+
+
+def test_a_redelivered_batch_changes_nothing_but_the_attempt_count(world: World) -> None:
+    batch = world.job([*tile_tree(world.root, 5), *list(broken_tiles(world.root))[:1]])
+    batches.run_batch(batch, world.settings)
+    batches.run_batch(batch, world.settings)
+    assert counts(batch.job_id) == (5, 1, JobState.COMPLETED)
+    with session_scope() as session:
+        assert session.scalar(select(FailedTile.attempts)) == 2
+        assert jobs.progress(session, job_id=batch.job_id).classified == 5
+
+
+def test_a_model_nobody_registered_fails_the_batch_without_crashing(world: World) -> None:
+    batch = world.job(tile_tree(world.root, 3), model_hash="f" * 64)
+    assert batches.run_batch(batch, world.settings) == {"classified": 0, "failed": 3}
+    # failed_tiles rows need a registered model; the job still counts the tiles as failed and completes.
+    assert counts(batch.job_id) == (0, 0, JobState.COMPLETED)
+    with session_scope() as session:
+        assert jobs.progress(session, job_id=batch.job_id).failed == 3
+
+
+def test_a_checkpoint_that_no_longer_matches_its_hash_is_refused(world: World, tmp_path: Path) -> None:
+    other = tiny_checkpoint(tmp_path / "other", seed=1)
+    shutil.copyfile(other, world.settings.model_dir / f"{world.model_hash}.pt")
+    batch = world.job(tile_tree(world.root, 3))
+    batches.run_batch(batch, world.settings)
+    reasons = failure_reasons(batch.job_id)
+    assert len(reasons) == 3
+    assert all(f"model {world.model_hash[:12]} refused" in r and "expected" in r for r in reasons.values())
+
+
+def test_batches_of_cancelled_or_unknown_jobs_are_dropped(world: World) -> None:
+    batch = world.job(tile_tree(world.root, 2), state=JobState.CANCELLED)
+    assert batches.run_batch(batch, world.settings) == {"dropped": "cancelled"}
+    assert counts(batch.job_id) == (0, 0, JobState.CANCELLED)
+    ghost = ClassifyBatch(9999, 0, world.model_hash, "tiles", batch.tiles)
+    assert batches.run_batch(ghost, world.settings) == {"dropped": "unknown job"}
+
+
+def test_an_unknown_root_fails_every_tile_with_the_reason(world: World) -> None:
+    batch = world.job(tile_tree(world.root, 2))
+    batch = ClassifyBatch(batch.job_id, 0, batch.model_hash, "elsewhere", batch.tiles)
+    with session_scope() as session:
+        jobs.get_job(session, batch.job_id).root_path = None
+    batches.run_batch(batch, world.settings)
+    assert set(failure_reasons(batch.job_id).values()) == {
+        "unknown tile root 'elsewhere': set TILECLASS_TILE_ROOTS (known roots: none configured)"}
+
+
+def test_a_batch_that_keeps_failing_is_retried_then_its_tiles_fail(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def crash(*_: object, **__: object) -> None:
+        calls.append(1)
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(batches, "classify_tiles", crash)
+    batch = world.job(tile_tree(world.root, 3))
+    # apply() runs the task here and each retry at once (no broker, no countdown): the whole chain of tries.
+    result = tasks.classify_batch.apply(kwargs={"batch": batch.to_message()})
+    assert result.state == "SUCCESS" and result.result == {"failed": 3}
+    assert len(calls) == world.settings.worker_max_retries + 1 == 4
+    assert counts(batch.job_id) == (0, 3, JobState.COMPLETED)
+    assert set(failure_reasons(batch.job_id).values()) == {"batch failed 4 times: RuntimeError: CUDA out of memory"}

@@ -1,0 +1,64 @@
+"""The decode-ahead pipeline on real JPEG tiles and a tiny real model."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.results import TileKey
+from model.images import open_image
+from model.predict import Classifier
+from tests.worker.support import broken_tiles, tile_tree, tiny_checkpoint
+from worker.pipeline import TileFailed, TileSource, classify_tiles, read_tile
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory: pytest.TempPathFactory) -> Classifier:
+    torch.set_num_threads(1)
+    return Classifier.load(tiny_checkpoint(tmp_path_factory.mktemp("ckpt")), device="cpu", precision="fp32")
+
+
+def sources(root: Path, rows: list) -> list[TileSource]:
+    return [TileSource(TileKey("r", path, z, x, y), root / path) for z, x, y, path in rows]
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4, 16])
+def test_every_tile_is_classified_once_like_the_direct_predictor(
+        tmp_path: Path, classifier: Classifier, chunk_size: int) -> None:
+    rows = tile_tree(tmp_path, 13)
+    with ThreadPoolExecutor(2) as pool:
+        outcome = classify_tiles(classifier, sources(tmp_path, rows), chunk_size=chunk_size, pool=pool)
+    assert outcome.failures == []
+    assert [c.tile.path for c in outcome.classified] == [row[3] for row in rows]
+    # The same images through the PIL path of the predictor, one batch: same probabilities.
+    direct = classifier.predict_batch([open_image(tmp_path / row[3]) for row in rows])
+    for got, want in zip(outcome.classified, direct, strict=True):
+        assert got.label == want.label
+        assert got.probabilities == pytest.approx(want.probabilities, abs=1e-4)
+
+
+def test_broken_tiles_fail_alone_with_their_reason(tmp_path: Path, classifier: Classifier) -> None:
+    good = tile_tree(tmp_path, 6)
+    broken = broken_tiles(tmp_path)
+    refused = TileSource(TileKey("r", "../outside.jpg"), None, "tile path '../outside.jpg' is not a plain path")
+    mixed = [*sources(tmp_path, [good[0], *broken, *good[1:]]), refused]
+    with ThreadPoolExecutor(2) as pool:
+        outcome = classify_tiles(classifier, mixed, chunk_size=4, pool=pool)
+    assert sorted(c.tile.path for c in outcome.classified) == sorted(row[3] for row in good)
+    reasons = {f.tile.path: f.reason for f in outcome.failures}
+    assert reasons.pop("../outside.jpg").startswith("tile path '../outside.jpg'")
+    assert set(reasons) == {row[3] for row in broken}
+    for row, word in broken.items():
+        assert word in reasons[row[3]], (row, reasons[row[3]])
+
+
+def test_oversized_and_unreadable_files_are_refused_before_decoding(tmp_path: Path) -> None:
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"\xff" * 2048)
+    with pytest.raises(TileFailed, match="file too large: 2048 bytes > 1024"):
+        read_tile(big, max_bytes=1024)
+    with pytest.raises(TileFailed, match="is a directory"):
+        read_tile(tmp_path)

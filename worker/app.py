@@ -1,0 +1,49 @@
+"""The Celery app with tileclass's tasks registered: the target of ``celery -A worker.app worker``.
+
+    celery -A worker.app worker -Q classify --pool solo          # what `tileclass worker` runs per GPU/CPU slot
+
+The solo pool keeps the model in the process that runs the tasks. The prefork pool works too: each child loads
+the model lazily on its first batch, after the fork, so CUDA is never initialised in a process that forks.
+Settings come from the same ``TILECLASS_*`` variables as everywhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from celery.signals import worker_init, worker_process_init
+
+from core.errors import TileclassError
+from core.queue import app
+from core.settings import get_settings
+from worker import tasks
+
+__all__ = ["app", "tasks"]
+log = logging.getLogger(__name__)
+
+
+@worker_init.connect
+def _check_before_consuming(sender: Any = None, **_: Any) -> None:
+    # In a forking pool the parent must not touch CUDA (its children could not use it): check there instead.
+    pool = str(getattr(sender, "pool_cls", "") or "")
+    if "solo" in pool or "threads" in pool:
+        check_device()
+
+
+@worker_process_init.connect
+def _check_in_pool_child(**_: Any) -> None:
+    check_device()
+
+
+def check_device() -> None:
+    """Refuse to start a worker whose device cannot be used, instead of failing every batch it takes."""
+    from model.device import resolve_device
+
+    try:
+        device = resolve_device(get_settings().device)
+    except TileclassError as exc:
+        log.critical("cannot start a tileclass worker: %s", exc)
+        sys.exit(2)
+    log.info("tileclass worker will classify on %s", device)

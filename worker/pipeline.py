@@ -1,0 +1,139 @@
+"""The batch pipeline: tiles are read and decoded on a thread pool while the device classifies the chunk before.
+
+A task's batch (say 64-256 tiles) is run in device-sized chunks (``TILECLASS_WORKER_BATCH_SIZE``). Decoding is
+submitted up to two chunks ahead, so the pool reads and decodes chunk k+1 (libjpeg-turbo and libpng release the
+GIL) while chunk k runs on the device. Each tile is decoded and resized to the model's input size in the pool
+thread; the main thread only stacks the chunk and runs the model. On CUDA the stacked chunk is pinned so that
+the copy to the device can be asynchronous.
+
+A tile that cannot be read or decoded fails alone, with the short reason that ``failed_tiles`` stores; the
+rest of its chunk is classified.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from core.results import Classified, Failure, TileKey
+from model.errors import ImageError
+from model.images import DEFAULT_MAX_PIXELS, decode_tile
+
+if TYPE_CHECKING:
+    from model.predict import Classifier
+
+MAX_TILE_BYTES = 64 << 20  # a tile file larger than this is refused before it is read into memory
+CHUNKS_AHEAD = 2
+log = logging.getLogger(__name__)
+
+
+class TileFailed(Exception):
+    """One tile cannot be classified; ``reason`` is what ``failed_tiles`` records."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TileSource:
+    """A tile of a batch and the file it is read from (``None`` when its path was refused, with ``refused``)."""
+
+    key: TileKey
+    path: Path | None
+    refused: str | None = None
+
+
+@dataclass
+class BatchOutcome:
+    """What became of a batch's tiles: every tile is in exactly one of the two lists."""
+
+    classified: list[Classified] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+
+def read_tile(path: Path, *, max_bytes: int = MAX_TILE_BYTES) -> bytes:
+    """The file's bytes, or ``TileFailed`` naming why it cannot be read."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise TileFailed(f"file too large: {size} bytes > {max_bytes}")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise TileFailed("no such file") from None
+    except IsADirectoryError:
+        raise TileFailed("is a directory") from None
+    except PermissionError:
+        raise TileFailed("permission denied") from None
+    except OSError as exc:
+        raise TileFailed(f"unreadable file ({exc.strerror or exc.__class__.__name__})") from None
+
+
+def load_tile(path: Path, classifier: Classifier, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+    """Read, decode and resize one tile to the model's input: a uint8 (3, S, S) tensor, or ``TileFailed``."""
+    data = read_tile(path)
+    try:
+        tensor = decode_tile(data, max_pixels=max_pixels)
+    except ImageError as exc:
+        raise TileFailed(exc.reason) from None
+    except (RuntimeError, ValueError, MemoryError) as exc:
+        # A decoder problem model.images did not word: still this file's problem, not the batch's.
+        raise TileFailed(f"undecodable image ({exc.__class__.__name__}: {str(exc)[:120]})") from None
+    return classifier.resize_tensor(tensor)
+
+
+def classify_tiles(classifier: Classifier, sources: Sequence[TileSource], *, chunk_size: int,
+                   pool: Executor, max_pixels: int = DEFAULT_MAX_PIXELS) -> BatchOutcome:
+    """Classify ``sources`` in chunks of ``chunk_size``, decoding ahead on ``pool``."""
+    outcome = BatchOutcome()
+    readable = []
+    for source in sources:
+        if source.path is None:
+            outcome.failures.append(Failure(source.key, source.refused or "path refused"))
+        else:
+            readable.append(source)
+    chunks = [readable[i : i + chunk_size] for i in range(0, len(readable), chunk_size)]
+    pending: deque[list[tuple[TileSource, Future[torch.Tensor]]]] = deque()
+    upcoming = iter(chunks)
+    for _ in range(CHUNKS_AHEAD):
+        _submit_next(upcoming, pending, classifier, pool, max_pixels)
+    while pending:
+        chunk = pending.popleft()
+        _submit_next(upcoming, pending, classifier, pool, max_pixels)
+        _run_chunk(classifier, chunk, outcome)
+    return outcome
+
+
+def _submit_next(upcoming: Iterator[list[TileSource]], pending: deque[list[tuple[TileSource, Future[torch.Tensor]]]],
+                 classifier: Classifier, pool: Executor, max_pixels: int) -> None:
+    chunk = next(upcoming, None)
+    if chunk is not None:
+        pending.append([(s, pool.submit(load_tile, s.path, classifier, max_pixels=max_pixels))
+                        for s in chunk if s.path is not None])
+
+
+def _run_chunk(classifier: Classifier, chunk: list[tuple[TileSource, Future[torch.Tensor]]],
+               outcome: BatchOutcome) -> None:
+    keys: list[TileKey] = []
+    tensors: list[torch.Tensor] = []
+    for source, future in chunk:
+        try:
+            tensors.append(future.result())
+            keys.append(source.key)
+        except TileFailed as exc:
+            outcome.failures.append(Failure(source.key, exc.reason))
+    if not tensors:
+        return
+    images = torch.stack(tensors)
+    if classifier.device.type == "cuda":
+        images = images.pin_memory()  # lets predict_tensors copy with non_blocking=True
+    probabilities = classifier.predict_tensors(images)
+    for key, prediction in zip(keys, classifier.to_predictions(probabilities), strict=True):
+        outcome.classified.append(Classified(key, prediction.label, prediction.confidence, prediction.probabilities))

@@ -1,0 +1,142 @@
+"""What a worker process keeps between tasks: torch's thread setup, a decode thread pool and loaded models.
+
+Everything is created lazily in the process that runs tasks (after any fork of Celery's prefork pool), and
+recreated if the process id changes. Models are kept in a small LRU cache keyed by content hash: a job names its
+model by hash, the checkpoint is found through the registry and loaded with that hash as ``expected_sha256``, so
+a file that does not match is refused instead of silently classifying with other weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, TypeVar
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from core.errors import TileclassError
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from model.predict import Classifier
+
+T = TypeVar("T")
+DB_RETRIES = 6  # about 0.5 + 1 + 2 + 4 + 8 + 16 s: a database restart or failover, not an outage
+log = logging.getLogger(__name__)
+
+
+class ModelUnavailable(TileclassError):
+    """The batch's model cannot be used on this worker (not registered, no checkpoint here, hash mismatch)."""
+
+
+def is_transient_db_error(exc: BaseException) -> bool:
+    """Whether a database error may go away by itself (connection lost, server restarting, lock timeout)."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def with_db_retry(action: Callable[[], T], *, what: str, attempts: int = DB_RETRIES,
+                  sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run ``action`` (one whole transaction), retrying transient database errors with exponential backoff."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except DBAPIError as exc:
+            if not is_transient_db_error(exc) or attempt == attempts - 1:
+                raise
+            delay = 0.5 * 2**attempt * (1 + random.random() * 0.25)
+            log.warning("%s: temporary database error (%s); retrying in %.1f s", what,
+                        str(exc.orig or exc).splitlines()[0][:200], delay)
+            sleep(delay)
+    raise AssertionError("unreachable")
+
+
+class ModelCache:
+    """Loaded classifiers by content hash, least recently used dropped first."""
+
+    def __init__(self, capacity: int, loader: Callable[[str, Path], Classifier]) -> None:
+        self.capacity = capacity
+        self.loader = loader
+        self._models: OrderedDict[str, Classifier] = OrderedDict()
+
+    def __contains__(self, model_hash: str) -> bool:
+        return model_hash in self._models
+
+    def get(self, model_hash: str, checkpoint: Callable[[], Path]) -> Classifier:
+        """The classifier for ``model_hash``, loading it from ``checkpoint()`` on first use."""
+        model = self._models.get(model_hash)
+        if model is not None:
+            self._models.move_to_end(model_hash)
+            return model
+        model = self.loader(model_hash, checkpoint())
+        self._models[model_hash] = model
+        while len(self._models) > self.capacity:
+            dropped, _ = self._models.popitem(last=False)
+            log.info("model %s dropped from this worker's cache", dropped[:12])
+        return model
+
+
+def load_classifier(model_hash: str, path: Path, settings: Settings) -> Classifier:
+    """Load a checkpoint for inference with the worker's device, precision and compilation settings."""
+    from model.errors import CheckpointError
+    from model.predict import Classifier
+
+    started = time.perf_counter()
+    try:
+        classifier = Classifier.load(path, device=settings.device, precision=settings.worker_precision,
+                                     expected_sha256=model_hash, compile=settings.worker_compile)
+    except (CheckpointError, OSError) as exc:
+        raise ModelUnavailable(f"model {model_hash[:12]} refused: {exc}") from None
+    log.info("loaded model %s (%s classes, %d px) on %s in %.1f s%s", model_hash[:12], len(classifier.class_names),
+             classifier.image_size, classifier.device, time.perf_counter() - started,
+             ", compiled" if settings.worker_compile else "")
+    return classifier
+
+
+def default_threads(settings: Settings) -> int:
+    """Torch intra-op threads: the setting, else the cores this process may use."""
+    return settings.worker_threads or max(1, len(os.sched_getaffinity(0)))
+
+
+class WorkerRuntime:
+    """The per-process state the classify task uses; get it with ``current()``."""
+
+    def __init__(self, settings: Settings) -> None:
+        import torch
+
+        self.settings = settings
+        self.pid = os.getpid()
+        threads = default_threads(settings)
+        torch.set_num_threads(threads)
+        self.pool = ThreadPoolExecutor(max_workers=settings.worker_decode_threads, thread_name_prefix="decode")
+        self.models = ModelCache(settings.worker_model_cache, lambda h, p: load_classifier(h, p, settings))
+        log.info("worker runtime: device %s, %d torch thread(s), %d decode thread(s), chunks of %d, precision %s, "
+                 "compile %s", settings.device, threads, settings.worker_decode_threads, settings.worker_batch_size,
+                 settings.worker_precision, "on" if settings.worker_compile else "off")
+
+
+_runtime: WorkerRuntime | None = None
+
+
+def current(settings: Settings) -> WorkerRuntime:
+    """This process's runtime, made on first use (and again in a forked child, which must not share it)."""
+    global _runtime
+    if _runtime is None or _runtime.pid != os.getpid():
+        _runtime = WorkerRuntime(settings)
+    return _runtime
+
+
+def reset() -> None:
+    """Forget this process's runtime (its models and pool): the next task builds it again from the settings."""
+    global _runtime
+    if _runtime is not None and _runtime.pid == os.getpid():
+        _runtime.pool.shutdown(wait=False)
+    _runtime = None

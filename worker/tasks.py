@@ -1,0 +1,65 @@
+"""The Celery tasks: translate the message, call worker/model/core, and decide between retrying and giving up.
+
+``tileclass.classify_batch`` gives a batch that raised an unexpected error ``TILECLASS_WORKER_MAX_RETRIES``
+more tries (re-sent with a short, growing delay); after the last one its tiles are recorded as failed and the
+message is acknowledged, so a poison batch can never block the queue. Transient database errors are retried
+inside each step first (``runtime.with_db_retry``).
+
+``tileclass.train`` is acknowledged when it starts, not when it ends: a training run outlives Redis's visibility
+timeout, and a late ack would let the broker hand the same run to a second worker while the first still trains.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task
+
+from core.queue import CLASSIFY_TASK, TRAIN_TASK, ClassifyBatch, TrainRequest, app
+from core.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def retry_delay(retries: int) -> float:
+    """Seconds before try ``retries + 1`` of a failing batch: 2, 4, 8 … capped at a minute."""
+    return float(min(2 ** (retries + 1), 60))
+
+
+@app.task(name=CLASSIFY_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
+def classify_batch(self: Task, batch: dict[str, Any]) -> dict[str, Any]:
+    """Classify one batch of tiles and record the results (see the module docstring for failures)."""
+    from worker import batches
+
+    try:
+        request = ClassifyBatch.from_message(batch)
+    except (KeyError, TypeError, ValueError) as exc:
+        log.error("dropping a malformed classify message (%s: %s)", exc.__class__.__name__, exc)
+        return {"dropped": "malformed message"}
+    settings = get_settings()
+    try:
+        return batches.run_batch(request, settings)
+    except Exception as exc:  # anything unexpected: bounded retries, then the tiles fail and the queue drains
+        retries = self.request.retries
+        if retries < settings.worker_max_retries:
+            log.warning("job %d batch %d failed (%s: %s); retry %d of %d", request.job_id, request.seq,
+                        exc.__class__.__name__, exc, retries + 1, settings.worker_max_retries, exc_info=True)
+            raise self.retry(exc=exc, countdown=retry_delay(retries), max_retries=settings.worker_max_retries) from exc
+        reason = f"batch failed {retries + 1} times: {exc.__class__.__name__}: {str(exc)[:300]}"
+        log.error("job %d batch %d: giving up, %s", request.job_id, request.seq, reason, exc_info=True)
+        batches.fail_batch(request, reason)
+        return {"failed": len(request.tiles)}
+
+
+@app.task(name=TRAIN_TASK, acks_late=False)
+def train(request: dict[str, Any]) -> dict[str, Any]:
+    """Run a training request from the ``train`` queue and register the model it produces."""
+    from worker import training
+
+    try:
+        parsed = TrainRequest.from_message(request)
+    except (KeyError, TypeError, ValueError) as exc:
+        log.error("dropping a malformed train message (%s: %s)", exc.__class__.__name__, exc)
+        return {"dropped": "malformed message"}
+    return training.run_training(parsed, get_settings())
