@@ -70,6 +70,25 @@ def record_batch_enqueued(session: Session, *, job_id: int, seq: int, tiles: int
     session.add(JobBatch(job_id=job_id, seq=seq, tiles=tiles, state=BatchState.QUEUED))
 
 
+def record_batches_enqueued(session: Session, *, job_id: int, batches: Sequence[tuple[int, int]]) -> None:
+    """Record already-published ``(seq, tiles)`` batches; a row a fast worker already marked done is kept as is."""
+    if not batches:
+        return
+    now = utcnow()
+    rows = [{"job_id": job_id, "seq": seq, "tiles": tiles, "state": BatchState.QUEUED, "classified": 0,
+             "failed": 0, "enqueued_at": now} for seq, tiles in batches]
+    session.execute(upsert_insert(session, JobBatch).values(rows).on_conflict_do_nothing(
+        index_elements=["job_id", "seq"]))
+
+
+def batch_totals(session: Session, *, job_id: int) -> tuple[int, int]:
+    """``(tiles, batches)`` over every batch row of a job, including rows workers wrote for unrecorded batches."""
+    tiles, batches = session.execute(
+        select(func.coalesce(func.sum(JobBatch.tiles), 0), func.count()).where(JobBatch.job_id == job_id)
+    ).one()
+    return int(tiles), int(batches)
+
+
 def record_batch_done(session: Session, *, job_id: int, seq: int, tiles: int, classified: int, failed: int) -> None:
     """Mark a batch done with its counts (an upsert: a redelivered batch overwrites its own row)."""
     values = {"job_id": job_id, "seq": seq, "tiles": tiles, "state": BatchState.DONE, "classified": classified,

@@ -1,0 +1,116 @@
+"""Tile layouts: how a tile's coordinates are spelled in its path below a tile root.
+
+A layout is a template of ``/``-separated components. ``{z}``, ``{x}`` and ``{y}`` stand for decimal numbers,
+``{ext}`` for an image extension (png, jpg, jpeg, webp, any case); everything else is literal::
+
+    {z}/{x}/{y}.{ext}      the slippy-map (XYZ) tree, the default; with scheme "tms", y counts from the south
+    {z}-{x}-{y}.jpg        one folder of files named by their coordinates
+    {x}-{y}-{z}.jpg        the naming of labelmaker's tiles (../shared/data/labelmaker-tiles)
+    plain                  any folder tree of images, without coordinates (tiles are known by their path)
+
+Every component but the last names directories, the last names files. Each of ``{z}``, ``{x}``, ``{y}`` appears
+exactly once and two placeholders never touch (``{x}{y}`` could be split many ways). TMS rows are converted to XYZ
+when a tile is read (``Tile.from_tms``), so everything downstream is XYZ.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from core.errors import TileError
+
+Scheme = Literal["xyz", "tms"]
+SCHEMES: tuple[Scheme, ...] = ("xyz", "tms")
+XYZ_TEMPLATE = "{z}/{x}/{y}.{ext}"
+PLAIN = "plain"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
+MAX_TEMPLATE_LENGTH = 100
+_FIELDS = ("z", "x", "y")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_EXT_PATTERN = r"(?i:png|jpe?g|webp)"
+
+
+@dataclass(frozen=True)
+class Level:
+    """One component of a template: a compiled name pattern and the coordinates it captures, in order."""
+
+    pattern: re.Pattern[str]
+    fields: tuple[str, ...]
+
+    def match(self, name: str) -> tuple[int, ...] | None:
+        """The captured numbers of ``name`` in ``fields`` order, or None when the name does not fit."""
+        found = self.pattern.fullmatch(name)
+        if found is None:
+            return None
+        return tuple(int(value) for value in found.groups())
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A parsed layout; build it with ``Layout.parse``."""
+
+    template: str
+    scheme: Scheme
+    levels: tuple[Level, ...]
+
+    @property
+    def is_plain(self) -> bool:
+        return not self.levels
+
+    @property
+    def name(self) -> str:
+        """How the layout is recorded in a job: ``plain`` or ``<scheme>:<template>``."""
+        return PLAIN if self.is_plain else f"{self.scheme}:{self.template}"
+
+    @classmethod
+    def parse(cls, template: str | None = None, scheme: str = "xyz") -> Layout:
+        """A layout from ``--layout`` (None: the XYZ tree) and ``--scheme``; ``TileError`` names what is wrong."""
+        if scheme not in SCHEMES:
+            raise TileError(f"unknown scheme {scheme!r}: choose one of {', '.join(SCHEMES)}")
+        template = XYZ_TEMPLATE if template is None else template.strip()
+        if template == PLAIN:
+            if scheme != "xyz":
+                raise TileError("--scheme tms needs a layout with coordinates, not 'plain'")
+            return cls(PLAIN, "xyz", ())
+        return cls(template, scheme, _compile(template))
+
+
+def _compile(template: str) -> tuple[Level, ...]:
+    example = "for example '{z}/{x}/{y}.png', '{x}-{y}-{z}.jpg' or 'plain'"
+    if not template or len(template) > MAX_TEMPLATE_LENGTH:
+        raise TileError(f"layout must be 1..{MAX_TEMPLATE_LENGTH} characters, {example}")
+    parts = template.split("/")
+    if any(part in ("", ".", "..") for part in parts) or "\\" in template:
+        raise TileError(f"layout {template!r} has an empty, '.' or '..' component, {example}")
+    names = _PLACEHOLDER.findall(template)
+    unknown = sorted({name for name in names if name not in (*_FIELDS, "ext")})
+    if unknown:
+        raise TileError(f"layout {template!r} has unknown placeholder(s) {unknown}: use {{z}}, {{x}}, {{y}}, {{ext}}")
+    for name in (*_FIELDS, "ext"):
+        if names.count(name) > 1 or (name in _FIELDS and names.count(name) != 1):
+            raise TileError(f"layout {template!r} must contain {{z}}, {{x}} and {{y}} exactly once each, {example}")
+    if "}{" in template:
+        raise TileError(f"layout {template!r} has two placeholders side by side: separate them, {example}")
+    if "{ext}" in parts[:-1] or "{ext}" in "".join(parts[:-1]):
+        raise TileError(f"layout {template!r}: {{ext}} may only appear in the file name (the last component)")
+    last = parts[-1].lower()
+    if not (last.endswith(".{ext}") or last.endswith(IMAGE_EXTENSIONS)):
+        raise TileError(f"layout {template!r} must end in .{{ext}} or one of {', '.join(IMAGE_EXTENSIONS)}")
+    return tuple(_level(part) for part in parts)
+
+
+def _level(component: str) -> Level:
+    pattern, fields, position = [], [], 0
+    for found in _PLACEHOLDER.finditer(component):
+        pattern.append(re.escape(component[position : found.start()]))
+        name = found.group(1)
+        if name == "ext":
+            pattern.append(_EXT_PATTERN)
+        else:
+            pattern.append(r"(\d{1,9})")
+            fields.append(name)
+        position = found.end()
+    pattern.append(re.escape(component[position:]))
+    return Level(re.compile("".join(pattern)), tuple(fields))

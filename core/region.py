@@ -1,0 +1,204 @@
+"""Regions of the map to classify: zoom levels, a WGS84 bounding box and/or a GeoJSON (multi)polygon.
+
+The walk asks a region two questions, so that it never lists more of a tile tree than the region needs:
+
+- ``columns(z)``: the x range worth opening at zoom ``z`` (None: every column);
+- ``rows(z, x)``: the y ranges of column ``x`` that lie in the region (None: every row).
+
+A bbox follows mercantile's convention (``mercantile.tiles``): a tile is in when it overlaps the box, and an edge
+that lies exactly on a tile boundary does not pull in the next tile. A polygon takes the tiles whose interior meets
+it: column ``x``'s strip is intersected with the polygon, and each piece of positive area gives one y range (a
+connected piece meets every row between its north and south edge, so the ranges are exact).
+
+``Region.describe()`` is what a job records: ``{"zooms": [...], "bbox": [w, s, e, n], "geojson": {...}}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import mercantile
+
+from core.errors import TileError
+from core.tiles import check_zoom
+
+MAX_LAT = 85.0511
+_EDGE = 1e-11  # mercantile.tiles' LL_EPSILON: an edge on a tile boundary stays out of the next tile
+Bbox = tuple[float, float, float, float]
+Rows = tuple[tuple[int, int], ...]
+
+
+def parse_bbox(text: str) -> Bbox:
+    """``"W,S,E,N"`` in degrees, checked: west < east, south < north, inside ±180 / ±85.0511."""
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        west, south, east, north = (float(part) for part in parts)
+    except ValueError:
+        raise TileError(f"invalid bbox {text!r}: expected W,S,E,N in degrees, e.g. -9.47,38.82,-9.43,38.86") from None
+    return check_bbox((west, south, east, north))
+
+
+def check_bbox(bbox: Sequence[float]) -> Bbox:
+    west, south, east, north = bbox
+    if not all(-180.0 <= lon <= 180.0 for lon in (west, east)) or not all(
+        -MAX_LAT <= lat <= MAX_LAT for lat in (south, north)
+    ):
+        raise TileError(f"bbox {list(bbox)} is outside lon -180..180, lat -{MAX_LAT}..{MAX_LAT}")
+    if not west < east:
+        raise TileError(f"bbox {list(bbox)} is empty or inverted: west ({west}) must be less than east ({east})")
+    if not south < north:
+        raise TileError(f"bbox {list(bbox)} is empty or inverted: south ({south}) must be less than north ({north})")
+    return (west, south, east, north)
+
+
+def tile_range(bbox: Bbox, zoom: int) -> tuple[int, int, int, int]:
+    """``(min_x, max_x, min_y, max_y)`` of the tiles ``mercantile.tiles(*bbox, zoom)`` lists, without listing them."""
+    west, south, east, north = bbox
+    upper_left = mercantile.tile(west, north, zoom)
+    lower_right = mercantile.tile(east - _EDGE, south + _EDGE, zoom)
+    return upper_left.x, max(upper_left.x, lower_right.x), upper_left.y, max(upper_left.y, lower_right.y)
+
+
+@dataclass(frozen=True)
+class GeoJsonArea:
+    """A polygonal area read from a GeoJSON file, in WGS84 degrees."""
+
+    path: str
+    sha256: str
+    geometry: Any = field(compare=False)  # shapely (Multi)Polygon
+
+
+def load_geojson(path: Path) -> GeoJsonArea:
+    """The union of the polygons in a GeoJSON geometry, Feature or FeatureCollection."""
+    from shapely.geometry import shape
+    from shapely.ops import unary_union
+
+    try:
+        raw = path.read_bytes()
+        document = json.loads(raw)
+    except (OSError, ValueError) as exc:
+        raise TileError(f"cannot read GeoJSON {str(path)!r}: {exc.__class__.__name__}: {exc}") from None
+    geometries = list(_geometries(document, path))
+    polygons = [g for g in geometries if isinstance(g, dict) and g.get("type") in ("Polygon", "MultiPolygon")]
+    if not polygons:
+        kinds = sorted({str(g.get("type")) for g in geometries if isinstance(g, dict)}) or ["nothing"]
+        raise TileError(f"GeoJSON {str(path)!r} holds {', '.join(kinds)}: a Polygon or MultiPolygon is needed")
+    try:
+        geometry = unary_union([shape(g).buffer(0) for g in polygons])
+    except (ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise TileError(f"GeoJSON {str(path)!r} has an invalid polygon: {exc}") from None
+    if geometry.is_empty or geometry.area == 0:
+        raise TileError(f"GeoJSON {str(path)!r}: the polygon is empty (no area), so the region has no tiles")
+    return GeoJsonArea(str(path.resolve()), hashlib.sha256(raw).hexdigest(), geometry)
+
+
+def _geometries(document: Any, path: Path) -> Iterable[Any]:
+    kind = document.get("type") if isinstance(document, dict) else None
+    if kind == "FeatureCollection":
+        for feature in document.get("features") or []:
+            yield from _geometries(feature, path)
+    elif kind == "Feature":
+        yield document.get("geometry") or {}
+    elif kind == "GeometryCollection":
+        for geometry in document.get("geometries") or []:
+            yield from _geometries(geometry, path)
+    elif isinstance(kind, str):
+        yield document
+    else:
+        raise TileError(f"GeoJSON {str(path)!r} is not a GeoJSON object (no 'type')")
+
+
+class Region:
+    """Which tiles to classify: any mix of zooms, a bbox and a polygon (None everywhere: the whole tree)."""
+
+    def __init__(self, *, zooms: Iterable[int] | None = None, bbox: Bbox | None = None,
+                 area: GeoJsonArea | None = None) -> None:
+        self.zooms = frozenset(check_zoom(z) for z in zooms) if zooms else None
+        self.bbox = check_bbox(bbox) if bbox is not None else None
+        self.area = area
+        self._shape: Any = None
+        self._extent: Bbox | None = self.bbox
+        if area is not None:
+            from shapely.geometry import box
+
+            clip = box(*(self.bbox or (-180.0, -MAX_LAT, 180.0, MAX_LAT)))
+            self._shape = area.geometry.intersection(clip)
+            if self._shape.is_empty or self._shape.area == 0:
+                raise TileError("the region is empty: the GeoJSON polygon does not overlap the bbox / map")
+            self._extent = check_bbox(self._shape.bounds)
+        self.rows = lru_cache(maxsize=65536)(self._rows)  # type: ignore[method-assign]
+
+    @property
+    def is_everything(self) -> bool:
+        return self.zooms is None and self._extent is None
+
+    def allows_zoom(self, zoom: int) -> bool:
+        return self.zooms is None or zoom in self.zooms
+
+    def columns(self, zoom: int) -> tuple[int, int] | None:
+        """The inclusive x range at ``zoom``, or None when every column is in."""
+        if self._extent is None:
+            return None
+        min_x, max_x, _, _ = tile_range(self._extent, zoom)
+        return min_x, max_x
+
+    def rows(self, zoom: int, x: int) -> Rows | None:  # replaced by a cached version in __init__
+        return self._rows(zoom, x)
+
+    def _rows(self, zoom: int, x: int) -> Rows | None:
+        """The inclusive y ranges of column ``x`` at ``zoom`` (empty: none; None: every row)."""
+        if self._extent is None:
+            return None
+        min_x, max_x, min_y, max_y = tile_range(self._extent, zoom)
+        if not min_x <= x <= max_x:
+            return ()
+        if self._shape is None:
+            return ((min_y, max_y),)
+        return _polygon_rows(self._shape, zoom, x)
+
+    def contains(self, zoom: int, x: int, y: int) -> bool:
+        if not self.allows_zoom(zoom):
+            return False
+        ranges = self.rows(zoom, x)
+        return ranges is None or any(lo <= y <= hi for lo, hi in ranges)
+
+    def describe(self) -> dict[str, Any]:
+        """What the user asked for, as a job records it."""
+        return {
+            "zooms": sorted(self.zooms) if self.zooms is not None else None,
+            "bbox": list(self.bbox) if self.bbox is not None else None,
+            "geojson": {"path": self.area.path, "sha256": self.area.sha256} if self.area is not None else None,
+        }
+
+
+def _polygon_rows(shape: Any, zoom: int, x: int) -> Rows:
+    from shapely.geometry import box
+
+    west, _, east, _ = mercantile.bounds(x, 0, zoom)
+    piece = shape.intersection(box(west, -90.0, east, 90.0))
+    ranges: list[tuple[int, int]] = []
+    for part in getattr(piece, "geoms", [piece]):
+        if part.is_empty or part.area == 0:  # touching the strip's edge only: no tile interior meets it
+            continue
+        _, south, _, north = part.bounds
+        middle = (west + east) / 2
+        top = mercantile.tile(middle, min(north, MAX_LAT) - _EDGE, zoom).y
+        bottom = mercantile.tile(middle, max(south, -MAX_LAT) + _EDGE, zoom).y
+        ranges.append((top, max(top, bottom)))
+    return _merged(ranges)
+
+
+def _merged(ranges: list[tuple[int, int]]) -> Rows:
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return tuple(merged)
