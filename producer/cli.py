@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 from core.errors import TileclassError
 from producer import (
     db_cmd,
+    demo_cmd,
     enqueue_cmd,
     export_cmd,
     predict_cmd,
@@ -48,7 +49,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-for module in (db_cmd, train_cmd, predict_cmd, enqueue_cmd, status_cmd, worker_cmd, query_cmd, summary_cmd,
+for module in (demo_cmd, db_cmd, train_cmd, predict_cmd, enqueue_cmd, status_cmd, worker_cmd, query_cmd, summary_cmd,
                export_cmd, render_cmd):
     module.register(app)
 

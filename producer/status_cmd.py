@@ -1,0 +1,138 @@
+"""``tileclass status``: how far jobs are — total, classified, failed, pending, tiles/s over the last minute, ETA.
+
+Without a job id it shows the most recent jobs. ``--json`` prints one object for one job, a list otherwise;
+``--watch --json`` prints one such line per refresh. ``--watch`` ends when every shown job has finished
+(completed, cancelled or failed) or on Ctrl-C (exit 0: leaving a watch is not an error).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+import typer
+
+FINISHED = ("completed", "cancelled", "failed")
+
+
+def status(
+    job: int | None = typer.Argument(None, help="Job id. Default: the most recent jobs."),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Refresh until the job(s) finish or Ctrl-C."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (one object for a job, else a list)."),
+    limit: int = typer.Option(10, min=1, max=1000, help="How many recent jobs to show without a job id."),
+    interval: float = typer.Option(2.0, min=0.1, max=3600, help="Seconds between refreshes with --watch."),
+) -> None:
+    """Show the progress of one job or of the most recent jobs."""
+    from core.migrate import ensure_schema
+
+    ensure_schema()
+    if not watch:
+        _show(collect(job, limit), job, as_json)
+        return
+    try:
+        _watch(job, limit, as_json, interval)
+    except KeyboardInterrupt:
+        return
+
+
+def collect(job_id: int | None, limit: int) -> list[dict[str, Any]]:
+    """One dict per job, newest first; queued jobs whose last batch is done are marked completed on the way."""
+    from sqlalchemy import select
+
+    from core import jobs
+    from core.db import session_scope
+    from core.schema import Job, JobKind, JobState
+
+    with session_scope() as session:
+        if job_id is not None:
+            chosen = [jobs.get_job(session, job_id)]
+        else:
+            chosen = list(session.scalars(select(Job).order_by(Job.id.desc()).limit(limit)))
+        rows = []
+        for job in chosen:
+            if job.state == JobState.QUEUED and job.kind == JobKind.CLASSIFY:
+                jobs.refresh_state(session, job_id=job.id)
+            current = jobs.progress(session, job_id=job.id)
+            rows.append({
+                "job_id": job.id, "kind": job.kind, "state": job.state, "total": current.total,
+                "classified": current.classified, "failed": current.failed, "pending": current.pending,
+                "skipped": job.skipped_tiles, "batches_total": current.batches_total,
+                "batches_done": current.batches_done, "tiles_per_second": round(current.tiles_per_second, 2),
+                "eta_seconds": None if current.eta_seconds is None else round(current.eta_seconds, 1),
+                "root": job.root_name, "model": job.model_hash, "message": job.message,
+                "created_at": _iso(job.created_at), "finished_at": _iso(job.finished_at),
+            })
+    return rows
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _show(rows: list[dict[str, Any]], job_id: int | None, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(rows[0] if job_id is not None else rows))
+    elif not rows:
+        typer.echo("No jobs yet: start one with 'tileclass enqueue'.")
+    else:
+        from rich.console import Console
+
+        Console(file=sys.stdout, width=160).print(table(rows))
+
+
+def table(rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    grid = Table(box=None, pad_edge=False)
+    for name in ("job", "kind", "state", "total", "classified", "failed", "pending", "tiles/s", "ETA", "note"):
+        grid.add_column(name, justify="right" if name not in ("kind", "state", "note") else "left")
+    for row in rows:
+        counts = [f"{row[k]:,}" for k in ("total", "classified", "failed", "pending")]
+        if row["kind"] != "classify":
+            counts = ["-"] * 4
+        note = row["message"] or (f"root {row['root']}" if row["root"] else "")
+        grid.add_row(str(row["job_id"]), row["kind"], row["state"], *counts, f"{row['tiles_per_second']:,.1f}",
+                     eta(row), note)
+    return grid
+
+
+def eta(row: dict[str, Any]) -> str:
+    if row["kind"] != "classify" or row["state"] in FINISHED:
+        return "-"
+    seconds = row["eta_seconds"]
+    if seconds is None:
+        return "?"  # nothing finished in the last minute
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def _watch(job_id: int | None, limit: int, as_json: bool, interval: float) -> None:
+    if as_json:
+        while True:
+            rows = collect(job_id, limit)
+            _show(rows, job_id, True)
+            if _all_finished(rows):
+                return
+            time.sleep(interval)
+    from rich.console import Console
+    from rich.live import Live
+
+    rows = collect(job_id, limit)
+    with Live(table(rows), console=Console(file=sys.stdout, width=160), auto_refresh=False) as live:
+        while not _all_finished(rows):
+            time.sleep(interval)
+            rows = collect(job_id, limit)
+            live.update(table(rows), refresh=True)
+
+
+def _all_finished(rows: list[dict[str, Any]]) -> bool:
+    return all(row["state"] in FINISHED for row in rows)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
