@@ -156,6 +156,8 @@ def _decode(data: bytes, max_pixels: int) -> Image.Image:
         pixels = match.group(1) if match else "too many"
         raise ImageError(f"decompression bomb: {pixels} pixels > {max_pixels}") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        if isinstance(exc, EOFError) or "truncated" in str(exc).lower():
+            raise ImageError("truncated image") from None
         raise ImageError(f"corrupt image header ({_short(exc)})") from None
     width, height = image.size
     if width * height > max_pixels:

@@ -62,6 +62,7 @@ class Classifier:
         self.device = device
         self.precision = precision
         self.sha256 = sha256
+        self.compiled = False
 
     @classmethod
     def load(cls, path: Path, *, device: str = "auto", precision: str = "auto", expected_sha256: str | None = None,
@@ -112,14 +113,18 @@ class Classifier:
         """Class probabilities, float32 (N, C) on the CPU, for a uint8 (N, 3, S, S) batch."""
         if batch.dtype != torch.uint8 or batch.dim() != 4 or batch.shape[1] != 3:
             raise ValueError(f"expected a uint8 (N, 3, H, W) batch, got {batch.dtype} {tuple(batch.shape)}")
-        if batch.shape[0] == 0:
+        count = batch.shape[0]
+        if count == 0:
             return torch.empty(0, len(self.class_names))
+        if count == 1 and self.compiled:
+            # A batch of one would need a graph of its own (dynamo specialises size 1): run it as two.
+            batch = batch.expand(2, -1, -1, -1)
         if self.device.type == "cuda":
             batch = batch.pin_memory().to(self.device, non_blocking=True)
         batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(self.device, self.precision):
             probabilities = self.module(batch)
-        return probabilities.float().cpu()
+        return probabilities[:count].float().cpu()
 
     def to_predictions(self, probabilities: torch.Tensor) -> list[Prediction]:
         """One ``Prediction`` per row of an (N, C) probability tensor."""
@@ -148,9 +153,11 @@ class Classifier:
         inductor_config.freezing = True
         eager = self.module
         try:
-            self.module = torch.compile(eager)  # type: ignore[assignment]
-            self.predict_tensors(torch.zeros(1, 3, self.image_size, self.image_size, dtype=torch.uint8))
+            # dynamic=True compiles one graph for every batch size >= 2 (the warm-up below) instead of one per size.
+            self.module = torch.compile(eager, dynamic=True)  # type: ignore[assignment]
+            self.compiled = True
+            self.predict_tensors(torch.zeros(2, 3, self.image_size, self.image_size, dtype=torch.uint8))
         except Exception as exc:  # compilation can fail in many ways (no compiler, unsupported op); eager still works
             log.warning("torch.compile failed (%s: %s); predicting in eager mode",
                         exc.__class__.__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
-            self.module = eager
+            self.module, self.compiled = eager, False

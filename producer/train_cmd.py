@@ -122,9 +122,9 @@ def _queue(config: TrainConfig, data_dir: Path, as_json: bool) -> None:
     from core.db import session_scope
     from core.jobs import create_job, set_state
     from core.migrate import ensure_schema
-    from core.queue import TRAIN_QUEUE, TRAIN_TASK, TrainRequest
-    from core.queue import app as celery_app
+    from core.queue import TRAIN_QUEUE, TRAIN_TASK, TrainRequest, make_app
     from core.schema import JobKind, JobState
+    from core.settings import get_settings
 
     if not data_dir.is_dir():
         raise TileclassError(f"data directory {str(data_dir)!r} does not exist or is not a directory")
@@ -133,7 +133,7 @@ def _queue(config: TrainConfig, data_dir: Path, as_json: bool) -> None:
         job = create_job(session, kind=JobKind.TRAIN, root_path=str(data_dir.resolve()))
         job_id = job.id
     request = TrainRequest(job_id, str(data_dir.resolve()), asdict(config))
-    celery_app.send_task(TRAIN_TASK, kwargs={"request": request.to_message()}, queue=TRAIN_QUEUE)
+    make_app(get_settings()).send_task(TRAIN_TASK, kwargs={"request": request.to_message()}, queue=TRAIN_QUEUE)
     with session_scope() as session:
         set_state(session, job_ids=[job_id], state=JobState.QUEUED, message="waiting for a train worker")
     if as_json:
