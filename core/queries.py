@@ -447,7 +447,7 @@ def summarize(session: Session, *, selection: Selection, reasons: int = 5) -> Su
     """Count a selection's results per class (every class of its model, in the model's order) and its failures."""
     counts = dict(session.execute(
         select(TileResult.label, func.count()).where(*_where(selection)).group_by(TileResult.label)
-    ).tuples().all())
+    ).all())
     total = sum(counts.values())
     order = list(selection.model.class_names) if selection.model else []
     order += sorted(set(counts) - set(order))
@@ -458,13 +458,13 @@ def summarize(session: Session, *, selection: Selection, reasons: int = 5) -> Su
     top = session.execute(
         select(FailedTile.reason, func.count().label("n")).where(*failure_where)
         .group_by(FailedTile.reason).order_by(func.count().desc(), FailedTile.reason).limit(reasons)
-    ).tuples().all()
+    ).all()
     models = session.execute(
         select(Model.hash, func.count(), Model.created_at).select_from(TileResult)
         .join(Model, Model.hash == TileResult.model_hash)
         .where(*_where(selection, by_model=False)).group_by(Model.hash, Model.created_at)
         .order_by(Model.created_at.desc())
-    ).tuples().all()
+    ).all()
     chosen = selection.model.hash if selection.model else None
     return Summary(selection, total, classes, failed, [(r, int(n)) for r, n in top],
                    [ModelCount(h, int(n), _aware(c), h == chosen) for h, n, c in models])

@@ -55,12 +55,14 @@ def export(
     ensure_schema()
     columns = (TextColumn("exporting job {task.fields[job]}"), BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn())
-    with session_scope(read_only=True) as session, Progress(*columns, console=Console(stderr=True)) as bar:
+    with session_scope(read_only=True) as session:
         selection = select_results(session, job_id=job)
-        task = bar.add_task("export", total=count_selected(session, selection=selection), job=job)
+        total = count_selected(session, selection=selection)
+        bar = Progress(*columns, console=Console(stderr=True))
+        task = bar.add_task("export", total=total, job=job)
         rows = counted(iter_results(session, selection=selection), lambda n: bar.advance(task, n))
         try:
-            with partial.open("w", encoding="utf-8", newline="") as handle:
+            with bar, partial.open("w", encoding="utf-8", newline="") as handle:
                 if fmt == "geojson":
                     written = write_geojson(rows, handle)
                 else:

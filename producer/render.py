@@ -48,6 +48,7 @@ MAX_TILE_PX = 256  # a tile's own size: the most worth drawing over imagery
 PLAIN_TILE_PX = 48  # without imagery a cell needs only to be seen and counted
 MIN_IMAGERY_PX = 8
 CHUNK = 8192
+MARGIN, TITLE_HEIGHT = 16, 40  # the map's top-left corner on the sheet is (MARGIN, TITLE_HEIGHT)
 
 ImageSource = Callable[[Cell], Image.Image | None]
 
@@ -191,10 +192,9 @@ def compose(canvas: MapCanvas, *, title: str, alpha: float = 0.5) -> Image.Image
     small = ImageFont.load_default(size=13)
     picture = canvas.draw_map(alpha=alpha)
     legend = canvas.legend()
-    margin, swatch, line = 16, 18, 26
+    margin, title_height, swatch, line = MARGIN, TITLE_HEIGHT, 18, 26
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     text_width = max([int(probe.textlength(text, font=small)) for _, text in legend] + [0])
-    title_height = 40
     width = max(margin + picture.width + 2 * margin + swatch + 8 + text_width + margin,
                 int(probe.textlength(title, font=font)) + 2 * margin)
     height = title_height + max(picture.height, len(legend) * line) + margin

@@ -24,7 +24,7 @@ def _narrow_to_extent(session: Session, selection: Selection, zoom: int | None) 
         spans = [(tiles, count) for tiles, count in spans if tiles.zoom == zoom]
     if not spans:
         at = f" at zoom {zoom}" if zoom is not None else ""
-        raise NotFoundError(f"{selection.describe()} has no tiles with coordinates{at} to draw")
+        raise NotFoundError(f"nothing to draw for {selection.describe()}: it has no tiles with coordinates{at}")
     tiles, _ = max(spans, key=lambda span: (span[1], span[0].zoom))
     return selection.at(tiles)
 
@@ -75,8 +75,8 @@ def render(
     picture = compose(canvas, title=title, alpha=alpha)
     save_png(picture, out)
     drawn = sum(canvas.counts.values())
-    typer.echo(f"wrote {out} ({picture.width}x{picture.height} px): {drawn:,} classified and {canvas.failed:,} "
-               f"failed tiles, {tiles}")
+    width, height = layout.size
+    typer.echo(f"wrote {out}: map {width}x{height} px of {tiles} ({drawn:,} classified, {canvas.failed:,} failed)")
     if images is not None and images.unreadable:
         typer.echo(f"{images.unreadable:,} tile images could not be read; those tiles are drawn without imagery",
                    err=True)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from datetime import datetime
 
-from core.results import Classified, TileKey
+from sqlalchemy.orm import Session
+
+from core.results import Classified, TileKey, register_model
 
 CLASSES = ["Forest", "River", "Residential"]
 
@@ -24,3 +28,21 @@ def grid(count: int, *, z: int = 17, label: str = "Forest") -> list[Classified]:
     """``count`` distinct tiles in a square-ish block of zoom ``z``."""
     side = int(count**0.5) + 1
     return [classified(z, 1000 + i % side, 2000 + i // side, label=label) for i in range(count)]
+
+
+def scored(z: int | None, x: int | None, y: int | None, label: str, confidence: float = 0.8, *,
+           classes: Sequence[str] = CLASSES, root: str = "root", path: str | None = None) -> Classified:
+    """A prediction with ``confidence`` on ``label`` and the rest shared evenly by the other classes."""
+    rest = (1.0 - confidence) / max(len(classes) - 1, 1)
+    probabilities = {name: (confidence if name == label else rest) for name in classes}
+    return Classified(TileKey(root, path or f"{z}/{x}/{y}.png", z, x, y), label, confidence, probabilities)
+
+
+def add_model(session: Session, seed: str = "model", *, classes: Sequence[str] = CLASSES,
+              created_at: datetime | None = None) -> str:
+    """Register a model row and return its hash; ``created_at`` backdates it to order several models."""
+    model = register_model(session, model_hash=model_hash(seed), arch="resnet18", class_names=classes,
+                           image_size=64, path=f"/models/{seed}.pt")
+    if created_at is not None:
+        model.created_at = created_at
+    return model.hash

@@ -1,0 +1,93 @@
+"""``tileclass summary`` through CliRunner: per-class counts and shares, failures, models; job or bbox."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from core.db import session_scope
+from core.jobs import create_job
+from core.results import Failure, TileKey, record_failures, record_results
+from core.schema import JobKind
+from core.settings import get_settings
+from tests.factories import add_model, model_hash, scored
+
+LISBON = "-9.47,38.82,-9.43,38.86"  # tiles x 15522..15525, y 12539..12544 at zoom 15
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    from producer.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def cli_db(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("TILECLASS_DATABASE_URL", sqlite_url)
+    get_settings.cache_clear()
+    return sqlite_url
+
+
+def seed(url: str) -> tuple[int, int]:
+    """Job 1: 6 Forest + 2 River tiles inside LISBON, 2 Residential outside, 3 failures; job 2: a training run."""
+    with session_scope(url) as session:
+        digest = add_model(session)
+        job = create_job(session, model_hash=digest).id
+        training = create_job(session, kind=JobKind.TRAIN).id
+        inside = [scored(15, 15522 + i % 4, 12539 + i // 4, "Forest" if i < 6 else "River") for i in range(8)]
+        outside = [scored(15, 15600 + i, 12600, "Residential") for i in range(2)]
+        record_results(session, model_hash=digest, job_id=job, results=inside + outside)
+        record_failures(session, model_hash=digest, job_id=job, failures=[
+            Failure(TileKey("root", f"bad{i}.png", 15, 15523, 12543 + i), reason)
+            for i, reason in enumerate(["truncated", "truncated", "not an image"])
+        ])
+    return job, training
+
+
+def test_summary_of_a_job_lists_every_class_failures_and_models(cli_db: str) -> None:
+    job, _ = seed(cli_db)
+    code, out, _ = invoke("summary", str(job))
+    assert code == 0, out
+    lines = [line.split() for line in out.splitlines()]
+    assert out.splitlines()[0] == f"Summary of job {job}, model {model_hash()[:12]}"
+    assert lines[1:5] == [["classified", "10"], ["Forest", "6", "60.0%"], ["River", "2", "20.0%"],
+                          ["Residential", "2", "20.0%"]]
+    assert lines[5:8] == [["failed", "3"], ["2", "truncated"], ["1", "not", "an", "image"]]
+    assert lines[9][:3] == [model_hash()[:12], "10", "tiles"] and lines[9][-1] == "(shown)"
+
+
+def test_summary_json_of_a_bbox(cli_db: str) -> None:
+    seed(cli_db)
+    code, out, _ = invoke("summary", "--bbox", LISBON, "--zoom", "15", "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert (data["job"], data["bbox"], data["zoom"], data["model"]) == (None, LISBON, 15, model_hash())
+    assert data["classified"] == 8
+    assert data["classes"] == [{"label": "Forest", "count": 6, "share": 0.75},
+                               {"label": "River", "count": 2, "share": 0.25},
+                               {"label": "Residential", "count": 0, "share": 0.0}]
+    # Only the failure at y 12543..12544 lies in the bbox.
+    assert data["failed"] == {"count": 2, "top_reasons": [{"reason": "truncated", "count": 2}]}
+    assert [(m["hash"], m["tiles"], m["selected"]) for m in data["models"]] == [(model_hash(), 8, True)]
+
+
+def test_summary_without_arguments_shows_the_latest_classify_job(cli_db: str) -> None:
+    job, training = seed(cli_db)
+    assert training > job
+    code, out, _ = invoke("summary", "--json")
+    assert code == 0 and json.loads(out)["job"] == job
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["summary"], "Error: there are no classify jobs yet: name a region with --bbox W,S,E,N --zoom Z"),
+    (["summary", "--bbox", LISBON], "Error: --bbox needs --zoom: the zoom whose tiles to read (0..24)"),
+    (["summary", "--bbox", "1,2,3", "--zoom", "3"], "Error: invalid bbox '1,2,3': expected W,S,E,N in degrees"),
+    (["summary", "4"], "Error: job 4 does not exist (job ids run 1..0)"),
+])
+def test_summary_bad_input(cli_db: str, args: list[str], message: str) -> None:
+    code, out, err = invoke(*args)
+    assert code == 2 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith(message)
