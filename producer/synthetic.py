@@ -106,18 +106,23 @@ def paint(label: str, rng: Rng, size: int = 256) -> Image.Image:
     """One synthetic tile of class ``label``, with sensor-like noise and a small brightness shift."""
     image = _PAINTERS[label](rng, size)
     pixels = np.asarray(image, dtype=np.float32)
-    pixels = pixels * rng.uniform(0.85, 1.15) + rng.normal(0, 6, pixels.shape)
+    pixels = pixels * rng.uniform(0.85, 1.15) + rng.normal(0, 6, pixels.shape).astype(np.float32)
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
-def write_training_set(out: Path, *, per_class: int, size: int, seed: int) -> None:
-    """An ImageFolder tree ``out/<class>/<i>.jpg``."""
+def write_training_set(out: Path, *, per_class: int, size: int, seed: int, tile_size: int = 256) -> None:
+    """An ImageFolder tree ``out/<class>/<i>.png`` of ``size``-pixel patches.
+
+    Each patch is painted at the tile size and scaled down (antialiased, as the classifier scales tiles), so
+    training sees textures at the same scale as the region's tiles.
+    """
     rng = np.random.default_rng(seed)
     for label in CLASSES:
         folder = out / label
         folder.mkdir(parents=True, exist_ok=True)
         for index in range(per_class):
-            paint(label, rng, size).save(folder / f"{index:05d}.jpg", quality=90)
+            patch = paint(label, rng, tile_size).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
+            patch.save(folder / f"{index:05d}.png")
 
 
 def land_cover_map(width: int, height: int, *, seed: int) -> list[list[str]]:

@@ -1,0 +1,5 @@
+"""``python -m producer`` runs the tileclass CLI (used where the console script is not on PATH)."""
+
+from producer.cli import main
+
+main()
