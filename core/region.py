@@ -132,7 +132,9 @@ class Region:
             if self._shape.is_empty or self._shape.area == 0:
                 raise TileError("the region is empty: the GeoJSON polygon does not overlap the bbox / map")
             self._extent = check_bbox(self._shape.bounds)
+        # The walk asks per directory and per file: answer from caches (a column's rows cost a polygon cut).
         self.rows = lru_cache(maxsize=65536)(self._rows)  # type: ignore[method-assign]
+        self.columns = lru_cache(maxsize=64)(self._columns)  # type: ignore[method-assign]
 
     @property
     def is_everything(self) -> bool:
@@ -141,7 +143,10 @@ class Region:
     def allows_zoom(self, zoom: int) -> bool:
         return self.zooms is None or zoom in self.zooms
 
-    def columns(self, zoom: int) -> tuple[int, int] | None:
+    def columns(self, zoom: int) -> tuple[int, int] | None:  # replaced by a cached version in __init__
+        return self._columns(zoom)
+
+    def _columns(self, zoom: int) -> tuple[int, int] | None:
         """The inclusive x range at ``zoom``, or None when every column is in."""
         if self._extent is None:
             return None

@@ -32,10 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from kombu.exceptions import OperationalError
+from kombu.utils.url import maybe_sanitize_url
 from sqlalchemy import select
 
 from core import jobs
 from core.db import get_engine, session_scope
+from core.errors import TileclassError
 from core.layouts import Layout
 from core.queue import ClassifyBatch, TileRow
 from core.region import Region
@@ -44,7 +47,7 @@ from core.walk import Chunk, Key, WalkReport, walk
 from producer.classified import ClassifiedFilter
 from producer.publish import Publisher
 
-DEFAULT_BATCH_SIZE = 512
+DEFAULT_BATCH_SIZE = 1024  # bench/enqueue.py: fewer, larger messages are what lets one producer pass 200k tiles/s
 RECORD_INTERVAL = 0.5
 PROGRESS_INTERVAL = 0.1
 CURSOR = "resume_after"
@@ -85,6 +88,10 @@ class EnqueueResult:
     state: str | None
     stats: EnqueueStats
     report: WalkReport
+
+
+class BrokerUnavailable(TileclassError):
+    """The broker cannot be reached; what was published is recorded."""
 
 
 class Interrupted(Exception):
@@ -141,6 +148,11 @@ def enqueue(request: EnqueueRequest, *, app: Celery, max_queued: int,
         except KeyboardInterrupt:
             run.record()
             raise Interrupted(run.job_id, run.stats) from None
+        except OperationalError as exc:  # kombu's "broker unreachable", after Celery's publish retries
+            run.record()
+            hint = f"; job {run.job_id} is resumable" if run.job_id is not None else ""
+            raise BrokerUnavailable(f"cannot reach the broker at {maybe_sanitize_url(app.conf.broker_url)}: {exc}"
+                                    f"{hint}") from None
     state = run.finish()
     return EnqueueResult(run.job_id, resumable is not None, state, run.stats, run.report)
 
@@ -218,6 +230,7 @@ class _Run:
 
     def _send(self, publisher: Publisher, tiles: list[TileRow]) -> None:
         if self.job_id is None:
+            publisher.check()  # an unreachable broker fails here, before a job row exists
             self._create_job()
         assert self.job_id is not None
         batch = ClassifyBatch(job_id=self.job_id, seq=self.next_seq, model_hash=self.request.model_hash,

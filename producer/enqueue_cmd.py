@@ -39,7 +39,7 @@ def enqueue(
         None, help="Path template such as '{z}-{x}-{y}.jpg' or '{x}-{y}-{z}.jpg', or 'plain' for images without "
                    "coordinates. Default: '{z}/{x}/{y}.{ext}' (ext: png, jpg, jpeg, webp).",
     ),
-    batch_size: int | None = typer.Option(None, help="Tiles per message. Default: 512."),
+    batch_size: int | None = typer.Option(None, help="Tiles per message (a worker task). Default: 1024."),
     max_queued: int | None = typer.Option(
         None, help="Most batches left waiting in the broker (then it waits). Default: TILECLASS_MAX_QUEUED_BATCHES."
     ),

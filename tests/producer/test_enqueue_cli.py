@@ -194,3 +194,19 @@ def test_bad_input_is_one_line_and_exit_2(embedded: Deployment, tmp_path: Path, 
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and problem in lines[0], result.output
+
+
+@pytest.mark.slow
+def test_unreachable_broker_is_one_line_and_leaves_no_job(embedded: Deployment, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.settings import get_settings
+
+    make_tree(tmp_path / "tiles", xyz(3, (1,), (1,)))
+    monkeypatch.setenv("TILECLASS_BROKER_URL", "redis://:secret@127.0.0.1:1/0")
+    get_settings.cache_clear()
+    result = cli("enqueue", tmp_path / "tiles", "--model", embedded.model)
+    assert result.exit_code == 2
+    assert result.output.strip().startswith("Error: cannot reach the broker at redis://:**@127.0.0.1:1/0")
+    assert len(result.output.strip().splitlines()) == 1 and "secret" not in result.output
+    with session_scope() as session:
+        assert session.scalars(select(Job)).first() is None

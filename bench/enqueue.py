@@ -1,0 +1,160 @@
+"""Benchmark: walk + enqueue tiles/s against a bare ``find ROOT -type f | wc -l``, and the producer's peak memory.
+
+Builds XYZ trees of empty tiles under /tmp/tileclass-bench-enqueue (kept, with a marker, for the next run), then
+for each tree size runs, each in a fresh process so that peak RSS belongs to that run alone:
+
+- ``find ROOT -type f | wc -l`` (the baseline; page cache warmed by a first, untimed run),
+- walk only: ``core.walk.walk`` over the whole tree,
+- walk + enqueue: ``producer.enqueue.enqueue`` publishing to a local Redis (database 14, emptied before and after)
+  with a results database in SQLite, ``max_queued`` large enough that no worker is needed.
+
+Usage: ``.venv/bin/python bench/enqueue.py [--sizes 50000,250000] [--batch-sizes 128,512,2048]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_DIR = Path("/tmp/tileclass-bench-enqueue")
+REDIS_URL = "redis://127.0.0.1:6379/14"
+ZOOM, ROWS, FIRST_X, FIRST_Y = 16, 500, 30000, 20000
+
+
+def build_tree(size: int) -> Path:
+    """``size`` empty tiles in ``size / 500`` columns of 500 rows at zoom 16, built once."""
+    root = BENCH_DIR / f"tree-{size}"
+    marker = root / ".complete"
+    if marker.exists():
+        return root
+    started = time.perf_counter()
+    for column in range(-(-size // ROWS)):
+        folder = root / str(ZOOM) / str(FIRST_X + column)
+        folder.mkdir(parents=True, exist_ok=True)
+        for row in range(min(ROWS, size - column * ROWS)):
+            os.close(os.open(folder / f"{FIRST_Y + row}.png", os.O_CREAT | os.O_WRONLY, 0o644))
+    marker.write_text(str(size))
+    print(f"built {size:,} tiles in {time.perf_counter() - started:.1f} s under {root}")
+    return root
+
+
+def time_find(root: Path) -> tuple[int, float]:
+    command = f"find {root} -type f | wc -l"
+    subprocess.run(command, shell=True, check=True, capture_output=True)  # warm the page cache
+    started = time.perf_counter()
+    out = subprocess.run(command, shell=True, check=True, capture_output=True, text=True).stdout
+    return int(out) - 1, time.perf_counter() - started  # minus the marker file
+
+
+def run_child(mode: str, root: Path, batch_size: int, repeat: int = 1) -> dict[str, float]:
+    """The run with the median rate of ``repeat`` runs (the machine is shared: single runs are noisy)."""
+    runs = sorted((_run_child(mode, root, batch_size) for _ in range(repeat)), key=lambda r: r["tiles"] / r["seconds"])
+    return runs[len(runs) // 2] | {"peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
+
+
+def _run_child(mode: str, root: Path, batch_size: int) -> dict[str, float]:
+    flush_redis()
+    with tempfile.TemporaryDirectory() as state:
+        env = {**os.environ, "TILECLASS_DATABASE_URL": f"sqlite:///{state}/bench.db", "TILECLASS_BROKER_URL": REDIS_URL,
+               "TILECLASS_DATA_DIR": state}
+        out = subprocess.run([sys.executable, __file__, "--child", mode, str(root), str(batch_size)], env=env,
+                             cwd=REPO, check=True, capture_output=True, text=True).stdout
+    flush_redis()
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def flush_redis() -> None:
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def child(mode: str, root: Path, batch_size: int) -> None:
+    """One measured run in this process; prints tiles, seconds and peak RSS as JSON."""
+    sys.path.insert(0, str(REPO))
+    from core.layouts import Layout
+    from core.walk import walk
+
+    layout = Layout.parse()
+    if mode == "walk":
+        started = time.perf_counter()
+        tiles = sum(len(chunk.tiles) for chunk in walk(root, layout))
+        seconds = time.perf_counter() - started
+    else:
+        tiles, seconds = _enqueue(root, layout, batch_size)
+    print(json.dumps({"tiles": tiles, "seconds": seconds, "peak_rss_mib": _peak_rss_mib()}))
+
+
+def _enqueue(root: Path, layout: object, batch_size: int) -> tuple[int, float]:
+    from core.db import session_scope
+    from core.migrate import ensure_schema
+    from core.queue import CLASSIFY_QUEUE, make_app, queued_messages
+    from core.results import register_model
+    from core.roots import root_name_for
+    from core.settings import get_settings
+    from producer.enqueue import EnqueueRequest, enqueue
+
+    settings = get_settings()
+    ensure_schema()
+    model_hash = "b" * 64
+    with session_scope() as session:
+        register_model(session, model_hash=model_hash, arch="resnet18", class_names=["a", "b"], image_size=64,
+                       path="/bench.pt")
+    request = EnqueueRequest(root=root, root_name=root_name_for(root, settings), layout=layout,  # type: ignore[arg-type]
+                             region=None, model_hash=model_hash, batch_size=batch_size)
+    app = make_app(settings)
+    started = time.perf_counter()
+    result = enqueue(request, app=app, max_queued=1_000_000)
+    seconds = time.perf_counter() - started
+    assert queued_messages(CLASSIFY_QUEUE, app) == result.stats.batches
+    return result.stats.enqueued, seconds
+
+
+def _peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="50000,250000", help="Tree sizes in tiles, comma-separated.")
+    parser.add_argument("--batch-sizes", default="256,1024,4096", help="Batch sizes for the largest tree.")
+    parser.add_argument("--repeat", type=int, default=3, help="Runs per measurement; the median is reported.")
+    parser.add_argument("--child", nargs=3, metavar=("MODE", "ROOT", "BATCH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], Path(args.child[1]), int(args.child[2]))
+        return
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    print(f"cpus={os.cpu_count()} python={sys.version.split()[0]} redis={REDIS_URL}")
+    for size in sizes:
+        root = build_tree(size)
+        files, find_seconds = time_find(root)
+        find_rate = files / find_seconds
+        print(f"\n{size:,} tiles: find -type f | wc -l  {find_rate:>12,.0f} files/s  ({find_seconds:.3f} s)")
+        walked = run_child("walk", root, 1024, args.repeat)
+        rate = walked["tiles"] / walked["seconds"]
+        print(f"  walk only                      {rate:>12,.0f} tiles/s  ratio to find {rate / find_rate:.2f}  "
+              f"peak RSS {walked['peak_rss_mib']:.0f} MiB")
+        for batch_size in batch_sizes if size == sizes[-1] else [1024]:
+            done = run_child("enqueue", root, batch_size, args.repeat)
+            assert done["tiles"] == size, done
+            rate = done["tiles"] / done["seconds"]
+            print(f"  walk + enqueue (batch {batch_size:>5})    {rate:>12,.0f} tiles/s  ratio to find "
+                  f"{rate / find_rate:.2f}  peak RSS {done['peak_rss_mib']:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
