@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
 import mercantile
-from sqlalchemy import ColumnElement, Select, exists, false, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, exists, false, func, select
 from sqlalchemy.orm import Session
 
 from core.errors import NotFoundError, TileclassError, TileError
@@ -93,11 +93,11 @@ class BBox:
     def tiles(self, zoom: int) -> TileRange:
         """The tiles of ``zoom`` that the box touches."""
         check_zoom(zoom)
-        last = 2**zoom - 1
-        top_left = mercantile.tile(self.west + _EDGE, self.north - _EDGE, zoom)
+        top_left = mercantile.tile(self.west, self.north, zoom)
         bottom_right = mercantile.tile(self.east - _EDGE, self.south + _EDGE, zoom)
-        clamp = lambda v: min(max(v, 0), last)  # noqa: E731
-        return TileRange(zoom, clamp(top_left.x), clamp(bottom_right.x), clamp(top_left.y), clamp(bottom_right.y))
+        # At the map's edges (lon 180, lat ±85.0511) mercantile can step one tile outside; keep to the grid.
+        x0, x1, y0, y1 = (min(max(v, 0), 2**zoom - 1) for v in (top_left.x, bottom_right.x, top_left.y, bottom_right.y))
+        return TileRange(zoom, x0, x1, y0, y1)
 
     def __str__(self) -> str:
         return ",".join(f"{v:g}" for v in (self.west, self.south, self.east, self.north))
@@ -223,18 +223,30 @@ def find_model(session: Session, *, ref: str) -> ModelInfo:
     raise NotFoundError(f"model {ref!r} {problem} (registered: {known})")
 
 
+# Built once: composing a statement costs more than running a point lookup, so lookups only bind values.
+_TILE_AT = (TileResult.z == bindparam("z"), TileResult.x == bindparam("x"), TileResult.y == bindparam("y"))
+_LATEST_AT_TILE = (select(*_COLUMNS).join(Model, Model.hash == TileResult.model_hash).where(*_TILE_AT)
+                   .order_by(Model.created_at.desc(), TileResult.classified_at.desc()).limit(1))
+_MODEL_AT_TILE = select(*_COLUMNS).where(TileResult.model_hash == bindparam("model_hash"), *_TILE_AT).limit(1)
+
+
+def _tile_lookup(tile: Tile, model_hash: str | None) -> tuple[Select[*tuple[Any, ...]], dict[str, Any]]:
+    values: dict[str, Any] = {"z": tile.z, "x": tile.x, "y": tile.y}
+    if model_hash is None:
+        return _LATEST_AT_TILE, values
+    return _MODEL_AT_TILE, values | {"model_hash": model_hash}
+
+
 def tile_statement(tile: Tile, *, model_hash: str | None = None) -> Select[*tuple[Any, ...]]:
-    """The lookup of one tile's result: that model's, or the latest registered model's."""
-    stmt = select(*_COLUMNS).where(TileResult.z == tile.z, TileResult.x == tile.x, TileResult.y == tile.y)
-    if model_hash is not None:
-        return stmt.where(TileResult.model_hash == model_hash).limit(1)
-    return (stmt.join(Model, Model.hash == TileResult.model_hash)
-            .order_by(Model.created_at.desc(), TileResult.classified_at.desc()).limit(1))
+    """The lookup of one tile's result, values bound: that model's, or the latest registered model's."""
+    stmt, values = _tile_lookup(tile, model_hash)
+    return stmt.params(values)
 
 
 def tile_result(session: Session, *, tile: Tile, model_hash: str | None = None) -> TileAnswer | None:
     """The result for ``tile`` (see the module docstring for which model), or None if it is not classified."""
-    row = session.execute(tile_statement(tile, model_hash=model_hash)).first()
+    stmt, values = _tile_lookup(tile, model_hash)
+    row = session.execute(stmt, values).first()
     return _answer(row) if row is not None else None
 
 

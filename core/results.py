@@ -3,6 +3,8 @@
 Writes are idempotent bulk upserts (``INSERT … ON CONFLICT DO UPDATE`` on SQLite and PostgreSQL): re-running a
 batch, as at-least-once delivery will, rewrites the same rows instead of adding new ones. Keys inside a batch are
 de-duplicated (the last one wins) and sorted, so two writers always lock rows in the same order.
+
+Reading the results back (a tile, a point, a bbox, a job's summary, streams for export) is ``core.queries``.
 """
 
 from __future__ import annotations

@@ -187,12 +187,13 @@ class MapCanvas:
 
 
 def compose(canvas: MapCanvas, *, title: str, alpha: float = 0.5) -> Image.Image:
-    """The map with a title above and the legend to its right."""
-    font = ImageFont.load_default(size=15)
-    small = ImageFont.load_default(size=13)
+    """The map with a title above and the legend to its right (larger text beside a larger map)."""
     picture = canvas.draw_map(alpha=alpha)
     legend = canvas.legend()
-    margin, title_height, swatch, line = MARGIN, TITLE_HEIGHT, 18, 26
+    scale = min(max(picture.height / 700, 1.0), 2.5)
+    font = ImageFont.load_default(size=min(round(15 * scale), 22))  # the title stays within TITLE_HEIGHT
+    small = ImageFont.load_default(size=round(13 * scale))
+    margin, title_height, swatch, line = MARGIN, TITLE_HEIGHT, round(18 * scale), round(26 * scale)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     text_width = max([int(probe.textlength(text, font=small)) for _, text in legend] + [0])
     width = max(margin + picture.width + 2 * margin + swatch + 8 + text_width + margin,
@@ -200,7 +201,7 @@ def compose(canvas: MapCanvas, *, title: str, alpha: float = 0.5) -> Image.Image
     height = title_height + max(picture.height, len(legend) * line) + margin
     sheet = Image.new("RGB", (width, height), (0xFF, 0xFF, 0xFF))
     draw = ImageDraw.Draw(sheet)
-    draw.text((margin, 12), title, fill=(0x22, 0x22, 0x22), font=font)
+    draw.text((margin, title_height // 2), title, fill=(0x22, 0x22, 0x22), font=font, anchor="lm")
     sheet.paste(picture, (margin, title_height))
     draw.rectangle([margin - 1, title_height - 1, margin + picture.width, title_height + picture.height],
                    outline=(0x99, 0x99, 0x99))
@@ -215,7 +216,7 @@ def compose(canvas: MapCanvas, *, title: str, alpha: float = 0.5) -> Image.Image
         else:
             draw.rectangle(box, fill=colour)
         draw.rectangle(box, outline=(0x88, 0x88, 0x88))
-        draw.text((left + swatch + 8, top + 2), text, fill=(0x22, 0x22, 0x22), font=small)
+        draw.text((left + swatch + 8, top + swatch // 2), text, fill=(0x22, 0x22, 0x22), font=small, anchor="lm")
     return sheet
 
 
