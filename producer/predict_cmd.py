@@ -8,6 +8,7 @@ predicted and drawn side by side, titled "predicted:correct?". Unreadable images
 from __future__ import annotations
 
 import json
+import logging
 import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,8 @@ def predict(
     """Classify images with a trained checkpoint and print the top classes with their probabilities."""
     from core.settings import get_settings
     from model.predict import Classifier
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
     images = list(images or [])
     if plot is not None and sample is None:

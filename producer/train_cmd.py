@@ -8,6 +8,7 @@ torch is imported only when training runs here; ``--queue`` needs no torch on th
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,9 @@ def train(
 ) -> None:
     """Train a ResNet tile classifier on an ImageFolder directory (or queue the run with --queue)."""
     from model.config import TrainConfig
+
+    # Library warnings (skipped files, slow precision) reach the user on stderr, one line each.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
     config = TrainConfig(
         arch=arch, weights=weights, head=head, freeze=freeze, epochs=epochs, batch_size=batch_size, lr=lr,
