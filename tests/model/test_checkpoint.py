@@ -119,7 +119,7 @@ def test_missing_keys_wrong_head_layout_and_bare_state_dict(tmp_path: Path, net:
     with pytest.raises(CheckpointError, match="do not match resnet18 with a tutorial head"):
         load_checkpoint(tmp_path / "b.pt")
     torch.save(net.state_dict(), tmp_path / "c.pt")
-    with pytest.raises(CheckpointError, match="bare state_dict.*--weights PATH"):
+    with pytest.raises(CheckpointError, match=r"bare state_dict.*--weights PATH"):
         load_checkpoint(tmp_path / "c.pt")
 
 
