@@ -19,24 +19,21 @@ PostgreSQL, a stepped cursor on SQLite, so millions of rows never sit in memory 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
-import mercantile
 from sqlalchemy import ColumnElement, Select, bindparam, exists, false, func, select
 from sqlalchemy.orm import Session
 
 from core.errors import NotFoundError, TileclassError, TileError
 from core.jobs import get_job
+from core.region import parse_bbox, tile_range
 from core.schema import FailedTile, Model, TileResult
 from core.tiles import Tile, check_zoom
 
 YIELD_PER = 2000
-MAX_LAT = 85.0511287798066  # Web Mercator's edge
-_EDGE = 1e-11  # mercantile.tiles' epsilon: a bbox edge on a tile boundary stays out of the next tile
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +64,7 @@ class TileRange:
 
 @dataclass(frozen=True, slots=True)
 class BBox:
-    """A WGS84 bounding box that does not cross the antimeridian."""
+    """A WGS84 bounding box that does not cross the antimeridian (checked as ``tileclass enqueue`` checks it)."""
 
     west: float
     south: float
@@ -77,26 +74,14 @@ class BBox:
     @classmethod
     def parse(cls, text: str) -> BBox:
         """Parse ``"W,S,E,N"`` in degrees."""
-        try:
-            values = [float(part) for part in text.split(",")]
-        except ValueError:
-            values = []
-        if len(values) != 4 or not all(math.isfinite(v) for v in values):
-            raise TileError(f"invalid bbox {text!r}: expected W,S,E,N in degrees, for example -9.47,38.82,-9.43,38.86")
-        west, south, east, north = values
-        if not -180.0 <= west < east <= 180.0:
-            raise TileError(f"invalid bbox {text!r}: west must be less than east, both within -180..180")
-        if not -MAX_LAT <= south < north <= MAX_LAT:
-            raise TileError(f"invalid bbox {text!r}: south must be less than north, both within -85.0511..85.0511")
-        return cls(west, south, east, north)
+        return cls(*parse_bbox(text))
 
     def tiles(self, zoom: int) -> TileRange:
-        """The tiles of ``zoom`` that the box touches."""
+        """The tiles of ``zoom`` that the box overlaps, as ``mercantile.tiles`` lists them."""
         check_zoom(zoom)
-        top_left = mercantile.tile(self.west, self.north, zoom)
-        bottom_right = mercantile.tile(self.east - _EDGE, self.south + _EDGE, zoom)
+        bounds = (self.west, self.south, self.east, self.north)
         # At the map's edges (lon 180, lat ±85.0511) mercantile can step one tile outside; keep to the grid.
-        x0, x1, y0, y1 = (min(max(v, 0), 2**zoom - 1) for v in (top_left.x, bottom_right.x, top_left.y, bottom_right.y))
+        x0, x1, y0, y1 = (min(max(v, 0), 2**zoom - 1) for v in tile_range(bounds, zoom))
         return TileRange(zoom, x0, x1, y0, y1)
 
     def __str__(self) -> str:

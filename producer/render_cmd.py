@@ -61,6 +61,8 @@ def render(
     ensure_schema()
     with session_scope(read_only=True) as session:
         selection = select_results(session, job_id=job, bbox=region, zoom=zoom, model_ref=model)
+        if selection.model is None:
+            raise NotFoundError(f"nothing to draw for {selection.describe()}: no model has results there")
         if region is None:
             selection = _narrow_to_extent(session, selection, zoom)
         assert selection.tiles is not None

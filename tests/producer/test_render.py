@@ -162,7 +162,10 @@ def test_render_a_western_bbox_at_reduced_resolution(cli_db: str, tmp_path: Path
     (["render", "1", "--out", "m.png"], "Error: nothing to draw for job 1, model "),
     (["render", "1", "--out", "m.jpg"], "Error: --out must be a .png file in an existing folder"),
     (["render", "1", "--out", "m.png", "--max-size", "4"], "Error: --max-size must be within 16..32768 pixels"),
-    (["render", "--bbox", "-9.4,38.8,-9.5,38.9", "--zoom", "12", "--out", "m.png"], "Error: invalid bbox"),
+    (["render", "--bbox", "-9.4,38.8,-9.5,38.9", "--zoom", "12", "--out", "m.png"],
+     "Error: bbox [-9.4, 38.8, -9.5, 38.9] is empty or inverted"),
+    (["render", "--bbox", "-9.5,38.8,-9.4,38.9", "--zoom", "12", "--out", "m.png"],
+     "Error: nothing to draw for bbox -9.5,38.8,-9.4,38.9, zoom 12, no model: no model has results there"),
 ])
 def test_render_bad_input(cli_db: str, args: list[str], message: str) -> None:
     with session_scope(cli_db) as session:
