@@ -256,6 +256,7 @@ def test_lookups_use_the_tile_indexes(database_url: str) -> None:
 
 
 @integration
+@pytest.mark.slow
 def test_postgres_streams_through_a_server_side_cursor(postgres_url: str) -> None:
     with session_scope(postgres_url) as session:
         digest = add_model(session)
