@@ -8,7 +8,7 @@ for each tree size runs, each in a fresh process so that peak RSS belongs to tha
 - walk + enqueue: ``producer.enqueue.enqueue`` publishing to a local Redis (database 14, emptied before and after)
   with a results database in SQLite, ``max_queued`` large enough that no worker is needed.
 
-Usage: ``.venv/bin/python bench/enqueue.py [--sizes 50000,250000] [--batch-sizes 128,512,2048]``
+Usage: ``.venv/bin/python bench/enqueue.py [--sizes 50000,250000] [--batch-sizes 256,1024,4096] [--repeat 5]``
 """
 
 from __future__ import annotations
@@ -41,16 +41,21 @@ def build_tree(size: int) -> Path:
         for row in range(min(ROWS, size - column * ROWS)):
             os.close(os.open(folder / f"{FIRST_Y + row}.png", os.O_CREAT | os.O_WRONLY, 0o644))
     marker.write_text(str(size))
-    print(f"built {size:,} tiles in {time.perf_counter() - started:.1f} s under {root}")
+    if size > 1:
+        print(f"built {size:,} tiles in {time.perf_counter() - started:.1f} s under {root}")
     return root
 
 
-def time_find(root: Path) -> tuple[int, float]:
+def time_find(root: Path, repeat: int) -> tuple[int, float]:
+    """Files and the median seconds of ``find ROOT -type f | wc -l``, after an untimed run warms the page cache."""
     command = f"find {root} -type f | wc -l"
-    subprocess.run(command, shell=True, check=True, capture_output=True)  # warm the page cache
-    started = time.perf_counter()
-    out = subprocess.run(command, shell=True, check=True, capture_output=True, text=True).stdout
-    return int(out) - 1, time.perf_counter() - started  # minus the marker file
+    subprocess.run(command, shell=True, check=True, capture_output=True)
+    runs = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        out = subprocess.run(command, shell=True, check=True, capture_output=True, text=True).stdout
+        runs.append(time.perf_counter() - started)
+    return int(out) - 1, sorted(runs)[len(runs) // 2]  # minus the marker file
 
 
 def run_child(mode: str, root: Path, batch_size: int, repeat: int = 1) -> dict[str, float]:
@@ -83,16 +88,17 @@ def child(mode: str, root: Path, batch_size: int) -> None:
     from core.walk import walk
 
     layout = Layout.parse()
+    startup = 0.0
     if mode == "walk":
         started = time.perf_counter()
         tiles = sum(len(chunk.tiles) for chunk in walk(root, layout))
         seconds = time.perf_counter() - started
     else:
-        tiles, seconds = _enqueue(root, layout, batch_size)
-    print(json.dumps({"tiles": tiles, "seconds": seconds, "peak_rss_mib": _peak_rss_mib()}))
+        tiles, seconds, startup = _enqueue(root, layout, batch_size)
+    print(json.dumps({"tiles": tiles, "seconds": seconds, "startup": startup, "peak_rss_mib": _peak_rss_mib()}))
 
 
-def _enqueue(root: Path, layout: object, batch_size: int) -> tuple[int, float]:
+def _enqueue(root: Path, layout: object, batch_size: int) -> tuple[int, float, float]:
     from core.db import session_scope
     from core.migrate import ensure_schema
     from core.queue import CLASSIFY_QUEUE, make_app, queued_messages
@@ -107,14 +113,21 @@ def _enqueue(root: Path, layout: object, batch_size: int) -> tuple[int, float]:
     with session_scope() as session:
         register_model(session, model_hash=model_hash, arch="resnet18", class_names=["a", "b"], image_size=64,
                        path="/bench.pt")
-    request = EnqueueRequest(root=root, root_name=root_name_for(root, settings), layout=layout,  # type: ignore[arg-type]
-                             region=None, model_hash=model_hash, batch_size=batch_size)
     app = make_app(settings)
+
+    def request(tree: Path) -> EnqueueRequest:
+        return EnqueueRequest(root=tree, root_name=root_name_for(tree, settings), layout=layout,  # type: ignore[arg-type]
+                              region=None, model_hash=model_hash, batch_size=batch_size)
+
+    # Warm up on a one-tile tree: imports, the broker connection and SQL compilation are a fixed cost per run.
     started = time.perf_counter()
-    result = enqueue(request, app=app, max_queued=1_000_000)
+    warm = enqueue(request(build_tree(1)), app=app, max_queued=1_000_000)
+    startup = time.perf_counter() - started
+    started = time.perf_counter()
+    result = enqueue(request(root), app=app, max_queued=1_000_000)
     seconds = time.perf_counter() - started
-    assert queued_messages(CLASSIFY_QUEUE, app) == result.stats.batches
-    return result.stats.enqueued, seconds
+    assert queued_messages(CLASSIFY_QUEUE, app) == result.stats.batches + warm.stats.batches
+    return result.stats.enqueued, seconds, startup
 
 
 def _peak_rss_mib() -> float:
@@ -130,7 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="50000,250000", help="Tree sizes in tiles, comma-separated.")
     parser.add_argument("--batch-sizes", default="256,1024,4096", help="Batch sizes for the largest tree.")
-    parser.add_argument("--repeat", type=int, default=3, help="Runs per measurement; the median is reported.")
+    parser.add_argument("--repeat", type=int, default=5, help="Runs per measurement; the median is reported.")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "ROOT", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -138,10 +151,12 @@ def main() -> None:
         return
     sizes = sorted(int(s) for s in args.sizes.split(","))
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
-    print(f"cpus={os.cpu_count()} python={sys.version.split()[0]} redis={REDIS_URL}")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"cpus={os.cpu_count()} load average={load} python={sys.version.split()[0]} redis={REDIS_URL} "
+          f"median of {args.repeat} runs")
     for size in sizes:
         root = build_tree(size)
-        files, find_seconds = time_find(root)
+        files, find_seconds = time_find(root, args.repeat)
         find_rate = files / find_seconds
         print(f"\n{size:,} tiles: find -type f | wc -l  {find_rate:>12,.0f} files/s  ({find_seconds:.3f} s)")
         walked = run_child("walk", root, 1024, args.repeat)
@@ -153,7 +168,8 @@ def main() -> None:
             assert done["tiles"] == size, done
             rate = done["tiles"] / done["seconds"]
             print(f"  walk + enqueue (batch {batch_size:>5})    {rate:>12,.0f} tiles/s  ratio to find "
-                  f"{rate / find_rate:.2f}  peak RSS {done['peak_rss_mib']:.0f} MiB")
+                  f"{rate / find_rate:.2f}  peak RSS {done['peak_rss_mib']:.0f} MiB  "
+                  f"(+ {done['startup']:.2f} s startup: imports, connections, first job)")
 
 
 if __name__ == "__main__":

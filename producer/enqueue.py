@@ -200,9 +200,11 @@ class _Run:
         pending: list[TileRow] = []
         for chunk, kept in _unclassified(self.request, self.stats, self.report, after=self.after,
                                          on_progress=on_progress, stop=stop):
-            if chunk.column is None and len(kept) > 1:
-                kept = sorted(kept, key=_zoom_order)  # a flat folder may mix zooms: few zoom changes per chunk
-            for zoom, rows in groupby(kept, key=_zoom_order):
+            if chunk.column is not None:  # one column, one zoom
+                groups: Any = [(chunk.column[0], kept)] if kept else []
+            else:  # a flat folder may mix zooms: sort, so that a chunk changes zoom a few times at most
+                groups = groupby(sorted(kept, key=_zoom_order), key=_zoom_order)
+            for zoom, rows in groups:
                 if pending and _zoom_order(pending[0]) != zoom:  # a batch holds one zoom
                     self._send(publisher, pending)
                     pending = []
@@ -241,8 +243,7 @@ class _Run:
         self.stats.enqueued += len(tiles)
         self.stats.batches += 1
         self.stats.waiting = False
-        for row in tiles:
-            self.stats.per_zoom[row[0]] += 1
+        self.stats.per_zoom[tiles[0][0]] += len(tiles)  # a batch holds one zoom
         self._advance_cursor()
         if time.monotonic() - self.recorded_at >= RECORD_INTERVAL:
             self.record()
