@@ -19,6 +19,9 @@ from sqlalchemy.orm import Session
 from core.db import upsert_insert
 from core.schema import FailedTile, Model, TileResult, utcnow
 
+ROWS_PER_STATEMENT = 2_000
+_UPDATED_ON_CONFLICT = ("job_id", "root_name", "path", "label", "confidence", "probabilities", "classified_at")
+
 
 @dataclass(frozen=True, slots=True)
 class TileKey:
@@ -94,18 +97,15 @@ def record_results(
         (with_coords, ["model_hash", "z", "x", "y"], TileResult.z.is_not(None)),
         (without, ["model_hash", "root_name", "path"], TileResult.z.is_(None)),
     ):
-        if not batch:
-            continue
-        stmt = upsert_insert(session, TileResult).values(batch)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=elements,
-            index_where=where,
-            set_={
-                col: stmt.excluded[col]
-                for col in ("job_id", "root_name", "path", "label", "confidence", "probabilities", "classified_at")
-            },
-        )
-        session.execute(stmt)
+        # Statements stay under the drivers' bound-parameter limits (65,535 for psycopg) at any batch size.
+        for start in range(0, len(batch), ROWS_PER_STATEMENT):
+            stmt = upsert_insert(session, TileResult).values(batch[start : start + ROWS_PER_STATEMENT])
+            stmt = stmt.on_conflict_do_update(
+                index_elements=elements,
+                index_where=where,
+                set_={col: stmt.excluded[col] for col in _UPDATED_ON_CONFLICT},
+            )
+            session.execute(stmt)
     _clear_failures(session, model_hash=model_hash, tiles=[r.tile for r in rows])
     return len(rows)
 

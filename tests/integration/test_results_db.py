@@ -37,6 +37,14 @@ def test_upserting_the_same_1000_tiles_twice_leaves_1000_rows(database_url: str)
     assert labels == {"River"}
 
 
+def test_a_batch_larger_than_one_statement_is_recorded_whole(database_url: str) -> None:
+    digest = _register(database_url)
+    with session_scope(database_url) as session:
+        assert record_results(session, model_hash=digest, job_id=None, results=grid(7_000)) == 7_000
+    with session_scope(database_url) as session:
+        assert count_results(session, model_hash=digest) == 7_000
+
+
 def test_duplicate_keys_in_one_batch_keep_the_last(database_url: str) -> None:
     digest = _register(database_url)
     batch = [classified(5, 1, 1, label="Forest"), classified(5, 1, 1, label="River"), classified(5, 2, 1)]
