@@ -118,3 +118,31 @@ def test_ctrl_c_records_the_job_and_the_same_command_continues_it(on_redis: Depl
     with session_scope() as session:
         job = session.get(Job, 1)
         assert job is not None and (job.total_tiles, job.total_batches) == (20, 10)
+
+
+def test_resumed_job_skips_tiles_classified_since_the_interruption(on_redis: Deployment, tmp_path: Path) -> None:
+    root = tmp_path / "tiles"
+    make_tree(root, xyz(9, (1, 2), range(4)))  # two columns of four: the interruption falls inside column 1
+    command = ["enqueue", root, "--model", on_redis.model, "--batch-size", 2, "--max-queued", 1]
+    producer = tileclass(*command, deployment=on_redis, cwd=tmp_path)
+    broker = redis.Redis.from_url(on_redis.broker_url)
+    try:
+        wait_until(lambda: broker.llen(CLASSIFY_QUEUE) == 1)
+        time.sleep(0.5)
+        producer.send_signal(signal.SIGINT)
+        producer.communicate(timeout=20)
+    finally:
+        producer.kill()
+    assert producer.returncode == 130
+    first = consume(on_redis.app())
+    classify(first, database_url=on_redis.database_url)  # a worker finishes the only published batch
+    rerun = cli(*command, "--max-queued", 100, "--json")
+    assert rerun.exit_code == 0, rerun.output
+    summary = json.loads(rerun.stdout)
+    assert (summary["job_id"], summary["resumed"], summary["skipped"], summary["enqueued"]) == (1, True, 2, 6)
+    rest = consume(on_redis.app())
+    assert not {row[:3] for row in tiles_in(first)} & {row[:3] for row in tiles_in(rest)}
+    classify(rest, database_url=on_redis.database_url)
+    with session_scope() as session:
+        assert count_results(session, model_hash=on_redis.model) == 8
+        assert session.get(Job, 1).state == "completed"  # type: ignore[union-attr]
