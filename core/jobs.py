@@ -82,21 +82,36 @@ def record_batches_enqueued(session: Session, *, job_id: int, batches: Sequence[
 
 
 def batch_totals(session: Session, *, job_id: int) -> tuple[int, int]:
-    """``(tiles, batches)`` over every batch row of a job, including rows workers wrote for unrecorded batches."""
+    """``(tiles, batches)`` over every batch row of a job, including rows workers wrote for unrecorded batches,
+    but not batches that ``supersede_unfinished_batches`` replaced."""
     tiles, batches = session.execute(
-        select(func.coalesce(func.sum(JobBatch.tiles), 0), func.count()).where(JobBatch.job_id == job_id)
+        select(func.coalesce(func.sum(JobBatch.tiles), 0), func.count()).where(
+            JobBatch.job_id == job_id, JobBatch.state != BatchState.CANCELLED)
     ).one()
     return int(tiles), int(batches)
 
 
+def supersede_unfinished_batches(session: Session, *, job_id: int) -> int:
+    """Mark a job's batches that are not done as replaced (``tileclass resume`` re-enqueues their tiles).
+
+    Such a batch no longer counts towards the job's totals, and a worker that still runs it later (it was not lost
+    after all) records its results but leaves its row alone, so no tile is counted twice. Returns how many.
+    """
+    result = session.execute(update(JobBatch).where(JobBatch.job_id == job_id, JobBatch.state == BatchState.QUEUED)
+                             .values(state=BatchState.CANCELLED))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def record_batch_done(session: Session, *, job_id: int, seq: int, tiles: int, classified: int, failed: int) -> None:
-    """Mark a batch done with its counts (an upsert: a redelivered batch overwrites its own row)."""
+    """Mark a batch done with its counts (an upsert: a redelivered batch overwrites its own row; a superseded one
+    is left as it is)."""
     values = {"job_id": job_id, "seq": seq, "tiles": tiles, "state": BatchState.DONE, "classified": classified,
               "failed": failed, "enqueued_at": utcnow(), "finished_at": utcnow()}
     stmt = upsert_insert(session, JobBatch).values(values)
     session.execute(stmt.on_conflict_do_update(
         index_elements=["job_id", "seq"],
         set_={k: stmt.excluded[k] for k in ("state", "classified", "failed", "finished_at")},
+        where=JobBatch.__table__.c.state != BatchState.CANCELLED,  # superseded: its tiles count in other batches
     ))
 
 
@@ -120,7 +135,7 @@ def progress(session: Session, *, job_id: int) -> JobProgress:
         select(
             func.coalesce(func.sum(JobBatch.classified).filter(done), 0),
             func.coalesce(func.sum(JobBatch.failed).filter(done), 0),
-            func.count(),
+            func.count().filter(JobBatch.state != BatchState.CANCELLED),
             func.count().filter(done),
         ).where(JobBatch.job_id == job_id)
     ).one()

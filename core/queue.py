@@ -81,6 +81,12 @@ def _queue(name: str) -> Queue:
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for a deployment; the embedded broker keeps its messages under ``data_dir``."""
     transport_options: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout}
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        # Kombu scans for messages whose worker died every interval x throttle seconds (10 x 10 by default), so
+        # with a short visibility timeout a message would wait far longer than the timeout itself: scan about
+        # ten times per timeout (at most every 10 s). The scan is one indexed ZRANGE under a mutex: cheap.
+        transport_options |= {"unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 10)),
+                              "unacked_restore_throttle": 1}
     if settings.is_embedded_broker:
         folder = settings.broker_dir.resolve()
         folder.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 
 from core.errors import TileclassError
 from producer import (
+    cancel_cmd,
     db_cmd,
     demo_cmd,
     enqueue_cmd,
@@ -21,6 +22,7 @@ from producer import (
     predict_cmd,
     query_cmd,
     render_cmd,
+    resume_cmd,
     status_cmd,
     summary_cmd,
     train_cmd,
@@ -49,8 +51,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-for module in (demo_cmd, db_cmd, train_cmd, predict_cmd, enqueue_cmd, status_cmd, worker_cmd, query_cmd, summary_cmd,
-               export_cmd, render_cmd):
+for module in (demo_cmd, db_cmd, train_cmd, predict_cmd, enqueue_cmd, status_cmd, resume_cmd, cancel_cmd, worker_cmd,
+               query_cmd, summary_cmd, export_cmd, render_cmd):
     module.register(app)
 
 

@@ -4,11 +4,13 @@ Steps, each database step one transaction retried on transient errors:
 
 1. Read the job (its tile root's recorded path, whether it was cancelled) and find the model's checkpoint.
    A batch of an unknown or cancelled job is dropped.
-2. Load the model through the process's cache. A model that is not registered, has no checkpoint on this host,
+2. Count the run in Redis (``worker.deliveries``): after a run whose worker process died, classify one tile at a
+   time and fail a tile that kills the process again, so a poison tile cannot be redelivered forever.
+3. Load the model through the process's cache. A model that is not registered, has no checkpoint on this host,
    or whose file does not match its hash fails the whole batch with that reason; the message is still
    acknowledged, so a bad model never makes workers crash-loop.
-3. Resolve every tile path inside its root (a path that would leave it fails alone) and run the pipeline.
-4. Record results, failures and the batch's counts in one transaction (upserts: a redelivered batch rewrites
+4. Resolve every tile path inside its root (a path that would leave it fails alone) and run the pipeline.
+5. Record results, failures and the batch's counts in one transaction (upserts: a redelivered batch rewrites
    the same rows), then, in a second transaction, refresh the job's state. Refreshing after the commit
    means the last batch to commit always sees every other batch, so a job cannot miss its completion.
 """
@@ -30,10 +32,11 @@ from core.registry import checkpoint_for
 from core.results import Failure, TileKey, record_failures, record_results
 from core.roots import resolve_root, safe_join
 from core.schema import Job, JobState, Model
-from core.settings import Settings
-from worker import runtime
+from core.settings import Settings, get_settings
+from worker import deliveries, runtime
 from worker.pipeline import BatchOutcome, TileSource, classify_tiles
 
+POISON_REASON = "the worker process died while classifying this tile on its own (after its batch had killed one)"
 log = logging.getLogger(__name__)
 
 
@@ -68,23 +71,54 @@ def run_batch(batch: ClassifyBatch, settings: Settings) -> dict[str, int | str]:
     if context.cancelled:
         log.info("dropping batch %d of job %d: the job was cancelled", batch.seq, batch.job_id)
         return {"dropped": "cancelled"}
+    # A run whose worker process dies leaves its markers behind; the next run then isolates the tile that kills.
+    markers = deliveries.RunMarkers(settings, job_id=batch.job_id, seq=batch.seq)
+    mode = markers.begin()
+    try:
+        outcome = _classify(batch, settings, context, mode, markers)
+        record_outcome(batch, outcome, model_registered=context.model_registered)
+    except BaseException:
+        markers.ended()  # this run failed but its process lives: not a death (poison tiles found so far stay known)
+        raise
+    markers.settled()
+    elapsed = time.perf_counter() - started
+    log.info("job %d batch %d: %d classified, %d failed in %.2f s (%.1f tiles/s)", batch.job_id, batch.seq,
+             len(outcome.classified), len(outcome.failures), elapsed, len(batch.tiles) / max(elapsed, 1e-9))
+    return {"classified": len(outcome.classified), "failed": len(outcome.failures)}
+
+
+def _classify(batch: ClassifyBatch, settings: Settings, context: BatchContext, mode: deliveries.RunMode,
+              markers: deliveries.RunMarkers) -> BatchOutcome:
+    """Load the model and classify the batch's tiles: all at once, or one at a time after a run that died."""
+    if mode.give_up is not None:
+        reason = f"the worker process died {mode.give_up} times running this batch before reaching a tile"
+        log.error("job %d batch %d: giving up, %s", batch.job_id, batch.seq, reason)
+        return BatchOutcome(failures=[Failure(key, reason) for key in tile_keys(batch)])
     state = runtime.current(settings)
-    outcome = BatchOutcome()
     try:
         if not context.model_registered:
             raise runtime.ModelUnavailable(f"model {batch.model_hash[:12]} is not registered in the results database")
         classifier = state.models.get(batch.model_hash, context.checkpoint_or_raise)
     except runtime.ModelUnavailable as exc:
         log.error("batch %d of job %d: %s", batch.seq, batch.job_id, exc)
-        outcome.failures = [Failure(key, str(exc)) for key in tile_keys(batch)]
-    else:
-        sources = resolve_sources(batch, settings, context.root_path)
-        outcome = classify_tiles(classifier, sources, chunk_size=settings.worker_batch_size, pool=state.pool)
-    record_outcome(batch, outcome, model_registered=context.model_registered)
-    elapsed = time.perf_counter() - started
-    log.info("job %d batch %d: %d classified, %d failed in %.2f s (%.1f tiles/s)", batch.job_id, batch.seq,
-             len(outcome.classified), len(outcome.failures), elapsed, len(batch.tiles) / max(elapsed, 1e-9))
-    return {"classified": len(outcome.classified), "failed": len(outcome.failures)}
+        return BatchOutcome(failures=[Failure(key, str(exc)) for key in tile_keys(batch)])
+    sources = resolve_sources(batch, settings, context.root_path)
+    if not mode.isolate:
+        return classify_tiles(classifier, sources, chunk_size=settings.worker_batch_size, pool=state.pool)
+    outcome = BatchOutcome()
+    for source in sources:
+        if source.path is not None and source.key.path in mode.poison:
+            log.error("job %d batch %d: %s killed a worker process while classified alone: failed", batch.job_id,
+                      batch.seq, source.key.path)
+            outcome.failures.append(Failure(source.key, POISON_REASON))
+            continue
+        if source.path is not None:
+            markers.classifying(source.key.path)
+        alone = classify_tiles(classifier, [source], chunk_size=1, pool=state.pool)
+        markers.classified()
+        outcome.classified.extend(alone.classified)
+        outcome.failures.extend(alone.failures)
+    return outcome
 
 
 def fail_batch(batch: ClassifyBatch, reason: str) -> None:
@@ -92,6 +126,7 @@ def fail_batch(batch: ClassifyBatch, reason: str) -> None:
     registered = runtime.with_db_retry(lambda: _model_registered(batch.model_hash), what="model lookup")
     outcome = BatchOutcome(failures=[Failure(key, reason) for key in tile_keys(batch)])
     record_outcome(batch, outcome, model_registered=registered)
+    deliveries.RunMarkers(get_settings(), job_id=batch.job_id, seq=batch.seq).settled()
 
 
 def resolve_sources(batch: ClassifyBatch, settings: Settings, recorded_root: str | None) -> list[TileSource]:

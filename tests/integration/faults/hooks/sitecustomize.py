@@ -1,0 +1,77 @@
+"""Fault-injection hooks for the worker processes of the fault suite, loaded as ``sitecustomize`` via PYTHONPATH.
+
+Nothing happens unless ``TILECLASS_TEST_FAULTS`` names a folder (only the fault suite's workers get it). Then, in
+a Celery worker process:
+
+- ``<folder>/ready/<pid>`` appears when the worker consumes (Celery's ``worker_ready``);
+- ``<folder>/busy/<pid>`` exists while the process runs a classify task and holds ``"<task id> <job> <seq>"``,
+  so a test can hit a worker *mid-batch*; ``<folder>/runs.log`` gets one line per task start and end.
+- every tile read first sleeps ``TILECLASS_TEST_TILE_DELAY`` seconds (slow storage), so a batch lasts long enough
+  to be hit;
+- a tile file containing ``POISON`` kills its worker process with SIGKILL when it is read, as the OOM killer or a
+  crashing native decoder would. The tile itself is a valid JPEG that the decoder reads normally.
+
+The production code has no hook of its own: ``worker.pipeline.load_tile`` is wrapped here when the worker starts.
+"""
+
+from __future__ import annotations
+
+import os
+
+POISON = b"TILECLASS-TEST-POISON"
+_FOLDER = os.environ.get("TILECLASS_TEST_FAULTS")
+
+
+def _install(folder: str) -> None:
+    import signal
+    import time
+    from pathlib import Path
+    from typing import Any
+
+    from celery.signals import task_postrun, task_prerun, worker_init, worker_ready
+
+    state = Path(folder)
+    for kind in ("busy", "ready"):
+        (state / kind).mkdir(parents=True, exist_ok=True)
+    delay = float(os.environ.get("TILECLASS_TEST_TILE_DELAY", "0"))
+
+    def note(line: str) -> None:
+        with (state / "runs.log").open("a") as log:
+            log.write(line + "\n")
+
+    @task_prerun.connect(weak=False)
+    def _busy(task_id: str = "", kwargs: dict[str, Any] | None = None, **_: Any) -> None:
+        batch = (kwargs or {}).get("batch") or {}
+        what = f"{task_id} {batch.get('job_id')} {batch.get('seq')}"
+        (state / "busy" / str(os.getpid())).write_text(what)
+        note(f"start {os.getpid()} {what}")
+
+    @task_postrun.connect(weak=False)
+    def _idle(task_id: str = "", kwargs: dict[str, Any] | None = None, **_: Any) -> None:
+        batch = (kwargs or {}).get("batch") or {}
+        note(f"end {os.getpid()} {task_id} {batch.get('job_id')} {batch.get('seq')}")
+        (state / "busy" / str(os.getpid())).unlink(missing_ok=True)
+
+    @worker_ready.connect(weak=False)
+    def _ready(**_: Any) -> None:
+        (state / "ready" / str(os.getpid())).touch()
+
+    @worker_init.connect(weak=False)
+    def _wrap_tile_reads(**_: Any) -> None:
+        from worker import pipeline
+
+        original = pipeline.load_tile
+
+        def load_tile(path: Path, classifier: Any, **options: Any) -> Any:
+            if delay:
+                time.sleep(delay)
+            if path.is_file() and POISON in path.read_bytes():
+                note(f"poison {os.getpid()} {path.name}")
+                os.kill(os.getpid(), signal.SIGKILL)
+            return original(path, classifier, **options)
+
+        pipeline.load_tile = load_tile
+
+
+if _FOLDER:
+    _install(_FOLDER)
