@@ -90,7 +90,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     if settings.is_embedded_broker:
         folder = settings.broker_dir.resolve()
         folder.mkdir(parents=True, exist_ok=True)
-        transport_options |= {"data_folder_in": str(folder), "data_folder_out": str(folder)}
+        control = settings.broker_dir.resolve().parent / "broker-control"
+        control.mkdir(parents=True, exist_ok=True)
+        # Without control_folder kombu keeps its exchange table in ./control of whatever the working directory is.
+        transport_options |= {"data_folder_in": str(folder), "data_folder_out": str(folder),
+                              "control_folder": str(control)}
     return {
         "broker_url": settings.broker_url,
         "broker_transport_options": transport_options,

@@ -53,3 +53,4 @@ def test_embedded_broker_needs_no_server(tmp_path, monkeypatch: pytest.MonkeyPat
     app.send_task(CLASSIFY_TASK, kwargs={"batch": {"job_id": 1, "model_hash": "x", "root": "r", "tiles": []}})
     assert queued_messages(CLASSIFY_QUEUE, app) == 1
     assert any(settings.broker_dir.resolve().iterdir())
+    assert not (tmp_path / "control").exists()  # kombu's exchange table stays under the data dir
