@@ -68,6 +68,9 @@ def fit(config: TrainConfig, *, data_dir: Path, out_dir: Path, progress: bool = 
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     folder = scan_image_folder(data_dir)
+    # The network first: a weights download or a bad weights file fails before minutes of image decoding.
+    net = build_model(config.arch, len(folder.class_names), weights=config.weights, head=config.head,
+                      freeze=config.freeze)
     native = native_size(folder.samples)
     size = config.image_size or native
     # Store at most the native size: upsampling (e.g. the tutorial's 224 px) happens per batch, saving memory.
@@ -79,8 +82,6 @@ def fit(config: TrainConfig, *, data_dir: Path, out_dir: Path, progress: bool = 
     train_idx, val_idx = stratified_split(data.labels, val_fraction=config.val_split, seed=config.seed)
     say(f"{len(train_idx)} training and {len(val_idx)} validation images, {len(folder.class_names)} classes, "
         f"{size} px, {config.arch} on {device} ({precision})")
-    net = build_model(config.arch, len(folder.class_names), weights=config.weights, head=config.head,
-                      freeze=config.freeze)
     model = Normalized(net, IMAGENET_MEAN, IMAGENET_STD).to(device).to(memory_format=torch.channels_last)
     loop = _Loop(config, model, data, train_idx, val_idx, device, precision, size, say, progress)
     history = loop.run()

@@ -176,6 +176,7 @@ def test_truncated_png_raises() -> None:
     assert bad_reason(data[:60])[0] == "truncated image"
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_bomb_is_refused_before_decoding() -> None:
     # A 1x1 GIF whose logical screen claims 10000 x 10000: the size is known from the header alone.
     gif = bytearray(encode(Image.new("P", (1, 1)), "GIF"))
