@@ -102,6 +102,19 @@ def fit(config: TrainConfig, *, data_dir: Path, out_dir: Path, progress: bool = 
     return TrainResult(checkpoint, digest, metrics)
 
 
+def lr_factor(done: float, *, schedule: str, warmup: float) -> float:
+    """The learning rate's share of its peak when ``done`` (0..1) of the steps or of the time budget has passed.
+
+    ``cosine``: linear warm-up over the first ``warmup`` share, then a half cosine that reaches 0 at done = 1.
+    ``constant``: always 1 (the tutorial's Adam).
+    """
+    if schedule == "constant":
+        return 1.0
+    if done < warmup:
+        return done / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (done - warmup) / (1 - warmup))))
+
+
 class _Loop:
     """The epoch/step loop with its schedule, periodic evaluation and best-state tracking."""
 
@@ -187,15 +200,10 @@ class _Loop:
         return value
 
     def _lr_factor(self) -> float:
-        if self.config.schedule == "constant":
-            return 1.0
         done = (self.step + 1) / self.total_steps
         if self.budget_s:
             done = max(done, self.train_seconds / self.budget_s)
-        warmup = self.config.warmup
-        if done < warmup:
-            return done / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (done - warmup) / (1 - warmup))))
+        return lr_factor(done, schedule=self.config.schedule, warmup=self.config.warmup)
 
     def _out_of_time(self) -> bool:
         return self.budget_s is not None and self.train_seconds >= self.budget_s
