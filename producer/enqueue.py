@@ -51,6 +51,10 @@ DEFAULT_BATCH_SIZE = 1024  # bench/enqueue.py: fewer, larger messages are what l
 RECORD_INTERVAL = 0.5
 PROGRESS_INTERVAL = 0.1
 CURSOR = "resume_after"
+# Batch numbers are reserved in blocks, in the job row, before they are used: a batch can be in the broker before
+# its row is recorded, and a rerun after a kill must not give another batch the same (job, seq).
+SEQ_RESERVED = "seq_reserved"
+SEQ_BLOCK = 256
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,7 @@ def find_resumable(request: EnqueueRequest) -> Job | None:
             Job.layout == request.layout.name,
         ).order_by(Job.id.desc()))
         for job in candidates:
-            if {k: v for k, v in job.region.items() if k != CURSOR} == asked:
+            if {k: v for k, v in job.region.items() if k not in (CURSOR, SEQ_RESERVED)} == asked:
                 return job
     return None
 
@@ -186,9 +190,11 @@ class _Run:
         self.cursor = self.after
         self.base_skipped = job.skipped_tiles if job is not None else 0
         self.next_seq = 0
-        if self.job_id is not None:
+        if job is not None:
             with session_scope() as session:
-                self.next_seq = jobs.next_batch_seq(session, job_id=self.job_id)
+                self.next_seq = max(jobs.next_batch_seq(session, job_id=job.id),
+                                    int(job.region.get(SEQ_RESERVED) or 0))
+        self.reserved = self.next_seq  # numbers below this are recorded in the job as possibly in use
         self.unrecorded: list[tuple[int, int]] = []  # (seq, tiles) published since the last record()
         self.finished_dirs: list[tuple[int, Key]] = []  # (tiles accepted when the directory ended, its key)
         self.accepted = 0
@@ -235,6 +241,9 @@ class _Run:
             publisher.check()  # an unreachable broker fails here, before a job row exists
             self._create_job()
         assert self.job_id is not None
+        if self.next_seq >= self.reserved:
+            self.reserved = self.next_seq + SEQ_BLOCK
+            self.record()  # writes the reservation before any of its numbers reaches the broker
         batch = ClassifyBatch(job_id=self.job_id, seq=self.next_seq, model_hash=self.request.model_hash,
                               root=self.request.root_name, tiles=tiles)
         publisher.send(batch)
@@ -271,7 +280,7 @@ class _Run:
             job = jobs.get_job(session, self.job_id)
             job.total_tiles, job.total_batches = jobs.batch_totals(session, job_id=self.job_id)
             job.skipped_tiles = self.base_skipped + self.stats.skipped
-            job.region = {**self.request.region_record(), CURSOR: self.cursor}
+            job.region = {**self.request.region_record(), CURSOR: self.cursor, SEQ_RESERVED: self.reserved}
         self.unrecorded = []
 
     def finish(self) -> str | None:

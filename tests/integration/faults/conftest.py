@@ -80,12 +80,13 @@ class World:
         return int(json.loads(out)["job_id"])
 
     def check(self, job_ids: list[int], *, rows: list[TileRow] | None = None,
-              reference: dict[tuple[int, int, int], str] | None = None, failed: tuple[str, ...] = ()) -> None:
+              reference: dict[tuple[int, int, int], str] | None = None, failed: tuple[str, ...] = (),
+              recounted: int = 0) -> None:
         from tests.integration.faults.harness import check_invariants
 
         check_invariants(model_hash=self.model_hash, job_ids=job_ids, rows=rows or self.deployment.rows,
                          reference=reference or self.deployment.reference, redis_server=self.redis,
-                         pool=self.pool, failed=failed)
+                         pool=self.pool, failed=failed, recounted=recounted)
 
 
 @pytest.fixture(scope="package")
