@@ -3,8 +3,8 @@
 A task's batch (say 64-256 tiles) is run in device-sized chunks (``TILECLASS_WORKER_BATCH_SIZE``). Decoding is
 submitted up to two chunks ahead, so the pool reads and decodes chunk k+1 (libjpeg-turbo and libpng release the
 GIL) while chunk k runs on the device. Each tile is decoded and resized to the model's input size in the pool
-thread; the main thread only stacks the chunk and runs the model. On CUDA the stacked chunk is pinned so that
-the copy to the device can be asynchronous.
+thread; the main thread only stacks the chunk and runs the model (``Classifier.predict_tensors`` pins a chunk
+bound for CUDA and copies it without blocking, in channels_last, under bf16 autocast where the device has it).
 
 A tile that cannot be read or decoded fails alone, with the short reason that ``failed_tiles`` stores; the
 rest of its chunk is classified.
@@ -131,9 +131,6 @@ def _run_chunk(classifier: Classifier, chunk: list[tuple[TileSource, Future[torc
             outcome.failures.append(Failure(source.key, exc.reason))
     if not tensors:
         return
-    images = torch.stack(tensors)
-    if classifier.device.type == "cuda":
-        images = images.pin_memory()  # lets predict_tensors copy with non_blocking=True
-    probabilities = classifier.predict_tensors(images)
+    probabilities = classifier.predict_tensors(torch.stack(tensors))
     for key, prediction in zip(keys, classifier.to_predictions(probabilities), strict=True):
         outcome.classified.append(Classified(key, prediction.label, prediction.confidence, prediction.probabilities))

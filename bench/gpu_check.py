@@ -1,0 +1,190 @@
+"""GPU check: the predictor and the worker's pipeline on a CUDA device, against this machine's CPU (see gpu_check.sh).
+
+Steps, each bounded in time (the whole run aims at under 5 minutes on one H100-class GPU):
+
+1. tiles: real EuroSAT JPEGs from ``../shared/data/eurosat-rgb`` if present (64 px, resized to the model's 224 px
+   input by the pipeline), else generated 256 px JPEG tiles (smooth random colour fields);
+2. a random-weight ResNet50 checkpoint (224 px, 10 classes) saved with ``model.checkpoint.save_checkpoint``;
+3. CPU reference: fp32 predictions of the first ``--check`` tiles on this machine's CPU;
+4. on ``cuda`` in fp32 and bf16 (and bf16 compiled unless ``--no-compile``): the predictions of the same tiles
+   must match the CPU's (fp32: probabilities within 1e-3; bf16: within 0.05, and top-1 the same wherever the CPU's
+   top two differ by more than 0.05); then tiles/s of the bare predictor on pre-made tensors and of the worker's
+   pipeline (``worker.pipeline.classify_tiles``: read, decode on a thread pool, resize, chunked forward passes).
+
+Prints one line per measurement and a JSON summary last; exits 1 if a check fails, 3 if a dependency is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+EUROSAT = REPO.parent / "shared" / "data" / "eurosat-rgb"
+CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
+           "Residential", "River", "SeaLake")
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def tiles(folder: Path, count: int) -> tuple[list[Path], str]:
+    """``count`` tile files: real EuroSAT JPEGs when the shared data is here, else generated 256 px JPEGs."""
+    if EUROSAT.is_dir():
+        files = [EUROSAT / name / f"{name}_{i}.jpg" for i in range(1, count // len(CLASSES) + 2) for name in CLASSES]
+        return files[:count], f"EuroSAT 64 px JPEGs from {EUROSAT}"
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(count):
+        coarse = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        image = Image.fromarray(coarse).resize((256, 256), Image.Resampling.BICUBIC)
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=90)
+        path = folder / "tiles" / f"{i}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(buffer.getvalue())
+        files.append(path)
+    return files, "generated 256 px JPEG tiles (no ../shared/data here)"
+
+
+def checkpoint(folder: Path) -> Path:
+    import torch
+
+    from model.arch import build_model
+    from model.checkpoint import CheckpointMeta, save_checkpoint
+    from model.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    torch.manual_seed(0)
+    meta = CheckpointMeta(arch="resnet50", class_names=CLASSES, image_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    path = folder / "resnet50.pt"
+    save_checkpoint(path, model=build_model("resnet50", len(CLASSES)), meta=meta)
+    return path
+
+
+def stacked(classifier: Any, files: list[Path]) -> Any:
+    import torch
+
+    from model.images import decode_tile
+
+    return torch.stack([classifier.resize_tensor(decode_tile(path.read_bytes())) for path in files])
+
+
+def compare(reference: Any, probabilities: Any, precision: str) -> dict[str, Any]:
+    """How far ``probabilities`` are from the CPU's fp32 ``reference``, and whether that is within tolerance."""
+    diff = float((probabilities - reference).abs().max())
+    top2 = reference.topk(2, dim=1).values
+    margin = 1e-3 if precision == "fp32" else 0.05
+    decided = (top2[:, 0] - top2[:, 1]) > margin
+    agree = (probabilities.argmax(1) == reference.argmax(1))[decided]
+    agreement = float(agree.float().mean()) if len(agree) else 1.0
+    tolerance = 1e-3 if precision == "fp32" else 0.05
+    return {"max_abs_diff": round(diff, 6), "top1_agreement": round(agreement, 4), "decided": int(decided.sum()),
+            "ok": diff <= tolerance and agreement == 1.0}
+
+
+def predictor_rate(classifier: Any, batch: Any, seconds: float) -> float:
+    import torch
+
+    for _ in range(3):
+        classifier.predict_tensors(batch)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    images, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        classifier.predict_tensors(batch)  # returns CPU tensors: synchronised every call
+        images += len(batch)
+    return images / (time.perf_counter() - started)
+
+
+def pipeline_rate(classifier: Any, files: list[Path], chunk: int, decode_threads: int) -> float:
+    from core.results import TileKey
+    from worker.pipeline import TileSource, classify_tiles
+
+    sources = [TileSource(TileKey("bench", str(path)), path) for path in files]
+    with ThreadPoolExecutor(decode_threads) as pool:
+        classify_tiles(classifier, sources[: chunk * 2], chunk_size=chunk, pool=pool)  # warm-up
+        started = time.perf_counter()
+        outcome = classify_tiles(classifier, sources, chunk_size=chunk, pool=pool)
+        seconds = time.perf_counter() - started
+    if outcome.failures:
+        raise SystemExit(f"the pipeline failed {len(outcome.failures)} tiles: {outcome.failures[0]}")
+    return len(outcome.classified) / seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tiles", type=int, default=4096, help="Tiles through the pipeline per configuration.")
+    parser.add_argument("--check", type=int, default=256, help="Tiles whose predictions are compared with the CPU's.")
+    parser.add_argument("--chunk", type=int, default=256, help="Tiles per forward pass on the GPU.")
+    parser.add_argument("--seconds", type=float, default=10.0, help="Seconds per bare-predictor measurement.")
+    parser.add_argument("--no-compile", dest="compile", action="store_false", help="Skip the compiled bf16 run.")
+    parser.add_argument("--device", default="cuda", help="Device to check (cpu: a dry run of this script).")
+    args = parser.parse_args()
+    try:
+        import torch
+
+        from model.predict import Classifier
+        from worker.pipeline import classify_tiles  # noqa: F401  (imports core, sqlalchemy, torchvision)
+    except ImportError as exc:
+        say(f"missing dependency: {exc} (install the project's requirements; this script installs nothing)")
+        return 3
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        say("no CUDA device is visible to torch: nothing to check")
+        return 3
+    name = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu (dry run)"
+    summary: dict[str, Any] = {"gpu": name, "torch": torch.__version__,
+                               "cpu_cores": len(os.sched_getaffinity(0)), "chunk": args.chunk, "runs": []}
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="tileclass-gpu-check-") as tmp:
+        folder = Path(tmp)
+        files, source = tiles(folder, args.tiles)
+        files = (files * (args.tiles // len(files) + 1))[: args.tiles]
+        summary["tiles"] = source
+        say(f"{summary['gpu']}, torch {torch.__version__}, {summary['cpu_cores']} CPU cores; "
+            f"{args.tiles} tiles: {source}")
+        path = checkpoint(folder)
+        cpu = Classifier.load(path, device="cpu", precision="fp32")
+        check = stacked(cpu, files[: args.check])
+        started = time.perf_counter()
+        reference = cpu.predict_tensors(check)
+        say(f"CPU fp32 reference on {args.check} tiles: {time.perf_counter() - started:.1f} s")
+        configs = [("fp32", False), ("bf16", False)] + ([("bf16", True)] if args.compile else [])
+        for precision, compiled in configs:
+            started = time.perf_counter()
+            gpu = Classifier.load(path, device=args.device, precision=precision, compile=compiled)
+            load_seconds = time.perf_counter() - started
+            match = compare(reference, gpu.predict_tensors(check), precision)
+            batch = check[: args.chunk].repeat((args.chunk + len(check) - 1) // len(check), 1, 1, 1)[: args.chunk]
+            bare = predictor_rate(gpu, batch.contiguous(), args.seconds)
+            threads = min(16, max(2, summary["cpu_cores"]))
+            piped = pipeline_rate(gpu, files, args.chunk, threads)
+            label = f"{precision}{' compiled' if getattr(gpu, 'compiled', False) else ''}"
+            say(f"{args.device} {label:14s} predictions vs CPU: max |dp| {match['max_abs_diff']:.2e}, top-1 agreement "
+                f"{match['top1_agreement']:.3f} on {match['decided']} tiles -> {'OK' if match['ok'] else 'MISMATCH'}; "
+                f"bare predictor {bare:8.1f} images/s; worker pipeline ({threads} decode threads) {piped:8.1f} tiles/s;"
+                f" load{' + compile' if compiled else ''} {load_seconds:.0f} s")
+            summary["runs"].append({"precision": precision, "compiled": getattr(gpu, "compiled", False), **match,
+                                    "predictor_images_per_s": round(bare, 1), "pipeline_tiles_per_s": round(piped, 1),
+                                    "load_seconds": round(load_seconds, 1)})
+            failed |= not match["ok"]
+            del gpu
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+    print(json.dumps(summary), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
