@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 @worker_init.connect
 def _check_before_consuming(sender: Any = None, **_: Any) -> None:
+    check_broker()
     # In a forking pool the parent must not touch CUDA (its children could not use it): check there instead.
     pool = str(getattr(sender, "pool_cls", "") or "")
     if "solo" in pool or "threads" in pool:
@@ -35,6 +36,17 @@ def _check_before_consuming(sender: Any = None, **_: Any) -> None:
 @worker_process_init.connect
 def _check_in_pool_child(**_: Any) -> None:
     check_device()
+
+
+def check_broker() -> None:
+    """Refuse to start against a broker that rejects the configured password (Celery would retry for ever)."""
+    from worker.brokercheck import check_broker_credentials
+
+    try:
+        check_broker_credentials(get_settings())
+    except TileclassError as exc:
+        log.critical("cannot start a tileclass worker: %s", exc)
+        sys.exit(2)
 
 
 def check_device() -> None:

@@ -246,5 +246,9 @@ class Supervisor:
 
 def launch(options: WorkerOptions) -> int:
     """Start the workers ``options`` ask for on this host and wait until they stop; returns the exit code."""
+    from core.settings import get_settings
+    from worker.brokercheck import check_broker_credentials
+
+    check_broker_credentials(get_settings())  # a wrong password stops here in one line, before any child starts
     specs = plan(options, gpus=visible_gpus(), cores=len(os.sched_getaffinity(0)))
     return Supervisor(specs).run()

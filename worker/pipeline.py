@@ -13,6 +13,7 @@ rest of its chunk is classified.
 from __future__ import annotations
 
 import logging
+import stat
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future
@@ -62,7 +63,13 @@ class BatchOutcome:
 def read_tile(path: Path, *, max_bytes: int = MAX_TILE_BYTES) -> bytes:
     """The file's bytes, or ``TileFailed`` naming why it cannot be read."""
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise TileFailed("is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            # A FIFO named like a tile would block the worker for ever in open(); a device could read without end.
+            raise TileFailed("not a regular file")
+        size = info.st_size
         if size > max_bytes:
             raise TileFailed(f"file too large: {size} bytes > {max_bytes}")
         return path.read_bytes()

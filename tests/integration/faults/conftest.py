@@ -8,31 +8,28 @@ restarting whatever an earlier one killed and waiting until the broker is empty.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from core.db import session_scope
 from core.registry import register_checkpoint
 from core.settings import get_settings
 from producer.cli import app
-from tests.conftest import POSTGRES_ADMIN_URL, REPO_ROOT, require_port
 from tests.integration.faults.harness import (
-    HOOKS,
     VISIBILITY,
     PrivateRedis,
     TileRow,
     WorkerPool,
     make_region,
+    private_database,
     reference_labels,
     scenario_model,
     wait_for,
+    worker_env,
 )
 
 REGION_TILES = 240
@@ -92,23 +89,8 @@ class World:
 @pytest.fixture(scope="package")
 def private_postgres() -> Iterator[str]:
     """A migrated PostgreSQL database for the whole package (the workers keep its URL), dropped afterwards."""
-    from core.db import dispose_engines
-    from core.migrate import upgrade
-
-    require_port("PostgreSQL", 5432)
-    name = f"tileclass_faults_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
+    with private_database("tileclass_faults") as url:
         yield url
-    finally:
-        dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="package")
@@ -121,7 +103,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, trained_checkpoint: Pat
                 "TILECLASS_MODEL_DIR": str(folder / "models"), "TILECLASS_DATA_DIR": str(folder / "state"),
                 "TILECLASS_VISIBILITY_TIMEOUT": str(VISIBILITY), "TILECLASS_WORKER_BATCH_SIZE": "4",
                 "TILECLASS_WORKER_DECODE_THREADS": "1", "TILECLASS_WORKER_MAX_RETRIES": "1"}
-    env = _worker_env(settings, state=folder / "hooks-state")
+    env = worker_env(settings, state=folder / "hooks-state", tile_delay=TILE_DELAY)
     pool = WorkerPool(env, folder=folder, count=2)
     try:
         pool.start()
@@ -132,16 +114,6 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, trained_checkpoint: Pat
     finally:
         pool.stop()
         server.stop()
-
-
-def _worker_env(settings: dict[str, str], *, state: Path) -> dict[str, str]:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILECLASS_")}
-    return env | settings | {
-        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": f"{HOOKS}{os.pathsep}{REPO_ROOT}",
-        "TILECLASS_TEST_FAULTS": str(state), "TILECLASS_TEST_TILE_DELAY": str(TILE_DELAY),
-    }
 
 
 @pytest.fixture

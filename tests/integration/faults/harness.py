@@ -24,17 +24,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import redis
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, create_engine, func, select, text
+from sqlalchemy.engine import make_url
 
 from core import jobs
 from core.db import session_scope
 from core.schema import FailedTile, JobState, TileResult
-from tests.conftest import EUROSAT, SUBSET_CLASSES
+from tests.conftest import EUROSAT, POSTGRES_ADMIN_URL, REPO_ROOT, SUBSET_CLASSES, require_port
 
 HOOKS = Path(__file__).resolve().parent / "hooks"
 POISON = b"TILECLASS-TEST-POISON"  # hooks/sitecustomize.py kills the worker that reads a tile holding this
@@ -64,6 +66,37 @@ def free_port(start: int = 16379) -> int:
                 continue
             return port
     raise RuntimeError(f"no free port in {start}..{start + 199}")
+
+
+@contextlib.contextmanager
+def private_database(prefix: str) -> Iterator[str]:
+    """A migrated PostgreSQL database that outlives one test (worker processes keep its URL), dropped afterwards."""
+    from core.db import dispose_engines
+    from core.migrate import upgrade
+
+    require_port("PostgreSQL", 5432)
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        dispose_engines()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def worker_env(settings: dict[str, str], *, state: Path, tile_delay: float = 0.0) -> dict[str, str]:
+    """The workers' environment: this one's without outside TILECLASS_* settings, the deployment's, the hooks."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TILECLASS_") or k.startswith("TILECLASS_TEST_")}
+    return env | settings | {
+        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": f"{HOOKS}{os.pathsep}{REPO_ROOT}",
+        "TILECLASS_TEST_FAULTS": str(state), "TILECLASS_TEST_TILE_DELAY": str(tile_delay),
+    }
 
 
 class PrivateRedis:

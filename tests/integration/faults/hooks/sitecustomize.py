@@ -11,7 +11,9 @@ a Celery worker process:
 - a tile file containing ``POISON`` kills its worker process with SIGKILL when it is read, as the OOM killer or a
   crashing native decoder would. The tile itself is a valid JPEG that the decoder reads normally.
 
-The production code has no hook of its own: ``worker.pipeline.load_tile`` is wrapped here when the worker starts.
+``TILECLASS_TEST_NO_MARKERS=1`` switches off the run markers of ``worker.deliveries`` (to watch the poison scenario
+fail without them: the tile is then redelivered forever). The production code has no hook of its own:
+``worker.pipeline.load_tile`` is wrapped here when the worker starts.
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ def _install(folder: str) -> None:
             return original(path, classifier, **options)
 
         pipeline.load_tile = load_tile
+        if os.environ.get("TILECLASS_TEST_NO_MARKERS") == "1":
+            from worker import deliveries
+
+            deliveries._client = lambda settings: None  # type: ignore[assignment]
 
 
 if _FOLDER:
