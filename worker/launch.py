@@ -2,10 +2,10 @@
 
 Every child is a plain ``celery -A worker.app worker --pool solo`` process. The solo pool runs tasks in the
 process that loads the model, so nothing forks after CUDA (or the model) is initialised. On a GPU host child *i*
-sees only GPU *i* (``CUDA_VISIBLE_DEVICES``) and is named ``gpu{i}@<host>``; on a CPU host the cores are split into
-processes of a few torch threads each (on 2 cores, 2 processes x 1 thread beat 1 x 2 threads), named
-``cpu{i}@<host>``. Options reach the children as ``TILECLASS_*`` variables, the same ones a plain Celery worker
-reads.
+sees only GPU *i* (``CUDA_VISIBLE_DEVICES``), is named ``gpu{i}@<host>`` and decodes tiles on its share of the
+cores; on a CPU host the cores are split into processes of a few torch threads each (on 2 cores, 2 processes x 1
+thread beat 1 x 2 threads), named ``cpu{i}@<host>``. Options reach the children as ``TILECLASS_*`` variables, the
+same ones a plain Celery worker reads.
 
 This module never imports torch: it counts GPUs with ``nvidia-smi -L`` or ``CUDA_VISIBLE_DEVICES``, so the
 launcher never initialises CUDA itself.
@@ -125,12 +125,16 @@ def plan(options: WorkerOptions, *, gpus: Sequence[str], cores: int, python: str
     common = _common_env(options)
     if chosen:
         per_gpu = options.processes or 1
-        threads = options.threads_per_process or max(1, cores // (len(chosen) * per_gpu))
+        # The GPU runs the model: a process's CPU work is reading and decoding tiles, so its share of the cores
+        # goes to decode threads, each running single-threaded torch ops (the resize) to avoid oversubscription.
+        share = max(2, cores // (len(chosen) * per_gpu))
+        threads = options.threads_per_process or 1
         children = []
         for index, gpu in chosen:
             for k in range(per_gpu):
                 name = f"gpu{index}@%h" if per_gpu == 1 else f"gpu{index}-{k}@%h"
-                env = common | _thread_env(threads) | {"CUDA_VISIBLE_DEVICES": gpu, "TILECLASS_DEVICE": "cuda"}
+                env = common | _thread_env(threads) | {"CUDA_VISIBLE_DEVICES": gpu, "TILECLASS_DEVICE": "cuda",
+                                                       "TILECLASS_WORKER_DECODE_THREADS": str(share)}
                 children.append(ChildSpec(name, _celery_argv(python, options, name), env))
         return children
     processes, threads = cpu_split(cores, options.processes, options.threads_per_process)

@@ -22,7 +22,9 @@ def test_one_pinned_worker_per_gpu_named_after_it() -> None:
     assert [c.name for c in children] == ["gpu0@%h", "gpu1@%h", "gpu2@%h", "gpu3@%h"]
     assert [c.env["CUDA_VISIBLE_DEVICES"] for c in children] == ["0", "1", "2", "3"]
     assert {c.env["TILECLASS_DEVICE"] for c in children} == {"cuda"}
-    assert {c.env["TILECLASS_WORKER_THREADS"] for c in children} == {"4"}  # 16 cores shared by 4 GPUs
+    # 16 cores shared by 4 GPUs: each process decodes on 4 threads; the model runs on the GPU
+    assert {(c.env["TILECLASS_WORKER_DECODE_THREADS"], c.env["TILECLASS_WORKER_THREADS"]) for c in children} == {
+        ("4", "1")}
     argv = children[0].argv
     assert argv[:6] == ["py", "-m", "celery", "-A", "worker.app", "worker"]
     assert argv[argv.index("--pool") + 1] == "solo"
