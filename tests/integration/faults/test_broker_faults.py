@@ -4,15 +4,32 @@ connections cut, each in the middle of a 240-tile job on two real workers."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from core import jobs
 from core.db import session_scope
-from core.schema import TileResult
+from core.registry import register_checkpoint
+from core.schema import JobState, TileResult
+from core.settings import get_settings
 from tests.integration.faults.conftest import World
-from tests.integration.faults.harness import batches_done, wait_complete, wait_for
+from tests.integration.faults.harness import (
+    WorkerPool,
+    batches_done,
+    check_invariants,
+    embedded_queue,
+    job_state,
+    make_region,
+    reference_labels,
+    wait_complete,
+    wait_for,
+    worker_env,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -75,3 +92,43 @@ def test_broker_connections_cut_mid_job_lose_nothing(world: World) -> None:
     assert cut >= 2
     wait_complete(job, world.pool)
     world.check([job])
+
+
+def test_on_the_embedded_broker_a_killed_worker_loses_its_batch_and_resume_brings_it_back(
+        tmp_path: Path, sqlite_url: str, trained_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from producer.cli import app
+
+    settings = {"TILECLASS_DATABASE_URL": sqlite_url, "TILECLASS_DATA_DIR": str(tmp_path / "state"),
+                "TILECLASS_MODEL_DIR": str(tmp_path / "models"), "TILECLASS_WORKER_BATCH_SIZE": "4"}
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    with session_scope() as session:
+        model = register_checkpoint(session, checkpoint=trained_checkpoint, settings=get_settings()).hash
+    root = tmp_path / "tiles"
+    rows = make_region(root, 48)
+    pool = WorkerPool(worker_env(settings, state=tmp_path / "hooks", tile_delay=0.05), folder=tmp_path, count=1)
+    try:
+        pool.start()
+        out = CliRunner().invoke(app, ["enqueue", str(root), "--model", model, "--batch-size", "12", "--json"])
+        job = json.loads(out.stdout)["job_id"]
+        wait_for(lambda: bool(pool.busy(job)), timeout=60, what="the worker to take a batch", pool=pool,
+                 interval=0.02)
+        (pid, (_, _, lost)), = pool.busy(job).items()
+        os.kill(pid, signal.SIGKILL)  # the filesystem broker removed the message when the worker took it
+        wait_for(lambda: embedded_queue() == 0 and not pool.busy(job) and batches_done(job) == 3, timeout=120,
+                 what="the other batches", pool=pool)
+        time.sleep(1.0)
+        assert job_state(job) == JobState.QUEUED and batches_done(job) == 3  # the lost batch never comes back
+        report = json.loads(CliRunner().invoke(app, ["resume", str(job), "--json"]).stdout)
+        assert (report["enqueued"], report["superseded_batches"]) == (12, 1)
+        wait_complete(job, pool)
+        check_invariants(model_hash=model, job_ids=[job], rows=rows, reference=reference_labels(
+            trained_checkpoint, root, rows), redis_server=None, pool=pool)
+        with session_scope() as session:
+            assert jobs.progress(session, job_id=job).classified == 48
+        assert ("start", pid, lost) in pool.runs(job)
+    finally:
+        pool.stop()
