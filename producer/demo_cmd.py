@@ -22,6 +22,8 @@ import typer
 from core.errors import TileclassError
 
 DEMO_LON, DEMO_LAT = -9.1393, 38.7223  # Lisbon
+# Compiling pays off over millions of tiles, not over the demo's few hundred small ones.
+WORKER_ARGS = ("worker", "--device", "cpu", "--no-compile")
 
 
 def _env() -> dict[str, str]:
@@ -42,9 +44,9 @@ def _tileclass(args: Sequence[str], *, capture: bool = False) -> str:
 
 @contextmanager
 def _background_worker(log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    typer.secho(f"\n$ tileclass worker --device cpu &   (log: {log})", fg=typer.colors.CYAN, err=True)
+    typer.secho(f"\n$ tileclass {' '.join(WORKER_ARGS)} &   (log: {log})", fg=typer.colors.CYAN, err=True)
     with log.open("wb") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "producer", "worker", "--device", "cpu"],
+        process = subprocess.Popen([sys.executable, "-m", "producer", *WORKER_ARGS],
                                    env=_env(), stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield process
@@ -136,7 +138,7 @@ def demo(
     typer.echo(f"pictures: {Path('map.png').resolve()}, {Path('training/loss.png').resolve()}, "
                f"{Path('training/confusion.png').resolve()}")
     typer.echo("\nTo do each step by hand:\n  cd " + str(Path.cwd()))
-    for args in (train_args, ["worker", "--device", "cpu", "  # in another terminal"], enqueue_args,
+    for args in (train_args, [*WORKER_ARGS, "  # in another terminal"], enqueue_args,
                  ["status", "--watch"], ["summary", str(job_id)],
                  ["query", "point", f"--lon={lon:.5f}", f"--lat={lat:.5f}", "--zoom", str(zoom)],
                  ["render", str(job_id), "--out", "map.png", "--imagery"]):

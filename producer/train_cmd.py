@@ -136,10 +136,15 @@ def _queue(config: TrainConfig, data_dir: Path, as_json: bool) -> None:
     with session_scope() as session:
         job = create_job(session, kind=JobKind.TRAIN, root_path=str(data_dir.resolve()))
         job_id = job.id
-    request = TrainRequest(job_id, str(data_dir.resolve()), asdict(config))
-    make_app(get_settings()).send_task(TRAIN_TASK, kwargs={"request": request.to_message()}, queue=TRAIN_QUEUE)
-    with session_scope() as session:
+        # Queued before the message leaves, so a fast worker's "running" is never overwritten.
         set_state(session, job_ids=[job_id], state=JobState.QUEUED, message="waiting for a train worker")
+    request = TrainRequest(job_id, str(data_dir.resolve()), asdict(config))
+    try:
+        make_app(get_settings()).send_task(TRAIN_TASK, kwargs={"request": request.to_message()}, queue=TRAIN_QUEUE)
+    except Exception as exc:  # the broker refused or is unreachable: the job must not wait forever
+        with session_scope() as session:
+            set_state(session, job_ids=[job_id], state=JobState.FAILED, message=f"could not queue: {exc}")
+        raise TileclassError(f"could not send training job {job_id} to the broker: {exc}") from None
     if as_json:
         typer.echo(json.dumps({"job_id": job_id}))
     else:
