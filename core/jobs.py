@@ -102,6 +102,21 @@ def supersede_unfinished_batches(session: Session, *, job_id: int) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+def supersede_batches(session: Session, *, job_id: int, seqs: Sequence[int]) -> None:
+    """Mark batch numbers as replaced whatever their state, creating rows for numbers never recorded.
+
+    A producer killed between publishing a batch and recording it leaves a batch in the broker that its rerun
+    publishes again under a new number; the old number is superseded so that its tiles count once.
+    """
+    if not seqs:
+        return
+    rows = [{"job_id": job_id, "seq": seq, "tiles": 0, "state": BatchState.CANCELLED, "classified": 0, "failed": 0,
+             "enqueued_at": utcnow()} for seq in sorted(seqs)]
+    stmt = upsert_insert(session, JobBatch).values(rows)
+    session.execute(stmt.on_conflict_do_update(index_elements=["job_id", "seq"],
+                                               set_={"state": BatchState.CANCELLED}))
+
+
 def record_batch_done(session: Session, *, job_id: int, seq: int, tiles: int, classified: int, failed: int) -> None:
     """Mark a batch done with its counts (an upsert: a redelivered batch overwrites its own row; a superseded one
     is left as it is)."""

@@ -54,6 +54,9 @@ CURSOR = "resume_after"
 # Batch numbers are reserved in blocks, in the job row, before they are used: a batch can be in the broker before
 # its row is recorded, and a rerun after a kill must not give another batch the same (job, seq).
 SEQ_RESERVED = "seq_reserved"
+# Every batch number below this one is recorded; numbers from here to the reservation may have reached the broker
+# unrecorded (the producer was killed in between), and a rerun supersedes them because it publishes their tiles again.
+SEQ_RECORDED = "seq_recorded"
 SEQ_BLOCK = 256
 
 
@@ -118,7 +121,7 @@ def find_resumable(request: EnqueueRequest) -> Job | None:
             Job.layout == request.layout.name,
         ).order_by(Job.id.desc()))
         for job in candidates:
-            if {k: v for k, v in job.region.items() if k not in (CURSOR, SEQ_RESERVED)} == asked:
+            if {k: v for k, v in job.region.items() if k not in (CURSOR, SEQ_RESERVED, SEQ_RECORDED)} == asked:
                 return job
     return None
 
@@ -194,6 +197,8 @@ class _Run:
             with session_scope() as session:
                 self.next_seq = max(jobs.next_batch_seq(session, job_id=job.id),
                                     int(job.region.get(SEQ_RESERVED) or 0))
+                recorded = int(job.region.get(SEQ_RECORDED, self.next_seq))
+                jobs.supersede_batches(session, job_id=job.id, seqs=range(recorded, self.next_seq))
         self.reserved = self.next_seq  # numbers below this are recorded in the job as possibly in use
         self.unrecorded: list[tuple[int, int]] = []  # (seq, tiles) published since the last record()
         self.finished_dirs: list[tuple[int, Key]] = []  # (tiles accepted when the directory ended, its key)
@@ -280,7 +285,8 @@ class _Run:
             job = jobs.get_job(session, self.job_id)
             job.total_tiles, job.total_batches = jobs.batch_totals(session, job_id=self.job_id)
             job.skipped_tiles = self.base_skipped + self.stats.skipped
-            job.region = {**self.request.region_record(), CURSOR: self.cursor, SEQ_RESERVED: self.reserved}
+            job.region = {**self.request.region_record(), CURSOR: self.cursor, SEQ_RESERVED: self.reserved,
+                          SEQ_RECORDED: self.next_seq}
         self.unrecorded = []
 
     def finish(self) -> str | None:

@@ -43,3 +43,17 @@ def test_overlapping_jobs_keep_their_own_counts(database_url: str) -> None:
 def test_unknown_job_is_a_clear_error(database_url: str) -> None:
     with session_scope(database_url) as session, pytest.raises(Exception, match=r"job 99 does not exist"):
         jobs.get_job(session, 99)
+
+
+def test_superseded_batch_numbers_never_count_even_when_their_batch_arrives(database_url: str) -> None:
+    with session_scope(database_url) as session:
+        job_id = jobs.create_job(session).id
+        jobs.record_batches_enqueued(session, job_id=job_id, batches=[(0, 10)])
+        # Batch 1 reached the broker unrecorded and a worker finished it before the producer's rerun ...
+        jobs.record_batch_done(session, job_id=job_id, seq=1, tiles=10, classified=10, failed=0)
+        # ... the rerun supersedes numbers 1..3 (published again as new batches); batch 2 arrives only later.
+        jobs.supersede_batches(session, job_id=job_id, seqs=range(1, 4))
+        jobs.record_batch_done(session, job_id=job_id, seq=2, tiles=10, classified=10, failed=0)
+        jobs.record_batch_done(session, job_id=job_id, seq=0, tiles=10, classified=10, failed=0)
+        assert jobs.batch_totals(session, job_id=job_id) == (10, 1)
+        assert jobs.progress(session, job_id=job_id).classified == 10
