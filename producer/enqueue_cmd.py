@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from core.errors import TileclassError, TileError, TileRootError
+from producer.progress import walk_progress
 
 if TYPE_CHECKING:
     from producer.enqueue import EnqueueRequest, EnqueueResult, EnqueueStats
@@ -62,7 +62,7 @@ def enqueue(
     if dry_run:
         from producer.enqueue import plan
 
-        with _progress(not as_json) as show:
+        with walk_progress(not as_json, _describe) as show:
             result = plan(request, on_progress=show)
         _print_plan(request, result, as_json)
         return
@@ -124,7 +124,7 @@ def _run(request: EnqueueRequest, max_queued: int, as_json: bool) -> None:
     app = make_app(get_settings())
     stop = threading.Event()
     try:
-        with _first_sigint_sets(stop), _progress(not as_json) as show:
+        with _first_sigint_sets(stop), walk_progress(not as_json, _describe) as show:
             result = enqueue(request, app=app, max_queued=max_queued, on_progress=show, stop=stop)
     except Interrupted as exc:
         where = f"job {exc.job_id} is resumable" if exc.job_id is not None else "nothing was enqueued yet"
@@ -156,25 +156,11 @@ def _first_sigint_sets(stop: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Any]:
-    """A rich progress line on stderr: tiles found, enqueued, skipped; yields the update callback."""
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=Console(file=sys.stderr), transient=True) as progress:
-        task = progress.add_task("walking…", total=None)
-
-        def show(stats: EnqueueStats) -> None:
-            waiting = " · waiting for room in the broker" if stats.waiting else ""
-            progress.update(task, description=f"found {stats.found:,} · enqueued {stats.enqueued:,} · skipped "
-                                              f"{stats.skipped:,} · batches {stats.batches:,}{waiting}")
-
-        yield show
+def _describe(stats: EnqueueStats) -> str:
+    """The progress line: tiles found, enqueued, skipped."""
+    waiting = " · waiting for room in the broker" if stats.waiting else ""
+    return (f"found {stats.found:,} · enqueued {stats.enqueued:,} · skipped {stats.skipped:,} · "
+            f"batches {stats.batches:,}{waiting}")
 
 
 def _summary(request: EnqueueRequest, result: EnqueueResult) -> dict[str, Any]:

@@ -8,14 +8,12 @@ result nor a failure recorded by the job. Prints how many tiles it enqueued (``-
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from core.errors import TileclassError
+from producer.progress import walk_progress
 
 if TYPE_CHECKING:
     from producer.resume import ResumeStats
@@ -47,7 +45,7 @@ def resume(
         raise TileclassError(f"--max-queued must be at least 1 (got {bound})")
     ensure_schema()
     plan = plan_resume(job, batch_size=batch_size)
-    with _progress(not as_json) as show:
+    with walk_progress(not as_json, _describe) as show:
         stats, state = resume_job(plan, app=make_app(settings), max_queued=bound, on_progress=show)
     summary = _summary(job, stats, state, plan.batch_size)
     if as_json:
@@ -68,24 +66,9 @@ def _summary(job_id: int, stats: ResumeStats, state: str, batch_size: int) -> di
             "left_out": dict(stats.report.skipped)}
 
 
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Any]:
-    """A rich progress line on stderr while the job's region is walked again; yields the update callback."""
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=Console(file=sys.stderr), transient=True) as progress:
-        task = progress.add_task("walking…", total=None)
-
-        def show(stats: ResumeStats) -> None:
-            progress.update(task, description=f"found {stats.found:,} · missing {stats.enqueued:,} · classified "
-                                              f"{stats.classified:,}")
-
-        yield show
+def _describe(stats: ResumeStats) -> str:
+    """The progress line while the job's region is walked again."""
+    return f"found {stats.found:,} · missing {stats.enqueued:,} · classified {stats.classified:,}"
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,7 @@ the reason, never skip. ``make test`` starts them first when they are down (scri
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -52,16 +53,17 @@ def sqlite_url(tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database, dropped afterwards."""
+@contextlib.contextmanager
+def fresh_postgres_database(prefix: str = "tileclass_test") -> Iterator[str]:
+    """A new, migrated PostgreSQL database on the local server, dropped (with its connections) afterwards."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
+    from core.db import dispose_engines
     from core.migrate import upgrade
 
     require_port("PostgreSQL", 5432)
-    name = f"tileclass_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -70,12 +72,17 @@ def postgres_url() -> Iterator[str]:
         upgrade(url)
         yield url
     finally:
-        from core.db import dispose_engines
-
         dispose_engines()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database, dropped afterwards."""
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

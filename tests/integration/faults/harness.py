@@ -24,19 +24,17 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import redis
-from sqlalchemy import and_, create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import and_, func, select
 
 from core import jobs
 from core.db import session_scope
 from core.schema import FailedTile, JobState, TileResult
-from tests.conftest import EUROSAT, POSTGRES_ADMIN_URL, REPO_ROOT, SUBSET_CLASSES, require_port
+from tests.conftest import EUROSAT, REPO_ROOT, SUBSET_CLASSES, fresh_postgres_database
 
 HOOKS = Path(__file__).resolve().parent / "hooks"
 POISON = b"TILECLASS-TEST-POISON"  # hooks/sitecustomize.py kills the worker that reads a tile holding this
@@ -68,26 +66,8 @@ def free_port(start: int = 16379) -> int:
     raise RuntimeError(f"no free port in {start}..{start + 199}")
 
 
-@contextlib.contextmanager
-def private_database(prefix: str) -> Iterator[str]:
-    """A migrated PostgreSQL database that outlives one test (worker processes keep its URL), dropped afterwards."""
-    from core.db import dispose_engines
-    from core.migrate import upgrade
-
-    require_port("PostgreSQL", 5432)
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+# A database that outlives one test (worker processes keep its URL), dropped afterwards.
+private_database = fresh_postgres_database
 
 
 def worker_env(settings: dict[str, str], *, state: Path, tile_delay: float = 0.0) -> dict[str, str]:
