@@ -1,0 +1,46 @@
+"""`tileclass demo` end to end on the embedded default, small: real training, a real background worker."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _processes_in(folder: Path) -> list[int]:
+    """Processes whose working directory is ``folder``: the demo's worker and its children run there."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cwd").resolve() == folder.resolve():
+                found.append(int(entry.name))
+        except OSError:
+            continue  # a process that ended meanwhile, or one we may not inspect
+    return found
+
+
+def test_demo_runs_the_pipeline_and_stops_its_worker(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "producer", "demo", "--out", str(out), "--train-minutes", "0.3",
+         "--region-size", "4"],
+        capture_output=True, text=True, timeout=280, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "job 1 completed: 16 tiles classified, 0 failed" in result.stdout
+    assert "tileclass enqueue tiles --model training/model.pt" in result.stdout
+    for picture in ("map.png", "training/loss.png", "training/confusion.png"):
+        assert (out / picture).stat().st_size > 1000
+    truth = json.loads((out / "truth.json").read_text())
+    assert len(truth) == 16 and all(key.startswith("16/") for key in truth)
+    assert len(list((out / "tiles" / "16").glob("*/*.png"))) == 16
+    # The background worker was stopped: its log says so and no celery process of this demo is left.
+    assert "Warm shutdown" in (out / "worker.log").read_text()
+    assert _processes_in(out) == []
