@@ -61,9 +61,17 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        _kill(process)
+    except KeyboardInterrupt:  # Ctrl-C while waiting for the warm shutdown: do not wait, do not leave them
+        _kill(process)
+        raise
     typer.echo("background worker stopped", err=True)
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, signal.SIGKILL)  # the launcher's children share its process group
+    process.wait()
+    typer.echo("background worker killed", err=True)
 
 
 def _wait_for_job(job_id: int, worker: subprocess.Popen[bytes], timeout_s: float) -> dict[str, object]:

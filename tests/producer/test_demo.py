@@ -44,3 +44,29 @@ def test_demo_runs_the_pipeline_and_stops_its_worker(tmp_path: Path) -> None:
     # The background worker was stopped: its log says so and no celery process of this demo is left.
     assert "Warm shutdown" in (out / "worker.log").read_text()
     assert _processes_in(out) == []
+
+
+def test_ctrl_c_stops_the_demo_and_its_worker(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out, log = tmp_path / "demo", tmp_path / "demo.log"
+    with log.open("w") as sink:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "producer", "demo", "--out", str(out), "--train-minutes", "0.1",
+             "--region-size", "16"],
+            stdout=sink, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal, not a background job
+        )
+    try:
+        deadline = time.monotonic() + 200
+        while "tileclass worker" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)  # the worker is starting or classifying
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=90) == 130
+    finally:
+        demo.kill()
+    assert "background worker" in log.read_text()
+    time.sleep(1)
+    assert _processes_in(out) == []
