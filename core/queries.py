@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from core.errors import NotFoundError, TileclassError, TileError
 from core.jobs import get_job
 from core.region import parse_bbox, tile_range
+from core.registry import find_registered
 from core.schema import FailedTile, Model, TileResult
 from core.tiles import Tile, check_zoom
 
@@ -198,14 +199,7 @@ def _answer(row: Any) -> TileAnswer:
 
 def find_model(session: Session, *, ref: str) -> ModelInfo:
     """A registered model by its hash or a unique prefix of at least 6 characters."""
-    ref = ref.strip().lower()
-    matches = list(session.scalars(select(Model).where(Model.hash.startswith(ref, autoescape=True)).limit(2)))
-    if len(matches) == 1 and (len(ref) >= 6 or matches[0].hash == ref):
-        return ModelInfo.of(matches[0])
-    recent = session.scalars(select(Model.hash).order_by(Model.created_at.desc()).limit(5))
-    known = ", ".join(digest[:12] for digest in recent) or "none"
-    problem = "is ambiguous" if len(matches) > 1 else "is not a registered model hash"
-    raise NotFoundError(f"model {ref!r} {problem} (registered: {known})")
+    return ModelInfo.of(find_registered(session, ref=ref))
 
 
 # Built once: composing a statement costs more than running a point lookup, so lookups only bind values.

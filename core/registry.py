@@ -93,12 +93,24 @@ def resolve_model(session: Session, *, ref: str, settings: Settings) -> Model:
     candidate = Path(ref)
     if candidate.suffix == ".pt" or candidate.is_file():
         return register_checkpoint(session, checkpoint=candidate, settings=settings)
-    matches = list(session.scalars(select(Model).where(Model.hash.startswith(ref.lower())).limit(2)))
-    if len(matches) == 1 and len(ref) >= 6:
+    return find_registered(session, ref=ref, accepts="a checkpoint file or a registered model hash")
+
+
+def find_registered(session: Session, *, ref: str, accepts: str = "a registered model hash") -> Model:
+    """A registered model by its hash or a unique prefix of at least 6 characters.
+
+    Args:
+        ref: the hash or prefix the user typed.
+        accepts: what the user could have typed, for the error message.
+    """
+    ref = ref.strip().lower()
+    matches = list(session.scalars(select(Model).where(Model.hash.startswith(ref, autoescape=True)).limit(2)))
+    if len(matches) == 1 and (len(ref) >= 6 or matches[0].hash == ref):
         return matches[0]
-    known = ", ".join(m.hash[:12] for m in session.scalars(select(Model).order_by(Model.created_at.desc()).limit(5)))
-    problem = "is ambiguous" if len(matches) > 1 else "is not a checkpoint file or a registered model hash"
-    raise NotFoundError(f"model {ref!r} {problem} (registered: {known or 'none'})")
+    recent = session.scalars(select(Model.hash).order_by(Model.created_at.desc()).limit(5))
+    known = ", ".join(digest[:12] for digest in recent) or "none"
+    problem = "is ambiguous" if len(matches) > 1 else f"is not {accepts}"
+    raise NotFoundError(f"model {ref!r} {problem} (registered: {known})")
 
 
 def checkpoint_for(session: Session, *, model_hash: str, settings: Settings) -> Path:
