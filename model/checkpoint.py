@@ -8,7 +8,8 @@ without running any pickled code::
               "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "head": "linear",
               "train_config": {...TrainConfig fields...}, "metrics": {"val_accuracy": 0.97, ...},
               "format": "tileclass-checkpoint/1"},
-     "state_dict": {"conv1.weight": tensor, ..., "fc.weight": tensor}}
+     "state_dict": {"conv1.weight": tensor, ..., "fc.weight": tensor},
+     "calibration": uint8 tensor (N, 3, H, W)}   # optional: training images that set int8 ranges (model/quantize.py)
 
 Beside it, ``NAME.json`` is the sidecar that core/registry.py reads without torch (format, sha256 of NAME.pt,
 arch, class_names, image_size, metrics). Loading checks the format, that every key and shape matches the
@@ -38,6 +39,7 @@ from model.config import ARCHS, HEADS
 from model.errors import CheckpointError, DataError
 
 CHECKPOINT_FORMAT = SIDECAR_FORMAT
+MAX_CALIBRATION_IMAGES = 1024
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
@@ -90,17 +92,31 @@ class CheckpointMeta:
             ) from None
 
 
-def save_checkpoint(path: Path, *, model: nn.Module, meta: CheckpointMeta) -> str:
+@dataclass(frozen=True)
+class Checkpoint:
+    """A verified checkpoint: metadata, the bare network's weights, and its calibration images (possibly none)."""
+
+    meta: CheckpointMeta
+    state_dict: dict[str, torch.Tensor]
+    calibration: torch.Tensor
+
+
+def save_checkpoint(path: Path, *, model: nn.Module, meta: CheckpointMeta,
+                    calibration: torch.Tensor | None = None) -> str:
     """Write ``path`` and its JSON sidecar atomically; returns the checkpoint file's sha256.
 
     The model may be wrapped (DataParallel, torch.compile, ``model.transforms.Normalized``): prefixes are stripped
-    so that the keys are those of the bare torchvision network.
+    so that the keys are those of the bare torchvision network. ``calibration``: uint8 (N, 3, H, W) training images
+    kept for int8 quantization.
     """
     state = strip_prefixes(_bare(model).state_dict())
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
     _check_state(state, meta, source=path.name)
+    payload: dict[str, Any] = {"format": CHECKPOINT_FORMAT, "meta": meta.to_dict(), "state_dict": state}
+    if calibration is not None:
+        payload["calibration"] = _check_calibration(calibration.detach().to("cpu").contiguous().clone(),
+                                                    source=path.name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": CHECKPOINT_FORMAT, "meta": meta.to_dict(), "state_dict": state}
     _atomic_write(path, lambda handle: torch.save(payload, handle))
     digest = file_sha256(path)
     sidecar = {"format": SIDECAR_FORMAT, "sha256": digest, "arch": meta.arch, "class_names": list(meta.class_names),
@@ -111,6 +127,12 @@ def save_checkpoint(path: Path, *, model: nn.Module, meta: CheckpointMeta) -> st
 
 
 def load_checkpoint(path: Path) -> tuple[CheckpointMeta, dict[str, torch.Tensor]]:
+    """The metadata and weights of the checkpoint at ``path`` (see ``read_checkpoint``)."""
+    checkpoint = read_checkpoint(path)
+    return checkpoint.meta, checkpoint.state_dict
+
+
+def read_checkpoint(path: Path) -> Checkpoint:
     """Read and verify a checkpoint written by ``save_checkpoint``.
 
     Raises:
@@ -135,7 +157,10 @@ def load_checkpoint(path: Path) -> tuple[CheckpointMeta, dict[str, torch.Tensor]
     meta = CheckpointMeta.from_dict(loaded["meta"])
     state = strip_prefixes(loaded["state_dict"])
     _check_state(state, meta, source=path.name)
-    return meta, state
+    calibration = loaded.get("calibration")
+    if calibration is None:
+        calibration = torch.empty(0, 3, meta.image_size, meta.image_size, dtype=torch.uint8)
+    return Checkpoint(meta, state, _check_calibration(calibration, source=path.name))
 
 
 def safe_torch_load(path: Path) -> Any:
@@ -178,6 +203,15 @@ def _bare(model: nn.Module) -> nn.Module:
             model = model.net
         else:
             return model
+
+
+def _check_calibration(images: Any, *, source: str) -> torch.Tensor:
+    if (not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4
+            or images.shape[1] != 3 or len(images) > MAX_CALIBRATION_IMAGES):
+        found = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+        raise CheckpointError(f"{source}: its calibration images must be a uint8 (N, 3, H, W) tensor with N <= "
+                              f"{MAX_CALIBRATION_IMAGES}, not {found}: re-create it with 'tileclass train'")
+    return images
 
 
 def _check_state(state: dict[str, Any], meta: CheckpointMeta, *, source: str) -> None:

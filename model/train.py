@@ -37,6 +37,7 @@ from model.progress import progress_bar
 from model.transforms import IMAGENET_MEAN, IMAGENET_STD, Normalized, augment, resize
 
 CHECKPOINT_NAME = "model.pt"
+CALIBRATION_IMAGES = 64
 log = logging.getLogger(__name__)
 
 
@@ -95,11 +96,23 @@ def fit(config: TrainConfig, *, data_dir: Path, out_dir: Path, progress: bool = 
                           metrics=_summary_metrics(metrics))
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / CHECKPOINT_NAME
-    digest = save_checkpoint(checkpoint, model=model, meta=meta)
+    digest = save_checkpoint(checkpoint, model=model, meta=meta,
+                             calibration=calibration_sample(data, train_idx, seed=config.seed))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _plots(out_dir, history, summary)
     say(f"best epoch {metrics['best_epoch']}: validation loss {final.loss:.3f}, accuracy {summary['accuracy']:.4f}")
     return TrainResult(checkpoint, digest, metrics)
+
+
+def calibration_sample(data: LoadedImages, train_idx: torch.Tensor, *, seed: int,
+                       count: int = CALIBRATION_IMAGES) -> torch.Tensor:
+    """Up to ``count`` training images, the classes taking turns, kept in the checkpoint so that int8
+    quantization (model/quantize.py) sees the activations of real images of every class."""
+    shuffled = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(seed))]
+    labels = data.labels[shuffled]
+    by_class = [shuffled[labels == label].tolist() for label in labels.unique().tolist()]
+    taking_turns = [group[i] for i in range(max(map(len, by_class))) for group in by_class if i < len(group)]
+    return data.images[taking_turns[:count]].clone()
 
 
 def lr_factor(done: float, *, schedule: str, warmup: float) -> float:

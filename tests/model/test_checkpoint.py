@@ -11,7 +11,7 @@ import torch
 
 from core.registry import read_sidecar
 from model.arch import build_model
-from model.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+from model.checkpoint import CheckpointMeta, load_checkpoint, read_checkpoint, save_checkpoint
 from model.errors import CheckpointError
 from model.predict import Classifier
 from model.transforms import IMAGENET_MEAN, IMAGENET_STD, Normalized
@@ -136,3 +136,20 @@ def test_expected_hash_mismatch_is_refused(tmp_path: Path, net: torch.nn.Module)
     assert Classifier.load(path, device="cpu", expected_sha256=digest).sha256 == digest
     with pytest.raises(CheckpointError, match="expected 000000000000"):
         Classifier.load(path, device="cpu", expected_sha256="0" * 64)
+
+
+def test_calibration_images_round_trip_and_are_optional(tmp_path: Path, net: torch.nn.Module) -> None:
+    images = torch.randint(0, 256, (5, 3, 24, 24), dtype=torch.uint8)
+    save_checkpoint(tmp_path / "c.pt", model=net, meta=meta(), calibration=images)
+    assert torch.equal(read_checkpoint(tmp_path / "c.pt").calibration, images)
+    save_checkpoint(tmp_path / "n.pt", model=net, meta=meta())
+    assert read_checkpoint(tmp_path / "n.pt").calibration.shape == (0, 3, 32, 32)
+
+
+@pytest.mark.parametrize("calibration", [torch.zeros(4, 32, 32, dtype=torch.uint8), torch.zeros(2, 3, 8, 8),
+                                         torch.zeros(2, 1, 8, 8, dtype=torch.uint8), [1, 2, 3]])
+def test_malformed_calibration_images_are_refused(tmp_path: Path, net: torch.nn.Module, calibration: object) -> None:
+    torch.save({"format": "tileclass-checkpoint/1", "meta": meta().to_dict(), "state_dict": net.state_dict(),
+                "calibration": calibration}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"bad.pt: its calibration images must be a uint8 \(N, 3, H, W\)"):
+        read_checkpoint(tmp_path / "bad.pt")
