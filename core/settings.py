@@ -24,6 +24,8 @@ from core.errors import SettingsError
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 ROOT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 EMBEDDED_BROKER = "filesystem://"
+# Inference precisions of workers and `tileclass predict` (int8: CPU only, see model/quantize.py).
+INFERENCE_PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
 class Settings(BaseSettings):
@@ -56,7 +58,9 @@ class Settings(BaseSettings):
     worker_threads: int = Field(default=0, ge=0, description="Torch CPU threads per worker process (0: automatic).")
     worker_decode_threads: int = Field(default=2, ge=1, le=64, description="Threads per worker decoding ahead.")
     worker_compile: bool = Field(default=True, description="torch.compile the model in workers (slow first batch).")
-    worker_precision: str = Field(default="auto", description="auto (bf16 where the hardware has it), fp32 or bf16.")
+    worker_precision: str = Field(
+        default="auto", description="auto (bf16 where the hardware has it), fp32, bf16 or int8 (CPU only)."
+    )
     worker_max_retries: int = Field(
         default=3, ge=0, le=20, description="Retries of a failing batch before its tiles are recorded as failed."
     )
@@ -72,8 +76,8 @@ class Settings(BaseSettings):
     @field_validator("worker_precision")
     @classmethod
     def _valid_precision(cls, value: str) -> str:
-        if value not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"must be one of auto, fp32, bf16 (got {value!r})")
+        if value not in INFERENCE_PRECISIONS:
+            raise ValueError(f"must be one of {', '.join(INFERENCE_PRECISIONS)} (got {value!r})")
         return value
 
     @field_validator("database_url")

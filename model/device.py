@@ -13,10 +13,12 @@ from pathlib import Path
 
 import torch
 
+from core.settings import INFERENCE_PRECISIONS
 from model.config import PRECISIONS
 from model.errors import DeviceError
 
 _BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+_INT8_CPU_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")
 log = logging.getLogger(__name__)
 
 
@@ -41,17 +43,24 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 @functools.cache
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16)."""
-    capability = str(torch.backends.cpu.get_cpu_capability())
-    if "AMX" in capability or "BF16" in capability:
-        return True
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags as /proc/cpuinfo spells them (empty where there is no /proc)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    flags = next((line for line in text.splitlines() if line.startswith("flags")), "").split()
-    return any(flag in flags for flag in _BF16_CPU_FLAGS)
+        return frozenset()
+    return frozenset(next((line for line in text.splitlines() if line.startswith("flags")), "").split())
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16)."""
+    capability = str(torch.backends.cpu.get_cpu_capability())
+    return "AMX" in capability or "BF16" in capability or bool(cpu_flags() & set(_BF16_CPU_FLAGS))
+
+
+def cpu_has_int8() -> bool:
+    """Whether this CPU has int8 dot products (VNNI or AMX), which make int8 inference faster than bf16."""
+    return bool(cpu_flags() & set(_INT8_CPU_FLAGS))
 
 
 def supports_bf16(device: torch.device) -> bool:
@@ -68,6 +77,27 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return "bf16" if supports_bf16(device) else "fp32"
     if precision == "bf16" and not supports_bf16(device):
         log.warning("bf16 requested on %s, which has no native bf16: it will run, but slower than fp32", device)
+    return precision
+
+
+def resolve_inference_precision(precision: str, device: torch.device) -> str:
+    """``fp32``, ``bf16`` or ``int8`` for an inference ``precision`` (auto, fp32, bf16 or int8) on ``device``.
+
+    auto never picks int8: quantization changes answers more than bf16 does, so it is asked for by name.
+    """
+    if precision not in INFERENCE_PRECISIONS:
+        raise DeviceError(f"unknown precision {precision!r}: choose one of {', '.join(INFERENCE_PRECISIONS)}")
+    if precision != "int8":
+        return resolve_precision(precision, device)
+    if device.type != "cpu":
+        raise DeviceError(f"int8 runs on the CPU only, not on {device}: use bf16, fp32 or auto there")
+    from model.quantize import int8_available
+
+    missing = int8_available()
+    if missing:
+        raise DeviceError(missing)
+    if not cpu_has_int8():
+        log.warning("int8 requested on a CPU without VNNI or AMX: it will run, but maybe slower than bf16 or fp32")
     return precision
 
 

@@ -2,6 +2,7 @@
 
     TileclassError
     ├── CheckpointError   a checkpoint or weights file is unsafe, corrupt or does not match its metadata
+    │   └── CalibrationMissing  int8 was asked of a checkpoint without calibration images
     ├── ImageError        one image cannot be decoded (``reason`` is short enough to store per tile)
     ├── DataError         a training data folder or a training option is unusable
     └── DeviceError       the requested device or precision is not available here
@@ -14,6 +15,10 @@ from core.errors import TileclassError
 
 class CheckpointError(TileclassError):
     """A checkpoint is unsafe to load, corrupt, or inconsistent with its own metadata."""
+
+
+class CalibrationMissing(CheckpointError):
+    """int8 was asked of a checkpoint that holds no calibration images (one saved before they were kept)."""
 
 
 class ImageError(TileclassError):

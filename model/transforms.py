@@ -46,6 +46,13 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return out if images.dim() == 4 else out.squeeze(0)
 
 
+def pad_to(images: torch.Tensor, count: int) -> torch.Tensor:
+    """``images`` (at most ``count``) followed by copies of the last one up to ``count``, channels_last."""
+    if len(images) < count:
+        images = torch.cat([images, images[-1:].expand(count - len(images), -1, -1, -1)])
+    return images.contiguous(memory_format=torch.channels_last)
+
+
 def augment(images: torch.Tensor, generator: torch.Generator, *, shift: int | None = None,
             jitter: float = 0.1) -> torch.Tensor:
     """Random augmentation for overhead imagery, per image, on a uint8 (N, 3, S, S) batch.

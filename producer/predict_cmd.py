@@ -32,7 +32,9 @@ def predict(
     plot: Path | None = typer.Option(None, help="With --sample: save the tutorial's figure of the sample here."),
     seed: int | None = typer.Option(None, help="Seed for --sample (default: a different sample each run)."),
     device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N. Default: TILECLASS_DEVICE (auto)."),
-    precision: str = typer.Option("auto", help="auto (bf16 where the hardware computes it), fp32 or bf16."),
+    precision: str = typer.Option(
+        "auto", help="auto (bf16 where the hardware computes it), fp32, bf16, or int8 (CPU only, quantized)."
+    ),
 ) -> None:
     """Classify images with a trained checkpoint and print the top classes with their probabilities."""
     from core.settings import get_settings

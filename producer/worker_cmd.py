@@ -23,14 +23,16 @@ def worker(
         None, help="Torch CPU threads per process. Default: the cores divided among the processes."
     ),
     batch_size: int | None = typer.Option(
-        None, help="Tiles per forward pass. Default: TILECLASS_WORKER_BATCH_SIZE (16)."
+        None, help="Tiles per forward pass. Default: TILECLASS_WORKER_BATCH_SIZE (16); on GPUs 256 unless it is set."
     ),
     compile_model: bool | None = typer.Option(
         None, "--compile/--no-compile",
         help="torch.compile the model (a slow first batch, then faster). Default: TILECLASS_WORKER_COMPILE (on).",
     ),
     precision: str | None = typer.Option(
-        None, help="auto (bf16 where the hardware has it), fp32 or bf16. Default: TILECLASS_WORKER_PRECISION (auto)."
+        None, help="auto (bf16 where the hardware has it), fp32, bf16, or int8 (CPU only, about twice bf16's speed "
+                   "with VNNI or AMX; needs a checkpoint from this tileclass's train). "
+                   "Default: TILECLASS_WORKER_PRECISION (auto)."
     ),
     loglevel: str = typer.Option("info", "--loglevel", "-l", help="Celery log level: debug, info, warning, error."),
 ) -> None:

@@ -29,10 +29,13 @@ from types import FrameType
 
 from core.errors import TileclassError
 from core.queue import QUEUES
+from core.settings import INFERENCE_PRECISIONS
 
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16")
 MAX_CPU_PROCESSES = 8
+# Tiles per forward pass on a GPU when neither --batch-size nor TILECLASS_WORKER_BATCH_SIZE says: the CPU's 16
+# would leave a GPU waiting on kernel launches.
+GPU_BATCH_SIZE = 256
 _PR_SET_PDEATHSIG = 1
 log = logging.getLogger(__name__)
 
@@ -111,12 +114,16 @@ def cpu_split(cores: int, processes: int | None, threads: int | None) -> tuple[i
     return processes, threads
 
 
-def plan(options: WorkerOptions, *, gpus: Sequence[str], cores: int, python: str = sys.executable) -> list[ChildSpec]:
-    """The children to start for ``options`` on a host with ``gpus`` visible and ``cores`` CPU cores."""
+def plan(options: WorkerOptions, *, gpus: Sequence[str], cores: int, python: str = sys.executable,
+         gpu_batch_size: int | None = GPU_BATCH_SIZE) -> list[ChildSpec]:
+    """The children to start for ``options`` on a host with ``gpus`` visible and ``cores`` CPU cores.
+
+    ``gpu_batch_size``: GPU workers' chunk size unless ``options`` name one (None: the setting's).
+    """
     if options.device not in DEVICES:
         raise LaunchError(f"unknown device {options.device!r}: choose one of {', '.join(DEVICES)}")
-    if options.precision is not None and options.precision not in PRECISIONS:
-        raise LaunchError(f"unknown precision {options.precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if options.precision is not None and options.precision not in INFERENCE_PRECISIONS:
+        raise LaunchError(f"unknown precision {options.precision!r}: choose one of {', '.join(INFERENCE_PRECISIONS)}")
     for name, value in (("--processes", options.processes), ("--threads-per-process", options.threads_per_process),
                         ("--batch-size", options.batch_size)):
         if value is not None and value < 1:
@@ -129,6 +136,8 @@ def plan(options: WorkerOptions, *, gpus: Sequence[str], cores: int, python: str
         # goes to decode threads, each running single-threaded torch ops (the resize) to avoid oversubscription.
         share = max(2, cores // (len(chosen) * per_gpu))
         threads = options.threads_per_process or 1
+        if options.batch_size is None and gpu_batch_size is not None:
+            common = common | {"TILECLASS_WORKER_BATCH_SIZE": str(gpu_batch_size)}
         children = []
         for index, gpu in chosen:
             for k in range(per_gpu):
@@ -253,6 +262,9 @@ def launch(options: WorkerOptions) -> int:
     from core.settings import get_settings
     from worker.brokercheck import check_broker_credentials
 
-    check_broker_credentials(get_settings())  # a wrong password stops here in one line, before any child starts
-    specs = plan(options, gpus=visible_gpus(), cores=len(os.sched_getaffinity(0)))
+    settings = get_settings()
+    check_broker_credentials(settings)  # a wrong password stops here in one line, before any child starts
+    batch_size_set = "worker_batch_size" in settings.model_fields_set  # from the environment or .env
+    specs = plan(options, gpus=visible_gpus(), cores=len(os.sched_getaffinity(0)),
+                 gpu_batch_size=None if batch_size_set else GPU_BATCH_SIZE)
     return Supervisor(specs).run()

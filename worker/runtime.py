@@ -86,18 +86,26 @@ class ModelCache:
 
 def load_classifier(model_hash: str, path: Path, settings: Settings) -> Classifier:
     """Load a checkpoint for inference with the worker's device, precision and compilation settings."""
-    from model.errors import CheckpointError
+    from model.errors import CalibrationMissing, CheckpointError, DeviceError
     from model.predict import Classifier
+
+    def load(precision: str) -> Classifier:
+        return Classifier.load(path, device=settings.device, precision=precision, expected_sha256=model_hash,
+                               compile=settings.worker_compile, batch_size=settings.worker_batch_size)
 
     started = time.perf_counter()
     try:
-        classifier = Classifier.load(path, device=settings.device, precision=settings.worker_precision,
-                                     expected_sha256=model_hash, compile=settings.worker_compile)
-    except (CheckpointError, OSError) as exc:
+        try:
+            classifier = load(settings.worker_precision)
+        except CalibrationMissing as exc:
+            # An older checkpoint on an int8 worker: classify it anyway, at the best float precision.
+            log.warning("model %s: %s; running it at precision auto instead", model_hash[:12], exc)
+            classifier = load("auto")
+    except (CheckpointError, DeviceError, OSError) as exc:
         raise ModelUnavailable(f"model {model_hash[:12]} refused: {exc}") from None
-    log.info("loaded model %s (%s classes, %d px) on %s in %.1f s%s", model_hash[:12], len(classifier.class_names),
-             classifier.image_size, classifier.device, time.perf_counter() - started,
-             ", compiled" if settings.worker_compile else "")
+    log.info("loaded model %s (%s classes, %d px) on %s, %s, in %.1f s%s", model_hash[:12],
+             len(classifier.class_names), classifier.image_size, classifier.device, classifier.precision,
+             time.perf_counter() - started, ", compiled" if classifier.compiled else "")
     return classifier
 
 

@@ -1,4 +1,4 @@
-"""The batched Classifier on a briefly trained real model: modes, probabilities, bf16 vs fp32, compile."""
+"""The batched Classifier on a briefly trained real model: modes, probabilities, bf16/int8 vs fp32, compile."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from model.device import supports_bf16
+from model.device import resolve_inference_precision, supports_bf16
+from model.errors import CalibrationMissing, DeviceError
 from model.images import decode_tile, open_image
 from model.predict import Classifier
 from tests.conftest import EUROSAT, SUBSET_CLASSES
+from tests.worker.support import tiny_checkpoint
 
 # Every test here uses the session's trained model (trained once, about 20 s).
 pytestmark = pytest.mark.slow
@@ -79,6 +81,38 @@ def test_bf16_and_fp32_agree_on_real_validation_images(
     agreement = float((fp32 == bf16).float().mean())
     assert accuracy > 0.6, f"the session model should have learnt something (accuracy {accuracy:.3f})"
     assert agreement >= 0.99, f"bf16 and fp32 agree on only {agreement:.3%} of {len(labels)} images"
+
+
+def test_int8_agrees_with_fp32_on_real_validation_images(
+        trained_checkpoint: Path, held_out: tuple[torch.Tensor, torch.Tensor]) -> None:
+    images, labels = held_out
+    fp32 = Classifier.load(trained_checkpoint, device="cpu", precision="fp32").predict_tensors(images)
+    int8 = Classifier.load(trained_checkpoint, device="cpu", precision="int8", batch_size=64)
+    assert (int8.precision, int8.compiled, int8.batch_size) == ("int8", True, 64)
+    quantized = int8.predict_tensors(images)
+    agreement = float((fp32.argmax(1) == quantized.argmax(1)).float().mean())
+    accuracy = [float((p.argmax(1) == labels).float().mean()) for p in (fp32, quantized)]
+    assert agreement >= 0.97, f"int8 and fp32 agree on only {agreement:.3%} of {len(labels)} images"
+    assert accuracy[1] >= accuracy[0] - 0.02, f"accuracy fp32 {accuracy[0]:.3f}, int8 {accuracy[1]:.3f}"
+    assert torch.allclose(quantized.sum(dim=1), torch.ones(len(labels)), atol=1e-4)
+
+
+def test_int8_is_refused_without_calibration_images_or_off_the_cpu(tmp_path: Path) -> None:
+    with pytest.raises(CalibrationMissing, match="holds no calibration images, which int8 needs"):
+        Classifier.load(tiny_checkpoint(tmp_path), device="cpu", precision="int8")
+    with pytest.raises(DeviceError, match="int8 runs on the CPU only, not on cuda"):
+        resolve_inference_precision("int8", torch.device("cuda"))
+    with pytest.raises(DeviceError, match="unknown precision 'fp16': choose one of auto, fp32, bf16, int8"):
+        resolve_inference_precision("fp16", torch.device("cpu"))
+
+
+def test_a_fixed_batch_size_pads_short_batches_and_splits_long_ones(
+        trained_checkpoint: Path, held_out: tuple[torch.Tensor, torch.Tensor]) -> None:
+    eager = Classifier.load(trained_checkpoint, device="cpu", precision="fp32")
+    fixed = Classifier.load(trained_checkpoint, device="cpu", precision="fp32", compile=True, batch_size=4)
+    for size in (9, 4, 1):
+        batch = held_out[0][:size]
+        assert torch.allclose(fixed.predict_tensors(batch), eager.predict_tensors(batch), atol=1e-3)
 
 
 def test_compiled_classifier_matches_eager(trained_checkpoint: Path,

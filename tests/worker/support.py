@@ -20,20 +20,23 @@ CLASSES = ("Forest", "River", "Residential")
 TileRow = tuple[int | None, int | None, int | None, str]
 
 
-def tiny_checkpoint(folder: Path, *, image_size: int = 32, seed: int = 0, arch: str = "resnet18") -> Path:
-    """A random-init checkpoint (with its sidecar) of ``arch`` for ``CLASSES``: the worker's speed and plumbing do
-    not depend on how well it classifies."""
+def tiny_checkpoint(folder: Path, *, image_size: int = 32, seed: int = 0, arch: str = "resnet18",
+                    calibration: int = 0) -> Path:
+    """A random-init checkpoint (with its sidecar) of ``arch`` for ``CLASSES``, with ``calibration`` real EuroSAT
+    images for int8: the worker's speed and plumbing do not depend on how well it classifies."""
     import torch
 
     from model.arch import build_model
     from model.checkpoint import CheckpointMeta, save_checkpoint
+    from model.images import decode_tile
     from model.transforms import IMAGENET_MEAN, IMAGENET_STD
 
     torch.manual_seed(seed)
     meta = CheckpointMeta(arch=arch, class_names=CLASSES, image_size=image_size, mean=IMAGENET_MEAN,
                           std=IMAGENET_STD)
-    path = folder / f"{arch}-{image_size}-{seed}.pt"
-    save_checkpoint(path, model=build_model(arch, len(CLASSES)), meta=meta)
+    path = folder / f"{arch}-{image_size}-{seed}{'-calibrated' if calibration else ''}.pt"
+    images = torch.stack([decode_tile(f.read_bytes()) for f in eurosat_files(calibration)]) if calibration else None
+    save_checkpoint(path, model=build_model(arch, len(CLASSES)), meta=meta, calibration=images)
     return path
 
 

@@ -30,6 +30,14 @@ def test_one_pinned_worker_per_gpu_named_after_it() -> None:
     assert argv[argv.index("--pool") + 1] == "solo"
     assert argv[argv.index("--hostname") + 1] == "gpu0@%h"
     assert argv[argv.index("-Q") + 1] == "classify"
+    assert {c.env["TILECLASS_WORKER_BATCH_SIZE"] for c in children} == {"256"}  # a GPU's chunk, not the CPU's 16
+
+
+def test_a_gpu_batch_size_named_by_option_or_setting_wins() -> None:
+    [child] = plan(WorkerOptions(batch_size=64), gpus=["0"], cores=4)
+    assert child.env["TILECLASS_WORKER_BATCH_SIZE"] == "64"
+    [child] = plan(WorkerOptions(), gpus=["0"], cores=4, gpu_batch_size=None)  # TILECLASS_WORKER_BATCH_SIZE is set
+    assert "TILECLASS_WORKER_BATCH_SIZE" not in child.env
 
 
 def test_chosen_gpus_map_onto_the_visible_ones() -> None:
@@ -42,6 +50,7 @@ def test_chosen_gpus_map_onto_the_visible_ones() -> None:
 def test_cpu_host_splits_cores_into_single_thread_processes() -> None:
     children = plan(WorkerOptions(), gpus=[], cores=2)
     assert [c.name for c in children] == ["cpu0@%h", "cpu1@%h"]
+    assert "TILECLASS_WORKER_BATCH_SIZE" not in children[0].env  # the setting's (16) on a CPU
     assert all(c.env["TILECLASS_DEVICE"] == "cpu" and c.env["OMP_NUM_THREADS"] == "1" for c in children)
     assert "CUDA_VISIBLE_DEVICES" not in children[0].env
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +12,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from core.db import session_scope
+from core.registry import file_sha256
+from core.results import TileKey
 from core.settings import load_settings
-from tests.worker.support import tiny_checkpoint
+from tests.worker.support import eurosat_files, tiny_checkpoint
+from worker.pipeline import TileSource, classify_tiles
 from worker.runtime import ModelCache, ModelUnavailable, load_classifier, with_db_retry
 
 
@@ -38,6 +43,28 @@ def test_a_checkpoint_whose_hash_differs_is_refused(tmp_path: Path, monkeypatch:
     checkpoint = tiny_checkpoint(tmp_path)
     with pytest.raises(ModelUnavailable, match=r"model 000000000000 refused: .*expected 000000000000"):
         load_classifier("0" * 64, checkpoint, load_settings())
+
+
+@pytest.mark.slow
+def test_an_int8_worker_quantizes_calibrated_models_and_runs_older_ones_in_float(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    for name, value in {"DEVICE": "cpu", "WORKER_PRECISION": "int8", "WORKER_BATCH_SIZE": "4"}.items():
+        monkeypatch.setenv(f"TILECLASS_{name}", value)
+    settings = load_settings()
+    calibrated = tiny_checkpoint(tmp_path, calibration=12)
+    classifier = load_classifier(file_sha256(calibrated), calibrated, settings)
+    assert (classifier.precision, classifier.compiled, classifier.batch_size) == ("int8", True, 4)
+    files = eurosat_files(6)  # 6 tiles in chunks of 4: the second chunk is padded and the padding dropped
+    with ThreadPoolExecutor(2) as pool:
+        outcome = classify_tiles(classifier, [TileSource(TileKey("t", str(f)), f) for f in files], chunk_size=4,
+                                 pool=pool)
+    assert not outcome.failures and [c.tile.path for c in outcome.classified] == [str(f) for f in files]
+
+    uncalibrated = tiny_checkpoint(tmp_path, seed=1)  # as saved before checkpoints kept calibration images
+    with caplog.at_level(logging.WARNING):
+        fallback = load_classifier(file_sha256(uncalibrated), uncalibrated, settings)
+    assert fallback.precision in ("bf16", "fp32")
+    assert "no calibration images" in caplog.text and "running it at precision auto instead" in caplog.text
 
 
 def _operational() -> OperationalError:
