@@ -2,8 +2,8 @@
 
 Steps, each bounded in time (the whole run aims at under 5 minutes on one H100-class GPU):
 
-1. tiles: real EuroSAT JPEGs from ``../shared/data/eurosat-rgb`` if present (64 px, resized to the model's 224 px
-   input by the pipeline), else generated 256 px JPEG tiles (smooth random colour fields);
+1. tiles: real EuroSAT JPEGs from ``--tiles-dir`` (default ``../shared/data/eurosat-rgb``; 64 px, resized to the
+   model's 224 px input by the pipeline) if present, else generated 256 px JPEG tiles (smooth random colour fields);
 2. a random-weight ResNet50 checkpoint (224 px, 10 classes) saved with ``model.checkpoint.save_checkpoint``;
 3. CPU reference: fp32 predictions of the first ``--check`` tiles on this machine's CPU;
 4. on ``cuda`` in fp32 and bf16 (and bf16 compiled unless ``--no-compile``): the predictions of the same tiles
@@ -39,11 +39,12 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def tiles(folder: Path, count: int) -> tuple[list[Path], str]:
-    """``count`` tile files: real EuroSAT JPEGs when the shared data is here, else generated 256 px JPEGs."""
-    if EUROSAT.is_dir():
-        files = [EUROSAT / name / f"{name}_{i}.jpg" for i in range(1, count // len(CLASSES) + 2) for name in CLASSES]
-        return files[:count], f"EuroSAT 64 px JPEGs from {EUROSAT}"
+def tiles(folder: Path, count: int, eurosat: Path) -> tuple[list[Path], str]:
+    """``count`` tile files: real EuroSAT JPEGs when ``eurosat`` holds them, else generated 256 px JPEGs."""
+    files = [eurosat / name / f"{name}_{i}.jpg" for i in range(1, count // len(CLASSES) + 2) for name in CLASSES]
+    files = [path for path in files if path.is_file()]
+    if files:
+        return files[:count], f"{min(count, len(files))} EuroSAT 64 px JPEGs from {eurosat}"
     import numpy as np
     from PIL import Image
 
@@ -96,6 +97,11 @@ def compare(reference: Any, probabilities: Any, precision: str) -> dict[str, Any
             "ok": diff <= tolerance and agreement == 1.0}
 
 
+def repeated(images: Any, count: int) -> Any:
+    """``count`` images: ``images`` repeated as often as needed."""
+    return images.repeat((count + len(images) - 1) // len(images), 1, 1, 1)[:count].contiguous()
+
+
 def predictor_rate(classifier: Any, batch: Any, seconds: float) -> float:
     import torch
 
@@ -132,6 +138,8 @@ def main() -> int:
     parser.add_argument("--chunk", type=int, default=256, help="Tiles per forward pass on the GPU.")
     parser.add_argument("--seconds", type=float, default=10.0, help="Seconds per bare-predictor measurement.")
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="Skip the compiled bf16 run.")
+    parser.add_argument("--tiles-dir", type=Path, default=EUROSAT,
+                        help="EuroSAT RGB folder (<Class>/<Class>_<n>.jpg) to read tiles from; generated if absent.")
     parser.add_argument("--device", default="cuda", help="Device to check (cpu: a dry run of this script).")
     args = parser.parse_args()
     try:
@@ -151,7 +159,7 @@ def main() -> int:
     failed = False
     with tempfile.TemporaryDirectory(prefix="tileclass-gpu-check-") as tmp:
         folder = Path(tmp)
-        files, source = tiles(folder, args.tiles)
+        files, source = tiles(folder, args.tiles, args.tiles_dir)
         files = (files * (args.tiles // len(files) + 1))[: args.tiles]
         summary["tiles"] = source
         say(f"{summary['gpu']}, torch {torch.__version__}, {summary['cpu_cores']} CPU cores; "
@@ -162,23 +170,31 @@ def main() -> int:
         started = time.perf_counter()
         reference = cpu.predict_tensors(check)
         say(f"CPU fp32 reference on {args.check} tiles: {time.perf_counter() - started:.1f} s")
+        torch.set_num_threads(1)  # as in a GPU worker (worker/launch.py): the cores go to the decode threads
         configs = [("fp32", False), ("bf16", False)] + ([("bf16", True)] if args.compile else [])
         for precision, compiled in configs:
             started = time.perf_counter()
-            gpu = Classifier.load(path, device=args.device, precision=precision, compile=compiled)
+            # As the worker loads it: a compiled graph is built for the one chunk size.
+            gpu = Classifier.load(path, device=args.device, precision=precision, compile=compiled,
+                                  batch_size=args.chunk if compiled else None)
             load_seconds = time.perf_counter() - started
             match = compare(reference, gpu.predict_tensors(check), precision)
-            batch = check[: args.chunk].repeat((args.chunk + len(check) - 1) // len(check), 1, 1, 1)[: args.chunk]
-            bare = predictor_rate(gpu, batch.contiguous(), args.seconds)
+            bare = predictor_rate(gpu, repeated(check, args.chunk), args.seconds)
+            # Other chunk sizes, where the graph takes any (what the worker's batch size setting changes); a CPU dry
+            # run would take minutes over them.
+            sweep = () if compiled or args.device == "cpu" else (64, 1024)
+            by_chunk = {size: round(predictor_rate(gpu, repeated(check, size), 3.0), 1) for size in sweep}
             threads = min(16, max(2, summary["cpu_cores"]))
             piped = pipeline_rate(gpu, files, args.chunk, threads)
             label = f"{precision}{' compiled' if getattr(gpu, 'compiled', False) else ''}"
             say(f"{args.device} {label:14s} predictions vs CPU: max |dp| {match['max_abs_diff']:.2e}, top-1 agreement "
                 f"{match['top1_agreement']:.3f} on {match['decided']} tiles -> {'OK' if match['ok'] else 'MISMATCH'}; "
-                f"bare predictor {bare:8.1f} images/s; worker pipeline ({threads} decode threads) {piped:8.1f} tiles/s;"
-                f" load{' + compile' if compiled else ''} {load_seconds:.0f} s")
+                f"bare predictor {bare:8.1f} images/s {by_chunk or ''}; "
+                f"worker pipeline ({threads} decode threads) {piped:8.1f} tiles/s; "
+                f"load{' + compile' if compiled else ''} {load_seconds:.0f} s")
             summary["runs"].append({"precision": precision, "compiled": getattr(gpu, "compiled", False), **match,
-                                    "predictor_images_per_s": round(bare, 1), "pipeline_tiles_per_s": round(piped, 1),
+                                    "predictor_images_per_s": round(bare, 1), "predictor_by_chunk": by_chunk,
+                                    "pipeline_tiles_per_s": round(piped, 1),
                                     "load_seconds": round(load_seconds, 1)})
             failed |= not match["ok"]
             del gpu

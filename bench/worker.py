@@ -59,6 +59,7 @@ class Plan:
     forward_seconds: float
     tiles: int
     broker: str
+    eurosat: Path
 
 
 def parse_args() -> tuple[Plan, argparse.Namespace]:
@@ -66,13 +67,15 @@ def parse_args() -> tuple[Plan, argparse.Namespace]:
     parser.add_argument("--quick", action="store_true", help="Fewer images and tiles (still compiles): ~2.5 min.")
     parser.add_argument("--json", action="store_true", help="Print one JSON object instead of the table.")
     parser.add_argument("--parts", default="abc", help="Which of (a), (b), (c) to measure (default abc).")
+    parser.add_argument("--eurosat", type=Path, default=EUROSAT,
+                        help="EuroSAT RGB folder with at least <Class>_1..307.jpg per class (default ../shared/data).")
     parser.add_argument("--keep", action="store_true", help="Keep the temporary folder (tiles, database, workers.log).")
     parser.add_argument("--arch", default="resnet50", help="Worker model architecture (default resnet50).")
     parser.add_argument("--processes", type=int, default=2, help="Worker processes (default 2 on 2 cores).")
     parser.add_argument("--threads", type=int, default=1, help="Torch threads per worker process (default 1).")
     parser.add_argument("--chunk", type=int, default=16, help="Tiles per forward pass (TILECLASS_WORKER_BATCH_SIZE).")
     parser.add_argument("--message", type=int, default=64, help="Tiles per queued batch (default 64).")
-    parser.add_argument("--precision", default="auto", help="auto, fp32 or bf16 for (b) and (c).")
+    parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or int8 for (b) and (c).")
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="Eager (b) and (c).")
     parser.add_argument("--tiles", type=int, default=None, help="Tiles in the timed region (default 4000, quick 800).")
     parser.add_argument("--broker", default="filesystem://",
@@ -82,18 +85,18 @@ def parse_args() -> tuple[Plan, argparse.Namespace]:
     plan = Plan(arch=args.arch, image_size=224, processes=args.processes, threads=args.threads, chunk=args.chunk,
                 message=args.message, precision=args.precision, compile=args.compile,
                 tutorial_images=16 if args.quick else 48, forward_seconds=5.0 if args.quick else 12.0,
-                tiles=args.tiles or (800 if args.quick else 4000), broker=args.broker)
+                tiles=args.tiles or (800 if args.quick else 4000), broker=args.broker, eurosat=args.eurosat)
     return plan, args
 
 
 # ---------------------------------------------------------------------------------------------------- data
 
 
-def make_region(folder: Path, count: int, *, first: int = 0) -> list[tuple[int, int, int, str]]:
+def make_region(folder: Path, count: int, eurosat: Path, *, first: int = 0) -> list[tuple[int, int, int, str]]:
     """``count`` 224 px JPEG tiles made from real EuroSAT patches, as z/x/y.jpg rows starting at row ``first``."""
     from PIL import Image
 
-    sources = [EUROSAT / name / f"{name}_{i}.jpg" for i in range(1, 101) for name in CLASSES]
+    sources = [eurosat / name / f"{name}_{i}.jpg" for i in range(1, 101) for name in CLASSES]
     encoded: dict[Path, bytes] = {}
     rows = []
     for i in range(first, first + count):
@@ -116,13 +119,17 @@ def make_checkpoint(folder: Path, plan: Plan) -> Path:
 
     from model.arch import build_model
     from model.checkpoint import CheckpointMeta, save_checkpoint
+    from model.images import decode_tile
     from model.transforms import IMAGENET_MEAN, IMAGENET_STD
 
     torch.manual_seed(0)
     meta = CheckpointMeta(arch=plan.arch, class_names=CLASSES, image_size=plan.image_size, mean=IMAGENET_MEAN,
                           std=IMAGENET_STD)
     path = folder / f"{plan.arch}.pt"
-    save_checkpoint(path, model=build_model(plan.arch, len(CLASSES)), meta=meta)
+    # 64 real patches for int8 calibration, as `tileclass train` keeps them (EuroSAT images other than the tiles').
+    calibration = torch.stack([decode_tile((plan.eurosat / name / f"{name}_{i}.jpg").read_bytes())
+                               for i in range(301, 308) for name in CLASSES][:64])
+    save_checkpoint(path, model=build_model(plan.arch, len(CLASSES)), meta=meta, calibration=calibration)
     return path
 
 
@@ -168,7 +175,8 @@ def _forward_child(checkpoint: str, plan: Plan, barrier: Any, results: Any) -> N
     from model.predict import Classifier
 
     torch.set_num_threads(plan.threads)
-    classifier = Classifier.load(Path(checkpoint), device="cpu", precision=plan.precision, compile=plan.compile)
+    classifier = Classifier.load(Path(checkpoint), device="cpu", precision=plan.precision, compile=plan.compile,
+                                 batch_size=plan.chunk)
     batch = torch.randint(0, 256, (plan.chunk, 3, plan.image_size, plan.image_size), dtype=torch.uint8)
     for _ in range(3):
         classifier.predict_tensors(batch)
@@ -222,8 +230,8 @@ def end_to_end(folder: Path, checkpoint: Path, plan: Plan) -> dict[str, Any]:
     with session_scope() as session:
         model_hash = register_checkpoint(session, checkpoint=checkpoint, settings=get_settings()).hash
     warm_root, timed_root = folder / "warm", folder / "region"
-    warm_rows = make_region(warm_root, plan.processes * plan.chunk)
-    rows = make_region(timed_root, plan.tiles)
+    warm_rows = make_region(warm_root, plan.processes * plan.chunk, plan.eurosat)
+    rows = make_region(timed_root, plan.tiles, plan.eurosat)
     log = folder / "workers.log"
     argv = [str(Path(sys.executable).parent / "tileclass"), "worker", "--device", "cpu", "--processes",
             str(plan.processes), "--threads-per-process", str(plan.threads), "--batch-size", str(plan.chunk),
@@ -342,7 +350,8 @@ def main() -> None:
             say(f"keeping {folder}")
         say(f"making {plan.tiles} tiles of 224 px from EuroSAT patches and a random-weight {plan.arch} checkpoint")
         checkpoint = make_checkpoint(folder, plan)
-        sample = [folder / "sample" / row[3] for row in make_region(folder / "sample", plan.tutorial_images + 3)]
+        sample_rows = make_region(folder / "sample", plan.tutorial_images + 3, plan.eurosat)
+        sample = [folder / "sample" / row[3] for row in sample_rows]
         tutorial_by_threads: dict[int, float] = {}
         tutorial_per_cpu = float("nan")
         forward, forward_per_cpu, precision, compiled, e2e = float("nan"), float("nan"), plan.precision, None, {}
