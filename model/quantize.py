@@ -47,8 +47,8 @@ def quantize(module: nn.Module, calibration: torch.Tensor, *, batch_size: int) -
     if missing:
         raise DeviceError(missing)
     if calibration.numel() == 0:
-        raise CalibrationMissing("this checkpoint holds no calibration images, which int8 needs: train it again with "
-                              "this tileclass, or use --precision bf16 or fp32")
+        raise CalibrationMissing("this checkpoint holds no calibration images, which int8 needs: train it again "
+                                 "with this tileclass, or use --precision bf16 or fp32")
     # torchao 0.18 registers an Enum with torch's pytree on import, which torch 2.14 answers with a deprecation
     # warning on every worker start: not ours to fix, and nothing the user can act on.
     logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
@@ -68,7 +68,6 @@ def quantize(module: nn.Module, calibration: torch.Tensor, *, batch_size: int) -
         for chunk in chunks:
             prepared(chunk)
     return convert_pt2e(prepared)
-
 
 
 def _one_partition_per_relu_call(graph: torch.fx.GraphModule) -> None:
