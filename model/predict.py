@@ -83,7 +83,7 @@ class Classifier:
                 eager with a warning when compilation fails.
             batch_size: with compile or int8, the one batch size the graph is built for (the worker's chunk size):
                 larger batches run in chunks of it and a short one is padded, which lets oneDNN pick kernels for
-                the exact shape (int8 runs at twice the speed of a graph of dynamic shape). None: any batch size.
+                the exact shape (int8 runs at about twice the speed of a graph of dynamic shape). None: any batch size.
 
         Raises:
             CheckpointError: the file is refused (see ``read_checkpoint``), its hash is not ``expected_sha256``, or
@@ -111,10 +111,10 @@ class Classifier:
 
             batch_size = batch_size or DEFAULT_INT8_BATCH
             module = quantize(module, resize(checkpoint.calibration, meta.image_size), batch_size=batch_size)
+        compile = compile or resolved == "int8"  # int8's graph runs at reference speed until inductor lowers it
         classifier = cls(module, class_names=meta.class_names, image_size=meta.image_size, device=torch_device,
-                         precision=resolved, sha256=digest,
-                         batch_size=batch_size if compile or resolved == "int8" else None)
-        if compile or resolved == "int8":
+                         precision=resolved, sha256=digest, batch_size=batch_size if compile else None)
+        if compile:
             classifier._compile()
         return classifier
 

@@ -31,7 +31,7 @@ def int8_available() -> str | None:
 
 def quantize(module: nn.Module, calibration: torch.Tensor, *, batch_size: int) -> nn.Module:
     """``module`` (uint8 images in, as built by ``Classifier.load``) quantized to int8, for batches of exactly
-    ``batch_size`` images, ready for ``torch.compile(dynamic=False)`` (oneDNN's int8 kernels run at less than half
+    ``batch_size`` images, ready for ``torch.compile(dynamic=False)`` (oneDNN's int8 kernels run at about half
     their speed on a graph of dynamic shape).
 
     Args:
