@@ -379,7 +379,7 @@ def main() -> None:
     tutorial = max(tutorial_by_threads.values(), default=float("nan"))
     worker = e2e.get("tiles_per_second", float("nan"))
     worker_per_cpu = e2e.get("tiles_per_cpu_second", float("nan"))
-    result = {"plan": plan.__dict__, "conditions": info, "a_tutorial_images_per_s": round(tutorial, 2),
+    result = {"plan": {**plan.__dict__, "eurosat": str(plan.eurosat)}, "conditions": info, "a_tutorial_images_per_s": round(tutorial, 2),
               "a_by_threads": {str(k): round(v, 2) for k, v in tutorial_by_threads.items()},
               "b_forward_images_per_s": round(forward, 2), "c_worker_tiles_per_s": round(worker, 2),
               "c_seconds": round(e2e.get("seconds", float("nan")), 2),
