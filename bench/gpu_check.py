@@ -33,6 +33,8 @@ sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != 
 EUROSAT = REPO.parent / "shared" / "data" / "eurosat-rgb"
 CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
            "Residential", "River", "SeaLake")
+GPU_SIZES = {"tiles": 4096, "check": 256, "chunk": 256, "seconds": 10.0}
+DRY_RUN_SIZES = {"tiles": 64, "check": 16, "chunk": 16, "seconds": 2.0}
 
 
 def say(text: str) -> None:
@@ -133,15 +135,20 @@ def pipeline_rate(classifier: Any, files: list[Path], chunk: int, decode_threads
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tiles", type=int, default=4096, help="Tiles through the pipeline per configuration.")
-    parser.add_argument("--check", type=int, default=256, help="Tiles whose predictions are compared with the CPU's.")
-    parser.add_argument("--chunk", type=int, default=256, help="Tiles per forward pass on the GPU.")
-    parser.add_argument("--seconds", type=float, default=10.0, help="Seconds per bare-predictor measurement.")
+    parser.add_argument("--tiles", type=int, help="Tiles through the pipeline per configuration (4096; dry run 64).")
+    parser.add_argument("--check", type=int, help="Tiles compared with the CPU's predictions (256; dry run 16).")
+    parser.add_argument("--chunk", type=int, help="Tiles per forward pass on the GPU (256; dry run 16).")
+    parser.add_argument("--seconds", type=float, help="Seconds per bare-predictor measurement (10; dry run 2).")
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="Skip the compiled bf16 run.")
     parser.add_argument("--tiles-dir", type=Path, default=EUROSAT,
                         help="EuroSAT RGB folder (<Class>/<Class>_<n>.jpg) to read tiles from; generated if absent.")
     parser.add_argument("--device", default="cuda", help="Device to check (cpu: a dry run of this script).")
     args = parser.parse_args()
+    # A dry run on the CPU checks that the script works end to end; GPU-sized work would take it past its time limit.
+    sizes = DRY_RUN_SIZES if args.device == "cpu" else GPU_SIZES
+    for option, default in sizes.items():
+        if getattr(args, option) is None:
+            setattr(args, option, default)
     try:
         import torch
 

@@ -379,7 +379,8 @@ def main() -> None:
     tutorial = max(tutorial_by_threads.values(), default=float("nan"))
     worker = e2e.get("tiles_per_second", float("nan"))
     worker_per_cpu = e2e.get("tiles_per_cpu_second", float("nan"))
-    result = {"plan": {**plan.__dict__, "eurosat": str(plan.eurosat)}, "conditions": info, "a_tutorial_images_per_s": round(tutorial, 2),
+    result = {"plan": {**plan.__dict__, "eurosat": str(plan.eurosat)}, "conditions": info,
+              "a_tutorial_images_per_s": round(tutorial, 2),
               "a_by_threads": {str(k): round(v, 2) for k, v in tutorial_by_threads.items()},
               "b_forward_images_per_s": round(forward, 2), "c_worker_tiles_per_s": round(worker, 2),
               "c_seconds": round(e2e.get("seconds", float("nan")), 2),
@@ -390,7 +391,8 @@ def main() -> None:
               "c_over_b_per_cpu_second": round(worker_per_cpu / forward_per_cpu, 3),
               "c_over_a_per_cpu_second": round(worker_per_cpu / tutorial_per_cpu, 2)}
     if args.json:
-        print(json.dumps(result))
+        # Parts not measured are null, not NaN, which strict JSON readers (jq, JavaScript) refuse.
+        print(json.dumps({key: None if value != value else value for key, value in result.items()}))
         return
     threads = ", ".join(f"{k}: {v:.1f}" for k, v in tutorial_by_threads.items())
     print(f"conditions: {info}")

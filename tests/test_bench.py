@@ -1,0 +1,50 @@
+"""The benchmark scripts run end to end and print the JSON their readers parse (timings themselves are not judged).
+
+bench/gpu_check.sh only earns its keep on a CUDA machine that is lent for minutes, so its CPU dry run has to work
+here first: the comparison with the CPU's predictions and the summary are the same code a GPU run takes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.conftest import EUROSAT, REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _last_json_line(command: list[str]) -> dict[str, Any]:
+    if not EUROSAT.is_dir():
+        pytest.fail(f"the benchmarks read real tiles from {EUROSAT}, which is missing (see ../shared/README.md)")
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    summary: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return summary
+
+
+def test_gpu_check_dry_run_compares_every_precision_with_the_cpu() -> None:
+    summary = _last_json_line(["bash", "bench/gpu_check.sh", "--device", "cpu", "--no-compile", "--tiles", "24",
+                               "--check", "8", "--chunk", "8", "--seconds", "0.5"])
+
+    assert summary["gpu"] == "cpu (dry run)"
+    assert summary["chunk"] == 8
+    assert [run["precision"] for run in summary["runs"]] == ["fp32", "bf16"]
+    for run in summary["runs"]:
+        assert run["ok"] and run["decided"] > 0
+        assert run["pipeline_tiles_per_s"] > 0 and run["predictor_images_per_s"] > 0
+    assert summary["runs"][0]["max_abs_diff"] < 1e-3  # fp32 on the same CPU: the same numbers
+
+
+def test_worker_bench_json_reports_the_tutorial_baseline_by_thread_count() -> None:
+    summary = _last_json_line([sys.executable, "bench/worker.py", "--parts", "a", "--quick", "--json",
+                               "--arch", "resnet18"])
+
+    assert summary["plan"]["eurosat"] == str(EUROSAT)
+    assert set(summary["a_by_threads"]) == {"1", str(summary["conditions"]["cores"])}
+    assert summary["a_tutorial_images_per_s"] == max(summary["a_by_threads"].values())
+    assert summary["b_forward_images_per_s"] is None and summary["c_worker_tiles_per_s"] is None  # not measured
