@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import multiprocessing as mp
 import os
 import platform
@@ -392,7 +393,8 @@ def main() -> None:
               "c_over_a_per_cpu_second": round(worker_per_cpu / tutorial_per_cpu, 2)}
     if args.json:
         # Parts not measured are null, not NaN, which strict JSON readers (jq, JavaScript) refuse.
-        print(json.dumps({key: None if value != value else value for key, value in result.items()}))
+        unmeasured = {key for key, value in result.items() if isinstance(value, float) and math.isnan(value)}
+        print(json.dumps({key: None if key in unmeasured else value for key, value in result.items()}))
         return
     threads = ", ".join(f"{k}: {v:.1f}" for k, v in tutorial_by_threads.items())
     print(f"conditions: {info}")
