@@ -99,13 +99,15 @@ def child(mode: str, root: Path, batch_size: int) -> None:
 
 
 def _enqueue(root: Path, layout: object, batch_size: int) -> tuple[int, float, float]:
+    from core.celery_app import connected_app, queued_messages
     from core.db import session_scope
+    from core.messages import CLASSIFY_QUEUE
     from core.migrate import ensure_schema
-    from core.queue import CLASSIFY_QUEUE, make_app, queued_messages
     from core.results import register_model
-    from core.roots import root_name_for
     from core.settings import get_settings
+    from core.sources import FolderSource
     from producer.enqueue import EnqueueRequest, enqueue
+    from producer.pipeline import Target
 
     settings = get_settings()
     ensure_schema()
@@ -113,11 +115,11 @@ def _enqueue(root: Path, layout: object, batch_size: int) -> tuple[int, float, f
     with session_scope() as session:
         register_model(session, model_hash=model_hash, arch="resnet18", class_names=["a", "b"], image_size=64,
                        path="/bench.pt")
-    app = make_app(settings)
+    app = connected_app(settings)
 
     def request(tree: Path) -> EnqueueRequest:
-        return EnqueueRequest(root=tree, root_name=root_name_for(tree, settings), layout=layout,  # type: ignore[arg-type]
-                              region=None, model_hash=model_hash, batch_size=batch_size)
+        source = FolderSource.at(tree, layout=layout, settings=settings)  # type: ignore[arg-type]
+        return EnqueueRequest(Target(source, None, model_hash, batch_size))
 
     # Warm up on a one-tile tree: imports, the broker connection and SQL compilation are a fixed cost per run.
     started = time.perf_counter()

@@ -119,10 +119,10 @@ def predictor_rate(classifier: Any, batch: Any, seconds: float) -> float:
 
 
 def pipeline_rate(classifier: Any, files: list[Path], chunk: int, decode_threads: int) -> float:
-    from core.results import TileKey
-    from worker.pipeline import TileSource, classify_tiles
+    from core.tiles import Tile
+    from worker.pipeline import TileFile, classify_tiles
 
-    sources = [TileSource(TileKey("bench", str(path)), path) for path in files]
+    sources = [TileFile(Tile(None, None, None, str(path)), path) for path in files]
     with ThreadPoolExecutor(decode_threads) as pool:
         classify_tiles(classifier, sources[: chunk * 2], chunk_size=chunk, pool=pool)  # warm-up
         started = time.perf_counter()

@@ -287,16 +287,19 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 def _send_job(model_hash: str, root: Path, batches: list[list[tuple[int, int, int, str]]]) -> int:
     from core import jobs
+    from core.celery_app import connected_app
     from core.db import session_scope
-    from core.queue import CLASSIFY_TASK, ClassifyBatch, make_app
+    from core.messages import CLASSIFY_TASK, ClassifyBatch
     from core.settings import get_settings
+    from core.tiles import Tile
 
-    app = make_app(get_settings())
+    app = connected_app(get_settings())
     with session_scope() as session:
-        job_id = jobs.create_job(session, model_hash=model_hash, root_name=root.name, root_path=str(root)).id
+        source = {"kind": "folder", "name": root.name, "path": str(root), "layout": "xyz:{z}/{x}/{y}.{ext}"}
+        job_id = jobs.create_job(session, model_hash=model_hash, source=source).id
     for seq, tiles in enumerate(batches):
         app.send_task(CLASSIFY_TASK, kwargs={"batch": ClassifyBatch(job_id, seq, model_hash, root.name,
-                                                                    list(tiles)).to_message()})
+                                                                    [Tile(*row) for row in tiles]).to_message()})
     with session_scope() as session:
         jobs.finish_enqueue(session, job_id=job_id, total_tiles=sum(map(len, batches)), total_batches=len(batches),
                             skipped=0)

@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
-from core.queries import TileAnswer
+from core.queries.types import TileAnswer
 from core.tiles import Tile
 
 CSV_COLUMNS = ("z", "x", "y", "root", "path", "label", "confidence", "model", "job", "classified_at")
@@ -35,12 +35,12 @@ def tile_polygon(tile: Tile) -> dict[str, Any]:
 
 def feature(answer: TileAnswer) -> dict[str, Any]:
     """One result as a GeoJSON Feature."""
-    z, x, y = answer.tile if answer.tile is not None else (None, None, None)
+    tile = answer.tile
     return {
         "type": "Feature",
-        "geometry": tile_polygon(answer.tile) if answer.tile is not None else None,
-        "properties": {"z": z, "x": x, "y": y, "label": answer.label, "confidence": answer.confidence,
-                       "model": answer.model_hash, "job": answer.job_id, "path": answer.path},
+        "geometry": tile_polygon(tile) if tile.has_coordinates else None,
+        "properties": {"z": tile.z, "x": tile.x, "y": tile.y, "label": answer.label, "confidence": answer.confidence,
+                       "model": answer.model_hash, "job": answer.job_id, "path": tile.path},
     }
 
 
@@ -63,9 +63,9 @@ def write_csv(rows: Iterable[TileAnswer], out: TextIO, *, class_names: Sequence[
     writer.writerow([*CSV_COLUMNS, *(f"p_{name}" for name in class_names)])
     count = 0
     for answer in rows:
-        z, x, y = answer.tile if answer.tile is not None else ("", "", "")
+        tile = answer.tile
         writer.writerow([
-            z, x, y, answer.root_name, answer.path, answer.label, answer.confidence, answer.model_hash,
+            tile.z, tile.x, tile.y, answer.root_name, tile.path, answer.label, answer.confidence, answer.model_hash,
             "" if answer.job_id is None else answer.job_id, answer.classified_at.isoformat(),
             *(answer.probabilities.get(name, "") for name in class_names),
         ])

@@ -43,13 +43,22 @@ class JobProgress:
 
 
 def create_job(session: Session, *, kind: JobKind = JobKind.CLASSIFY, model_hash: str | None = None,
-               root_name: str | None = None, root_path: str | None = None, layout: str | None = None,
-               region: dict[str, Any] | None = None) -> Job:
-    job = Job(kind=kind, model_hash=model_hash, root_name=root_name, root_path=root_path, layout=layout,
-              region=region or {}, state=JobState.ENQUEUING)
+               source: dict[str, Any] | None = None, region: dict[str, Any] | None = None) -> Job:
+    """A new job in state ``enqueuing``; ``source`` and ``region`` are what ``core.sources`` and ``core.region``
+    record."""
+    job = Job(kind=kind, model_hash=model_hash, source=source or {}, region=region or {}, state=JobState.ENQUEUING)
     session.add(job)
     session.flush()
     return job
+
+
+def find_unfinished(session: Session, *, model_hash: str, source: dict[str, Any],
+                    region: dict[str, Any]) -> Job | None:
+    """The newest classify job still enqueuing or queued for exactly this model, source and region."""
+    candidates = session.scalars(select(Job).where(
+        Job.kind == JobKind.CLASSIFY, Job.state.in_([JobState.ENQUEUING, JobState.QUEUED]),
+        Job.model_hash == model_hash).order_by(Job.id.desc()))
+    return next((job for job in candidates if job.source == source and job.region == region), None)
 
 
 def get_job(session: Session, job_id: int) -> Job:
@@ -66,10 +75,6 @@ def next_batch_seq(session: Session, *, job_id: int) -> int:
     return 0 if last is None else int(last) + 1
 
 
-def record_batch_enqueued(session: Session, *, job_id: int, seq: int, tiles: int) -> None:
-    session.add(JobBatch(job_id=job_id, seq=seq, tiles=tiles, state=BatchState.QUEUED))
-
-
 def record_batches_enqueued(session: Session, *, job_id: int, batches: Sequence[tuple[int, int]]) -> None:
     """Record already-published ``(seq, tiles)`` batches; a row a fast worker already marked done is kept as is."""
     if not batches:
@@ -79,6 +84,18 @@ def record_batches_enqueued(session: Session, *, job_id: int, batches: Sequence[
              "failed": 0, "enqueued_at": now} for seq, tiles in batches]
     session.execute(upsert_insert(session, JobBatch).values(rows).on_conflict_do_nothing(
         index_elements=["job_id", "seq"]))
+
+
+def record_progress(session: Session, *, job_id: int, batches: Sequence[tuple[int, int]], resume_after: Any,
+                    seq_reserved: int, seq_recorded: int, skipped: int) -> None:
+    """The producer's bookkeeping in one transaction: published ``(seq, tiles)`` batches, the walk position up to
+    which everything is recorded, the batch numbers handed out and recorded, and the running totals."""
+    record_batches_enqueued(session, job_id=job_id, batches=batches)
+    job = get_job(session, job_id)
+    job.total_tiles, job.total_batches = batch_totals(session, job_id=job_id)
+    job.skipped_tiles = skipped
+    job.resume_after = None if resume_after is None else list(resume_after)
+    job.seq_reserved, job.seq_recorded = seq_reserved, seq_recorded
 
 
 def batch_totals(session: Session, *, job_id: int) -> tuple[int, int]:

@@ -1,7 +1,8 @@
 """Tile layouts: how a tile's coordinates are spelled in its path below a tile root.
 
 A layout is a template of ``/``-separated components. ``{z}``, ``{x}`` and ``{y}`` stand for decimal numbers,
-``{ext}`` for an image extension (png, jpg, jpeg, webp, any case); everything else is literal::
+``{ext}`` for a tile extension (``core.choices.TILE_EXTENSIONS``: png, jpg, jpeg, webp, any case); everything
+else is literal::
 
     {z}/{x}/{y}.{ext}      the slippy-map (XYZ) tree, the default; with scheme "tms", y counts from the south
     {z}-{x}-{y}.jpg        one folder of files named by their coordinates
@@ -10,26 +11,26 @@ A layout is a template of ``/``-separated components. ``{z}``, ``{x}`` and ``{y}
 
 Every component but the last names directories, the last names files. Each of ``{z}``, ``{x}``, ``{y}`` appears
 exactly once and two placeholders never touch (``{x}{y}`` could be split many ways). TMS rows are converted to XYZ
-when a tile is read (``Tile.from_tms``), so everything downstream is XYZ.
+by the walker (``core.tiles.flip_row``), so everything downstream is XYZ.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
+from core.choices import TILE_EXTENSIONS, check_choice
 from core.errors import TileError
 
 Scheme = Literal["xyz", "tms"]
 SCHEMES: tuple[Scheme, ...] = ("xyz", "tms")
 XYZ_TEMPLATE = "{z}/{x}/{y}.{ext}"
 PLAIN = "plain"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 MAX_TEMPLATE_LENGTH = 100
 _FIELDS = ("z", "x", "y")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-_EXT_PATTERN = r"(?i:png|jpe?g|webp)"
+_EXT_PATTERN = "(?i:" + "|".join(re.escape(ext.lstrip(".")) for ext in TILE_EXTENSIONS) + ")"
 
 
 @dataclass(frozen=True)
@@ -67,14 +68,21 @@ class Layout:
     @classmethod
     def parse(cls, template: str | None = None, scheme: str = "xyz") -> Layout:
         """A layout from ``--layout`` (None: the XYZ tree) and ``--scheme``; ``TileError`` names what is wrong."""
-        if scheme not in SCHEMES:
-            raise TileError(f"unknown scheme {scheme!r}: choose one of {', '.join(SCHEMES)}")
+        scheme = cast(Scheme, check_choice("scheme", scheme, SCHEMES, error=TileError))
         template = XYZ_TEMPLATE if template is None else template.strip()
         if template == PLAIN:
             if scheme != "xyz":
                 raise TileError("--scheme tms needs a layout with coordinates, not 'plain'")
             return cls(PLAIN, "xyz", ())
         return cls(template, scheme, _compile(template))
+
+    @classmethod
+    def from_name(cls, name: str) -> Layout:
+        """The layout a job recorded as ``name`` (``plain`` or ``<scheme>:<template>``)."""
+        if name == PLAIN:
+            return cls.parse(PLAIN)
+        scheme, _, template = name.partition(":")
+        return cls.parse(template, scheme)
 
 
 def _compile(template: str) -> tuple[Level, ...]:
@@ -96,8 +104,8 @@ def _compile(template: str) -> tuple[Level, ...]:
     if "{ext}" in parts[:-1] or "{ext}" in "".join(parts[:-1]):
         raise TileError(f"layout {template!r}: {{ext}} may only appear in the file name (the last component)")
     last = parts[-1].lower()
-    if not (last.endswith(".{ext}") or last.endswith(IMAGE_EXTENSIONS)):
-        raise TileError(f"layout {template!r} must end in .{{ext}} or one of {', '.join(IMAGE_EXTENSIONS)}")
+    if not (last.endswith(".{ext}") or last.endswith(TILE_EXTENSIONS)):
+        raise TileError(f"layout {template!r} must end in .{{ext}} or one of {', '.join(TILE_EXTENSIONS)}")
     return tuple(_level(part) for part in parts)
 
 

@@ -5,10 +5,10 @@ The walk asks a region two questions, so that it never lists more of a tile tree
 - ``columns(z)``: the x range worth opening at zoom ``z`` (None: every column);
 - ``rows(z, x)``: the y ranges of column ``x`` that lie in the region (None: every row).
 
-A bbox follows mercantile's convention (``mercantile.tiles``): a tile is in when it overlaps the box, and an edge
-that lies exactly on a tile boundary does not pull in the next tile. A polygon takes the tiles whose interior meets
-it: column ``x``'s strip is intersected with the polygon, and each piece of positive area gives one y range (a
-connected piece meets every row between its north and south edge, so the ranges are exact).
+A bbox (``core.bbox.BBox``) takes the tiles it overlaps, as ``mercantile.tiles`` lists them. A polygon takes the
+tiles whose interior meets it: column ``x``'s strip is intersected with the polygon, and each piece of positive
+area gives one y range (a connected piece meets every row between its north and south edge, so the ranges are
+exact).
 
 ``Region.describe()`` is what a job records: ``{"zooms": [...], "bbox": [w, s, e, n], "geojson": {...}}``.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -25,44 +25,12 @@ from typing import Any
 
 import mercantile
 
+from core.bbox import BBox
 from core.errors import TileError
-from core.tiles import check_zoom
+from core.tiles import MAX_LAT, check_zoom
 
-MAX_LAT = 85.0511
-_EDGE = 1e-11  # mercantile.tiles' LL_EPSILON: an edge on a tile boundary stays out of the next tile
-Bbox = tuple[float, float, float, float]
+_EDGE = 1e-11  # as in core.bbox: an edge on a tile boundary stays out of the next tile
 Rows = tuple[tuple[int, int], ...]
-
-
-def parse_bbox(text: str) -> Bbox:
-    """``"W,S,E,N"`` in degrees, checked: west < east, south < north, inside ±180 / ±85.0511."""
-    parts = [part.strip() for part in text.split(",")]
-    try:
-        west, south, east, north = (float(part) for part in parts)
-    except ValueError:
-        raise TileError(f"invalid bbox {text!r}: expected W,S,E,N in degrees, e.g. -9.47,38.82,-9.43,38.86") from None
-    return check_bbox((west, south, east, north))
-
-
-def check_bbox(bbox: Sequence[float]) -> Bbox:
-    west, south, east, north = bbox
-    if not all(-180.0 <= lon <= 180.0 for lon in (west, east)) or not all(
-        -MAX_LAT <= lat <= MAX_LAT for lat in (south, north)
-    ):
-        raise TileError(f"bbox {list(bbox)} is outside lon -180..180, lat -{MAX_LAT}..{MAX_LAT}")
-    if not west < east:
-        raise TileError(f"bbox {list(bbox)} is empty or inverted: west ({west}) must be less than east ({east})")
-    if not south < north:
-        raise TileError(f"bbox {list(bbox)} is empty or inverted: south ({south}) must be less than north ({north})")
-    return (west, south, east, north)
-
-
-def tile_range(bbox: Bbox, zoom: int) -> tuple[int, int, int, int]:
-    """``(min_x, max_x, min_y, max_y)`` of the tiles ``mercantile.tiles(*bbox, zoom)`` lists, without listing them."""
-    west, south, east, north = bbox
-    upper_left = mercantile.tile(west, north, zoom)
-    lower_right = mercantile.tile(east - _EDGE, south + _EDGE, zoom)
-    return upper_left.x, max(upper_left.x, lower_right.x), upper_left.y, max(upper_left.y, lower_right.y)
 
 
 @dataclass(frozen=True)
@@ -117,24 +85,38 @@ def _geometries(document: Any, path: Path) -> Iterable[Any]:
 class Region:
     """Which tiles to classify: any mix of zooms, a bbox and a polygon (None everywhere: the whole tree)."""
 
-    def __init__(self, *, zooms: Iterable[int] | None = None, bbox: Bbox | None = None,
+    def __init__(self, *, zooms: Iterable[int] | None = None, bbox: BBox | None = None,
                  area: GeoJsonArea | None = None) -> None:
         self.zooms = frozenset(check_zoom(z) for z in zooms) if zooms else None
-        self.bbox = check_bbox(bbox) if bbox is not None else None
+        self.bbox = bbox
         self.area = area
         self._shape: Any = None
-        self._extent: Bbox | None = self.bbox
+        self._extent: BBox | None = self.bbox
         if area is not None:
             from shapely.geometry import box
 
-            clip = box(*(self.bbox or (-180.0, -MAX_LAT, 180.0, MAX_LAT)))
+            clip = box(*(self.bbox.as_list() if self.bbox else (-180.0, -MAX_LAT, 180.0, MAX_LAT)))
             self._shape = area.geometry.intersection(clip)
             if self._shape.is_empty or self._shape.area == 0:
                 raise TileError("the region is empty: the GeoJSON polygon does not overlap the bbox / map")
-            self._extent = check_bbox(self._shape.bounds)
+            self._extent = BBox.of(self._shape.bounds)
         # The walk asks per directory and per file: answer from caches (a column's rows cost a polygon cut).
         self.rows = lru_cache(maxsize=65536)(self._rows)  # type: ignore[method-assign]
         self.columns = lru_cache(maxsize=64)(self._columns)  # type: ignore[method-assign]
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Region | None:
+        """The region a job recorded (``describe()``; None: everything); its GeoJSON must hold the same polygon."""
+        zooms, bbox, geojson = record.get("zooms"), record.get("bbox"), record.get("geojson")
+        if not (zooms or bbox or geojson):
+            return None
+        area = None
+        if geojson:
+            area = load_geojson(Path(geojson["path"]))
+            if area.sha256 != geojson.get("sha256"):
+                raise TileError(f"the GeoJSON file {geojson['path']!r} changed since the job was enqueued: the "
+                                "region is no longer known; enqueue a new job")
+        return cls(zooms=zooms, bbox=BBox.of(bbox) if bbox else None, area=area)
 
     @property
     def is_everything(self) -> bool:
@@ -150,8 +132,8 @@ class Region:
         """The inclusive x range at ``zoom``, or None when every column is in."""
         if self._extent is None:
             return None
-        min_x, max_x, _, _ = tile_range(self._extent, zoom)
-        return min_x, max_x
+        tiles = self._extent.tiles(zoom)
+        return tiles.min_x, tiles.max_x
 
     def rows(self, zoom: int, x: int) -> Rows | None:  # replaced by a cached version in __init__
         return self._rows(zoom, x)
@@ -160,11 +142,11 @@ class Region:
         """The inclusive y ranges of column ``x`` at ``zoom`` (empty: none; None: every row)."""
         if self._extent is None:
             return None
-        min_x, max_x, min_y, max_y = tile_range(self._extent, zoom)
-        if not min_x <= x <= max_x:
+        tiles = self._extent.tiles(zoom)
+        if not tiles.min_x <= x <= tiles.max_x:
             return ()
         if self._shape is None:
-            return ((min_y, max_y),)
+            return ((tiles.min_y, tiles.max_y),)
         return _polygon_rows(self._shape, zoom, x)
 
     def contains(self, zoom: int, x: int, y: int) -> bool:
@@ -177,7 +159,7 @@ class Region:
         """What the user asked for, as a job records it."""
         return {
             "zooms": sorted(self.zooms) if self.zooms is not None else None,
-            "bbox": list(self.bbox) if self.bbox is not None else None,
+            "bbox": self.bbox.as_list() if self.bbox is not None else None,
             "geojson": {"path": self.area.path, "sha256": self.area.sha256} if self.area is not None else None,
         }
 

@@ -1,77 +1,23 @@
 """The model registry: checkpoints known to the results database, addressed by their content hash.
 
-Every checkpoint ``NAME.pt`` that ``model.checkpoint.save_checkpoint`` writes has a sidecar ``NAME.json`` with
-what the producer needs to know without torch::
-
-    {"format": "tileclass-checkpoint/1", "sha256": "<hex of NAME.pt>", "arch": "resnet50",
-     "class_names": ["Forest", ...], "image_size": 64, "metrics": {...}}
-
-Registering copies the pair into ``TILECLASS_MODEL_DIR`` as ``<sha256>.pt``/``.json`` so that every worker that
-shares the model directory finds a job's model by hash; workers check the hash again before loading.
+Registering reads a checkpoint's sidecar (``core.sidecar``) and copies the pair into ``TILECLASS_MODEL_DIR`` as
+``<sha256>.pt``/``.json``, so that every worker that shares the model directory finds a job's model by hash;
+workers check the hash again before loading.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.errors import NotFoundError, TileclassError
+from core.errors import NotFoundError
 from core.results import register_model
 from core.schema import Model
 from core.settings import Settings
-
-SIDECAR_FORMAT = "tileclass-checkpoint/1"
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    """What a checkpoint's sidecar says about it."""
-
-    sha256: str
-    arch: str
-    class_names: list[str]
-    image_size: int
-    metrics: dict[str, Any]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sidecar_path(checkpoint: Path) -> Path:
-    return checkpoint.with_suffix(".json")
-
-
-def read_sidecar(checkpoint: Path) -> CheckpointInfo:
-    """The sidecar's metadata, after checking that it describes exactly this checkpoint file."""
-    if not checkpoint.is_file():
-        raise NotFoundError(f"model checkpoint {str(checkpoint)!r} does not exist")
-    sidecar = sidecar_path(checkpoint)
-    try:
-        meta = json.loads(sidecar.read_text())
-    except (OSError, ValueError) as exc:
-        raise TileclassError(
-            f"checkpoint {str(checkpoint)!r} has no readable {sidecar.name} beside it ({exc.__class__.__name__}): "
-            "save it with 'tileclass train' or model.checkpoint.save_checkpoint"
-        ) from None
-    if meta.get("format") != SIDECAR_FORMAT:
-        raise TileclassError(f"{sidecar.name}: unknown format {meta.get('format')!r}, expected {SIDECAR_FORMAT!r}")
-    actual = file_sha256(checkpoint)
-    if meta.get("sha256") != actual:
-        raise TileclassError(f"{checkpoint.name} does not match the hash in {sidecar.name}: the file was changed")
-    return CheckpointInfo(actual, str(meta["arch"]), list(meta["class_names"]), int(meta["image_size"]),
-                          dict(meta.get("metrics") or {}))
+from core.sidecar import read_sidecar, sidecar_path
 
 
 def register_checkpoint(session: Session, *, checkpoint: Path, settings: Settings) -> Model:

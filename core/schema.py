@@ -1,15 +1,21 @@
 """The results database's tables (SQLAlchemy 2.x); the same schema on SQLite and PostgreSQL.
 
 - ``models``: registered checkpoints, keyed by the SHA-256 of the checkpoint file.
-- ``jobs``: one enqueue (or training run): root, layout, region, model, totals, state, timestamps.
+- ``jobs``: one enqueue (or training run): its source (``core.sources``; a training run's data folder), the
+  region asked for, the model, totals, state, timestamps, and the producer's bookkeeping: ``resume_after`` (the
+  walk position up to which every tile is published and recorded) and the batch numbers ``seq_reserved`` (handed
+  out) and ``seq_recorded`` (every number below it has a ``job_batches`` row).
 - ``tile_results``: one row per (model, tile). A tile with coordinates is keyed by ``(model, z, x, y)``; a tile
-  without coordinates (a plain folder of images) by ``(model, root, path)``. Two partial unique indexes keep both
-  keys unique, because NULLs never conflict in a plain unique index.
+  without coordinates (a plain folder of images) by ``(model, source, path)`` (``core.tiles.Tile.identity``). Two
+  partial unique indexes keep both keys unique, because NULLs never conflict in a plain unique index.
 - ``job_batches``: one row per enqueued batch of a job (not its tiles): a worker marks it done with its counts.
   A job's progress is summed from its batches, so two jobs over overlapping regions each count their own tiles,
   and a redelivered batch overwrites its row instead of counting twice.
-- ``failed_tiles``: tiles that could not be classified, with the reason and how often it was tried. A tile that is
-  later classified has its failure row removed, so no tile is both failed and classified for one model.
+- ``failed_tiles``: tiles that could not be classified, with the reason and how often it was tried, keyed like
+  ``tile_results``. A tile that is later classified has its failure row removed, so no tile is both failed and
+  classified for one model.
+
+``root_name`` in the tile tables is the name of the tile's source (``Tile`` paths are relative to it).
 """
 
 from __future__ import annotations
@@ -24,6 +30,17 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _tile_keys(table: str) -> tuple[Index, Index]:
+    """The two unique keys of a per-(model, tile) table: coordinates where a tile has them, else its path."""
+    with_coordinates, without = text("z IS NOT NULL"), text("z IS NULL")
+    return (
+        Index(f"uq_{table}_model_zxy", "model_hash", "z", "x", "y", unique=True,
+              sqlite_where=with_coordinates, postgresql_where=with_coordinates),
+        Index(f"uq_{table}_model_path", "model_hash", "root_name", "path", unique=True,
+              sqlite_where=without, postgresql_where=without),
+    )
 
 
 class Base(DeclarativeBase):
@@ -63,10 +80,11 @@ class Job(Base):
     kind: Mapped[str] = mapped_column(String(16), default=JobKind.CLASSIFY)
     state: Mapped[str] = mapped_column(String(16), default=JobState.ENQUEUING, index=True)
     model_hash: Mapped[str | None] = mapped_column(ForeignKey("models.hash"), index=True)
-    root_name: Mapped[str | None] = mapped_column(String(128))
-    root_path: Mapped[str | None] = mapped_column(Text)
-    layout: Mapped[str | None] = mapped_column(String(128))
+    source: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
     region: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    resume_after: Mapped[list[Any] | None] = mapped_column(JSON)
+    seq_reserved: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    seq_recorded: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     total_tiles: Mapped[int] = mapped_column(Integer, default=0)
     total_batches: Mapped[int] = mapped_column(Integer, default=0)
     skipped_tiles: Mapped[int] = mapped_column(Integer, default=0)
@@ -106,7 +124,7 @@ class TileResult(Base):
     x: Mapped[int | None] = mapped_column(Integer)
     y: Mapped[int | None] = mapped_column(Integer)
     root_name: Mapped[str] = mapped_column(String(128))
-    path: Mapped[str] = mapped_column(Text)
+    path: Mapped[str | None] = mapped_column(Text)
     label: Mapped[str] = mapped_column(String(128))
     confidence: Mapped[float] = mapped_column(Float)
     probabilities: Mapped[dict[str, float]]
@@ -114,20 +132,7 @@ class TileResult(Base):
     classified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (
-        Index(
-            "uq_tile_results_model_zxy",
-            "model_hash", "z", "x", "y",
-            unique=True,
-            sqlite_where=text("z IS NOT NULL"),
-            postgresql_where=text("z IS NOT NULL"),
-        ),
-        Index(
-            "uq_tile_results_model_path",
-            "model_hash", "root_name", "path",
-            unique=True,
-            sqlite_where=text("z IS NULL"),
-            postgresql_where=text("z IS NULL"),
-        ),
+        *_tile_keys("tile_results"),
         # Point lookups by tile and x/y range scans within one zoom, across models.
         Index("ix_tile_results_zxy", "z", "x", "y"),
         Index("ix_tile_results_job", "job_id"),
@@ -144,12 +149,9 @@ class FailedTile(Base):
     x: Mapped[int | None] = mapped_column(Integer)
     y: Mapped[int | None] = mapped_column(Integer)
     root_name: Mapped[str] = mapped_column(String(128))
-    path: Mapped[str] = mapped_column(Text)
+    path: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    __table_args__ = (
-        Index("uq_failed_tiles_model_path", "model_hash", "root_name", "path", unique=True),
-        Index("ix_failed_tiles_job", "job_id"),
-    )
+    __table_args__ = (*_tile_keys("failed_tiles"), Index("ix_failed_tiles_job", "job_id"))

@@ -19,19 +19,18 @@ from pathlib import Path
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.choices import DEVICE_CHOICES, INFERENCE_PRECISIONS, is_device
 from core.errors import SettingsError
 
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+ENV_PREFIX = "TILECLASS_"
 ROOT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 EMBEDDED_BROKER = "filesystem://"
-# Inference precisions of workers and `tileclass predict` (int8: CPU only, see model/quantize.py).
-INFERENCE_PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
 class Settings(BaseSettings):
     """One deployment's configuration; see the module docstring for the environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix="TILECLASS_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
 
     database_url: str = Field(
         default="sqlite:///tileclass.db",
@@ -69,8 +68,8 @@ class Settings(BaseSettings):
     @field_validator("device")
     @classmethod
     def _valid_device(cls, value: str) -> str:
-        if not DEVICE_PATTERN.match(value):
-            raise ValueError(f"must be one of auto, cpu, cuda, cuda:N (got {value!r})")
+        if not is_device(value):
+            raise ValueError(f"must be one of {DEVICE_CHOICES} (got {value!r})")
         return value
 
     @field_validator("worker_precision")
@@ -111,6 +110,18 @@ class Settings(BaseSettings):
         return self.data_dir / "broker"
 
 
+def env_name(setting: str) -> str:
+    """The environment variable of a setting: ``worker_batch_size`` -> ``TILECLASS_WORKER_BATCH_SIZE``."""
+    if setting not in Settings.model_fields:
+        raise KeyError(f"no setting named {setting!r}")
+    return ENV_PREFIX + setting.upper()
+
+
+def is_own_variable(name: str) -> bool:
+    """Whether an environment variable is one of tileclass's settings (``TILECLASS_*``)."""
+    return name.startswith(ENV_PREFIX)
+
+
 def load_settings() -> Settings:
     """Read the settings now, turning a validation error into one line that names the setting."""
     try:
@@ -119,7 +130,7 @@ def load_settings() -> Settings:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "settings"
         message = str(first["msg"]).removeprefix("Value error, ")
-        raise SettingsError(f"TILECLASS_{field.upper()}: {message}") from None
+        raise SettingsError(f"{ENV_PREFIX}{field.upper()}: {message}") from None
 
 
 @lru_cache(maxsize=1)

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.choices import TILE_EXTENSIONS
 from core.errors import TileRootError
-from core.layouts import IMAGE_EXTENSIONS, Layout, Level
-from core.queue import TileRow
+from core.layouts import Layout, Level
 from core.region import Region
-from core.tiles import MAX_ZOOM
+from core.tiles import Tile, fits, flip_row
 
 Key = tuple[Any, ...]
 
@@ -49,10 +49,10 @@ _scandir = os.scandir  # one name to look up, so that tests can count the direct
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """Up to ``chunk_size`` tiles of one leaf directory, as ``(z, x, y, relative_path)`` rows."""
+    """Up to ``chunk_size`` tiles of one leaf directory, each with its path relative to the root."""
 
     key: Key  # the directory's place in the walk order (the resume cursor)
-    tiles: list[TileRow]
+    tiles: list[Tile]
     column: tuple[int, int] | None  # the (z, x) every tile of the directory shares, when the layout fixes it
     last: bool  # the directory's final chunk: after it the directory is done
 
@@ -162,15 +162,12 @@ class _Walker:
     def _wanted_dir(self, coords: dict[str, int], rel: str) -> bool:
         z, x = coords.get("z"), coords.get("x")
         if z is not None:
-            if z > MAX_ZOOM:
+            if not fits(z, x or 0, 0):
                 self.report.note(OUT_OF_RANGE, rel)
                 return False
             if not self.region.allows_zoom(z):
                 return False
             if x is not None:
-                if x >= 1 << z:
-                    self.report.note(OUT_OF_RANGE, rel)
-                    return False
                 columns = self.region.columns(z)
                 if columns is not None and not columns[0] <= x <= columns[1]:
                     return False
@@ -180,7 +177,7 @@ class _Walker:
         if level.fields == ("y",) and "z" in known and "x" in known:
             yield from self._column(path, rel, level, known["z"], known["x"], key)
             return
-        tiles: list[TileRow] = []
+        chunk = _ChunkBuilder(key, None, self.chunk_size)
         for entry in self._entries(path, rel):
             values = level.match(entry.name)
             if values is None:
@@ -188,33 +185,27 @@ class _Walker:
                 continue
             coords = known | dict(zip(level.fields, values, strict=True))
             z, x, y = coords["z"], coords["x"], coords["y"]
-            if z > MAX_ZOOM or x >= 1 << z or y >= 1 << z:
+            if not fits(z, x, y):
                 self.report.note(OUT_OF_RANGE, rel + entry.name)
                 continue
             if self.tms:
-                y = (1 << z) - 1 - y
-            if not self.region.contains(z, x, y):
+                y = flip_row(z, y)
+            if not (self.region.contains(z, x, y) and self._usable(entry, rel)):
                 continue
-            if not entry.is_file(follow_symlinks=False) and (reason := self._irregular(entry)):
-                self.report.note(reason, rel + entry.name)
-                continue
-            tiles.append((z, x, y, rel + entry.name))
-            if len(tiles) >= self.chunk_size:
-                yield Chunk(key, tiles, None, False)
-                tiles = []
-        yield Chunk(key, tiles, None, True)
+            if (full := chunk.add(Tile(z, x, y, rel + entry.name))) is not None:
+                yield full
+        yield chunk.final()
 
     def _column(self, path: str, rel: str, level: Level, z: int, x: int, key: Key) -> Iterator[Chunk]:
         """The hot loop: one x directory of an XYZ/TMS tree, its files named ``{y}.<ext>``."""
-        limit = (1 << z) - 1
         ranges = self.region.rows(z, x) if self.region.allows_zoom(z) else ()
-        low, high = (ranges[0] if ranges and len(ranges) == 1 else (0, limit))
+        low, high = (ranges[0] if ranges and len(ranges) == 1 else (0, (1 << z) - 1))
         many = ranges is not None and len(ranges) > 1
+        chunk = _ChunkBuilder(key, (z, x), self.chunk_size)
         if ranges == ():
-            yield Chunk(key, [], (z, x), True)
+            yield chunk.final()
             return
-        match, tms, column = level.pattern.fullmatch, self.tms, (z, x)
-        tiles: list[TileRow] = []
+        match, tms = level.pattern.fullmatch, self.tms
         for entry in self._entries(path, rel):
             name = entry.name
             found = match(name)
@@ -222,27 +213,31 @@ class _Walker:
                 self.report.ignored_names += 1
                 continue
             y = int(found.group(1))
-            if y > limit:
+            if not fits(z, x, y):
                 self.report.note(OUT_OF_RANGE, rel + name)
                 continue
             if tms:
-                y = limit - y
+                y = flip_row(z, y)
             if not low <= y <= high or (many and not any(lo <= y <= hi for lo, hi in ranges or ())):
                 continue
-            if not entry.is_file(follow_symlinks=False) and (reason := self._irregular(entry)):
-                self.report.note(reason, rel + name)
-                continue
-            tiles.append((z, x, y, rel + name))
-            if len(tiles) >= self.chunk_size:
-                yield Chunk(key, tiles, column, False)
-                tiles = []
-        yield Chunk(key, tiles, column, True)
+            if self._usable(entry, rel) and (full := chunk.add(Tile(z, x, y, rel + name))) is not None:
+                yield full
+        yield chunk.final()
+
+    def _usable(self, entry: os.DirEntry[str], rel: str) -> bool:
+        """A tile-named entry is a tile when it is a regular file (or a good file symlink); else noted, with why."""
+        if entry.is_file(follow_symlinks=False):
+            return True
+        reason = self._irregular(entry)
+        if reason is not None:
+            self.report.note(reason, rel + entry.name)
+        return reason is None
 
     # -- plain folders ------------------------------------------------------------------------------------
     def plain(self, path: str, rel: str, key: Key) -> Iterator[Chunk]:
         files_done = self._files_done(key)
         subdirs: list[str] = []
-        tiles: list[TileRow] = []
+        chunk = _ChunkBuilder(key, None, self.chunk_size)
         for entry in self._entries(path, rel):
             name = entry.name
             if name.startswith("."):
@@ -252,22 +247,39 @@ class _Walker:
                 continue
             if files_done:
                 continue
-            if not name.lower().endswith(IMAGE_EXTENSIONS):
+            if not name.lower().endswith(TILE_EXTENSIONS):
                 self.report.ignored_names += 1
                 continue
             if "\\" in name:
                 self.report.note(BAD_NAME, rel + name)
                 continue
-            if not entry.is_file(follow_symlinks=False) and (reason := self._irregular(entry)):
-                self.report.note(reason, rel + name)
+            if not self._usable(entry, rel):
                 continue
-            tiles.append((None, None, None, rel + name))
-            if len(tiles) >= self.chunk_size:
-                yield Chunk(key, tiles, None, False)
-                tiles = []
+            if (full := chunk.add(Tile(None, None, None, rel + name))) is not None:
+                yield full
         if not files_done:
-            yield Chunk(key, tiles, None, True)
+            yield chunk.final()
         for name in sorted(subdirs):
             child = (*key, name)
             if not self._done(child):
                 yield from self.plain(os.path.join(path, name), f"{rel}{name}/", child)
+
+
+class _ChunkBuilder:
+    """Collects one directory's tiles into chunks of at most ``size``."""
+
+    def __init__(self, key: Key, column: tuple[int, int] | None, size: int) -> None:
+        self.key, self.column, self.size = key, column, size
+        self.tiles: list[Tile] = []
+
+    def add(self, tile: Tile) -> Chunk | None:
+        """Take ``tile``; returns the chunk it filled, if it filled one."""
+        self.tiles.append(tile)
+        if len(self.tiles) < self.size:
+            return None
+        full, self.tiles = Chunk(self.key, self.tiles, self.column, False), []
+        return full
+
+    def final(self) -> Chunk:
+        """The directory's last chunk (possibly empty: it still marks the directory done)."""
+        return Chunk(self.key, self.tiles, self.column, True)

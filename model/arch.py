@@ -19,8 +19,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from core.choices import check_choice
 from model.config import ARCHS, FREEZE, HEADS
 from model.errors import CheckpointError, DataError
+from model.safe_load import safe_torch_load
 
 TUTORIAL_HIDDEN = 512
 _PREFIXES = ("module.", "_orig_mod.")
@@ -44,9 +46,9 @@ def build_model(arch: str, num_classes: int, *, weights: str = "none", head: str
     """
     from torchvision import models
 
-    _check_choice("arch", arch, ARCHS)
-    _check_choice("head", head, HEADS)
-    _check_choice("freeze", freeze, FREEZE)
+    check_choice("arch", arch, ARCHS, error=DataError)
+    check_choice("head", head, HEADS, error=DataError)
+    check_choice("freeze", freeze, FREEZE, error=DataError)
     if num_classes < 2:
         raise DataError(f"a classifier needs at least 2 classes, got {num_classes}")
     net = models.get_model(arch, weights=None)
@@ -90,11 +92,6 @@ def strip_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return cleaned
 
 
-def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise DataError(f"unknown {what} {value!r}: choose one of {', '.join(choices)}")
-
-
 def _imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
     from torchvision.models import get_model_weights
 
@@ -116,8 +113,6 @@ def _load_backbone(net: nn.Module, path: Path, arch: str) -> None:
     """Load a torchvision-style state_dict (plain, or under "model"/"state_dict") into everything but ``fc``."""
     if not path.is_file():
         raise CheckpointError(f"weights file {str(path)!r} does not exist (use --weights imagenet|none|PATH)")
-    from model.checkpoint import safe_torch_load
-
     loaded = safe_torch_load(path)
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict", loaded.get("model")), dict):
         loaded = loaded.get("state_dict", loaded.get("model"))

@@ -11,8 +11,8 @@ without running any pickled code::
      "state_dict": {"conv1.weight": tensor, ..., "fc.weight": tensor},
      "calibration": uint8 tensor (N, 3, H, W)}   # optional: training images that set int8 ranges (model/quantize.py)
 
-Beside it, ``NAME.json`` is the sidecar that core/registry.py reads without torch (format, sha256 of NAME.pt,
-arch, class_names, image_size, metrics). Loading checks the format, that every key and shape matches the
+Beside it, ``NAME.json`` is the sidecar (``core.sidecar``) that the registry reads without torch (format, sha256
+of NAME.pt, arch, class_names, image_size, metrics). Loading checks the format, that every key and shape matches the
 architecture and head the metadata names, and that the head has one output per class name. Anything else —
 a pickled whole model as the PyTorch tutorial saves it, a truncated copy, a bare state_dict — is refused with one
 line that says what to do. Nothing ever falls back to ``weights_only=False``.
@@ -20,12 +20,8 @@ line that says what to do. Nothing ever falls back to ``weights_only=False``.
 
 from __future__ import annotations
 
-import json
 import os
-import pickle
-import re
 import tempfile
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -33,14 +29,14 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from core.registry import SIDECAR_FORMAT, file_sha256, sidecar_path
+from core.sidecar import SIDECAR_FORMAT, file_sha256, sidecar_path, sidecar_text
 from model.arch import build_model, head_output_key, strip_prefixes
 from model.config import ARCHS, HEADS
 from model.errors import CheckpointError, DataError
+from model.safe_load import safe_torch_load
 
 CHECKPOINT_FORMAT = SIDECAR_FORMAT
 MAX_CALIBRATION_IMAGES = 1024
-_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
 @dataclass(frozen=True)
@@ -119,9 +115,8 @@ def save_checkpoint(path: Path, *, model: nn.Module, meta: CheckpointMeta,
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(path, lambda handle: torch.save(payload, handle))
     digest = file_sha256(path)
-    sidecar = {"format": SIDECAR_FORMAT, "sha256": digest, "arch": meta.arch, "class_names": list(meta.class_names),
-               "image_size": meta.image_size, "metrics": meta.metrics}
-    text = json.dumps(sidecar, indent=2, sort_keys=False) + "\n"
+    text = sidecar_text(sha256=digest, arch=meta.arch, class_names=meta.class_names, image_size=meta.image_size,
+                        metrics=meta.metrics)
     _atomic_write(sidecar_path(path), lambda handle: handle.write(text.encode()))
     return digest
 
@@ -161,33 +156,6 @@ def read_checkpoint(path: Path) -> Checkpoint:
     if calibration is None:
         calibration = torch.empty(0, 3, meta.image_size, meta.image_size, dtype=torch.uint8)
     return Checkpoint(meta, state, _check_calibration(calibration, source=path.name))
-
-
-def safe_torch_load(path: Path) -> Any:
-    """``torch.load`` with ``weights_only=True`` and CPU mapping; every failure becomes a one-line CheckpointError."""
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path.name} is empty (zero bytes): copy it again or re-run 'tileclass train'")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(_unsafe_message(path, str(exc))) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as exc:
-        detail = str(exc).splitlines()[0][:120] if str(exc) else exc.__class__.__name__
-        raise CheckpointError(f"{path.name} is truncated or corrupt ({detail}): copy it again or re-run "
-                              "'tileclass train'") from None
-
-
-def _unsafe_message(path: Path, error: str) -> str:
-    found = _GLOBAL.search(error)
-    name = found.group(1) if found else "an arbitrary Python object"
-    if found and name.startswith(("torchvision.models.", "torch.nn.", "__main__.")):
-        return (f"{path.name} is a pickled whole model (torch.save(model), {name}), which cannot be loaded safely: "
-                "in the environment that made it, re-save its weights with torch.save(model.state_dict(), 'w.pt') "
-                "and pass 'tileclass train --weights w.pt', or retrain with 'tileclass train'")
-    return (f"{path.name} contains pickled Python code ({name}) and was refused (only weights are loaded, never code): "
-            "use a checkpoint written by 'tileclass train'")
 
 
 def _bare(model: nn.Module) -> nn.Module:

@@ -6,9 +6,9 @@ into train-queue messages, and ``TrainConfig(**that_dict)`` restores it (raising
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from core.choices import DEVICE_CHOICES, TRAIN_PRECISIONS, check_choice, is_device
 from model.errors import DataError
 
 ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101")
@@ -17,9 +17,6 @@ FREEZE = ("none", "backbone")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant")
 AUGMENTATIONS = ("overhead", "none")
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16")
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 @dataclass(frozen=True)
@@ -58,11 +55,10 @@ class TrainConfig:
         for name, value, choices in (("arch", self.arch, ARCHS), ("head", self.head, HEADS),
                                      ("freeze", self.freeze, FREEZE), ("optimizer", self.optimizer, OPTIMIZERS),
                                      ("schedule", self.schedule, SCHEDULES), ("augment", self.augment, AUGMENTATIONS),
-                                     ("precision", self.precision, PRECISIONS)):
-            if value not in choices:
-                raise DataError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")
-        if not DEVICE_PATTERN.match(self.device):
-            raise DataError(f"unknown device {self.device!r}: choose one of auto, cpu, cuda, cuda:N")
+                                     ("precision", self.precision, TRAIN_PRECISIONS)):
+            check_choice(name, value, choices, error=DataError)
+        if not is_device(self.device):
+            raise DataError(f"unknown device {self.device!r}: choose one of {DEVICE_CHOICES}")
         checks = [("epochs", self.epochs >= 1, ">= 1"), ("batch_size", self.batch_size >= 2, ">= 2"),
                   ("lr", self.lr > 0, "> 0"), ("weight_decay", self.weight_decay >= 0, ">= 0"),
                   ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import torch
 
+from core.choices import IMAGE_EXTENSIONS
+from core.progress import progress_bar
 from model.errors import DataError, ImageError
 from model.images import decode_tile, open_image
-from model.progress import progress_bar
 from model.transforms import resize
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"})
 log = logging.getLogger(__name__)
 
 
@@ -75,7 +75,7 @@ def scan_image_folder(root: Path) -> ImageFolder:
         for path in sorted((root / name).rglob("*")):
             if path.name.startswith(".") or not path.is_file():
                 continue
-            if path.suffix.lower() in IMAGE_SUFFIXES:
+            if path.suffix.lower() in IMAGE_EXTENSIONS:
                 samples.append((path, index))
                 found += 1
             else:
@@ -84,7 +84,7 @@ def scan_image_folder(root: Path) -> ImageFolder:
             empty.append(name)
     if empty:
         raise DataError(f"class folders without images in {str(root)!r}: {', '.join(empty)} "
-                        f"(image suffixes: {', '.join(sorted(IMAGE_SUFFIXES))})")
+                        f"(image suffixes: {', '.join(IMAGE_EXTENSIONS)})")
     if ignored:
         log.warning("ignored %d non-image file(s) in %s, e.g. %s", len(ignored), root, ignored[0])
     return ImageFolder(root, classes, samples, ignored)

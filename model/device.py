@@ -13,8 +13,7 @@ from pathlib import Path
 
 import torch
 
-from core.settings import INFERENCE_PRECISIONS
-from model.config import PRECISIONS
+from core.choices import DEVICE_CHOICES, INFERENCE_PRECISIONS, TRAIN_PRECISIONS, check_choice
 from model.errors import DeviceError
 
 _BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -39,7 +38,7 @@ def resolve_device(name: str = "auto") -> torch.device:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise DeviceError(f"device {name!r} does not exist: this host has {torch.cuda.device_count()} GPU(s)")
         return device
-    raise DeviceError(f"unknown device {name!r}: choose one of auto, cpu, cuda, cuda:N")
+    raise DeviceError(f"unknown device {name!r}: choose one of {DEVICE_CHOICES}")
 
 
 @functools.cache
@@ -71,8 +70,7 @@ def supports_bf16(device: torch.device) -> bool:
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``fp32`` or ``bf16`` for ``precision`` (auto, fp32 or bf16) on ``device``."""
-    if precision not in PRECISIONS:
-        raise DeviceError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    check_choice("precision", precision, TRAIN_PRECISIONS, error=DeviceError)
     if precision == "auto":
         return "bf16" if supports_bf16(device) else "fp32"
     if precision == "bf16" and not supports_bf16(device):
@@ -85,8 +83,7 @@ def resolve_inference_precision(precision: str, device: torch.device) -> str:
 
     auto never picks int8: quantization changes answers more than bf16 does, so it is asked for by name.
     """
-    if precision not in INFERENCE_PRECISIONS:
-        raise DeviceError(f"unknown precision {precision!r}: choose one of {', '.join(INFERENCE_PRECISIONS)}")
+    check_choice("precision", precision, INFERENCE_PRECISIONS, error=DeviceError)
     if precision != "int8":
         return resolve_precision(precision, device)
     if device.type != "cpu":

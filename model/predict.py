@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from core.sidecar import file_sha256
 from model.arch import build_model
 from model.checkpoint import read_checkpoint
 from model.device import autocast, resolve_device, resolve_inference_precision
@@ -90,8 +91,6 @@ class Classifier:
                 int8 was asked of a checkpoint without calibration images.
             DeviceError: the device or precision is not available here.
         """
-        from core.registry import file_sha256
-
         if not path.is_file():
             raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
         digest = file_sha256(path)

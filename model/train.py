@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from core.progress import progress_bar
 from model.arch import build_model
 from model.checkpoint import CheckpointMeta, save_checkpoint
 from model.config import TrainConfig
@@ -33,7 +34,6 @@ from model.errors import DataError
 from model.evaluate import EvalResult, evaluate
 from model.metrics import summarize
 from model.plots import plot_confusion, plot_losses
-from model.progress import progress_bar
 from model.transforms import IMAGENET_MEAN, IMAGENET_STD, Normalized, augment, resize
 
 CHECKPOINT_NAME = "model.pt"

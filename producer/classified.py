@@ -18,9 +18,9 @@ from typing import Any
 
 from sqlalchemy import Engine, select, tuple_
 
-from core.queue import TileRow
 from core.region import Region
 from core.schema import TileResult
+from core.tiles import Tile
 from core.walk import Chunk
 
 LOOKUP_ROWS = 300  # tuples per IN (…): well under SQLite's and PostgreSQL's parameter limits
@@ -29,11 +29,11 @@ LOOKUP_ROWS = 300  # tuples per IN (…): well under SQLite's and PostgreSQL's p
 class ClassifiedFilter:
     """Remembers per zoom whether any result exists; answers which tiles of a chunk are still to classify."""
 
-    def __init__(self, engine: Engine, *, model_hash: str, root_name: str, region: Region | None) -> None:
-        self.engine, self.model_hash, self.root_name, self.region = engine, model_hash, root_name, region
+    def __init__(self, engine: Engine, *, model_hash: str, source_name: str, region: Region | None) -> None:
+        self.engine, self.model_hash, self.source_name, self.region = engine, model_hash, source_name, region
         self._zoom_has_results: dict[int | None, bool] = {}
 
-    def unclassified(self, chunk: Chunk) -> list[TileRow]:
+    def unclassified(self, chunk: Chunk) -> list[Tile]:
         """The tiles of ``chunk`` without a result for the model, in their original order."""
         tiles = chunk.tiles
         if not tiles:
@@ -42,17 +42,17 @@ class ClassifiedFilter:
             z, x = chunk.column
             if not self._any_results(z):
                 return tiles
-            ys = [row[2] for row in tiles]
+            ys = [tile.y for tile in tiles]
             done = set(self._scalars(select(TileResult.y).where(
                 TileResult.model_hash == self.model_hash, TileResult.z == z, TileResult.x == x,
                 TileResult.y.between(min(ys), max(ys)),  # type: ignore[type-var]
             )))
-            return [row for row in tiles if row[2] not in done]
-        if tiles[0][0] is None:
+            return [tile for tile in tiles if tile.y not in done]
+        if tiles[0].z is None:
             return self._by_path(tiles)
         return self._by_coordinates(tiles)
 
-    def _by_coordinates(self, tiles: list[TileRow]) -> list[TileRow]:
+    def _by_coordinates(self, tiles: list[Tile]) -> list[Tile]:
         by_zoom: dict[int, list[tuple[Any, Any]]] = defaultdict(list)
         for z, x, y, _ in tiles:
             by_zoom[z].append((x, y))  # type: ignore[index]
@@ -65,25 +65,25 @@ class ClassifiedFilter:
                     TileResult.model_hash == self.model_hash, TileResult.z == z,
                     tuple_(TileResult.x, TileResult.y).in_(part),
                 )))
-        return [row for row in tiles if row[:3] not in done] if done else tiles
+        return [tile for tile in tiles if tile[:3] not in done] if done else tiles
 
-    def _by_path(self, tiles: list[TileRow]) -> list[TileRow]:
+    def _by_path(self, tiles: list[Tile]) -> list[Tile]:
         if not self._any_results(None):
             return tiles
         done: set[str] = set()
-        for part in _parts([row[3] for row in tiles]):
+        for part in _parts([tile.path for tile in tiles]):
             done.update(self._scalars(select(TileResult.path).where(
                 TileResult.model_hash == self.model_hash, TileResult.z.is_(None),
-                TileResult.root_name == self.root_name, TileResult.path.in_(part),
+                TileResult.root_name == self.source_name, TileResult.path.in_(part),
             )))
-        return [row for row in tiles if row[3] not in done] if done else tiles
+        return [tile for tile in tiles if tile.path not in done] if done else tiles
 
     def _any_results(self, zoom: int | None) -> bool:
         known = self._zoom_has_results.get(zoom)
         if known is None:
             query = select(TileResult.id).where(TileResult.model_hash == self.model_hash)
             if zoom is None:
-                query = query.where(TileResult.z.is_(None), TileResult.root_name == self.root_name)
+                query = query.where(TileResult.z.is_(None), TileResult.root_name == self.source_name)
             else:
                 query = query.where(TileResult.z == zoom)
                 columns = self.region.columns(zoom) if self.region is not None else None

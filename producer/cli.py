@@ -1,4 +1,4 @@
-"""The ``tileclass`` command line: one module per command, registered here.
+"""The ``tileclass`` command line: one thin module per command in ``producer/commands``, registered here.
 
 Importing this module must stay cheap: command modules import torch, celery workers or plotting only inside the
 command that needs them, so ``tileclass --help`` and the producer/query commands start without torch.
@@ -13,20 +13,20 @@ import typer
 from typer.core import TyperGroup
 
 from core.errors import TileclassError
-from producer import (
-    cancel_cmd,
-    db_cmd,
-    demo_cmd,
-    enqueue_cmd,
-    export_cmd,
-    predict_cmd,
-    query_cmd,
-    render_cmd,
-    resume_cmd,
-    status_cmd,
-    summary_cmd,
-    train_cmd,
-    worker_cmd,
+from producer.commands import (
+    cancel,
+    db,
+    demo,
+    enqueue,
+    export,
+    predict,
+    query,
+    render,
+    resume,
+    status,
+    summary,
+    train,
+    worker,
 )
 
 
@@ -51,9 +51,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-for module in (demo_cmd, db_cmd, train_cmd, predict_cmd, enqueue_cmd, status_cmd, resume_cmd, cancel_cmd, worker_cmd,
-               query_cmd, summary_cmd, export_cmd, render_cmd):
-    module.register(app)
+for command in (demo, db, train, predict, enqueue, status, resume, cancel, worker, query, summary, export, render):
+    command.register(app)
 
 
 def main() -> None:

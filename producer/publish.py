@@ -16,7 +16,8 @@ from typing import Any
 
 from celery import Celery
 
-from core.queue import CLASSIFY_QUEUE, CLASSIFY_TASK, ClassifyBatch, queued_messages
+from core.celery_app import queued_messages
+from core.messages import CLASSIFY_QUEUE, CLASSIFY_TASK, ClassifyBatch
 
 POLL_INTERVAL = 0.25
 

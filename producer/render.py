@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from core.bbox import TileRange
 from core.errors import TileRootError
-from core.queries import Cell, FailureRow, TileRange
-from core.roots import resolve_root, safe_join
+from core.queries import MapCell, TileFailure
 from core.schema import Job
+from core.sources import TileSource, source_from_record
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -50,7 +51,7 @@ MIN_IMAGERY_PX = 8
 CHUNK = 8192
 MARGIN, TITLE_HEIGHT = 16, 40  # the map's top-left corner on the sheet is (MARGIN, TITLE_HEIGHT)
 
-ImageSource = Callable[[Cell], Image.Image | None]
+ImageSource = Callable[[MapCell], Image.Image | None]
 
 
 def class_colour(index: int) -> tuple[int, int, int]:
@@ -73,7 +74,7 @@ class MapLayout:
         return self.columns * self.px, self.rows * self.px
 
 
-def plan_layout(tiles: TileRange, *, max_size: int, max_px: int = MAX_TILE_PX) -> MapLayout:
+def fit_layout(tiles: TileRange, *, max_size: int, max_px: int = MAX_TILE_PX) -> MapLayout:
     """One cell per tile, as large as fits ``max_size`` (at most ``max_px``); else several tiles per pixel."""
     longest = max(tiles.width, tiles.height)
     if longest <= max_size:
@@ -113,18 +114,19 @@ class MapCanvas:
         inside = (cols >= 0) & (cols < self.layout.columns) & (rows >= 0) & (rows < self.layout.rows)
         self.grid[rows[inside], cols[inside]] = np.asarray(codes, dtype=np.uint32)[inside]
 
-    def add_failures(self, failures: Iterable[FailureRow]) -> None:
+    def add_failures(self, failures: Iterable[TileFailure]) -> None:
         xs: list[int] = []
         ys: list[int] = []
         for failure in failures:
-            if failure.x is None or failure.y is None:
+            x, y = failure.tile.x, failure.tile.y
+            if x is None or y is None:
                 continue
-            xs.append(failure.x)
-            ys.append(failure.y)
+            xs.append(x)
+            ys.append(y)
             self.failed += 1
         self._place(xs, ys, [FAILED_CODE] * len(xs))
 
-    def add_cells(self, cells: Iterable[Cell], images: ImageSource | None = None) -> None:
+    def add_cells(self, cells: Iterable[MapCell], images: ImageSource | None = None) -> None:
         """Place results (after failures, so a result wins a shared cell); paste their imagery if given."""
         if images is not None and (self.layout.scale < 1 or self.layout.px < MIN_IMAGERY_PX):
             log.warning("imagery skipped: tiles are drawn at %s px, fewer than %d", self.layout.px, MIN_IMAGERY_PX)
@@ -137,8 +139,9 @@ class MapCanvas:
             if code is None:  # a label outside the model's list: give it the next colour
                 self.labels.append(cell.label)
                 code = self.codes[cell.label] = len(self.labels) + 1
-            xs.append(cell.x)
-            ys.append(cell.y)
+            x, y = _column_row(cell)
+            xs.append(x)
+            ys.append(y)
             codes.append(code)
             self.counts[cell.label] += 1
             if images is not None:
@@ -148,7 +151,7 @@ class MapCanvas:
                 xs, ys, codes = [], [], []
         self._place(xs, ys, codes)
 
-    def _paste(self, cell: Cell, images: ImageSource) -> None:
+    def _paste(self, cell: MapCell, images: ImageSource) -> None:
         picture = images(cell)
         if picture is None:
             return
@@ -156,8 +159,9 @@ class MapCanvas:
             self.imagery = Image.new("RGB", self.layout.size, NO_RESULT)
         px, tiles = self.layout.px, self.layout.tiles
         tile_image = picture.convert("RGB").resize((px, px), Image.Resampling.BILINEAR)
-        self.imagery.paste(tile_image, ((cell.x - tiles.min_x) * px, (cell.y - tiles.min_y) * px))
-        self.pasted[cell.y - tiles.min_y, cell.x - tiles.min_x] = True
+        x, y = _column_row(cell)
+        self.imagery.paste(tile_image, ((x - tiles.min_x) * px, (y - tiles.min_y) * px))
+        self.pasted[y - tiles.min_y, x - tiles.min_x] = True
 
     def draw_map(self, *, alpha: float = 0.5) -> Image.Image:
         """The map alone: class colours (blended over imagery where pasted), failed cells hatched."""
@@ -227,40 +231,48 @@ def save_png(image: Image.Image, out: Path) -> None:
     partial.replace(out)
 
 
+def _column_row(cell: MapCell) -> tuple[int, int]:
+    _, x, y = cell.tile.xyz()  # map cells are results with coordinates
+    return x, y
+
+
 class TileImages:
-    """Reads a result's own tile image from its root: the root setting, else the path its job recorded."""
+    """Reads a result's own tile image from its source: the job's recorded source, found on this host."""
 
     def __init__(self, session: Session, settings: Settings) -> None:
         self.session, self.settings = session, settings
-        self.roots: dict[tuple[str, int | None], Path | None] = {}
+        self.sources: dict[tuple[str, int | None], tuple[TileSource, Path] | None] = {}
         self.unreadable = 0
 
-    def _root(self, cell: Cell) -> Path | None:
+    def _source(self, cell: MapCell) -> tuple[TileSource, Path] | None:
         key = (cell.root_name, cell.job_id)
-        if key not in self.roots:
+        if key not in self.sources:
             job = self.session.get(Job, cell.job_id) if cell.job_id is not None else None
-            recorded = job.root_path if job is not None and job.root_name == cell.root_name else None
+            record = job.source if job is not None and job.source.get("name") == cell.root_name else {
+                "kind": "folder", "name": cell.root_name, "path": None, "layout": "plain"}
+            found: tuple[TileSource, Path] | None = None
             try:
-                root: Path | None = resolve_root(cell.root_name, self.settings, recorded)
+                source = source_from_record(record)
+                root = source.local_root(self.settings)
+                if not root.is_dir():
+                    raise TileRootError(f"{root} is not a readable folder")
+                found = (source, root)
             except TileRootError as exc:
                 log.warning("no imagery for root %r: %s", cell.root_name, exc)
-                root = None
-            if root is not None and not root.is_dir():
-                log.warning("no imagery for root %r: %s is not a readable folder", cell.root_name, root)
-                root = None
-            self.roots[key] = root
-        return self.roots[key]
+            self.sources[key] = found
+        return self.sources[key]
 
-    def __call__(self, cell: Cell) -> Image.Image | None:
-        root = self._root(cell)
-        if root is None:
+    def __call__(self, cell: MapCell) -> Image.Image | None:
+        found = self._source(cell)
+        if found is None:
             return None
+        source, root = found
         try:
-            with Image.open(safe_join(root, cell.path)) as picture:
+            with Image.open(source.locate(root, cell.tile)) as picture:
                 picture.draft("RGB", (MAX_TILE_PX, MAX_TILE_PX))
                 return picture.convert("RGB")
         except (OSError, ValueError, Image.DecompressionBombError, TileRootError) as exc:
             # A missing or corrupt tile image only loses its backdrop; the tile is still drawn in its colour.
-            log.debug("no imagery for %s: %s", cell.path, exc)
+            log.debug("no imagery for %s: %s", cell.tile, exc)
             self.unreadable += 1
             return None

@@ -54,8 +54,9 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @contextlib.contextmanager
-def fresh_postgres_database(prefix: str = "tileclass_test") -> Iterator[str]:
-    """A new, migrated PostgreSQL database on the local server, dropped (with its connections) afterwards."""
+def fresh_postgres_database(prefix: str = "tileclass_test", *, migrate: bool = True) -> Iterator[str]:
+    """A new PostgreSQL database on the local server (migrated to the head unless ``migrate`` is false), dropped
+    (with its connections) afterwards."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
@@ -69,7 +70,8 @@ def fresh_postgres_database(prefix: str = "tileclass_test") -> Iterator[str]:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     try:
-        upgrade(url)
+        if migrate:
+            upgrade(url)
         yield url
     finally:
         dispose_engines()

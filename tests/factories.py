@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from core.results import Classified, TileKey, register_model
+from core.layouts import Layout
+from core.results import Classified, register_model
+from core.sources import FolderSource
+from core.tiles import Tile
 
 CLASSES = ["Forest", "River", "Residential"]
 
@@ -18,10 +22,10 @@ def model_hash(seed: str = "model") -> str:
 
 
 def classified(z: int | None, x: int | None, y: int | None, *, label: str = "Forest",
-               root: str = "root", path: str | None = None) -> Classified:
+               path: str | None = None) -> Classified:
     path = path or f"{z}/{x}/{y}.png"
     probabilities = {name: (0.8 if name == label else 0.1) for name in CLASSES}
-    return Classified(TileKey(root, path, z, x, y), label, probabilities[label], probabilities)
+    return Classified(Tile(z, x, y, path), label, probabilities[label], probabilities)
 
 
 def grid(count: int, *, z: int = 17, label: str = "Forest") -> list[Classified]:
@@ -31,11 +35,11 @@ def grid(count: int, *, z: int = 17, label: str = "Forest") -> list[Classified]:
 
 
 def scored(z: int | None, x: int | None, y: int | None, label: str, confidence: float = 0.8, *,
-           classes: Sequence[str] = CLASSES, root: str = "root", path: str | None = None) -> Classified:
+           classes: Sequence[str] = CLASSES, path: str | None = None) -> Classified:
     """A prediction with ``confidence`` on ``label`` and the rest shared evenly by the other classes."""
     rest = (1.0 - confidence) / max(len(classes) - 1, 1)
     probabilities = {name: (confidence if name == label else rest) for name in classes}
-    return Classified(TileKey(root, path or f"{z}/{x}/{y}.png", z, x, y), label, confidence, probabilities)
+    return Classified(Tile(z, x, y, path or f"{z}/{x}/{y}.png"), label, confidence, probabilities)
 
 
 def add_model(session: Session, seed: str = "model", *, classes: Sequence[str] = CLASSES,
@@ -46,3 +50,8 @@ def add_model(session: Session, seed: str = "model", *, classes: Sequence[str] =
     if created_at is not None:
         model.created_at = created_at
     return model.hash
+
+
+def folder_source(path: object, *, name: str = "tiles", layout: str = "xyz:{z}/{x}/{y}.{ext}") -> dict[str, Any]:
+    """The source record of a job over a tile folder, as ``tileclass enqueue`` makes it."""
+    return FolderSource(name, str(path), Layout.from_name(layout)).to_record()

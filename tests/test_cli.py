@@ -14,9 +14,10 @@ def test_help_lists_commands() -> None:
 
 def test_cli_core_and_producer_import_without_torch() -> None:
     code = (
-        "import sys, producer.cli, core.settings, core.db, core.schema, core.results, core.queue, core.tiles;"
+        "import sys, producer.cli, core.settings, core.db, core.schema, core.results, core.messages, core.tiles;"
+        "import core.celery_app, core.queries, core.sources;"
         "import pkgutil, importlib, producer;"
-        "[importlib.import_module(m.name) for m in pkgutil.iter_modules(producer.__path__, 'producer.')];"
+        "[importlib.import_module(m.name) for m in pkgutil.walk_packages(producer.__path__, 'producer.')];"
         "heavy = sorted(m for m in ('torch', 'torchvision', 'matplotlib') if m in sys.modules);"
         "print(','.join(heavy))"
     )
@@ -29,7 +30,7 @@ def test_bad_setting_is_one_line_error_without_traceback(tmp_path, monkeypatch) 
     result = CliRunner().invoke(app, ["db", "upgrade"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        "Error: TILECLASS_DEVICE: must be one of auto, cpu, cuda, cuda:N (got 'tpu')"
+        "Error: TILECLASS_DEVICE: must be one of auto, cpu, cuda or cuda:N (got 'tpu')"
     ]
 
 

@@ -2,7 +2,9 @@
 
     celery -A worker.app worker -Q classify --pool solo          # what `tileclass worker` runs per GPU/CPU slot
 
-The solo pool keeps the model in the process that runs the tasks. The prefork pool works too: each child loads
+This is the one module that builds a Celery app when it is imported (Celery's ``-A`` needs it there); it still
+writes nothing until the worker starts, when the embedded broker's folders are made. The solo pool keeps the
+model in the process that runs the tasks. The prefork pool works too: each child loads
 the model lazily on its first batch, after the fork, so CUDA is never initialised in a process that forks.
 Settings come from the same ``TILECLASS_*`` variables as everywhere else.
 """
@@ -15,17 +17,20 @@ from typing import Any
 
 from celery.signals import worker_init, worker_process_init
 
+from core.celery_app import make_app, prepare_broker
 from core.errors import TileclassError
-from core.queue import app
 from core.settings import get_settings
 from worker import tasks
 
-__all__ = ["app", "tasks"]
+__all__ = ["app"]
 log = logging.getLogger(__name__)
+app = make_app()
+tasks.register(app)
 
 
 @worker_init.connect
 def _check_before_consuming(sender: Any = None, **_: Any) -> None:
+    prepare_broker(get_settings())
     check_broker()
     # In a forking pool the parent must not touch CUDA (its children could not use it): check there instead.
     pool = str(getattr(sender, "pool_cls", "") or "")

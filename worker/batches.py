@@ -2,39 +2,40 @@
 
 Steps, each database step one transaction retried on transient errors:
 
-1. Read the job (its tile root's recorded path, whether it was cancelled) and find the model's checkpoint.
+1. Read the job (its tile source, whether it was cancelled) and find the model's checkpoint.
    A batch of an unknown or cancelled job is dropped.
 2. Count the run in Redis (``worker.deliveries``): after a run whose worker process died, classify one tile at a
    time and fail a tile that kills the process again, so a poison tile cannot be redelivered forever.
 3. Load the model through the process's cache. A model that is not registered, has no checkpoint on this host,
    or whose file does not match its hash fails the whole batch with that reason; the message is still
    acknowledged, so a bad model never makes workers crash-loop.
-4. Resolve every tile path inside its root (a path that would leave it fails alone) and run the pipeline.
-5. Record results, failures and the batch's counts in one transaction (upserts: a redelivered batch rewrites
-   the same rows), then, in a second transaction, refresh the job's state. Refreshing after the commit
-   means the last batch to commit always sees every other batch, so a job cannot miss its completion.
+4. Find every tile's file in the job's source on this host (a path that would leave it fails alone) and run the
+   pipeline.
+5. Record results, failures and the batch's counts (``worker.recording``: upserts, so a redelivered batch
+   rewrites the same rows).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from core import jobs
 from core.db import session_scope
 from core.errors import NotFoundError, TileRootError
-from core.queue import ClassifyBatch
+from core.messages import ClassifyBatch
 from core.registry import checkpoint_for
-from core.results import Failure, TileKey, record_failures, record_results
-from core.roots import resolve_root, safe_join
+from core.results import Failure
 from core.schema import Job, JobState, Model
 from core.settings import Settings, get_settings
+from core.sources import source_from_record
 from worker import deliveries, runtime
-from worker.pipeline import BatchOutcome, TileSource, classify_tiles
+from worker.pipeline import TileFile, classify_tiles
+from worker.recording import BatchOutcome, record_outcome
 
 POISON_REASON = "the worker process died while classifying this tile on its own (after its batch had killed one)"
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class BatchContext:
 
     job_found: bool
     cancelled: bool = False
-    root_path: str | None = None
+    source: dict[str, Any] = field(default_factory=dict)  # the job's source record
     model_registered: bool = False
     checkpoint: Path | None = None
     problem: str | None = None  # why the model cannot be loaded here, if it cannot
@@ -55,10 +56,6 @@ class BatchContext:
         if self.checkpoint is None:
             raise runtime.ModelUnavailable(self.problem or "no checkpoint")
         return self.checkpoint
-
-
-def tile_keys(batch: ClassifyBatch) -> list[TileKey]:
-    return [TileKey(batch.root, path, z, x, y) for z, x, y, path in batch.tiles]
 
 
 def run_batch(batch: ClassifyBatch, settings: Settings) -> dict[str, int | str]:
@@ -93,7 +90,7 @@ def _classify(batch: ClassifyBatch, settings: Settings, context: BatchContext, m
     if mode.give_up is not None:
         reason = f"the worker process died {mode.give_up} times running this batch before reaching a tile"
         log.error("job %d batch %d: giving up, %s", batch.job_id, batch.seq, reason)
-        return BatchOutcome(failures=[Failure(key, reason) for key in tile_keys(batch)])
+        return BatchOutcome.all_failed(batch, reason)
     state = runtime.current(settings)
     try:
         if not context.model_registered:
@@ -101,20 +98,21 @@ def _classify(batch: ClassifyBatch, settings: Settings, context: BatchContext, m
         classifier = state.models.get(batch.model_hash, context.checkpoint_or_raise)
     except runtime.ModelUnavailable as exc:
         log.error("batch %d of job %d: %s", batch.seq, batch.job_id, exc)
-        return BatchOutcome(failures=[Failure(key, str(exc)) for key in tile_keys(batch)])
-    sources = resolve_sources(batch, settings, context.root_path)
+        return BatchOutcome.all_failed(batch, str(exc))
+    files = tile_files(batch, settings, context.source)
     if not mode.isolate:
-        return classify_tiles(classifier, sources, chunk_size=settings.worker_batch_size, pool=state.pool)
+        return classify_tiles(classifier, files, chunk_size=settings.worker_batch_size, pool=state.pool)
     outcome = BatchOutcome()
-    for source in sources:
-        if source.path is not None and source.key.path in mode.poison:
+    for tile_file in files:
+        name = tile_file.tile.path or str(tile_file.tile)
+        if tile_file.path is not None and name in mode.poison:
             log.error("job %d batch %d: %s killed a worker process while classified alone: failed", batch.job_id,
-                      batch.seq, source.key.path)
-            outcome.failures.append(Failure(source.key, POISON_REASON))
+                      batch.seq, name)
+            outcome.failures.append(Failure(tile_file.tile, POISON_REASON))
             continue
-        if source.path is not None:
-            markers.classifying(source.key.path)
-        alone = classify_tiles(classifier, [source], chunk_size=1, pool=state.pool)
+        if tile_file.path is not None:
+            markers.classifying(name)
+        alone = classify_tiles(classifier, [tile_file], chunk_size=1, pool=state.pool)
         markers.classified()
         outcome.classified.extend(alone.classified)
         outcome.failures.extend(alone.failures)
@@ -124,49 +122,24 @@ def _classify(batch: ClassifyBatch, settings: Settings, context: BatchContext, m
 def fail_batch(batch: ClassifyBatch, reason: str) -> None:
     """Record every tile of ``batch`` as failed with ``reason`` (a batch that kept failing), and count it done."""
     registered = runtime.with_db_retry(lambda: _model_registered(batch.model_hash), what="model lookup")
-    outcome = BatchOutcome(failures=[Failure(key, reason) for key in tile_keys(batch)])
-    record_outcome(batch, outcome, model_registered=registered)
+    record_outcome(batch, BatchOutcome.all_failed(batch, reason), model_registered=registered)
     deliveries.RunMarkers(get_settings(), job_id=batch.job_id, seq=batch.seq).settled()
 
 
-def resolve_sources(batch: ClassifyBatch, settings: Settings, recorded_root: str | None) -> list[TileSource]:
-    """Each tile's file inside the batch's root; a path that would leave the root is refused with the reason."""
-    keys = tile_keys(batch)
+def tile_files(batch: ClassifyBatch, settings: Settings, source_record: dict[str, Any]) -> list[TileFile]:
+    """Each tile's file in the job's source on this host; a tile that cannot be found there fails with the reason."""
     try:
-        root = resolve_root(batch.root, settings, recorded_path=recorded_root)
+        source = source_from_record(source_record)
+        root = source.local_root(settings)
     except TileRootError as exc:
-        return [TileSource(key, None, str(exc)) for key in keys]
-    sources = []
-    for key in keys:
+        return [TileFile(tile, None, str(exc)) for tile in batch.tiles]
+    files = []
+    for tile in batch.tiles:
         try:
-            sources.append(TileSource(key, safe_join(root, key.path)))
+            files.append(TileFile(tile, source.locate(root, tile)))
         except TileRootError as exc:
-            sources.append(TileSource(key, None, str(exc)))
-    return sources
-
-
-def record_outcome(batch: ClassifyBatch, outcome: BatchOutcome, *, model_registered: bool) -> None:
-    """Write a batch's results, failures and counts in one transaction, then refresh its job's state."""
-
-    def write() -> None:
-        with session_scope() as session:
-            record_results(session, model_hash=batch.model_hash, job_id=batch.job_id, results=outcome.classified)
-            if model_registered:
-                record_failures(session, model_hash=batch.model_hash, job_id=batch.job_id, failures=outcome.failures)
-            else:
-                # failed_tiles rows reference the model; for a hash nobody registered only the counts are kept.
-                log.error("model %s is not registered: %d failed tile(s) of job %d counted but not listed",
-                          batch.model_hash[:12], len(outcome.failures), batch.job_id)
-            jobs.record_batch_done(session, job_id=batch.job_id, seq=batch.seq, tiles=len(batch.tiles),
-                                   classified=len(outcome.classified), failed=len(outcome.failures))
-
-    def refresh() -> None:
-        with session_scope() as session:
-            jobs.refresh_state(session, job_id=batch.job_id)
-
-    what = f"job {batch.job_id} batch {batch.seq}"
-    runtime.with_db_retry(write, what=what)
-    runtime.with_db_retry(refresh, what=what)
+            files.append(TileFile(tile, None, str(exc)))
+    return files
 
 
 def _lookup(batch: ClassifyBatch, settings: Settings) -> BatchContext:
@@ -179,7 +152,7 @@ def _lookup(batch: ClassifyBatch, settings: Settings) -> BatchContext:
             checkpoint = checkpoint_for(session, model_hash=batch.model_hash, settings=settings)
         except NotFoundError as exc:
             problem = str(exc)  # matters only if this process has not loaded the model already
-        return BatchContext(job_found=True, cancelled=job.state == JobState.CANCELLED, root_path=job.root_path,
+        return BatchContext(job_found=True, cancelled=job.state == JobState.CANCELLED, source=dict(job.source),
                             model_registered=_is_registered(session, batch.model_hash), checkpoint=checkpoint,
                             problem=problem)
 

@@ -27,11 +27,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
+from core.choices import DEVICE_KINDS, INFERENCE_PRECISIONS, check_choice
 from core.errors import TileclassError
-from core.queue import QUEUES
-from core.settings import INFERENCE_PRECISIONS
+from core.messages import QUEUES
+from core.settings import env_name
 
-DEVICES = ("auto", "cpu", "cuda")
 MAX_CPU_PROCESSES = 8
 # Tiles per forward pass on a GPU when neither --batch-size nor TILECLASS_WORKER_BATCH_SIZE says: the CPU's 16
 # would leave a GPU waiting on kernel launches.
@@ -114,16 +114,15 @@ def cpu_split(cores: int, processes: int | None, threads: int | None) -> tuple[i
     return processes, threads
 
 
-def plan(options: WorkerOptions, *, gpus: Sequence[str], cores: int, python: str = sys.executable,
+def children_for(options: WorkerOptions, *, gpus: Sequence[str], cores: int, python: str = sys.executable,
          gpu_batch_size: int | None = GPU_BATCH_SIZE) -> list[ChildSpec]:
     """The children to start for ``options`` on a host with ``gpus`` visible and ``cores`` CPU cores.
 
     ``gpu_batch_size``: GPU workers' chunk size unless ``options`` name one (None: the setting's).
     """
-    if options.device not in DEVICES:
-        raise LaunchError(f"unknown device {options.device!r}: choose one of {', '.join(DEVICES)}")
-    if options.precision is not None and options.precision not in INFERENCE_PRECISIONS:
-        raise LaunchError(f"unknown precision {options.precision!r}: choose one of {', '.join(INFERENCE_PRECISIONS)}")
+    check_choice("device", options.device, DEVICE_KINDS, error=LaunchError)
+    if options.precision is not None:
+        check_choice("precision", options.precision, INFERENCE_PRECISIONS, error=LaunchError)
     for name, value in (("--processes", options.processes), ("--threads-per-process", options.threads_per_process),
                         ("--batch-size", options.batch_size)):
         if value is not None and value < 1:
@@ -137,17 +136,17 @@ def plan(options: WorkerOptions, *, gpus: Sequence[str], cores: int, python: str
         share = max(2, cores // (len(chosen) * per_gpu))
         threads = options.threads_per_process or 1
         if options.batch_size is None and gpu_batch_size is not None:
-            common = common | {"TILECLASS_WORKER_BATCH_SIZE": str(gpu_batch_size)}
+            common = common | {env_name("worker_batch_size"): str(gpu_batch_size)}
         children = []
         for index, gpu in chosen:
             for k in range(per_gpu):
                 name = f"gpu{index}@%h" if per_gpu == 1 else f"gpu{index}-{k}@%h"
-                env = common | _thread_env(threads) | {"CUDA_VISIBLE_DEVICES": gpu, "TILECLASS_DEVICE": "cuda",
-                                                       "TILECLASS_WORKER_DECODE_THREADS": str(share)}
+                env = common | _thread_env(threads) | {"CUDA_VISIBLE_DEVICES": gpu, env_name("device"): "cuda",
+                                                       env_name("worker_decode_threads"): str(share)}
                 children.append(ChildSpec(name, _celery_argv(python, options, name), env))
         return children
     processes, threads = cpu_split(cores, options.processes, options.threads_per_process)
-    env = common | _thread_env(threads) | {"TILECLASS_DEVICE": "cpu"}
+    env = common | _thread_env(threads) | {env_name("device"): "cpu"}
     return [ChildSpec(f"cpu{i}@%h", _celery_argv(python, options, f"cpu{i}@%h"), dict(env)) for i in range(processes)]
 
 
@@ -176,17 +175,18 @@ def _chosen_gpus(options: WorkerOptions, gpus: Sequence[str]) -> list[tuple[int,
 def _common_env(options: WorkerOptions) -> dict[str, str]:
     env: dict[str, str] = {}
     if options.batch_size is not None:
-        env["TILECLASS_WORKER_BATCH_SIZE"] = str(options.batch_size)
+        env[env_name("worker_batch_size")] = str(options.batch_size)
     if options.compile is not None:
-        env["TILECLASS_WORKER_COMPILE"] = "true" if options.compile else "false"
+        env[env_name("worker_compile")] = "true" if options.compile else "false"
     if options.precision is not None:
-        env["TILECLASS_WORKER_PRECISION"] = options.precision
+        env[env_name("worker_precision")] = options.precision
     return env
 
 
 def _thread_env(threads: int) -> dict[str, str]:
     # OMP/MKL read their variables when torch loads, before any of our code runs in the child.
-    return {"TILECLASS_WORKER_THREADS": str(threads), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    return {env_name("worker_threads"): str(threads), "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads)}
 
 
 def _celery_argv(python: str, options: WorkerOptions, name: str) -> list[str]:
@@ -265,6 +265,6 @@ def launch(options: WorkerOptions) -> int:
     settings = get_settings()
     check_broker_credentials(settings)  # a wrong password stops here in one line, before any child starts
     batch_size_set = "worker_batch_size" in settings.model_fields_set  # from the environment or .env
-    specs = plan(options, gpus=visible_gpus(), cores=len(os.sched_getaffinity(0)),
+    specs = children_for(options, gpus=visible_gpus(), cores=len(os.sched_getaffinity(0)),
                  gpu_batch_size=None if batch_size_set else GPU_BATCH_SIZE)
     return Supervisor(specs).run()

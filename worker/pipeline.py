@@ -17,15 +17,17 @@ import stat
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from core.results import Classified, Failure, TileKey
+from core.results import Classified, Failure
+from core.tiles import Tile
 from model.errors import ImageError
 from model.images import DEFAULT_MAX_PIXELS, decode_tile
+from worker.recording import BatchOutcome
 
 if TYPE_CHECKING:
     from model.predict import Classifier
@@ -44,20 +46,12 @@ class TileFailed(Exception):
 
 
 @dataclass(frozen=True)
-class TileSource:
+class TileFile:
     """A tile of a batch and the file it is read from (``None`` when its path was refused, with ``refused``)."""
 
-    key: TileKey
+    tile: Tile
     path: Path | None
     refused: str | None = None
-
-
-@dataclass
-class BatchOutcome:
-    """What became of a batch's tiles: every tile is in exactly one of the two lists."""
-
-    classified: list[Classified] = field(default_factory=list)
-    failures: list[Failure] = field(default_factory=list)
 
 
 def read_tile(path: Path, *, max_bytes: int = MAX_TILE_BYTES) -> bytes:
@@ -96,18 +90,18 @@ def load_tile(path: Path, classifier: Classifier, *, max_pixels: int = DEFAULT_M
     return classifier.resize_tensor(tensor)
 
 
-def classify_tiles(classifier: Classifier, sources: Sequence[TileSource], *, chunk_size: int,
+def classify_tiles(classifier: Classifier, files: Sequence[TileFile], *, chunk_size: int,
                    pool: Executor, max_pixels: int = DEFAULT_MAX_PIXELS) -> BatchOutcome:
-    """Classify ``sources`` in chunks of ``chunk_size``, decoding ahead on ``pool``."""
+    """Classify ``files`` in chunks of ``chunk_size``, decoding ahead on ``pool``."""
     outcome = BatchOutcome()
     readable = []
-    for source in sources:
-        if source.path is None:
-            outcome.failures.append(Failure(source.key, source.refused or "path refused"))
+    for tile_file in files:
+        if tile_file.path is None:
+            outcome.failures.append(Failure(tile_file.tile, tile_file.refused or "path refused"))
         else:
-            readable.append(source)
+            readable.append(tile_file)
     chunks = [readable[i : i + chunk_size] for i in range(0, len(readable), chunk_size)]
-    pending: deque[list[tuple[TileSource, Future[torch.Tensor]]]] = deque()
+    pending: deque[list[tuple[TileFile, Future[torch.Tensor]]]] = deque()
     upcoming = iter(chunks)
     for _ in range(CHUNKS_AHEAD):
         _submit_next(upcoming, pending, classifier, pool, max_pixels)
@@ -118,26 +112,26 @@ def classify_tiles(classifier: Classifier, sources: Sequence[TileSource], *, chu
     return outcome
 
 
-def _submit_next(upcoming: Iterator[list[TileSource]], pending: deque[list[tuple[TileSource, Future[torch.Tensor]]]],
+def _submit_next(upcoming: Iterator[list[TileFile]], pending: deque[list[tuple[TileFile, Future[torch.Tensor]]]],
                  classifier: Classifier, pool: Executor, max_pixels: int) -> None:
     chunk = next(upcoming, None)
     if chunk is not None:
-        pending.append([(s, pool.submit(load_tile, s.path, classifier, max_pixels=max_pixels))
-                        for s in chunk if s.path is not None])
+        pending.append([(f, pool.submit(load_tile, f.path, classifier, max_pixels=max_pixels))
+                        for f in chunk if f.path is not None])
 
 
-def _run_chunk(classifier: Classifier, chunk: list[tuple[TileSource, Future[torch.Tensor]]],
+def _run_chunk(classifier: Classifier, chunk: list[tuple[TileFile, Future[torch.Tensor]]],
                outcome: BatchOutcome) -> None:
-    keys: list[TileKey] = []
+    tiles: list[Tile] = []
     tensors: list[torch.Tensor] = []
-    for source, future in chunk:
+    for tile_file, future in chunk:
         try:
             tensors.append(future.result())
-            keys.append(source.key)
+            tiles.append(tile_file.tile)
         except TileFailed as exc:
-            outcome.failures.append(Failure(source.key, exc.reason))
+            outcome.failures.append(Failure(tile_file.tile, exc.reason))
     if not tensors:
         return
     probabilities = classifier.predict_tensors(torch.stack(tensors))
-    for key, prediction in zip(keys, classifier.to_predictions(probabilities), strict=True):
-        outcome.classified.append(Classified(key, prediction.label, prediction.confidence, prediction.probabilities))
+    for tile, prediction in zip(tiles, classifier.to_predictions(probabilities), strict=True):
+        outcome.classified.append(Classified(tile, prediction.label, prediction.confidence, prediction.probabilities))

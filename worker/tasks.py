@@ -1,6 +1,7 @@
 """The Celery tasks: translate the message, call worker/model/core, and decide between retrying and giving up.
 
-``tileclass.classify_batch`` gives a batch that raised an unexpected error ``TILECLASS_WORKER_MAX_RETRIES``
+``tileclass.classify_batch.v2`` (and ``tileclass.classify_batch``, format 1, for messages an older producer left
+in a queue; see core/messages.py) gives a batch that raised an unexpected error ``TILECLASS_WORKER_MAX_RETRIES``
 more tries (re-sent with a short, growing delay); after the last one its tiles are recorded as failed and the
 message is acknowledged, so a poison batch can never block the queue. Transient database errors are retried
 inside each step first (``runtime.with_db_retry``).
@@ -14,9 +15,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Task
+from celery import Celery, Task
 
-from core.queue import CLASSIFY_TASK, TRAIN_TASK, ClassifyBatch, TrainRequest, app
+from core.messages import CLASSIFY_TASK, CLASSIFY_TASK_V1, TRAIN_TASK, ClassifyBatch, TrainRequest
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,13 @@ def retry_delay(retries: int) -> float:
     return float(min(2 ** (retries + 1), 60))
 
 
-@app.task(name=CLASSIFY_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
+def register(app: Celery) -> None:
+    """Register the tasks on ``app`` under their names (both classify formats run the same function)."""
+    for name in (CLASSIFY_TASK, CLASSIFY_TASK_V1):
+        app.task(name=name, bind=True, acks_late=True, reject_on_worker_lost=True, shared=False)(classify_batch)
+    app.task(name=TRAIN_TASK, acks_late=False, shared=False)(train)
+
+
 def classify_batch(self: Task, batch: dict[str, Any]) -> dict[str, Any]:
     """Classify one batch of tiles and record the results (see the module docstring for failures)."""
     from worker import batches
@@ -52,7 +59,6 @@ def classify_batch(self: Task, batch: dict[str, Any]) -> dict[str, Any]:
         return {"failed": len(request.tiles)}
 
 
-@app.task(name=TRAIN_TASK, acks_late=False)
 def train(request: dict[str, Any]) -> dict[str, Any]:
     """Run a training request from the ``train`` queue and register the model it produces."""
     from worker import training

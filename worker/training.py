@@ -16,7 +16,7 @@ from typing import Any
 from core import jobs
 from core.db import session_scope
 from core.errors import TileclassError
-from core.queue import TrainRequest
+from core.messages import TrainRequest
 from core.registry import register_checkpoint
 from core.schema import JobState
 from core.settings import Settings

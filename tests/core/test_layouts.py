@@ -7,6 +7,7 @@ from pathlib import Path
 import mercantile
 import pytest
 
+from core.bbox import BBox
 from core.errors import TileError
 from core.layouts import Layout
 from core.region import Region
@@ -74,12 +75,13 @@ def test_every_real_labelmaker_tile_is_found_with_its_coordinates() -> None:
 def test_labelmaker_tiles_inside_a_bbox_only() -> None:
     root, layout = LABELMAKER / "z17-jpg", Layout.parse("{x}-{y}-{z}.jpg")
     everything = {row[:3] for row in tiles_of(root, layout)}
-    assert {row[:3] for row in tiles_of(root, layout, Region(bbox=CONFIG_BBOX))} == everything  # the config's bbox
+    config_bbox = Region(bbox=BBox.of(CONFIG_BBOX))
+    assert {row[:3] for row in tiles_of(root, layout, config_bbox)} == everything
     west = mercantile.bounds(62093, 0, 17).west + 1e-6  # cut off column 62092 and the southern row
     south = mercantile.bounds(0, 50163, 17).south + 1e-6
     smaller = (west, south, CONFIG_BBOX[2], CONFIG_BBOX[3])
     inside = {(t.z, t.x, t.y) for t in mercantile.tiles(*smaller, zooms=[17])}
-    found = {row[:3] for row in tiles_of(root, layout, Region(bbox=smaller))}
+    found = {row[:3] for row in tiles_of(root, layout, Region(bbox=BBox.of(smaller)))}
     assert found == everything & inside
     assert 0 < len(found) < len(everything)
     assert tiles_of(root, layout, Region(zooms=[16])) == []

@@ -33,7 +33,7 @@ from core.queries import (
     tile_result,
     tile_statement,
 )
-from core.results import Failure, TileKey, record_failures, record_results
+from core.results import Failure, record_failures, record_results
 from core.tiles import Tile
 from tests.factories import add_model, scored
 
@@ -59,12 +59,12 @@ def seed(url: str) -> dict[str, Any]:
         job_new = create_job(session, model_hash=new).id
     labels = ["Forest", "Residential"]
     with session_scope(url) as session:
-        record_results(session, model_hash=new, job_id=job_new, results=[
+        record_results(session, source_name="root", model_hash=new, job_id=job_new, results=[
             scored(Z, x, y, labels[(x + y) % 2], 0.5 + 0.05 * (x - 100)) for x in range(100, 105)
             for y in range(200, 205)
         ])
     with session_scope(url) as session:
-        record_results(session, model_hash=old, job_id=job_old, results=[
+        record_results(session, source_name="root", model_hash=old, job_id=job_old, results=[
             scored(Z, x, y, "River", 0.9) for x in range(100, 110) for y in range(200, 210)
         ])
     return {"old": old, "new": new, "job_old": job_old, "job_new": job_new}
@@ -84,7 +84,7 @@ def test_a_tile_is_answered_by_the_latest_registered_model_with_a_result_for_it(
     assert both.confidence == pytest.approx(0.55)
     assert only_old is not None and (only_old.model_hash, only_old.label) == (ids["old"], "River")
     assert chosen is not None and chosen.label == "River"
-    assert both.tile == Tile(Z, 101, 201) and both.classified_at.tzinfo is not None
+    assert both.tile == Tile(Z, 101, 201, f"{Z}/101/201.png") and both.classified_at.tzinfo is not None
     assert [label for label, _ in both.top(3)] == ["Forest", "Residential", "River"]
     assert both.top(1)[0][1] == pytest.approx(0.55)
 
@@ -95,11 +95,12 @@ def test_a_point_in_the_western_hemisphere_finds_its_tile(database_url: str) -> 
     tile = mercantile.tile(lon, lat, zoom)
     with session_scope(database_url) as session:
         digest = add_model(session)
-        record_results(session, model_hash=digest, job_id=None, results=[scored(zoom, tile.x, tile.y, "River")])
+        record_results(session, source_name="root", model_hash=digest, job_id=None,
+                       results=[scored(zoom, tile.x, tile.y, "River")])
     with session_scope(database_url) as session:
         answer = point_result(session, lon=lon, lat=lat, zoom=zoom)
         neighbour = point_result(session, lon=lon + 0.01, lat=lat, zoom=zoom)
-    assert answer is not None and answer.tile == Tile(zoom, tile.x, tile.y) and answer.label == "River"
+    assert answer is not None and answer.tile[:3] == (zoom, tile.x, tile.y) and answer.label == "River"
     assert neighbour is None
 
 
@@ -173,9 +174,11 @@ def test_a_tile_reclassified_by_a_later_job_belongs_to_that_job(database_url: st
         digest = add_model(session)
         first, second = create_job(session, model_hash=digest).id, create_job(session, model_hash=digest).id
     with session_scope(database_url) as session:
-        record_results(session, model_hash=digest, job_id=first, results=[scored(Z, x, 0, "Forest") for x in range(6)])
+        record_results(session, source_name="root", model_hash=digest, job_id=first,
+                       results=[scored(Z, x, 0, "Forest") for x in range(6)])
     with session_scope(database_url) as session:
-        record_results(session, model_hash=digest, job_id=second, results=[scored(Z, x, 0, "River") for x in (4, 5)])
+        record_results(session, source_name="root", model_hash=digest, job_id=second,
+                       results=[scored(Z, x, 0, "River") for x in (4, 5)])
     with session_scope(database_url) as session:
         kept = list(iter_results(session, selection=select_results(session, job_id=first)))
         moved = list(iter_results(session, selection=select_results(session, job_id=second)))
@@ -186,10 +189,10 @@ def test_a_tile_reclassified_by_a_later_job_belongs_to_that_job(database_url: st
 @integration
 def test_summary_counts_classes_failures_and_models(database_url: str) -> None:
     ids = seed(database_url)
-    failures = [Failure(TileKey("root", f"{Z}/{x}/230.png", Z, x, 230), reason)
+    failures = [Failure(Tile(Z, x, 230, f"{Z}/{x}/230.png"), reason)
                 for x, reason in [(100, "truncated"), (101, "truncated"), (102, "zero bytes")]]
     with session_scope(database_url) as session:
-        record_failures(session, model_hash=ids["old"], job_id=ids["job_old"], failures=failures)
+        record_failures(session, source_name="root", model_hash=ids["old"], job_id=ids["job_old"], failures=failures)
     with session_scope(database_url) as session:
         by_job = summarize(session, selection=select_results(session, job_id=ids["job_old"]))
         region = summarize(session, selection=select_results(session, bbox=box(100, 109, 200, 209), zoom=Z))
@@ -209,9 +212,10 @@ def test_summary_counts_classes_failures_and_models(database_url: str) -> None:
 def test_extents_span_results_and_failures_per_zoom(database_url: str) -> None:
     ids = seed(database_url)
     with session_scope(database_url) as session:
-        record_failures(session, model_hash=ids["old"], job_id=ids["job_old"],
-                        failures=[Failure(TileKey("root", "f.png", Z, 120, 199), "corrupt")])
-        record_results(session, model_hash=ids["old"], job_id=ids["job_old"], results=[scored(Z + 1, 7, 9, "River")])
+        record_failures(session, source_name="root", model_hash=ids["old"], job_id=ids["job_old"],
+                        failures=[Failure(Tile(Z, 120, 199, "f.png"), "corrupt")])
+        record_results(session, source_name="root", model_hash=ids["old"], job_id=ids["job_old"],
+                       results=[scored(Z + 1, 7, 9, "River")])
     with session_scope(database_url) as session:
         spans = extents(session, selection=select_results(session, job_id=ids["job_old"]))
     assert spans == [(TileRange(Z, 100, 120, 199, 209), 101), (TileRange(Z + 1, 7, 7, 9, 9), 1)]
@@ -231,10 +235,11 @@ def test_lookups_use_the_tile_indexes(database_url: str) -> None:
         job = create_job(session, model_hash=new).id
     for digest in (old, new):
         with session_scope(database_url) as session:
-            record_results(session, model_hash=digest, job_id=None,
+            record_results(session, source_name="root", model_hash=digest, job_id=None,
                            results=[scored(Z, x, y, "Forest") for x in range(60) for y in range(50)])
     with session_scope(database_url) as session:  # the job re-classified a few tiles: a small share of the table
-        record_results(session, model_hash=new, job_id=job, results=[scored(Z, x, 0, "River") for x in range(20)])
+        record_results(session, source_name="root", model_hash=new, job_id=job,
+                       results=[scored(Z, x, 0, "River") for x in range(20)])
     with session_scope(database_url) as session:
         session.connection().exec_driver_sql("ANALYZE")
         region = select_results(session, bbox=box(10, 14, 10, 14), zoom=Z, labels=["Forest"], min_confidence=0.5)
@@ -264,7 +269,8 @@ def test_postgres_streams_through_a_server_side_cursor(postgres_url: str) -> Non
     rows = [scored(Z, x, y, "Forest") for x in range(120) for y in range(100)]
     with session_scope(postgres_url) as session:
         for start in range(0, len(rows), 2000):  # one statement holds at most 65,535 parameters
-            record_results(session, model_hash=digest, job_id=job, results=rows[start : start + 2000])
+            record_results(session, source_name="root", model_hash=digest, job_id=job,
+                           results=rows[start : start + 2000])
     with session_scope(postgres_url, read_only=True) as session:
         stream = iter_results(session, selection=select_results(session, job_id=job), yield_per=500)
         assert inspect.isgenerator(stream)
@@ -282,7 +288,8 @@ def test_postgres_streams_through_a_server_side_cursor(postgres_url: str) -> Non
 def test_sqlite_readers_do_not_block_writers(sqlite_url: str) -> None:
     with session_scope(sqlite_url) as session:
         digest = add_model(session)
-        record_results(session, model_hash=digest, job_id=None, results=[scored(Z, x, 0, "Forest") for x in range(50)])
+        record_results(session, source_name="root", model_hash=digest, job_id=None,
+                       results=[scored(Z, x, 0, "Forest") for x in range(50)])
     writer = create_engine(sqlite_url, connect_args={"timeout": 2})
     errors: list[BaseException] = []
 

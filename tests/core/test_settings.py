@@ -31,7 +31,7 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "value", "expected"),
     [
-        ("TILECLASS_DEVICE", "gpu", "TILECLASS_DEVICE: must be one of auto, cpu, cuda, cuda:N"),
+        ("TILECLASS_DEVICE", "gpu", "TILECLASS_DEVICE: must be one of auto, cpu, cuda or cuda:N"),
         ("TILECLASS_VISIBILITY_TIMEOUT", "soon", "TILECLASS_VISIBILITY_TIMEOUT"),
         ("TILECLASS_DATABASE_URL", "mysql://x", "TILECLASS_DATABASE_URL: must be a sqlite:///"),
         ("TILECLASS_BROKER_URL", "kafka://x", "TILECLASS_BROKER_URL"),

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from core import walk as walk_module
+from core.bbox import BBox
 from core.errors import TileRootError
 from core.layouts import Layout
 from core.region import Region
@@ -116,7 +117,7 @@ def test_region_opens_only_the_columns_it_needs(tmp_path: Path, monkeypatch: pyt
 
     west, _, _, north = mercantile.bounds(2050, 1000, 12)
     _, south, east, _ = mercantile.bounds(2052, 1001, 12)
-    region = Region(zooms=[12], bbox=(west + 1e-6, south + 1e-6, east - 1e-6, north - 1e-6))
+    region = Region(zooms=[12], bbox=BBox(west + 1e-6, south + 1e-6, east - 1e-6, north - 1e-6))
     found = rows(tmp_path, region=region)
     assert [(z, x, y) for z, x, y, _ in found] == [(12, x, y) for x in (2050, 2051, 2052) for y in (1000, 1001)]
     assert sorted(opened) == [".", "12", "12/2050", "12/2051", "12/2052"]

@@ -29,13 +29,16 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from core import jobs
+from core.celery_app import connected_app
 from core.db import session_scope
-from core.queue import CLASSIFY_TASK, ClassifyBatch, make_app
-from core.registry import file_sha256, register_checkpoint, sidecar_path
+from core.messages import CLASSIFY_TASK, ClassifyBatch
+from core.registry import register_checkpoint
 from core.schema import FailedTile, JobState, TileResult
 from core.settings import get_settings
+from core.sidecar import file_sha256, sidecar_path
 from producer.cli import app
 from tests.conftest import EUROSAT
+from tests.factories import folder_source
 from tests.integration.faults.harness import (
     PrivateRedis,
     WorkerPool,
@@ -240,9 +243,9 @@ def test_a_message_naming_paths_outside_the_root_fails_only_those_tiles(env: Sit
                f"{Z}/{X}/103.jpg": "leads outside its root",  # the escaping symlink, named directly
                f"{Z}/{X}/100.png": "not a regular file"}  # the FIFO: read, it would block the worker for ever
     with session_scope() as session:
-        job = jobs.create_job(session, model_hash=model, root_name="bad", root_path=str(env.root)).id
+        job = jobs.create_job(session, model_hash=model, source=folder_source(env.root, name="bad")).id
     rows = [(None, None, None, path) for path in [good[0], *hostile, *good[1:]]]
-    make_app(get_settings()).send_task(CLASSIFY_TASK, kwargs={"batch": ClassifyBatch(job, 0, model, "bad",
+    connected_app(get_settings()).send_task(CLASSIFY_TASK, kwargs={"batch": ClassifyBatch(job, 0, model, "bad",
                                                                                      rows).to_message()})
     with session_scope() as session:
         jobs.finish_enqueue(session, job_id=job, total_tiles=len(rows), total_batches=1, skipped=0)
@@ -264,12 +267,12 @@ class _Plant:
 
 def test_a_pickle_message_is_refused_by_the_worker_and_never_unpickled(env: Site, tree: Tree) -> None:
     marker = env.folder / "pickle-ran"
-    celery = make_app(get_settings())
+    celery = connected_app(get_settings())
     celery.send_task(CLASSIFY_TASK, kwargs={"batch": _Plant(marker)}, serializer="pickle")
     model = registered(env)
     path = sorted(p for p, what in tree.classified.items() if what == "real")[0]
     with session_scope() as session:
-        job = jobs.create_job(session, model_hash=model, root_name="bad", root_path=str(env.root)).id
+        job = jobs.create_job(session, model_hash=model, source=folder_source(env.root, name="bad")).id
     celery.send_task(CLASSIFY_TASK, kwargs={"batch": ClassifyBatch(job, 0, model, "bad",
                                                                    [(Z, X, 0, path)]).to_message()})
     with session_scope() as session:

@@ -7,15 +7,16 @@ import pytest
 from core import jobs
 from core.db import session_scope
 from core.schema import JobState
+from tests.factories import folder_source
 
 pytestmark = pytest.mark.integration
 
 
 def test_redelivered_batches_count_once_and_the_job_completes(database_url: str) -> None:
     with session_scope(database_url) as session:
-        job_id = jobs.create_job(session, root_name="r").id
+        job_id = jobs.create_job(session, source=folder_source("/r", name="r")).id
         for seq in range(3):
-            jobs.record_batch_enqueued(session, job_id=job_id, seq=seq, tiles=10)
+            jobs.record_batches_enqueued(session, job_id=job_id, batches=[(seq, 10)])
         assert jobs.next_batch_seq(session, job_id=job_id) == 3
     with session_scope(database_url) as session:
         for seq in (0, 1, 1):  # batch 1 delivered twice

@@ -1,4 +1,5 @@
-"""The Celery contract: JSON-only, late acks, and compact messages on a real Redis."""
+"""The Celery contract: JSON-only, late acks, versioned compact messages on a real Redis, and an app that touches
+nothing on disk until something connects."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import json
 import pytest
 import redis
 
-from core.queue import CLASSIFY_QUEUE, CLASSIFY_TASK, ClassifyBatch, make_app, queued_messages
+from core.celery_app import connected_app, make_app, queued_messages
+from core.messages import CLASSIFY_QUEUE, CLASSIFY_TASK, CLASSIFY_TASK_V1, ClassifyBatch, TrainRequest
 from core.settings import load_settings
+from core.tiles import Tile
 
 pytestmark = pytest.mark.integration
 
@@ -24,19 +27,42 @@ def test_app_is_json_only_with_late_acks(monkeypatch: pytest.MonkeyPatch) -> Non
     assert {q.name for q in conf.task_queues} == {"classify", "train"}
 
 
-def test_batch_message_round_trips_and_rejects_malformed_rows() -> None:
-    tiles: list = [(17, 1, 2, "17/1/2.png"), (None, None, None, "a.jpg")]
-    batch = ClassifyBatch(job_id=3, seq=0, model_hash="ab", root="r", tiles=tiles)
-    assert ClassifyBatch.from_message(json.loads(json.dumps(batch.to_message()))) == batch
-    with pytest.raises(ValueError, match="malformed tile row"):
-        ClassifyBatch.from_message({"job_id": 1, "seq": 0, "model_hash": "x", "root": "r", "tiles": [[1, 2, "3", "p"]]})
+def test_batch_message_round_trips_with_its_format_and_rejects_malformed_rows() -> None:
+    tiles = [Tile(17, 1, 2, "17/1/2.png"), Tile(None, None, None, "a.jpg"), Tile(17, 1, 3)]
+    batch = ClassifyBatch(job_id=3, seq=0, model_hash="ab", source="r", tiles=tiles)
+    message = json.loads(json.dumps(batch.to_message()))
+    assert message["format"] == 2 and message["source"] == "r" and message["tiles"][2] == [17, 1, 3, None]
+    assert ClassifyBatch.from_message(message) == batch
+    for row, problem in (([1, 2, "3", "p"], "coordinates"), ([1, 2, 9, "p"], "coordinates"),
+                         ([None, None, None, None], "needs a path"), ([1, 2, 3], "expected")):
+        with pytest.raises(ValueError, match=f"malformed tile row.*{problem}"):
+            ClassifyBatch.from_message(message | {"tiles": [row]})
+    with pytest.raises(ValueError, match="unknown classify message format 3"):
+        ClassifyBatch.from_message(message | {"format": 3})
+
+
+def test_a_format_1_message_left_in_a_queue_reads_as_the_same_batch() -> None:
+    """What producers before format 2 sent: no format key, the source under 'root', every tile with a path."""
+    old = {"job_id": 7, "seq": 2, "model_hash": "ab", "root": "ortho", "tiles": [[17, 1, 2, "17/1/2.png"]]}
+    assert ClassifyBatch.from_message(old) == ClassifyBatch(7, 2, "ab", "ortho", [Tile(17, 1, 2, "17/1/2.png")])
+    with pytest.raises(ValueError, match="format 1 classify message must give every tile a path"):
+        ClassifyBatch.from_message(old | {"tiles": [[17, 1, 2, None]]})
+    assert CLASSIFY_TASK != CLASSIFY_TASK_V1  # format 2 has a name a format 1 worker does not know
+
+
+def test_train_requests_carry_their_format() -> None:
+    request = TrainRequest(4, "/data", {"epochs": 2})
+    assert request.to_message()["format"] == 1
+    assert TrainRequest.from_message(request.to_message()) == request
+    with pytest.raises(ValueError, match="unknown train message format 2"):
+        TrainRequest.from_message(request.to_message() | {"format": 2})
 
 
 def test_sent_batch_sits_in_redis_as_compact_json(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TILECLASS_BROKER_URL", redis_url)
     app = make_app(load_settings())
-    batch = ClassifyBatch(job_id=1, seq=0, model_hash="f" * 64, root="ortho",
-                          tiles=[(17, 70420, 42997 + i, f"17/70420/{42997 + i}.png") for i in range(64)])
+    batch = ClassifyBatch(job_id=1, seq=0, model_hash="f" * 64, source="ortho",
+                          tiles=[Tile(17, 70420, 42997 + i, f"17/70420/{42997 + i}.png") for i in range(64)])
     for _ in range(3):
         app.send_task(CLASSIFY_TASK, kwargs={"batch": batch.to_message()})
     assert queued_messages(CLASSIFY_QUEUE, app) == 3
@@ -47,9 +73,11 @@ def test_sent_batch_sits_in_redis_as_compact_json(redis_url: str, monkeypatch: p
     assert len(raw) < 8_000  # coordinates and paths, never pixels
 
 
-def test_embedded_broker_needs_no_server(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_embedded_broker_needs_no_server_and_makes_its_folders_only_to_connect(tmp_path) -> None:
     settings = load_settings()
-    app = make_app(settings)
+    make_app(settings)
+    assert list(tmp_path.iterdir()) == []  # configuring an app writes nothing
+    app = connected_app(settings)
     app.send_task(CLASSIFY_TASK, kwargs={"batch": {"job_id": 1, "model_hash": "x", "root": "r", "tiles": []}})
     assert queued_messages(CLASSIFY_QUEUE, app) == 1
     assert any(settings.broker_dir.resolve().iterdir())

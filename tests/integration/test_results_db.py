@@ -10,8 +10,9 @@ from sqlalchemy import func, select
 
 from core.db import dispose_engines, session_scope
 from core.migrate import upgrade
-from core.results import Failure, TileKey, count_results, record_failures, record_results, register_model
+from core.results import Failure, count_results, record_failures, record_results, register_model
 from core.schema import FailedTile, TileResult
+from core.tiles import Tile
 from tests.factories import CLASSES, classified, grid, model_hash
 
 pytestmark = pytest.mark.integration
@@ -28,9 +29,9 @@ def _register(url: str, seed: str = "model") -> str:
 def test_upserting_the_same_1000_tiles_twice_leaves_1000_rows(database_url: str) -> None:
     digest = _register(database_url)
     with session_scope(database_url) as session:
-        assert record_results(session, model_hash=digest, job_id=None, results=grid(1000)) == 1000
+        assert record_results(session, source_name="root", model_hash=digest, job_id=None, results=grid(1000)) == 1000
     with session_scope(database_url) as session:
-        record_results(session, model_hash=digest, job_id=None, results=grid(1000, label="River"))
+        record_results(session, source_name="root", model_hash=digest, job_id=None, results=grid(1000, label="River"))
     with session_scope(database_url) as session:
         assert count_results(session, model_hash=digest) == 1000
         labels = set(session.scalars(select(TileResult.label)))
@@ -40,7 +41,7 @@ def test_upserting_the_same_1000_tiles_twice_leaves_1000_rows(database_url: str)
 def test_a_batch_larger_than_one_statement_is_recorded_whole(database_url: str) -> None:
     digest = _register(database_url)
     with session_scope(database_url) as session:
-        assert record_results(session, model_hash=digest, job_id=None, results=grid(7_000)) == 7_000
+        assert record_results(session, source_name="root", model_hash=digest, job_id=None, results=grid(7_000)) == 7_000
     with session_scope(database_url) as session:
         assert count_results(session, model_hash=digest) == 7_000
 
@@ -49,7 +50,7 @@ def test_duplicate_keys_in_one_batch_keep_the_last(database_url: str) -> None:
     digest = _register(database_url)
     batch = [classified(5, 1, 1, label="Forest"), classified(5, 1, 1, label="River"), classified(5, 2, 1)]
     with session_scope(database_url) as session:
-        assert record_results(session, model_hash=digest, job_id=None, results=batch) == 2
+        assert record_results(session, source_name="root", model_hash=digest, job_id=None, results=batch) == 2
     with session_scope(database_url) as session:
         row = session.scalars(select(TileResult).where(TileResult.x == 1)).one()
     assert row.label == "River"
@@ -59,10 +60,10 @@ def test_duplicate_keys_in_one_batch_keep_the_last(database_url: str) -> None:
 def test_tiles_without_coordinates_are_unique_by_root_and_path(database_url: str) -> None:
     digest = _register(database_url)
     plain = [classified(None, None, None, path=f"scans/{i}.jpg") for i in range(50)]
-    other_root = [classified(None, None, None, root="other", path=f"scans/{i}.jpg") for i in range(50)]
     for _ in range(2):
         with session_scope(database_url) as session:
-            record_results(session, model_hash=digest, job_id=None, results=plain + other_root)
+            record_results(session, source_name="root", model_hash=digest, job_id=None, results=plain)
+            record_results(session, source_name="other", model_hash=digest, job_id=None, results=plain)
     with session_scope(database_url) as session:
         assert count_results(session, model_hash=digest) == 100
 
@@ -71,26 +72,28 @@ def test_each_model_keeps_its_own_row_per_tile(database_url: str) -> None:
     first, second = _register(database_url, "a"), _register(database_url, "b")
     for digest in (first, second):
         with session_scope(database_url) as session:
-            record_results(session, model_hash=digest, job_id=None, results=grid(10))
+            record_results(session, source_name="root", model_hash=digest, job_id=None, results=grid(10))
     with session_scope(database_url) as session:
         assert count_results(session) == 20
 
 
 def test_failures_count_attempts_and_are_cleared_by_a_result(database_url: str) -> None:
     digest = _register(database_url)
-    tile = TileKey("root", "3/1/1.png", 3, 1, 1)
+    tile = Tile(3, 1, 1, "3/1/1.png")
     for reason in ("truncated", "still truncated"):
         with session_scope(database_url) as session:
-            record_failures(session, model_hash=digest, job_id=None, failures=[Failure(tile, reason)])
+            record_failures(session, source_name="root", model_hash=digest, job_id=None,
+                            failures=[Failure(tile, reason)])
     with session_scope(database_url) as session:
         failure = session.scalars(select(FailedTile)).one()
         assert (failure.attempts, failure.reason) == (2, "still truncated")
     with session_scope(database_url) as session:
-        record_results(session, model_hash=digest, job_id=None, results=[classified(3, 1, 1, path="3/1/1.png")])
+        record_results(session, source_name="root", model_hash=digest, job_id=None,
+                       results=[classified(3, 1, 1, path="3/1/1.png")])
     with session_scope(database_url) as session:
         assert session.scalar(select(func.count()).select_from(FailedTile)) == 0
         # A late failure for a tile that already has a result must not contradict it.
-        record_failures(session, model_hash=digest, job_id=None, failures=[Failure(tile, "late")])
+        record_failures(session, source_name="root", model_hash=digest, job_id=None, failures=[Failure(tile, "late")])
     with session_scope(database_url) as session:
         assert session.scalar(select(func.count()).select_from(FailedTile)) == 0
 
@@ -104,7 +107,7 @@ def _write_results(url: str, worker: int, count: int) -> None:
             classified(18, worker * 100_000 + i, 7, path=f"w{worker}/{i}.png") for i in range(start, start + batch_size)
         ]
         with session_scope(url) as session:
-            record_results(session, model_hash=digest, job_id=None, results=batch)
+            record_results(session, source_name="root", model_hash=digest, job_id=None, results=batch)
 
 
 def test_four_processes_write_40000_results_into_one_sqlite_file(tmp_path: Path) -> None:

@@ -14,13 +14,15 @@ import pytest
 from sqlalchemy import func, select
 
 from core import jobs
+from core.celery_app import connected_app, queued_messages
 from core.db import session_scope
-from core.queue import CLASSIFY_TASK, TRAIN_TASK, ClassifyBatch, TrainRequest, make_app, queued_messages
+from core.messages import CLASSIFY_TASK, TRAIN_TASK, ClassifyBatch, TrainRequest
 from core.registry import register_checkpoint
 from core.schema import FailedTile, JobKind, JobState, Model, TileResult
 from core.settings import get_settings
+from core.tiles import Tile
+from tests.factories import folder_source
 from tests.worker.support import (
-    TileRow,
     broken_tiles,
     running,
     start_launcher,
@@ -42,11 +44,11 @@ class Deployment:
     root: Path
     model_hash: str
 
-    def send_job(self, batches: list[list[TileRow]], *, model_hash: str | None = None) -> int:
+    def send_job(self, batches: list[list[Tile]], *, model_hash: str | None = None) -> int:
         """Create a job, send its batches to the broker and finish the enqueue, as the producer does."""
-        app = make_app(get_settings())
+        app = connected_app(get_settings())
         with session_scope() as session:
-            job_id = jobs.create_job(session, model_hash=None, root_name="tiles", root_path=str(self.root)).id
+            job_id = jobs.create_job(session, model_hash=None, source=folder_source(self.root, name="tiles")).id
         for seq, rows in enumerate(batches):
             message = ClassifyBatch(job_id, seq, model_hash or self.model_hash, "tiles", rows).to_message()
             app.send_task(CLASSIFY_TASK, kwargs={"batch": message})
@@ -78,7 +80,7 @@ def test_workers_on_redis_and_postgresql_classify_fail_bad_tiles_alone_and_train
     world = deploy(tmp_path, monkeypatch, database_url=postgres_url, broker_url=redis_url)
     good = tile_tree(world.root, 30)
     broken = broken_tiles(world.root)
-    escaping: TileRow = (None, None, None, "../../../etc/passwd")
+    escaping = Tile(None, None, None, "../../../etc/passwd")
     log = tmp_path / "workers.log"
     launcher = start_launcher(["--device", "cpu", "--processes", "2", "--threads-per-process", "1", "--no-compile",
                                "--queues", "classify,train", "--batch-size", "8"], world.env, cwd=tmp_path, log=log)
@@ -112,7 +114,7 @@ def test_workers_on_redis_and_postgresql_classify_fail_bad_tiles_alone_and_train
         assert trained.state == JobState.COMPLETED, trained.message
         assert trained.model_hash is not None and session.get(Model, trained.model_hash) is not None
         assert (tmp_path / "models" / f"{trained.model_hash}.pt").is_file()
-    assert queued_messages("classify", make_app(get_settings())) == 0
+    assert queued_messages("classify", connected_app(get_settings())) == 0
 
 
 def _send_training(tmp_path: Path) -> int:
@@ -121,7 +123,7 @@ def _send_training(tmp_path: Path) -> int:
         job_id = jobs.create_job(session, kind=JobKind.TRAIN).id
         jobs.set_state(session, job_ids=[job_id], state=JobState.QUEUED)
     request = TrainRequest(job_id, str(data), TINY).to_message()
-    make_app(get_settings()).send_task(TRAIN_TASK, kwargs={"request": request})
+    connected_app(get_settings()).send_task(TRAIN_TASK, kwargs={"request": request})
     return job_id
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.registry import read_sidecar
+from core.sidecar import read_sidecar
 from model.arch import build_model
 from model.checkpoint import CheckpointMeta, load_checkpoint, read_checkpoint, save_checkpoint
 from model.errors import CheckpointError

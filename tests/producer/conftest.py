@@ -1,5 +1,5 @@
 """A deployment for producer tests: database + broker settings, a registered model, tile trees, and a stand-in
-worker that consumes the real broker's messages with kombu and records results the way workers do."""
+worker that consumes the real broker's messages with kombu and records them with the worker's own recording."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from core import jobs
+from core.celery_app import connected_app
 from core.db import session_scope
-from core.queue import CLASSIFY_QUEUE, make_app
-from core.results import Classified, TileKey, record_results, register_model
+from core.messages import CLASSIFY_QUEUE, CLASSIFY_TASK, ClassifyBatch
+from core.results import Classified, register_model
 from core.settings import get_settings, load_settings
 from tests.conftest import REPO_ROOT
 from tests.factories import CLASSES, model_hash
@@ -32,7 +32,7 @@ class Deployment:
     model: str = MODEL
 
     def app(self) -> Any:
-        return make_app(load_settings())
+        return connected_app(load_settings())
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "TILECLASS_DATABASE_URL": self.database_url, "TILECLASS_BROKER_URL": self.broker_url}
@@ -95,7 +95,7 @@ def consume(app: Any, *, limit: int | None = None, timeout: float = 0.3) -> list
                     message = queue.get(block=True, timeout=timeout)
                 except queue.Empty:
                     break
-                assert message.headers["task"] == "tileclass.classify_batch"
+                assert message.headers["task"] == CLASSIFY_TASK
                 args, kwargs, _ = message.payload
                 assert args == [] and set(kwargs) == {"batch"}
                 batches.append(kwargs["batch"])
@@ -105,16 +105,15 @@ def consume(app: Any, *, limit: int | None = None, timeout: float = 0.3) -> list
     return batches
 
 
-def classify(batches: Iterable[dict[str, Any]], *, database_url: str) -> None:
-    """Do what a worker does with each batch: upsert a result per tile, then mark the batch done."""
-    for batch in batches:
-        with session_scope(database_url) as session:
-            results = [Classified(TileKey(batch["root"], path, z, x, y), "Forest", 0.9, dict.fromkeys(CLASSES, 0.3))
-                       for z, x, y, path in batch["tiles"]]
-            record_results(session, model_hash=batch["model_hash"], job_id=batch["job_id"], results=results)
-            jobs.record_batch_done(session, job_id=batch["job_id"], seq=batch["seq"], tiles=len(results),
-                                   classified=len(results), failed=0)
-            jobs.refresh_state(session, job_id=batch["job_id"])
+def classify(batches: Iterable[dict[str, Any]]) -> None:
+    """Do what a worker does with each batch, through the worker's own recording: a result per tile, the batch
+    marked done, the job's state refreshed."""
+    from worker.recording import BatchOutcome, record_outcome
+
+    for message in batches:
+        batch = ClassifyBatch.from_message(message)
+        outcome = BatchOutcome([Classified(tile, "Forest", 0.9, dict.fromkeys(CLASSES, 0.3)) for tile in batch.tiles])
+        record_outcome(batch, outcome, model_registered=True)
 
 
 def tiles_in(batches: Iterable[dict[str, Any]]) -> list[tuple[Any, ...]]:

@@ -13,7 +13,7 @@ import redis
 
 from core import jobs
 from core.db import session_scope
-from core.queue import CLASSIFY_QUEUE
+from core.messages import CLASSIFY_QUEUE
 from core.results import count_results
 from core.schema import Job
 from tests.producer.conftest import Deployment, classify, cli, consume, make_tree, tileclass, tiles_in, xyz
@@ -68,7 +68,7 @@ def test_killed_producer_is_finished_by_a_rerun_without_holes_or_duplicates(on_r
     try:
         while len(consumed) < 5:  # a worker takes five batches while the producer is mid-way
             got = consume(app, limit=1, timeout=0.1)
-            classify(got, database_url=on_redis.database_url)
+            classify(got)
             consumed += got
         producer.send_signal(signal.SIGKILL)
         producer.wait(10)
@@ -83,7 +83,7 @@ def test_killed_producer_is_finished_by_a_rerun_without_holes_or_duplicates(on_r
     summary = json.loads(rerun.stdout)
     assert (summary["job_id"], summary["resumed"]) == (1, True)
     rest = consume(app)
-    classify(rest, database_url=on_redis.database_url)
+    classify(rest)
     everything = {(9, x, y) for x in range(6) for y in range(10)}
     assert {row[:3] for row in tiles_in(consumed + rest)} == everything  # no hole
     with session_scope() as session:
@@ -135,14 +135,14 @@ def test_resumed_job_skips_tiles_classified_since_the_interruption(on_redis: Dep
         producer.kill()
     assert producer.returncode == 130
     first = consume(on_redis.app())
-    classify(first, database_url=on_redis.database_url)  # a worker finishes the only published batch
+    classify(first)  # a worker finishes the only published batch
     rerun = cli(*command, "--max-queued", 100, "--json")
     assert rerun.exit_code == 0, rerun.output
     summary = json.loads(rerun.stdout)
     assert (summary["job_id"], summary["resumed"], summary["skipped"], summary["enqueued"]) == (1, True, 2, 6)
     rest = consume(on_redis.app())
     assert not {row[:3] for row in tiles_in(first)} & {row[:3] for row in tiles_in(rest)}
-    classify(rest, database_url=on_redis.database_url)
+    classify(rest)
     with session_scope() as session:
         assert count_results(session, model_hash=on_redis.model) == 8
         assert session.get(Job, 1).state == "completed"  # type: ignore[union-attr]

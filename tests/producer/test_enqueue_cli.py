@@ -11,8 +11,9 @@ import pytest
 import redis
 from sqlalchemy import select
 
+from core.celery_app import queued_messages
 from core.db import session_scope
-from core.queue import CLASSIFY_QUEUE, queued_messages
+from core.messages import CLASSIFY_QUEUE
 from core.roots import root_name_for, safe_join
 from core.schema import Job, JobBatch
 from core.settings import load_settings
@@ -35,10 +36,13 @@ def test_batches_sit_in_redis_as_compact_json_with_relative_paths(on_redis: Depl
     expected = make_tree(root, xyz(10, range(500, 503), range(300, 304)) + xyz(11, (1000, 1001), range(600, 603)))
     make_tree(root, ["10/500/notes.txt", "README.md"])
     summary = enqueue_json(root, "--model", on_redis.model[:10], "--batch-size", 5)
-    assert summary | {"region": None} == summary | {
+    root_name = root_name_for(root, load_settings())
+    source = {"kind": "folder", "name": root_name, "path": str(root.resolve()), "layout": "xyz:{z}/{x}/{y}.{ext}"}
+    everything = {"zooms": None, "bbox": None, "geojson": None}
+    assert summary == summary | {
         "job_id": 1, "resumed": False, "state": "queued", "found": 18, "enqueued": 18, "skipped": 0, "batches": 5,
-        "per_zoom": {"10": 12, "11": 6}, "root_path": str(root.resolve()), "layout": "xyz:{z}/{x}/{y}.{ext}",
-        "region": None, "model": on_redis.model,
+        "per_zoom": {"10": 12, "11": 6}, "root": root_name, "root_path": str(root.resolve()),
+        "layout": "xyz:{z}/{x}/{y}.{ext}", "source": source, "region": everything, "model": on_redis.model,
     }
     raw = redis.Redis.from_url(on_redis.broker_url).lrange(CLASSIFY_QUEUE, 0, -1)
     assert len(raw) == 5
@@ -48,10 +52,10 @@ def test_batches_sit_in_redis_as_compact_json_with_relative_paths(on_redis: Depl
         body = base64.b64decode(envelope["body"])
         bodies.append(json.loads(body)[1]["batch"])
         assert len(body) < 300 + 50 * len(bodies[-1]["tiles"])  # coordinates and short paths, nothing else
-    root_name = root_name_for(root, load_settings())
     assert sorted(b["seq"] for b in bodies) == [0, 1, 2, 3, 4]
     for batch in bodies:
-        assert (batch["job_id"], batch["model_hash"], batch["root"]) == (1, on_redis.model, root_name)
+        assert (batch["format"], batch["job_id"], batch["model_hash"], batch["source"]) == (
+            2, 1, on_redis.model, root_name)
         assert 1 <= len(batch["tiles"]) <= 5 and len({row[0] for row in batch["tiles"]}) == 1  # one zoom a batch
         for z, x, y, path in batch["tiles"]:
             assert path == f"{z}/{x}/{y}.png" and safe_join(root, path).is_file()
@@ -59,9 +63,10 @@ def test_batches_sit_in_redis_as_compact_json_with_relative_paths(on_redis: Depl
     with session_scope() as session:
         job = session.get(Job, 1)
         assert job is not None
-        assert (job.root_name, job.root_path, job.model_hash) == (root_name, str(root.resolve()), on_redis.model)
+        assert (job.source, job.model_hash) == (source, on_redis.model)
         assert (job.total_tiles, job.total_batches, job.skipped_tiles, job.state) == (18, 5, 0, "queued")
-        assert job.region["bbox"] is None and job.region["resume_after"] == [11, 1001]
+        assert job.region == everything and job.resume_after == [11, 1001]
+        assert (job.seq_recorded, job.seq_reserved) == (5, 256)
         assert sorted(session.scalars(select(JobBatch.tiles).where(JobBatch.job_id == 1))) == [1, 2, 5, 5, 5]
 
 
@@ -118,7 +123,7 @@ def test_plain_folders_are_enqueued_by_path(embedded: Deployment, tmp_path: Path
     assert summary["layout"] == "plain" and summary["per_zoom"] == {"none": 2}
     batches = consume(embedded.app())
     assert sorted(tiles_in(batches)) == [(None, None, None, "a.jpg"), (None, None, None, "sub/b.png")]
-    classify(batches, database_url=embedded.database_url)
+    classify(batches)
     again = enqueue_json(root, "--model", embedded.model, "--layout", "plain")  # job 1 is complete: a new job
     assert (again["job_id"], again["enqueued"], again["skipped"]) == (None, 0, 2)
 
@@ -145,7 +150,7 @@ def test_rerun_continues_the_same_job_and_skips_classified_tiles(
     first = enqueue_json(root, "--model", deployment.model, "--batch-size", 4, "--zoom", "10-11")
     assert (first["job_id"], first["enqueued"], first["batches"]) == (1, 24, 6)
     batches = consume(deployment.app())
-    classify(batches[:3], database_url=database_url)  # three of six batches done
+    classify(batches[:3])  # three of six batches done
     again = enqueue_json(root, "--model", deployment.model, "--batch-size", 4, "--zoom", "10-11")
     assert (again["job_id"], again["resumed"], again["enqueued"]) == (1, True, 0)  # fully enqueued already
     other = enqueue_json(root, "--model", deployment.model, "--zoom", "10")  # another region: a new job

@@ -44,9 +44,10 @@ def seed_job(url: str) -> int:
              for i in range(ROWS * COLUMNS + 10)]
     for start in range(0, len(tiles), 2500):  # one statement holds at most 65,535 parameters
         with session_scope(url) as session:
-            record_results(session, model_hash=digest, job_id=first, results=tiles[start : start + 2500])
+            record_results(session, source_name="root", model_hash=digest, job_id=first,
+                           results=tiles[start : start + 2500])
     with session_scope(url) as session:
-        record_results(session, model_hash=digest, job_id=later, results=tiles[-10:])
+        record_results(session, source_name="root", model_hash=digest, job_id=later, results=tiles[-10:])
     return first
 
 
@@ -87,7 +88,7 @@ def test_export_streams_a_10500_tile_job(database_url: str, monkeypatch: pytest.
 
 def answers(count: int) -> list[TileAnswer]:
     stamp = datetime(2026, 1, 1, tzinfo=UTC)
-    return [TileAnswer(Tile(10, i, 5), "root", f"10/{i}/5.png", "f" * 64, "River", 0.75,
+    return [TileAnswer(Tile(10, i, 5, f"10/{i}/5.png"), "root", "f" * 64, "River", 0.75,
                        {"Forest": 0.25, "River": 0.75}, 3, stamp) for i in range(count)]
 
 
@@ -125,8 +126,8 @@ def test_written_formats_read_back() -> None:
     write_json(answers(1), out)
     assert json.loads(out.getvalue())[0]["tile"] == "10/0/5"
     out = io.StringIO()
-    write_geojson([TileAnswer(None, "scans", "a.jpg", "f" * 64, "River", 0.7, {}, None, answers(1)[0].classified_at)],
-                  out)
+    plain = Tile(None, None, None, "a.jpg")
+    write_geojson([TileAnswer(plain, "scans", "f" * 64, "River", 0.7, {}, None, answers(1)[0].classified_at)], out)
     feature = json.loads(out.getvalue())["features"][0]
     assert feature["geometry"] is None and feature["properties"]["path"] == "a.jpg"
 
@@ -146,14 +147,15 @@ def test_export_bad_input(sqlite_url: str, monkeypatch: pytest.MonkeyPatch, args
 
 def test_an_export_that_fails_midway_leaves_no_file(sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
                                                     tmp_path: Path) -> None:
-    from producer import export_cmd
+    from producer.commands import export as export_command
 
     monkeypatch.setenv("TILECLASS_DATABASE_URL", sqlite_url)
     get_settings.cache_clear()
     with session_scope(sqlite_url) as session:
         digest = add_model(session)
         job = create_job(session, model_hash=digest).id
-        record_results(session, model_hash=digest, job_id=job, results=[scored(9, x, 1, "Forest") for x in range(50)])
+        record_results(session, source_name="root", model_hash=digest, job_id=job,
+                       results=[scored(9, x, 1, "Forest") for x in range(50)])
 
     def disk_fills_up(rows: Iterator[TileAnswer], advance: object, every: int = 1000) -> Iterator[TileAnswer]:
         for count, row in enumerate(rows):
@@ -161,7 +163,7 @@ def test_an_export_that_fails_midway_leaves_no_file(sqlite_url: str, monkeypatch
                 raise OSError("No space left on device")
             yield row
 
-    monkeypatch.setattr(export_cmd, "counted", disk_fills_up)
+    monkeypatch.setattr(export_command, "counted", disk_fills_up)
     folder = tmp_path / "out"
     folder.mkdir()
     code, _, _ = invoke("export", str(job), "--format", "geojson", "--out", str(folder / "job.geojson"))

@@ -52,8 +52,9 @@ def lisbon(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
         job = create_job(session, model_hash=digest).id
         rows = [scored(Z, x, y, label_of(x, y), confidence_of(x, y))
                 for x in range(X_RANGE.start - 1, X_RANGE.stop + 1) for y in range(Y_RANGE.start - 1, Y_RANGE.stop + 1)]
-        record_results(session, model_hash=digest, job_id=job, results=rows)
-        record_results(session, model_hash=old, job_id=None, results=[scored(Z, 15522, 12539, "River", 0.99)])
+        record_results(session, source_name="root", model_hash=digest, job_id=job, results=rows)
+        record_results(session, source_name="root", model_hash=old, job_id=None,
+                       results=[scored(Z, 15522, 12539, "River", 0.99)])
     return sqlite_url
 
 
@@ -170,7 +171,7 @@ def test_query_bbox_filters_with_csv_and_json_output(lisbon: str) -> None:
      "Error: job 7 does not exist (job ids run 1..1)"),
     (["query", "tile", "15/1/1", "--model", "abcdef"], "Error: model 'abcdef' is not a registered model hash"),
     (["query", "bbox", "--bbox", LISBON, "--zoom", "15", "--format", "xml"],
-     "Error: unknown format 'xml': choose table, json, csv, geojson"),
+     "Error: unknown format 'xml': choose table, json, csv or geojson"),
 ])
 def test_bad_input_is_one_line_with_exit_code_2(lisbon: str, args: list[str], message: str) -> None:
     code, out, err = invoke(*args)

@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 
 from core.db import session_scope
 from core.jobs import create_job
-from core.queries import BBox, Cell, FailureRow, TileRange
-from core.results import Failure, TileKey, record_failures, record_results
+from core.queries import BBox, MapCell, TileFailure, TileRange
+from core.results import Failure, record_failures, record_results
 from core.settings import get_settings
+from core.tiles import Tile
 from producer.render import (
     FAILED,
     HATCH,
@@ -25,7 +26,7 @@ from producer.render import (
     TITLE_HEIGHT,
     MapCanvas,
     class_colour,
-    plan_layout,
+    fit_layout,
 )
 from tests.conftest import SHARED_DATA
 from tests.factories import CLASSES, add_model, scored
@@ -57,12 +58,14 @@ def test_the_palette_is_fixed_distinct_and_keyed_by_class_position() -> None:
 
 
 def test_each_tile_gets_its_class_colour_and_failures_are_hatched() -> None:
-    layout = plan_layout(TileRange(10, 100, 103, 50, 51), max_size=400, max_px=48)
+    layout = fit_layout(TileRange(10, 100, 103, 50, 51), max_size=400, max_px=48)
     assert (layout.px, layout.size) == (48, (192, 96))
     canvas = MapCanvas(layout, CLASSES)
-    canvas.add_failures([FailureRow(10, 103, 50, "r", "p", "truncated", 1)])
-    canvas.add_cells([Cell(100, 50, "Forest", "r", "a", 1), Cell(101, 50, "River", "r", "b", 1),
-                      Cell(102, 50, "Residential", "r", "c", 1), Cell(100, 51, "Forest", "r", "d", 1)])
+    canvas.add_failures([TileFailure(Tile(10, 103, 50, "p"), "r", "truncated", 1)])
+    canvas.add_cells([MapCell(Tile(10, 100, 50, "a"), "Forest", "r", 1),
+                      MapCell(Tile(10, 101, 50, "b"), "River", "r", 1),
+                      MapCell(Tile(10, 102, 50, "c"), "Residential", "r", 1),
+                      MapCell(Tile(10, 100, 51, "d"), "Forest", "r", 1)])
     pixels = np.asarray(canvas.draw_map())
     assert colours(block(pixels, 0, 0, 48)) == {class_colour(0)}
     assert colours(block(pixels, 1, 0, 48)) == {class_colour(1)}
@@ -76,12 +79,12 @@ def test_each_tile_gets_its_class_colour_and_failures_are_hatched() -> None:
 
 def test_a_region_of_millions_of_tiles_is_drawn_at_max_size() -> None:
     tiles = TileRange(20, 0, 199_999, 0, 99_999)  # 20 billion tiles
-    layout = plan_layout(tiles, max_size=500)
+    layout = fit_layout(tiles, max_size=500)
     assert layout.size == (500, 250) and layout.px == 1 and layout.scale == pytest.approx(1 / 400)
     canvas = MapCanvas(layout, CLASSES)
     rng = np.random.default_rng(0)
     xs, ys = rng.integers(0, 100_000, 200_000), rng.integers(0, 100_000, 200_000)  # only the western half
-    canvas.add_cells(Cell(int(x), int(y), "River", "r", "p", None) for x, y in zip(xs, ys, strict=True))
+    canvas.add_cells(MapCell(Tile(20, int(x), int(y), "p"), "River", "r", None) for x, y in zip(xs, ys, strict=True))
     pixels = np.asarray(canvas.draw_map())
     assert pixels.shape == (250, 500, 3)
     assert colours(pixels[:, 260:]) == {NO_RESULT}
@@ -99,14 +102,16 @@ def cli_db(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
 def seed_mapbox_job(url: str, root_path: str) -> int:
     """A job over the 8 real Mapbox tiles (a 3x3 block at zoom 17 with one hole): 7 classified, 1 failed."""
     names = sorted(os.listdir(MAPBOX_TILES))
-    keys = [TileKey("mapbox", name, int(name[:-4].split("-")[2]), int(name.split("-")[0]), int(name.split("-")[1]))
+    keys = [Tile(int(name[:-4].split("-")[2]), int(name.split("-")[0]), int(name.split("-")[1]), name)
             for name in names]
+    source = {"kind": "folder", "name": "mapbox", "path": root_path, "layout": "xyz:{x}-{y}-{z}.jpg"}
     with session_scope(url) as session:
         digest = add_model(session)
-        job = create_job(session, model_hash=digest, root_name="mapbox", root_path=root_path).id
-        record_results(session, model_hash=digest, job_id=job, results=[
-            scored(k.z, k.x, k.y, CLASSES[i % 3], root="mapbox", path=k.path) for i, k in enumerate(keys[:-1])])
-        record_failures(session, model_hash=digest, job_id=job, failures=[Failure(keys[-1], "truncated")])
+        job = create_job(session, model_hash=digest, source=source).id
+        record_results(session, source_name="mapbox", model_hash=digest, job_id=job, results=[
+            scored(k.z, k.x, k.y, CLASSES[i % 3], path=k.path) for i, k in enumerate(keys[:-1])])
+        record_failures(session, source_name="mapbox", model_hash=digest, job_id=job,
+                        failures=[Failure(keys[-1], "truncated")])
     return job
 
 
@@ -144,7 +149,7 @@ def test_render_a_western_bbox_at_reduced_resolution(cli_db: str, tmp_path: Path
     tiles = region.tiles(17)
     with session_scope(cli_db) as session:
         digest = add_model(session)
-        record_results(session, model_hash=digest, job_id=None, results=[
+        record_results(session, source_name="root", model_hash=digest, job_id=None, results=[
             scored(17, x, y, "River" if x < tiles.min_x + tiles.width // 2 else "Forest")
             for x in range(tiles.min_x, tiles.max_x + 1) for y in range(tiles.min_y, tiles.max_y + 1)])
     out = tmp_path / "region.png"

@@ -9,9 +9,10 @@ from typer.testing import CliRunner
 
 from core.db import session_scope
 from core.jobs import create_job
-from core.results import Failure, TileKey, record_failures, record_results
+from core.results import Failure, record_failures, record_results
 from core.schema import JobKind
 from core.settings import get_settings
+from core.tiles import Tile
 from tests.factories import add_model, model_hash, scored
 
 LISBON = "-9.47,38.82,-9.43,38.86"  # tiles x 15522..15525, y 12539..12544 at zoom 15
@@ -39,9 +40,9 @@ def seed(url: str) -> tuple[int, int]:
         training = create_job(session, kind=JobKind.TRAIN).id
         inside = [scored(15, 15522 + i % 4, 12539 + i // 4, "Forest" if i < 6 else "River") for i in range(8)]
         outside = [scored(15, 15600 + i, 12600, "Residential") for i in range(2)]
-        record_results(session, model_hash=digest, job_id=job, results=inside + outside)
-        record_failures(session, model_hash=digest, job_id=job, failures=[
-            Failure(TileKey("root", f"bad{i}.png", 15, 15523, 12543 + i), reason)
+        record_results(session, source_name="root", model_hash=digest, job_id=job, results=inside + outside)
+        record_failures(session, source_name="root", model_hash=digest, job_id=job, failures=[
+            Failure(Tile(15, 15523, 12543 + i, f"bad{i}.png"), reason)
             for i, reason in enumerate(["truncated", "truncated", "not an image"])
         ])
     return job, training

@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from core.tiles import Tile
 from tests.conftest import REPO_ROOT, SHARED_DATA
 
 EUROSAT = SHARED_DATA / "eurosat-rgb"
 CLASSES = ("Forest", "River", "Residential")
-TileRow = tuple[int | None, int | None, int | None, str]
 
 
 def tiny_checkpoint(folder: Path, *, image_size: int = 32, seed: int = 0, arch: str = "resnet18",
@@ -49,16 +49,16 @@ def eurosat_files(count: int, *,
 
 
 def tile_tree(root: Path, count: int, *, zoom: int = 17, x0: int = 70000, y0: int = 42000,
-              width: int = 16) -> list[TileRow]:
+              width: int = 16) -> list[Tile]:
     """A z/x/y.jpg tree of ``count`` real JPEG tiles under ``root``; returns the batch rows for them."""
-    rows: list[TileRow] = []
+    rows: list[Tile] = []
     for i, source in enumerate(eurosat_files(count)):
         x, y = x0 + i % width, y0 + i // width
         relative = f"{zoom}/{x}/{y}.jpg"
         target = root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(source.read_bytes())
-        rows.append((zoom, x, y, relative))
+        rows.append(Tile(zoom, x, y, relative))
     return rows
 
 
@@ -73,7 +73,7 @@ def bomb_png() -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + pixels + chunk(b"IEND", b"")
 
 
-def broken_tiles(root: Path, *, zoom: int = 17, x: int = 1) -> dict[TileRow, str]:
+def broken_tiles(root: Path, *, zoom: int = 17, x: int = 1) -> dict[Tile, str]:
     """Unusable tiles written under ``root`` (and one missing), mapped to a word their failure reason must contain."""
     good = (EUROSAT / "Forest" / "Forest_1.jpg").read_bytes()
     contents = {
@@ -83,13 +83,13 @@ def broken_tiles(root: Path, *, zoom: int = 17, x: int = 1) -> dict[TileRow, str
         "bomb": (bomb_png(), "decompression bomb"),
         "corrupt": (good[:200] + bytes(range(256)) * 4 + good[-2:], "corrupt"),
     }
-    expected: dict[TileRow, str] = {}
+    expected: dict[Tile, str] = {}
     for y, (name, (data, word)) in enumerate(contents.items()):
         relative = f"{zoom}/{x}/{y}.{'png' if name == 'bomb' else 'jpg'}"
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_bytes(data)
-        expected[(zoom, x, y, relative)] = word
-    expected[(zoom, x, 99, f"{zoom}/{x}/99.jpg")] = "no such file"
+        expected[Tile(zoom, x, y, relative)] = word
+    expected[Tile(zoom, x, 99, f"{zoom}/{x}/99.jpg")] = "no such file"
     return expected
 
 
@@ -105,9 +105,9 @@ def worker_env(**settings: str | Path) -> dict[str, str]:
 
 
 def start_celery(env: Mapping[str, str], *, cwd: Path, name: str, queues: str = "classify",
-                 log: Path | None = None) -> subprocess.Popen[bytes]:
+                 log: Path | None = None, app: str = "worker.app") -> subprocess.Popen[bytes]:
     """A plain ``celery -A worker.app worker --pool solo`` process (how people run Celery their own way)."""
-    argv = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool", "solo", "-Q", queues,
+    argv = [sys.executable, "-m", "celery", "-A", app, "worker", "--pool", "solo", "-Q", queues,
             "--hostname", f"{name}@%h", "--loglevel", "info", "--without-mingle", "--without-gossip"]
     return _spawn(argv, env, cwd, log or cwd / f"{name}.log")
 

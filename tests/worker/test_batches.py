@@ -12,12 +12,13 @@ from sqlalchemy import func, select
 
 from core import jobs
 from core.db import session_scope
-from core.queue import ClassifyBatch
+from core.messages import ClassifyBatch
 from core.registry import register_checkpoint
 from core.schema import FailedTile, JobBatch, JobState, TileResult
 from core.settings import Settings, get_settings
-from tests.worker.support import TileRow, broken_tiles, tile_tree, tiny_checkpoint
-from worker import batches, runtime, tasks
+from core.tiles import Tile
+from tests.worker.support import broken_tiles, tile_tree, tiny_checkpoint
+from worker import batches, runtime
 
 pytestmark = pytest.mark.integration
 
@@ -29,12 +30,13 @@ class World:
     root: Path
     checkpoint: Path
 
-    def job(self, rows: list[TileRow], *, model_hash: str | None = None, root_path: str | None = None,
+    def job(self, rows: list[Tile], *, model_hash: str | None = None, root_path: str | None = None,
             state: JobState | None = None) -> ClassifyBatch:
         """A one-batch job over ``rows``, enqueued and finished, as the producer leaves it."""
         with session_scope() as session:
-            job_id = jobs.create_job(session, root_name="tiles", root_path=root_path or str(self.root)).id
-            jobs.record_batch_enqueued(session, job_id=job_id, seq=0, tiles=len(rows))
+            source = {"kind": "folder", "name": "tiles", "path": root_path or str(self.root), "layout": "plain"}
+            job_id = jobs.create_job(session, source=source).id
+            jobs.record_batches_enqueued(session, job_id=job_id, batches=[(0, len(rows))])
             jobs.finish_enqueue(session, job_id=job_id, total_tiles=len(rows), total_batches=1, skipped=0)
             if state is not None:
                 jobs.set_state(session, job_ids=[job_id], state=state)
@@ -71,7 +73,7 @@ def failure_reasons(job_id: int) -> dict[str, str]:
 def test_a_batch_with_broken_tiles_records_everything_and_completes_its_job(world: World) -> None:
     good = tile_tree(world.root, 9)
     broken = broken_tiles(world.root)
-    escaping: TileRow = (None, None, None, "../../etc/passwd")
+    escaping = Tile(None, None, None, "../../etc/passwd")
     batch = world.job([*good[:4], *broken, escaping, *good[4:]])
     assert batches.run_batch(batch, world.settings) == {"classified": 9, "failed": len(broken) + 1}
     assert counts(batch.job_id) == (9, len(broken) + 1, JobState.COMPLETED)
@@ -125,25 +127,8 @@ def test_an_unknown_root_fails_every_tile_with_the_reason(world: World) -> None:
     batch = world.job(tile_tree(world.root, 2))
     batch = ClassifyBatch(batch.job_id, 0, batch.model_hash, "elsewhere", batch.tiles)
     with session_scope() as session:
-        jobs.get_job(session, batch.job_id).root_path = None
+        jobs.get_job(session, batch.job_id).source = {"kind": "folder", "name": "elsewhere", "path": None,
+                                                      "layout": "plain"}
     batches.run_batch(batch, world.settings)
     assert set(failure_reasons(batch.job_id).values()) == {
         "unknown tile root 'elsewhere': set TILECLASS_TILE_ROOTS (known roots: none configured)"}
-
-
-def test_a_batch_that_keeps_failing_is_retried_then_its_tiles_fail(
-        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
-
-    def crash(*_: object, **__: object) -> None:
-        calls.append(1)
-        raise RuntimeError("CUDA out of memory")
-
-    monkeypatch.setattr(batches, "classify_tiles", crash)
-    batch = world.job(tile_tree(world.root, 3))
-    # apply() runs the task here and each retry at once (no broker, no countdown): the whole chain of tries.
-    result = tasks.classify_batch.apply(kwargs={"batch": batch.to_message()})
-    assert result.state == "SUCCESS" and result.result == {"failed": 3}
-    assert len(calls) == world.settings.worker_max_retries + 1 == 4
-    assert counts(batch.job_id) == (0, 3, JobState.COMPLETED)
-    assert set(failure_reasons(batch.job_id).values()) == {"batch failed 4 times: RuntimeError: CUDA out of memory"}

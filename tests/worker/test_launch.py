@@ -14,11 +14,20 @@ import pytest
 from typer.testing import CliRunner
 
 from producer.cli import app
-from worker.launch import ChildSpec, LaunchError, Supervisor, WorkerOptions, cpu_split, parse_queues, plan, visible_gpus
+from worker.launch import (
+    ChildSpec,
+    LaunchError,
+    Supervisor,
+    WorkerOptions,
+    children_for,
+    cpu_split,
+    parse_queues,
+    visible_gpus,
+)
 
 
 def test_one_pinned_worker_per_gpu_named_after_it() -> None:
-    children = plan(WorkerOptions(), gpus=["0", "1", "2", "3"], cores=16, python="py")
+    children = children_for(WorkerOptions(), gpus=["0", "1", "2", "3"], cores=16, python="py")
     assert [c.name for c in children] == ["gpu0@%h", "gpu1@%h", "gpu2@%h", "gpu3@%h"]
     assert [c.env["CUDA_VISIBLE_DEVICES"] for c in children] == ["0", "1", "2", "3"]
     assert {c.env["TILECLASS_DEVICE"] for c in children} == {"cuda"}
@@ -34,21 +43,22 @@ def test_one_pinned_worker_per_gpu_named_after_it() -> None:
 
 
 def test_a_gpu_batch_size_named_by_option_or_setting_wins() -> None:
-    [child] = plan(WorkerOptions(batch_size=64), gpus=["0"], cores=4)
+    [child] = children_for(WorkerOptions(batch_size=64), gpus=["0"], cores=4)
     assert child.env["TILECLASS_WORKER_BATCH_SIZE"] == "64"
-    [child] = plan(WorkerOptions(), gpus=["0"], cores=4, gpu_batch_size=None)  # TILECLASS_WORKER_BATCH_SIZE is set
+    # TILECLASS_WORKER_BATCH_SIZE is set:
+    [child] = children_for(WorkerOptions(), gpus=["0"], cores=4, gpu_batch_size=None)
     assert "TILECLASS_WORKER_BATCH_SIZE" not in child.env
 
 
 def test_chosen_gpus_map_onto_the_visible_ones() -> None:
     # With CUDA_VISIBLE_DEVICES=4,7 the host's GPU numbers 0 and 1 are physical GPUs 4 and 7.
-    children = plan(WorkerOptions(gpus="1", queues=("classify", "train")), gpus=["4", "7"], cores=8)
+    children = children_for(WorkerOptions(gpus="1", queues=("classify", "train")), gpus=["4", "7"], cores=8)
     assert [(c.name, c.env["CUDA_VISIBLE_DEVICES"]) for c in children] == [("gpu1@%h", "7")]
     assert children[0].argv[children[0].argv.index("-Q") + 1] == "classify,train"
 
 
 def test_cpu_host_splits_cores_into_single_thread_processes() -> None:
-    children = plan(WorkerOptions(), gpus=[], cores=2)
+    children = children_for(WorkerOptions(), gpus=[], cores=2)
     assert [c.name for c in children] == ["cpu0@%h", "cpu1@%h"]
     assert "TILECLASS_WORKER_BATCH_SIZE" not in children[0].env  # the setting's (16) on a CPU
     assert all(c.env["TILECLASS_DEVICE"] == "cpu" and c.env["OMP_NUM_THREADS"] == "1" for c in children)
@@ -66,7 +76,7 @@ def test_cpu_split(cores: int, processes: int | None, threads: int | None, expec
 def test_device_cpu_ignores_gpus_and_options_travel_as_settings() -> None:
     options = WorkerOptions(device="cpu", processes=1, threads_per_process=2, batch_size=32, compile=False,
                             precision="fp32")
-    [child] = plan(options, gpus=["0"], cores=2)
+    [child] = children_for(options, gpus=["0"], cores=2)
     assert {k: child.env[k] for k in ("TILECLASS_DEVICE", "TILECLASS_WORKER_THREADS", "TILECLASS_WORKER_BATCH_SIZE",
                                       "TILECLASS_WORKER_COMPILE", "TILECLASS_WORKER_PRECISION")} == {
         "TILECLASS_DEVICE": "cpu", "TILECLASS_WORKER_THREADS": "2", "TILECLASS_WORKER_BATCH_SIZE": "32",
@@ -84,7 +94,7 @@ def test_device_cpu_ignores_gpus_and_options_travel_as_settings() -> None:
 ])
 def test_options_that_do_not_fit_the_host_are_refused(options: WorkerOptions, gpus: list[str], message: str) -> None:
     with pytest.raises(LaunchError, match=message):
-        plan(options, gpus=gpus, cores=2)
+        children_for(options, gpus=gpus, cores=2)
 
 
 def test_queues_are_checked() -> None:

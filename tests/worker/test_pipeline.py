@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.results import TileKey
+from core.tiles import Tile
 from model.images import open_image
 from model.predict import Classifier
 from tests.worker.support import broken_tiles, tile_tree, tiny_checkpoint
-from worker.pipeline import TileFailed, TileSource, classify_tiles, read_tile
+from worker.pipeline import TileFailed, TileFile, classify_tiles, read_tile
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +21,8 @@ def classifier(tmp_path_factory: pytest.TempPathFactory) -> Classifier:
     return Classifier.load(tiny_checkpoint(tmp_path_factory.mktemp("ckpt")), device="cpu", precision="fp32")
 
 
-def sources(root: Path, rows: list) -> list[TileSource]:
-    return [TileSource(TileKey("r", path, z, x, y), root / path) for z, x, y, path in rows]
+def sources(root: Path, rows: list) -> list[TileFile]:
+    return [TileFile(Tile(z, x, y, path), root / path) for z, x, y, path in rows]
 
 
 @pytest.mark.parametrize("chunk_size", [1, 4, 16])
@@ -43,7 +43,7 @@ def test_every_tile_is_classified_once_like_the_direct_predictor(
 def test_broken_tiles_fail_alone_with_their_reason(tmp_path: Path, classifier: Classifier) -> None:
     good = tile_tree(tmp_path, 6)
     broken = broken_tiles(tmp_path)
-    refused = TileSource(TileKey("r", "../outside.jpg"), None, "tile path '../outside.jpg' is not a plain path")
+    refused = TileFile(Tile(None, None, None, "../outside.jpg"), None, "tile path '../outside.jpg' is not a plain path")
     mixed = [*sources(tmp_path, [good[0], *broken, *good[1:]]), refused]
     with ThreadPoolExecutor(2) as pool:
         outcome = classify_tiles(classifier, mixed, chunk_size=4, pool=pool)

@@ -12,11 +12,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from core.db import session_scope
-from core.registry import file_sha256
-from core.results import TileKey
 from core.settings import load_settings
+from core.sidecar import file_sha256
+from core.tiles import Tile
 from tests.worker.support import eurosat_files, tiny_checkpoint
-from worker.pipeline import TileSource, classify_tiles
+from worker.pipeline import TileFile, classify_tiles
 from worker.runtime import ModelCache, ModelUnavailable, load_classifier, with_db_retry
 
 
@@ -56,7 +56,7 @@ def test_an_int8_worker_quantizes_calibrated_models_and_runs_older_ones_in_float
     assert (classifier.precision, classifier.compiled, classifier.batch_size) == ("int8", True, 4)
     files = eurosat_files(6)  # 6 tiles in chunks of 4: the second chunk is padded and the padding dropped
     with ThreadPoolExecutor(2) as pool:
-        outcome = classify_tiles(classifier, [TileSource(TileKey("t", str(f)), f) for f in files], chunk_size=4,
+        outcome = classify_tiles(classifier, [TileFile(Tile(None, None, None, str(f)), f) for f in files], chunk_size=4,
                                  pool=pool)
     assert not outcome.failures and [c.tile.path for c in outcome.classified] == [str(f) for f in files]
 

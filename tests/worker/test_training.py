@@ -9,7 +9,7 @@ import pytest
 
 from core import jobs
 from core.db import session_scope
-from core.queue import TrainRequest
+from core.messages import TrainRequest
 from core.schema import JobKind, JobState, Model
 from core.settings import get_settings
 from tests.worker.support import EUROSAT

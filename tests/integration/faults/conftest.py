@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 from core.db import session_scope
 from core.registry import register_checkpoint
 from core.settings import get_settings
+from core.tiles import Tile
 from producer.cli import app
 from tests.integration.faults.harness import (
     VISIBILITY,
     PrivateRedis,
-    TileRow,
     WorkerPool,
     make_region,
     private_database,
@@ -45,7 +45,7 @@ class Deployment:
     settings: dict[str, str]  # TILECLASS_* of this deployment, for the test process and the workers
     pool: WorkerPool
     root: Path
-    rows: list[TileRow]
+    rows: list[Tile]
     reference: dict[tuple[int, int, int], str]
     checkpoint: Path
 
@@ -76,7 +76,7 @@ class World:
                        str(BATCH), "--max-queued", "1000", "--json", *extra)
         return int(json.loads(out)["job_id"])
 
-    def check(self, job_ids: list[int], *, rows: list[TileRow] | None = None,
+    def check(self, job_ids: list[int], *, rows: list[Tile] | None = None,
               reference: dict[tuple[int, int, int], str] | None = None, failed: tuple[str, ...] = (),
               recounted: int = 0) -> None:
         from tests.integration.faults.harness import check_invariants

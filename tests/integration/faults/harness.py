@@ -34,12 +34,13 @@ from sqlalchemy import and_, func, select
 from core import jobs
 from core.db import session_scope
 from core.schema import FailedTile, JobState, TileResult
+from core.tiles import Tile
 from tests.conftest import EUROSAT, REPO_ROOT, SUBSET_CLASSES, fresh_postgres_database
 
 HOOKS = Path(__file__).resolve().parent / "hooks"
 POISON = b"TILECLASS-TEST-POISON"  # hooks/sitecustomize.py kills the worker that reads a tile holding this
+CRASH = b"TILECLASS-TEST-CRASH"  # ... and makes the batch of a tile holding this raise
 VISIBILITY = 10  # seconds: the smallest visibility timeout the settings accept
-TileRow = tuple[int, int, int, str]
 
 
 def wait_for(condition: Callable[[], bool], *, timeout: float, what: str, pool: WorkerPool | None = None,
@@ -261,9 +262,9 @@ class WorkerPool:
 
 
 def make_region(root: Path, count: int, *, zoom: int = 16, x0: int = 34000, y0: int = 22000,
-                width: int = 16, first: int = 501) -> list[TileRow]:
+                width: int = 16, first: int = 501) -> list[Tile]:
     """A ``{z}/{x}/{y}.jpg`` tree of ``count`` real EuroSAT JPEGs (round robin over the model's classes)."""
-    rows: list[TileRow] = []
+    rows: list[Tile] = []
     for i in range(count):
         name = SUBSET_CLASSES[i % len(SUBSET_CLASSES)]
         source = EUROSAT / name / f"{name}_{first + i // len(SUBSET_CLASSES)}.jpg"
@@ -271,14 +272,15 @@ def make_region(root: Path, count: int, *, zoom: int = 16, x0: int = 34000, y0: 
         relative = f"{zoom}/{x}/{y}.jpg"
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, root / relative)
-        rows.append((zoom, x, y, relative))
+        rows.append(Tile(zoom, x, y, relative))
     return rows
 
 
-def poison(root: Path, row: TileRow) -> None:
-    """Make ``row``'s tile a poison tile: still a valid JPEG (bytes after its end are ignored by decoders)."""
+def poison(root: Path, row: Tile, *, marker: bytes = POISON) -> None:
+    """Make ``row``'s tile a poison tile (or with ``CRASH``, a crashing one): still a valid JPEG, since decoders
+    ignore bytes after its end."""
     path = root / row[3]
-    path.write_bytes(path.read_bytes() + POISON)
+    path.write_bytes(path.read_bytes() + marker)
 
 
 def scenario_model(checkpoint: Path, folder: Path, name: str) -> Path:
@@ -294,7 +296,7 @@ def scenario_model(checkpoint: Path, folder: Path, name: str) -> Path:
     return path
 
 
-def reference_labels(checkpoint: Path, root: Path, rows: Iterable[TileRow]) -> dict[tuple[int, int, int], str]:
+def reference_labels(checkpoint: Path, root: Path, rows: Iterable[Tile]) -> dict[tuple[int, int, int], str]:
     """Each tile's label when nothing goes wrong: the worker's decoding and model, run here in one go."""
     import torch
 
@@ -314,10 +316,10 @@ def reference_labels(checkpoint: Path, root: Path, rows: Iterable[TileRow]) -> d
 
 def embedded_queue() -> int:
     """Messages waiting in the embedded filesystem broker of the current settings."""
-    from core.queue import make_app, queued_messages
+    from core.celery_app import connected_app, queued_messages
     from core.settings import get_settings
 
-    return queued_messages("classify", make_app(get_settings()))
+    return queued_messages("classify", connected_app(get_settings()))
 
 
 def job_state(job_id: int) -> str:
@@ -335,7 +337,7 @@ def batches_done(job_id: int) -> int:
         return jobs.progress(session, job_id=job_id).batches_done
 
 
-def check_invariants(*, model_hash: str, job_ids: Iterable[int], rows: Iterable[TileRow],
+def check_invariants(*, model_hash: str, job_ids: Iterable[int], rows: Iterable[Tile],
                      reference: dict[tuple[int, int, int], str], redis_server: PrivateRedis | None, pool: WorkerPool,
                      failed: Iterable[str] = (), recounted: int = 0) -> None:
     """The guarantees of docs/RELIABILITY.md after a scenario (see the module docstring).

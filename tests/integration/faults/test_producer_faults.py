@@ -15,10 +15,11 @@ import redis
 from sqlalchemy import select
 
 from core.db import session_scope
-from core.queue import CLASSIFY_QUEUE
+from core.messages import CLASSIFY_QUEUE
 from core.schema import Job, JobState
+from core.tiles import Tile
 from tests.integration.faults.conftest import BATCH, World
-from tests.integration.faults.harness import TileRow, job_state, wait_complete, wait_for
+from tests.integration.faults.harness import job_state, wait_complete, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -79,11 +80,13 @@ def queued_seqs(redis_url: str) -> list[int]:
 
 def test_a_rerun_after_a_kill_never_reuses_the_number_of_a_batch_it_had_sent(
         sqlite_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from core.celery_app import connected_app
     from core.layouts import Layout
-    from core.queue import make_app
-    from core.roots import root_name_for
     from core.settings import get_settings
+    from core.sources import FolderSource
     from producer import enqueue as producer_enqueue
+    from producer import publication
+    from producer.pipeline import Target
     from tests.factories import add_model
     from tests.integration.faults.harness import make_region
 
@@ -94,11 +97,11 @@ def test_a_rerun_after_a_kill_never_reuses_the_number_of_a_batch_it_had_sent(
         model = add_model(session, "seq-reuse")
     root = tmp_path / "tiles"
     make_region(root, 48)
-    request = producer_enqueue.EnqueueRequest(root=root.resolve(), root_name=root_name_for(root, get_settings()),
-                                              layout=Layout.parse(), region=None, model_hash=model, batch_size=4)
+    source = FolderSource.at(root, layout=Layout.parse(), settings=get_settings())
+    request = producer_enqueue.EnqueueRequest(Target(source, None, model, batch_size=4))
     # Killed right after sending its 5th batch, before its periodic write of what it sent.
-    monkeypatch.setattr(producer_enqueue, "RECORD_INTERVAL", 3600.0)
-    app = make_app(get_settings())
+    monkeypatch.setattr(publication, "RECORD_INTERVAL", 3600.0)
+    app = connected_app(get_settings())
     send, sent = app.send_task, []
 
     def send_then_die(*args: object, **kwargs: object) -> object:
@@ -111,14 +114,14 @@ def test_a_rerun_after_a_kill_never_reuses_the_number_of_a_batch_it_had_sent(
     with pytest.raises(Killed):
         producer_enqueue.enqueue(request, app=app, max_queued=1000)
     assert len(queued_seqs(redis_url)) == 5
-    again = producer_enqueue.enqueue(request, app=make_app(get_settings()), max_queued=1000)
+    again = producer_enqueue.enqueue(request, app=connected_app(get_settings()), max_queued=1000)
     assert again.resumed and again.stats.enqueued == 48
     seqs = queued_seqs(redis_url)
     assert len(seqs) == 5 + again.stats.batches
     assert len(set(seqs)) == len(seqs), f"two different batches share a number: {sorted(seqs)}"
 
 
-def bbox_of(rows: list[TileRow]) -> str:
+def bbox_of(rows: list[Tile]) -> str:
     """The W,S,E,N box from the centre of the north-west tile to the centre of the south-east one: those tiles."""
     z = rows[0][0]
     xs, ys = [r[1] for r in rows], [r[2] for r in rows]

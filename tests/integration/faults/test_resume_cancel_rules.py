@@ -12,11 +12,12 @@ from typer.testing import CliRunner
 
 from core import jobs
 from core.db import session_scope
-from core.results import Classified, TileKey, record_results
+from core.results import Classified, record_results
 from core.schema import BatchState, JobBatch, JobKind, JobState
 from core.settings import get_settings
+from core.tiles import Tile
 from producer.cli import app
-from tests.factories import add_model
+from tests.factories import add_model, folder_source
 from tests.integration.faults.harness import make_region
 
 pytestmark = pytest.mark.integration
@@ -39,8 +40,7 @@ def run(*args: str) -> tuple[int, str, str]:
 def enqueued_job(model: str, root: Path, *, batches: list[int], done: int = 0) -> int:
     """A classify job over ``root`` whose enqueue finished, with ``done`` of its batches done."""
     with session_scope() as session:
-        job = jobs.create_job(session, model_hash=model, root_name="tiles", root_path=str(root),
-                              layout="xyz:{z}/{x}/{y}.{ext}").id
+        job = jobs.create_job(session, model_hash=model, source=folder_source(root, name="tiles")).id
         jobs.record_batches_enqueued(session, job_id=job, batches=list(enumerate(batches)))
         for seq in range(done):
             jobs.record_batch_done(session, job_id=job, seq=seq, tiles=batches[seq], classified=batches[seq],
@@ -54,8 +54,8 @@ def test_resume_and_cancel_refuse_what_they_cannot_do_in_one_line(deployment: st
     make_region(root, 4)
     with session_scope() as session:
         train = jobs.create_job(session, kind=JobKind.TRAIN).id
-        producing = jobs.create_job(session, model_hash=deployment, root_name="tiles", root_path=str(root),
-                                    layout="xyz:{z}/{x}/{y}.{ext}").id  # its producer never finished
+        # Its producer never finished:
+        producing = jobs.create_job(session, model_hash=deployment, source=folder_source(root, name="tiles")).id
     finished = enqueued_job(deployment, root, batches=[2], done=1)
     cases = {
         ("resume", "999"): "job 999 does not exist",
@@ -91,8 +91,8 @@ def test_a_superseded_batch_that_runs_after_all_is_not_counted_twice(deployment:
         assert states[1] == BatchState.CANCELLED
         assert jobs.progress(session, job_id=job).classified == 3  # batch 0 only: the resumed batch is pending
         new_seq = max(states)
-        keys = [TileKey("tiles", r[3], *r[:3]) for r in rows]
-        record_results(session, model_hash=deployment, job_id=job,
+        keys = [Tile(*r[:3], r[3]) for r in rows]
+        record_results(session, source_name="root", model_hash=deployment, job_id=job,
                        results=[Classified(k, "Forest", 0.9, {"Forest": 0.9}) for k in keys])
         jobs.record_batch_done(session, job_id=job, seq=new_seq, tiles=6, classified=6, failed=0)
         assert jobs.refresh_state(session, job_id=job) == JobState.COMPLETED
@@ -105,8 +105,8 @@ def test_resume_with_nothing_missing_completes_a_job_stuck_on_a_lost_batch(deplo
     rows = make_region(root, 4)
     job = enqueued_job(deployment, root, batches=[2, 2], done=1)
     with session_scope() as session:  # every tile got classified (another job over the same tiles, say)
-        record_results(session, model_hash=deployment, job_id=None, results=[
-            Classified(TileKey("tiles", r[3], *r[:3]), "Forest", 0.9, {"Forest": 0.9}) for r in rows])
+        record_results(session, source_name="root", model_hash=deployment, job_id=None, results=[
+            Classified(Tile(*r[:3], r[3]), "Forest", 0.9, {"Forest": 0.9}) for r in rows])
     code, out, _ = run("resume", str(job), "--json")
     report = json.loads(out)
     assert code == 0 and (report["enqueued"], report["classified"], report["state"]) == (0, 4, "completed")

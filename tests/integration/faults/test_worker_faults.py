@@ -16,6 +16,7 @@ from core.db import session_scope
 from core.schema import FailedTile
 from tests.integration.faults.conftest import World
 from tests.integration.faults.harness import (
+    CRASH,
     VISIBILITY,
     batches_done,
     make_region,
@@ -101,3 +102,27 @@ def test_a_poison_tile_is_failed_after_bounded_deaths_and_the_queue_drains(world
     with session_scope() as session:
         failure = session.query(FailedTile).filter_by(model_hash=world.model_hash).one()
         assert "died while classifying this tile" in failure.reason
+
+
+def test_a_batch_that_keeps_raising_is_retried_by_the_worker_then_its_tiles_fail(world: World) -> None:
+    """An unexpected error (not one tile's fault) gets TILECLASS_WORKER_MAX_RETRIES (1 here) more tries, re-sent
+    through the broker with a delay, on real workers; then the batch's tiles fail with the reason, the rest of the
+    job completes, and the queue drains."""
+    root = world.deployment.folder / "crash-tiles"
+    rows = make_region(root, 24, x0=36000, first=901)
+    bad = rows[13]
+    poison(root, bad, marker=CRASH)
+    job = world.enqueue(root=root)
+    wait_complete(job, world.pool, timeout=120)
+    # The walk goes column by column (two tiles each): batches of 12 are columns 0-5 and 6-15; the second fails.
+    first_batch = [row for row in rows if row[1] < 36006]
+    second_batch = {row[3] for row in rows if row[1] >= 36006}
+    assert len(first_batch) == len(second_batch) == 12
+    world.check([job], rows=rows, reference=reference_labels(world.deployment.checkpoint, root, first_batch),
+                failed=tuple(sorted(second_batch)))
+    with session_scope() as session:
+        reasons = {f.reason for f in session.query(FailedTile).filter_by(model_hash=world.model_hash)}
+    assert reasons == {"batch failed 2 times: RuntimeError: CUDA out of memory"}
+    crashes = [line for line in (world.pool.state / "runs.log").read_text().splitlines()
+               if line.startswith("crash ") and line.endswith(bad[3].rsplit("/", 1)[1])]
+    assert len(crashes) >= 2  # the first try and its retry, each in a worker process

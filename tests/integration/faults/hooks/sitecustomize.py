@@ -9,7 +9,9 @@ a Celery worker process:
 - every tile read first sleeps ``TILECLASS_TEST_TILE_DELAY`` seconds (slow storage), so a batch lasts long enough
   to be hit;
 - a tile file containing ``POISON`` kills its worker process with SIGKILL when it is read, as the OOM killer or a
-  crashing native decoder would. The tile itself is a valid JPEG that the decoder reads normally.
+  crashing native decoder would. The tile itself is a valid JPEG that the decoder reads normally;
+- a tile file containing ``CRASH`` raises ``RuntimeError("CUDA out of memory")`` when it is read: an unexpected
+  error of the whole batch, not of that tile, which the task retries and then gives up on.
 
 ``TILECLASS_TEST_NO_MARKERS=1`` switches off the run markers of ``worker.deliveries`` (to watch the poison scenario
 fail without them: the tile is then redelivered forever). The production code has no hook of its own:
@@ -21,6 +23,7 @@ from __future__ import annotations
 import os
 
 POISON = b"TILECLASS-TEST-POISON"
+CRASH = b"TILECLASS-TEST-CRASH"
 _FOLDER = os.environ.get("TILECLASS_TEST_FAULTS")
 
 
@@ -67,9 +70,13 @@ def _install(folder: str) -> None:
         def load_tile(path: Path, classifier: Any, **options: Any) -> Any:
             if delay:
                 time.sleep(delay)
-            if path.is_file() and POISON in path.read_bytes():
+            content = path.read_bytes() if path.is_file() else b""
+            if POISON in content:
                 note(f"poison {os.getpid()} {path.name}")
                 os.kill(os.getpid(), signal.SIGKILL)
+            if CRASH in content:
+                note(f"crash {os.getpid()} {path.name}")
+                raise RuntimeError("CUDA out of memory")
             return original(path, classifier, **options)
 
         pipeline.load_tile = load_tile

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from core.errors import NotFoundError
+from producer.commands.options import Bbox, Json, ModelRef, Zoom
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -44,26 +45,24 @@ def _text(summary: Summary) -> list[str]:
 
 def summary(
     job: int | None = typer.Argument(None, help="Job id (default: the latest classify job, unless --bbox is given)."),
-    box: str | None = typer.Option(None, "--bbox", metavar="W,S,E,N", help="Summarise a WGS84 bbox instead of a "
-                                   "job, e.g. -9.47,38.82,-9.43,38.86 (needs --zoom)."),
-    zoom: int | None = typer.Option(None, "--zoom", "-z", help="Zoom level of the bbox's tiles (0..24); with a "
-                                    "job, only that zoom."),
-    model: str | None = typer.Option(None, "--model", help="Model hash or unique 6+ character prefix. Default: "
-                                     "the job's model, else the latest registered model with results in the bbox."),
+    box: Bbox = None,
+    zoom: Zoom = None,
+    model: ModelRef = None,
     reasons: int = typer.Option(5, "--reasons", help="How many of the commonest failure reasons to list."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    as_json: Json = False,
 ) -> None:
-    """Counts and shares per class, failed tiles with their commonest reasons, and the models involved."""
-    from core.db import session_scope
-    from core.migrate import ensure_schema
-    from core.queries import BBox, select_results, summarize
+    """Counts and shares per class, failed tiles with their commonest reasons, and the models involved.
 
-    region = BBox.parse(box) if box is not None else None
-    ensure_schema()
-    with session_scope(read_only=True) as session:
-        if job is None and region is None:
+    Summarises a job, or with --bbox and --zoom a region (with a job, --zoom keeps only that zoom).
+    """
+    from core.queries import summarize
+    from producer.commands.regions import selection_for
+    from producer.session import open_session
+
+    with open_session(read_only=True) as session:
+        if job is None and box is None:
             job = _latest_classify_job(session)
-        selection = select_results(session, job_id=job, bbox=region, zoom=zoom, model_ref=model)
+        selection = selection_for(session, job=job, box=box, zoom=zoom, model=model)
         result = summarize(session, selection=selection, reasons=max(reasons, 0))
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from core.errors import NotFoundError, TileclassError
+from producer.commands.options import Bbox, ModelRef, Zoom
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -32,24 +33,24 @@ def _narrow_to_extent(session: Session, selection: Selection, zoom: int | None) 
 def render(
     job: int | None = typer.Argument(None, help="Job id to draw (or give --bbox and --zoom)."),
     out: Path = typer.Option(..., "--out", "-o", help="PNG file to write."),
-    box: str | None = typer.Option(None, "--bbox", metavar="W,S,E,N", help="WGS84 bbox to draw, e.g. "
-                                   "-9.47,38.82,-9.43,38.86 (needs --zoom)."),
-    zoom: int | None = typer.Option(None, "--zoom", "-z", help="Zoom level to draw (0..24). With a job and no "
-                                    "bbox: default the job's zoom with the most tiles."),
-    model: str | None = typer.Option(None, "--model", help="Model hash or unique 6+ character prefix. Default: "
-                                     "the job's model, else the latest registered model with results in the bbox."),
+    box: Bbox = None,
+    zoom: Zoom = None,
+    model: ModelRef = None,
     imagery: bool = typer.Option(False, "--imagery", help="Blend the colours over the tiles' own images, read "
                                  "from their root (when this host can read it)."),
     alpha: float = typer.Option(0.45, "--alpha", help="Opacity of the class colours over the imagery (0..1)."),
     max_size: int = typer.Option(2048, "--max-size", help="Longest side of the map in pixels; larger regions "
                                  "are drawn at one pixel per tile or less."),
 ) -> None:
-    """Draw the classified map: one square per tile in its class colour, failed tiles hatched grey, a legend."""
-    from core.db import session_scope
-    from core.migrate import ensure_schema
-    from core.queries import BBox, iter_cells, iter_failures, select_results
+    """Draw the classified map: one square per tile in its class colour, failed tiles hatched grey, a legend.
+
+    Draws a job, or with --bbox and --zoom a region; a job without --zoom is drawn at its zoom with the most tiles.
+    """
+    from core.queries import iter_cells, iter_failures
     from core.settings import get_settings
-    from producer.render import MAX_TILE_PX, PLAIN_TILE_PX, MapCanvas, TileImages, compose, plan_layout, save_png
+    from producer.commands.regions import selection_for
+    from producer.render import MAX_TILE_PX, PLAIN_TILE_PX, MapCanvas, TileImages, compose, fit_layout, save_png
+    from producer.session import open_session
 
     if not 16 <= max_size <= 32768:
         raise TileclassError(f"--max-size must be within 16..32768 pixels (got {max_size})")
@@ -57,16 +58,14 @@ def render(
         raise TileclassError(f"--alpha must be within 0..1 (got {alpha})")
     if out.suffix.lower() != ".png" or not out.parent.is_dir():
         raise TileclassError(f"--out must be a .png file in an existing folder (got {str(out)!r})")
-    region = BBox.parse(box) if box is not None else None
-    ensure_schema()
-    with session_scope(read_only=True) as session:
-        selection = select_results(session, job_id=job, bbox=region, zoom=zoom, model_ref=model)
+    with open_session(read_only=True) as session:
+        selection = selection_for(session, job=job, box=box, zoom=zoom, model=model)
         if selection.model is None:
             raise NotFoundError(f"nothing to draw for {selection.describe()}: no model has results there")
-        if region is None:
+        if box is None:
             selection = _narrow_to_extent(session, selection, zoom)
         assert selection.tiles is not None
-        layout = plan_layout(selection.tiles, max_size=max_size, max_px=MAX_TILE_PX if imagery else PLAIN_TILE_PX)
+        layout = fit_layout(selection.tiles, max_size=max_size, max_px=MAX_TILE_PX if imagery else PLAIN_TILE_PX)
         canvas = MapCanvas(layout, selection.model.class_names if selection.model else ())
         canvas.add_failures(iter_failures(session, selection=selection))
         images = TileImages(session, get_settings()) if imagery else None

@@ -8,32 +8,27 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from core.errors import TileclassError
+from producer.commands.options import (
+    TABLE_FORMATS,
+    Json,
+    ModelRef,
+    RequiredBbox,
+    RequiredZoom,
+    TableFormat,
+    TopK,
+    check_format,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-    from contextlib import AbstractContextManager
-
-    from sqlalchemy.orm import Session
 
     from core.queries import Selection, TileAnswer
     from core.tiles import Tile
-
-BBOX_FORMATS = ("table", "json", "csv", "geojson")
-MODEL_HELP = "Model hash, or a unique prefix of 6+ characters."
-
-
-def _session() -> AbstractContextManager[Session]:
-    """A session on the configured database, creating a fresh SQLite file's schema first."""
-    from core.db import session_scope
-    from core.migrate import ensure_schema
-
-    ensure_schema()
-    return session_scope(read_only=True)
 
 
 def _answer_text(answer: TileAnswer, top_k: int) -> list[str]:
@@ -72,68 +67,64 @@ def _check_top_k(top_k: int) -> None:
 
 def tile(
     spec: str = typer.Argument(..., metavar="Z/X/Y", help="The tile, for example 17/70420/42997."),
-    model: str | None = typer.Option(None, "--model", help=MODEL_HELP + " Default: the latest registered model "
-                                     "with a result for this tile."),
-    top_k: int = typer.Option(3, "--top-k", help="How many of the most probable classes to list."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    model: ModelRef = None,
+    top_k: TopK = 3,
+    as_json: Json = False,
 ) -> None:
     """The label, confidence and top classes of one tile (exit 1 if it is not classified)."""
-    from core.queries import find_model, tile_result
     from core.tiles import Tile
 
-    _check_top_k(top_k)
-    wanted = Tile.parse(spec)
-    with _session() as session:
-        digest = find_model(session, ref=model).hash if model else None
-        answer = tile_result(session, tile=wanted, model_hash=digest)
-    _report(wanted, answer, model_hash=digest, top_k=top_k, as_json=as_json)
+    _look_up(Tile.parse(spec), model, top_k, as_json)
 
 
 def point(
-    lon: float = typer.Option(..., "--lon", help="Longitude in WGS84 degrees (west is negative)."),
-    lat: float = typer.Option(..., "--lat", help="Latitude in WGS84 degrees (south is negative)."),
-    zoom: int = typer.Option(..., "--zoom", "-z", help="Zoom level of the tile to look up (0..24)."),
-    model: str | None = typer.Option(None, "--model", help=MODEL_HELP + " Default: the latest registered model "
-                                     "with a result for that tile."),
-    top_k: int = typer.Option(3, "--top-k", help="How many of the most probable classes to list."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    lon: Annotated[float, typer.Option("--lon", help="Longitude in WGS84 degrees (west is negative).")],
+    lat: Annotated[float, typer.Option("--lat", help="Latitude in WGS84 degrees (south is negative).")],
+    zoom: RequiredZoom,
+    model: ModelRef = None,
+    top_k: TopK = 3,
+    as_json: Json = False,
 ) -> None:
     """The same as ``query tile``, for the tile under a point (exit 1 if it is not classified)."""
-    from core.queries import find_model, tile_result
     from core.tiles import Tile
 
+    lead = "" if as_json else f"point ({lon:g}, {lat:g}) at zoom {zoom} is tile "
+    _look_up(Tile.at_point(lon, lat, zoom), model, top_k, as_json, lead=lead)
+
+
+def _look_up(wanted: Tile, model: str | None, top_k: int, as_json: bool, *, lead: str = "") -> None:
+    from core.queries import find_model, tile_result
+    from producer.session import open_session
+
     _check_top_k(top_k)
-    wanted = Tile.at_point(lon, lat, zoom)
-    with _session() as session:
+    with open_session(read_only=True) as session:
         digest = find_model(session, ref=model).hash if model else None
         answer = tile_result(session, tile=wanted, model_hash=digest)
-    lead = "" if as_json else f"point ({lon:g}, {lat:g}) at zoom {zoom} is tile "
     _report(wanted, answer, model_hash=digest, top_k=top_k, as_json=as_json, lead=lead)
 
 
 def bbox(
-    box: str = typer.Option(..., "--bbox", metavar="W,S,E,N", help="WGS84 bounding box, e.g. -9.47,38.82,-9.43,38.86."),
-    zoom: int = typer.Option(..., "--zoom", "-z", help="Zoom level whose tiles to list (0..24)."),
+    box: RequiredBbox,
+    zoom: RequiredZoom,
     label: list[str] = typer.Option([], "--label", "-l", help="Only this class (repeat for several)."),
     min_confidence: float | None = typer.Option(None, "--min-confidence", help="Only results at least this "
                                                 "confident (0..1)."),
     job: int | None = typer.Option(None, "--job", help="Only the results of this job."),
-    model: str | None = typer.Option(None, "--model", help=MODEL_HELP + " Default: the job's model, else the "
-                                     "latest registered model with results in the bbox."),
+    model: ModelRef = None,
     limit: int | None = typer.Option(None, "--limit", help="At most this many tiles, in x then y order."),
-    fmt: str = typer.Option("table", "--format", "-f", help="Output: table, json, csv or geojson."),
+    fmt: TableFormat = "table",
 ) -> None:
     """Every classified tile of a bbox at one zoom, filtered, as a table, JSON, CSV or GeoJSON."""
     from core.export import write_csv, write_geojson, write_json
     from core.queries import BBox, iter_results, select_results
+    from producer.session import open_session
 
-    if fmt not in BBOX_FORMATS:
-        raise TileclassError(f"unknown format {fmt!r}: choose {', '.join(BBOX_FORMATS)}")
+    check_format(fmt, TABLE_FORMATS)
     if limit is not None and limit < 1:
         raise TileclassError(f"--limit must be 1 or more (got {limit})")
     region = BBox.parse(box)
     out = sys.stdout
-    with _session() as session:
+    with open_session(read_only=True) as session:
         selection = select_results(session, job_id=job, bbox=region, zoom=zoom, model_ref=model, labels=label,
                                    min_confidence=min_confidence)
         rows = iter_results(session, selection=selection, limit=limit)

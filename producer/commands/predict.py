@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from core.errors import TileclassError
+from producer.commands.options import Json
 
 if TYPE_CHECKING:
     from model.predict import Classifier
@@ -26,7 +27,7 @@ def predict(
     images: list[Path] = typer.Argument(
         None, help="Image files to classify; with --sample, the one ImageFolder DATA_DIR to sample from."),
     top_k: int = typer.Option(3, min=1, help="How many classes to show per image."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON list of results."),
+    as_json: Json = False,
     sample: int | None = typer.Option(
         None, metavar="N", help="Predict N random images of DATA_DIR (given as the only IMAGE) and check them."),
     plot: Path | None = typer.Option(None, help="With --sample: save the tutorial's figure of the sample here."),

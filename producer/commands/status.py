@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import datetime
 from typing import Any
 
 import typer
+
+from producer.commands.options import Json
+from producer.status import collect
 
 FINISHED = ("completed", "cancelled", "failed")
 
@@ -21,14 +23,11 @@ FINISHED = ("completed", "cancelled", "failed")
 def status(
     job: int | None = typer.Argument(None, help="Job id. Default: the most recent jobs."),
     watch: bool = typer.Option(False, "--watch", "-w", help="Refresh until the job(s) finish or Ctrl-C."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON (one object for a job, else a list)."),
+    as_json: Json = False,
     limit: int = typer.Option(10, min=1, max=1000, help="How many recent jobs to show without a job id."),
     interval: float = typer.Option(2.0, min=0.1, max=3600, help="Seconds between refreshes with --watch."),
 ) -> None:
     """Show the progress of one job or of the most recent jobs."""
-    from core.migrate import ensure_schema
-
-    ensure_schema()
     if not watch:
         _show(collect(job, limit), job, as_json)
         return
@@ -36,40 +35,6 @@ def status(
         _watch(job, limit, as_json, interval)
     except KeyboardInterrupt:
         return
-
-
-def collect(job_id: int | None, limit: int) -> list[dict[str, Any]]:
-    """One dict per job, newest first; queued jobs whose last batch is done are marked completed on the way."""
-    from sqlalchemy import select
-
-    from core import jobs
-    from core.db import session_scope
-    from core.schema import Job, JobKind, JobState
-
-    with session_scope() as session:
-        if job_id is not None:
-            chosen = [jobs.get_job(session, job_id)]
-        else:
-            chosen = list(session.scalars(select(Job).order_by(Job.id.desc()).limit(limit)))
-        rows = []
-        for job in chosen:
-            if job.state == JobState.QUEUED and job.kind == JobKind.CLASSIFY:
-                jobs.refresh_state(session, job_id=job.id)
-            current = jobs.progress(session, job_id=job.id)
-            rows.append({
-                "job_id": job.id, "kind": job.kind, "state": job.state, "total": current.total,
-                "classified": current.classified, "failed": current.failed, "pending": current.pending,
-                "skipped": job.skipped_tiles, "batches_total": current.batches_total,
-                "batches_done": current.batches_done, "tiles_per_second": round(current.tiles_per_second, 2),
-                "eta_seconds": None if current.eta_seconds is None else round(current.eta_seconds, 1),
-                "root": job.root_name, "model": job.model_hash, "message": job.message,
-                "created_at": _iso(job.created_at), "finished_at": _iso(job.finished_at),
-            })
-    return rows
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
 
 
 def _show(rows: list[dict[str, Any]], job_id: int | None, as_json: bool) -> None:

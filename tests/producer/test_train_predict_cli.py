@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from model.config import TrainConfig
-from producer import train_cmd
 from producer.cli import app
+from producer.commands import train as train_command
 from tests.conftest import EUROSAT, SUBSET_CLASSES, copy_eurosat_subset
 
 
@@ -83,7 +83,7 @@ def test_bad_options_name_the_choices(tmp_path: Path) -> None:
 
 
 def test_cli_defaults_are_the_train_config_defaults() -> None:
-    parameters = inspect.signature(train_cmd.train).parameters
+    parameters = inspect.signature(train_command.train).parameters
     renamed = {"time_budget_minutes": "time_budget"}
     for field in fields(TrainConfig):
         if field.name == "device":
@@ -140,7 +140,7 @@ def test_queue_creates_a_train_job_and_sends_it(tmp_path: Path, redis_url: str, 
     import redis
 
     from core.db import session_scope
-    from core.queue import TRAIN_QUEUE, TRAIN_TASK
+    from core.messages import TRAIN_QUEUE, TRAIN_TASK
     from core.schema import Job
     from core.settings import get_settings
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from core.errors import TileclassError
+from producer.commands.options import Json
 
 if TYPE_CHECKING:
     from model.config import TrainConfig
@@ -59,7 +60,7 @@ def train(
         False, "--queue", help="Do not train here: create a train job and send it to a worker on the train queue."),
     register: bool = typer.Option(True, help="Register the new checkpoint in the results database."),
     progress: bool = typer.Option(True, help="Show progress bars (on stderr)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    as_json: Json = False,
 ) -> None:
     """Train a ResNet tile classifier on an ImageFolder directory (or queue the run with --queue)."""
     from model.config import TrainConfig
@@ -107,14 +108,12 @@ def _train_here(config: TrainConfig, data_dir: Path, out: Path, *, register: boo
 def _register(checkpoint: Path) -> bool:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from core.db import session_scope
-    from core.migrate import ensure_schema
     from core.registry import register_checkpoint
     from core.settings import get_settings
+    from producer.session import open_session
 
     try:
-        ensure_schema()
-        with session_scope() as session:
+        with open_session() as session:
             register_checkpoint(session, checkpoint=checkpoint, settings=get_settings())
     except SQLAlchemyError as exc:
         raise TileclassError(f"saved {checkpoint}, but registering it failed ({exc.__class__.__name__}: "
@@ -123,24 +122,24 @@ def _register(checkpoint: Path) -> bool:
 
 
 def _queue(config: TrainConfig, data_dir: Path, as_json: bool) -> None:
+    from core.celery_app import connected_app
     from core.db import session_scope
     from core.jobs import create_job, set_state
-    from core.migrate import ensure_schema
-    from core.queue import TRAIN_QUEUE, TRAIN_TASK, TrainRequest, make_app
+    from core.messages import TRAIN_QUEUE, TRAIN_TASK, TrainRequest
     from core.schema import JobKind, JobState
-    from core.settings import get_settings
+    from core.sources import training_data
+    from producer.session import open_session
 
     if not data_dir.is_dir():
         raise TileclassError(f"data directory {str(data_dir)!r} does not exist or is not a directory")
-    ensure_schema()
-    with session_scope() as session:
-        job = create_job(session, kind=JobKind.TRAIN, root_path=str(data_dir.resolve()))
+    with open_session() as session:
+        job = create_job(session, kind=JobKind.TRAIN, source=training_data(data_dir))
         job_id = job.id
         # Queued before the message leaves, so a fast worker's "running" is never overwritten.
         set_state(session, job_ids=[job_id], state=JobState.QUEUED, message="waiting for a train worker")
     request = TrainRequest(job_id, str(data_dir.resolve()), asdict(config))
     try:
-        make_app(get_settings()).send_task(TRAIN_TASK, kwargs={"request": request.to_message()}, queue=TRAIN_QUEUE)
+        connected_app().send_task(TRAIN_TASK, kwargs={"request": request.to_message()}, queue=TRAIN_QUEUE)
     except Exception as exc:  # the broker refused or is unreachable: the job must not wait forever
         with session_scope() as session:
             set_state(session, job_ids=[job_id], state=JobState.FAILED, message=f"could not queue: {exc}")

@@ -13,23 +13,22 @@ from typing import Any
 import typer
 
 from core.errors import TileclassError
+from producer.commands.options import Json
 
 FINISHED = ("completed", "failed")
 
 
 def cancel(
     job_ids: list[int] = typer.Argument(..., metavar="JOB...", help="Id(s) of the job(s) to cancel."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per job, as a list."),
+    as_json: Json = False,
 ) -> None:
     """Cancel jobs: their pending batches are dropped by the workers, a running batch finishes."""
     from core import jobs
-    from core.db import session_scope
-    from core.migrate import ensure_schema
     from core.schema import JobState
+    from producer.session import open_session
 
-    ensure_schema()
     rows: list[dict[str, Any]] = []
-    with session_scope() as session:
+    with open_session() as session:
         chosen = [jobs.get_job(session, job_id) for job_id in dict.fromkeys(job_ids)]  # every id exists, or none
         done = [job for job in chosen if job.state in FINISHED]
         if done:

@@ -1,6 +1,6 @@
 """The demo's inputs: a labelled training folder and a z/x/y tile tree of a region with a known land cover.
 
-Both come from ``producer.synthetic`` (procedural imagery) or, with ``--data``, from the user's own
+Both come from ``producer.demo.synthetic`` (procedural imagery) or, with ``--data``, from the user's own
 ImageFolder: then the region's cells are filled with held-out images of each class.
 """
 
@@ -16,14 +16,13 @@ import mercantile
 import numpy as np
 from PIL import Image
 
+from core.choices import IMAGE_EXTENSIONS
 from core.tiles import Tile
-from producer.synthetic import CLASSES, land_cover_map, paint, write_training_set
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"}
+from producer.demo.synthetic import CLASSES, land_cover_map, paint, write_training_set
 
 
 @dataclass(frozen=True)
-class Region:
+class DemoRegion:
     """The demo region: its bbox, zoom and the class each tile was made from."""
 
     zoom: int
@@ -53,7 +52,7 @@ def prepare_training_data(out: Path, *, user_data: Path | None, per_class: int, 
 
 
 def _user_sampler(data: Path, seed: int) -> tuple[list[str], Callable[[str, np.random.Generator], Image.Image]]:
-    files = {d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = {d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
              for d in sorted(data.iterdir()) if d.is_dir()}
     classes = [name for name, paths in files.items() if paths]
     shuffler = random.Random(seed)
@@ -66,10 +65,10 @@ def _user_sampler(data: Path, seed: int) -> tuple[list[str], Callable[[str, np.r
 
 
 def build_region(root: Path, *, lon: float, lat: float, zoom: int, size: int, seed: int,
-                 user_data: Path | None) -> Region:
+                 user_data: Path | None) -> DemoRegion:
     """Write ``root/{z}/{x}/{y}.png`` for a ``size`` x ``size`` block of tiles centred on (lon, lat)."""
-    centre = Tile.at_point(lon, lat, zoom)
-    x0, y0 = centre.x - size // 2, centre.y - size // 2
+    _, x, y = Tile.at_point(lon, lat, zoom).xyz()
+    x0, y0 = x - size // 2, y - size // 2
     if user_data is None:
         classes: list[str] = list(CLASSES)
         sample: Callable[[str, np.random.Generator], Image.Image] = lambda label, rng: paint(label, rng, 256)  # noqa: E731
@@ -83,7 +82,7 @@ def build_region(root: Path, *, lon: float, lat: float, zoom: int, size: int, se
         for col in range(size):
             tile = Tile.checked(zoom, x0 + col, y0 + row)
             label = rename[cover[row][col]]
-            path = root / str(zoom) / str(tile.x) / f"{tile.y}.png"
+            path = root / str(zoom) / str(x0 + col) / f"{y0 + row}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             sample(label, rng).save(path)
             truth[str(tile)] = label
@@ -91,6 +90,6 @@ def build_region(root: Path, *, lon: float, lat: float, zoom: int, size: int, se
     _, south, east, _ = mercantile.bounds(x0 + size - 1, y0 + size - 1, zoom)
     # Pull the bbox a hair inside the outer tiles so it does not touch the neighbours around the block.
     inset_x, inset_y = (east - west) / size * 0.01, (north - south) / size * 0.01
-    region = Region(zoom, west + inset_x, south + inset_y, east - inset_x, north - inset_y, truth)
+    region = DemoRegion(zoom, west + inset_x, south + inset_y, east - inset_x, north - inset_y, truth)
     (root.parent / "truth.json").write_text(json.dumps(truth, indent=0))
     return region

@@ -1,0 +1,43 @@
+"""Read the results: one tile, the tile under a point, a region or a job, their summary, and streams for export.
+
+- ``core.queries.types``: what queries return (``TileAnswer``, ``MapCell``, ``TileFailure``, ``Selection``,
+  ``Summary``).
+- ``core.queries.lookups``: one tile or point (``tile_result``, ``point_result``), a model by hash.
+- ``core.queries.selections``: which model answers a region or job (``select_results``) and the streams over it.
+- ``core.queries.summaries``: counts per class, failures and models (``summarize``).
+
+Every function takes a session and keyword arguments; everything is re-exported here, so
+``from core.queries import BBox, query_bbox, select_results, summarize, tile_result`` works.
+"""
+
+from core.bbox import BBox, TileRange
+from core.queries.lookups import find_model, point_result, tile_result, tile_statement
+from core.queries.selections import (
+    count_selected,
+    extents,
+    iter_cells,
+    iter_failures,
+    iter_results,
+    latest_model_in,
+    query_bbox,
+    results_statement,
+    select_results,
+)
+from core.queries.summaries import summarize
+from core.queries.types import (
+    ClassCount,
+    MapCell,
+    ModelCount,
+    ModelInfo,
+    Selection,
+    Summary,
+    TileAnswer,
+    TileFailure,
+)
+
+__all__ = [
+    "BBox", "ClassCount", "MapCell", "ModelCount", "ModelInfo", "Selection", "Summary", "TileAnswer", "TileFailure",
+    "TileRange", "count_selected", "extents", "find_model", "iter_cells", "iter_failures", "iter_results",
+    "latest_model_in", "point_result", "query_bbox", "results_statement", "select_results", "summarize",
+    "tile_result", "tile_statement",
+]

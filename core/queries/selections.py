@@ -1,0 +1,179 @@
+"""Region and job queries: which model answers, and the streams that read a selection's rows.
+
+- A region (bbox + zoom) is answered by one model, so that a list or a map never mixes two class lists: the most
+  recently registered model with any result there, unless a model or a job names one. Its rows are
+  ``model_hash = ? AND z = ? AND x BETWEEN ? AND ? AND y BETWEEN ? AND ?``, a range scan of
+  ``uq_tile_results_model_zxy`` that reads them in (x, y) order.
+- A job's results are the rows whose ``job_id`` is that job (``ix_tile_results_job``). There is one row per
+  (model, tile), so a tile that a later job classified again with the same model belongs to that later job.
+
+Streams (``iter_results``, ``iter_cells``, ``iter_failures``) use ``yield_per``: a server-side cursor on
+PostgreSQL, a stepped cursor on SQLite, so millions of rows never sit in memory together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, Select, exists, false, func, select
+from sqlalchemy.orm import Session
+
+from core.bbox import BBox, TileRange
+from core.errors import NotFoundError, TileclassError, TileError
+from core.jobs import get_job
+from core.queries.lookups import find_model
+from core.queries.types import RESULT_COLUMNS, MapCell, ModelInfo, Selection, TileAnswer, TileFailure, answer_from_row
+from core.schema import FailedTile, Model, TileResult
+from core.tiles import Tile
+
+YIELD_PER = 2000
+TileTable = type[TileResult] | type[FailedTile]
+
+
+def latest_model_in(session: Session, *, tiles: TileRange) -> ModelInfo | None:
+    """The most recently registered model with at least one result in ``tiles``."""
+    has_result = exists().where(TileResult.model_hash == Model.hash, *_range(TileResult, tiles))
+    model = session.scalars(select(Model).where(has_result).order_by(Model.created_at.desc()).limit(1)).first()
+    return ModelInfo.of(model) if model is not None else None
+
+
+def select_results(
+    session: Session,
+    *,
+    job_id: int | None = None,
+    bbox: BBox | None = None,
+    zoom: int | None = None,
+    model_ref: str | None = None,
+    labels: Sequence[str] = (),
+    min_confidence: float | None = None,
+) -> Selection:
+    """Check a region/job query's inputs against the database and settle which model answers it."""
+    if job_id is None and bbox is None:
+        raise TileclassError("name a job or a region (--bbox W,S,E,N with --zoom Z)")
+    if bbox is not None and zoom is None:
+        raise TileError("--bbox needs --zoom: the zoom whose tiles to read (0..24)")
+    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+        raise TileclassError(f"--min-confidence must be within 0..1 (got {min_confidence})")
+    tiles = None
+    if zoom is not None:
+        tiles = bbox.tiles(zoom) if bbox is not None else TileRange.whole(zoom)
+    model = find_model(session, ref=model_ref) if model_ref else None
+    if job_id is not None:
+        model = _job_model(session, job_id=job_id, named=model)
+    elif model is None and tiles is not None:
+        model = latest_model_in(session, tiles=tiles)
+    _check_labels(session, labels=labels, model=model)
+    return Selection(model, job_id, tiles, bbox, tuple(dict.fromkeys(labels)), min_confidence)
+
+
+def _job_model(session: Session, *, job_id: int, named: ModelInfo | None) -> ModelInfo | None:
+    job = get_job(session, job_id)
+    digest = job.model_hash or session.scalar(
+        select(TileResult.model_hash).where(TileResult.job_id == job_id).limit(1)
+    )
+    if named is not None and digest is not None and named.hash != digest:
+        raise TileclassError(f"job {job_id} was classified by model {digest[:12]}, not {named.hash[:12]}")
+    if digest is None:
+        return named
+    model = session.get(Model, digest)
+    return ModelInfo.of(model) if model is not None else None
+
+
+def _check_labels(session: Session, *, labels: Sequence[str], model: ModelInfo | None) -> None:
+    if model is not None:
+        known, owner = list(model.class_names), f"model {model.hash[:12]}"
+    else:
+        known = sorted({name for names in session.scalars(select(Model.class_names)) for name in names})
+        owner = "any registered model"
+    for label in labels:
+        if label not in known:
+            raise NotFoundError(f"unknown label {label!r} for {owner}: labels are {', '.join(known) or 'none'}")
+
+
+def _range(table: TileTable, tiles: TileRange) -> list[ColumnElement[bool]]:
+    return [table.z == tiles.zoom, table.x.between(tiles.min_x, tiles.max_x),
+            table.y.between(tiles.min_y, tiles.max_y)]
+
+
+def selected(selection: Selection, table: TileTable = TileResult, *,
+             by_model: bool = True) -> list[ColumnElement[bool]]:
+    """The conditions on ``table`` of a selection (label and confidence filters apply to results only)."""
+    conditions: list[ColumnElement[bool]] = []
+    if by_model:
+        conditions.append(table.model_hash == selection.model.hash if selection.model else false())
+    if selection.job_id is not None:
+        conditions.append(table.job_id == selection.job_id)
+    if selection.tiles is not None:
+        conditions += _range(table, selection.tiles)
+    if table is TileResult and selection.labels:
+        conditions.append(TileResult.label.in_(selection.labels))
+    if table is TileResult and selection.min_confidence is not None:
+        conditions.append(TileResult.confidence >= selection.min_confidence)
+    return conditions
+
+
+def results_statement(selection: Selection, *, limit: int | None = None) -> Select[*tuple[Any, ...]]:
+    """The rows of a selection; a region's come in (x, y) order, straight from the index."""
+    stmt = select(*RESULT_COLUMNS).where(*selected(selection))
+    if selection.tiles is not None:
+        stmt = stmt.order_by(TileResult.z, TileResult.x, TileResult.y)
+    return stmt.limit(limit) if limit is not None else stmt
+
+
+def iter_results(session: Session, *, selection: Selection, limit: int | None = None,
+                 yield_per: int = YIELD_PER) -> Iterator[TileAnswer]:
+    """Stream a selection's results, ``yield_per`` rows at a time."""
+    stmt = results_statement(selection, limit=limit).execution_options(yield_per=yield_per)
+    for row in session.execute(stmt):
+        yield answer_from_row(row)
+
+
+def query_bbox(session: Session, *, bbox: BBox, zoom: int, model_ref: str | None = None, job_id: int | None = None,
+               labels: Sequence[str] = (), min_confidence: float | None = None,
+               limit: int | None = None) -> list[TileAnswer]:
+    """Every result in a bbox at one zoom, filtered; a list, for scripts (stream big regions with iter_results)."""
+    selection = select_results(session, job_id=job_id, bbox=bbox, zoom=zoom, model_ref=model_ref, labels=labels,
+                               min_confidence=min_confidence)
+    return list(iter_results(session, selection=selection, limit=limit))
+
+
+def iter_cells(session: Session, *, selection: Selection, yield_per: int = YIELD_PER) -> Iterator[MapCell]:
+    """Stream what a map needs of each result with coordinates (no probabilities are decoded)."""
+    stmt = select(TileResult.z, TileResult.x, TileResult.y, TileResult.path, TileResult.label, TileResult.root_name,
+                  TileResult.job_id).where(*selected(selection), TileResult.z.is_not(None))
+    for z, x, y, path, label, root_name, job_id in session.execute(stmt.execution_options(yield_per=yield_per)):
+        yield MapCell(Tile(z, x, y, path), label, root_name, job_id)
+
+
+def iter_failures(session: Session, *, selection: Selection,
+                  yield_per: int = YIELD_PER) -> Iterator[TileFailure]:
+    """Stream the selection's failed tiles (label and confidence filters do not apply to them)."""
+    stmt = select(FailedTile.z, FailedTile.x, FailedTile.y, FailedTile.path, FailedTile.root_name,
+                  FailedTile.reason, FailedTile.attempts).where(*selected(selection, FailedTile))
+    for z, x, y, path, root_name, reason, attempts in session.execute(stmt.execution_options(yield_per=yield_per)):
+        yield TileFailure(Tile(z, x, y, path), root_name, reason, attempts)
+
+
+def count_selected(session: Session, *, selection: Selection) -> int:
+    """How many results a selection holds (for progress bars)."""
+    return int(session.scalar(select(func.count()).select_from(TileResult).where(*selected(selection))) or 0)
+
+
+def extents(session: Session, *, selection: Selection) -> list[tuple[TileRange, int]]:
+    """Per zoom, the tile range that a selection's results and failures span, and how many tiles they are."""
+    spans: dict[int, tuple[TileRange, int]] = {}
+    for table in (TileResult, FailedTile):
+        stmt = (select(table.z, func.min(table.x), func.max(table.x), func.min(table.y), func.max(table.y),
+                       func.count()).where(*selected(selection, table), table.z.is_not(None)).group_by(table.z))
+        for row in session.execute(stmt):
+            # Grouped over rows with coordinates, so none of these is NULL.
+            z, min_x, max_x, min_y, max_y, count = cast(tuple[int, int, int, int, int, int], tuple(row))
+            found = TileRange(z, min_x, max_x, min_y, max_y)
+            if z in spans:
+                seen, before = spans[z]
+                found = TileRange(z, min(seen.min_x, min_x), max(seen.max_x, max_x), min(seen.min_y, min_y),
+                                  max(seen.max_y, max_y))
+                count += before
+            spans[z] = (found, count)
+    return [spans[z] for z in sorted(spans)]

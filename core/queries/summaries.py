@@ -1,0 +1,38 @@
+"""Summaries of a selection: counts and shares per class, failures with their commonest reasons, and the models
+that have results there."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.queries.selections import selected
+from core.queries.types import ClassCount, ModelCount, Selection, Summary, aware
+from core.schema import FailedTile, Model, TileResult
+
+
+def summarize(session: Session, *, selection: Selection, reasons: int = 5) -> Summary:
+    """Count a selection's results per class (every class of its model, in the model's order) and its failures."""
+    counts = dict(session.execute(
+        select(TileResult.label, func.count()).where(*selected(selection)).group_by(TileResult.label)
+    ).all())
+    total = sum(counts.values())
+    order = list(selection.model.class_names) if selection.model else []
+    order += sorted(set(counts) - set(order))
+    classes = [ClassCount(label, counts.get(label, 0), counts.get(label, 0) / total if total else 0.0)
+               for label in order]
+    failure_where = selected(selection, FailedTile)
+    failed = int(session.scalar(select(func.count()).select_from(FailedTile).where(*failure_where)) or 0)
+    top = session.execute(
+        select(FailedTile.reason, func.count().label("n")).where(*failure_where)
+        .group_by(FailedTile.reason).order_by(func.count().desc(), FailedTile.reason).limit(reasons)
+    ).all()
+    models = session.execute(
+        select(Model.hash, func.count(), Model.created_at).select_from(TileResult)
+        .join(Model, Model.hash == TileResult.model_hash)
+        .where(*selected(selection, by_model=False)).group_by(Model.hash, Model.created_at)
+        .order_by(Model.created_at.desc())
+    ).all()
+    chosen = selection.model.hash if selection.model else None
+    return Summary(selection, total, classes, failed, [(r, int(n)) for r, n in top],
+                   [ModelCount(h, int(n), aware(c), h == chosen) for h, n, c in models])

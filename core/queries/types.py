@@ -1,0 +1,161 @@
+"""What queries return: stored results, failures, the selection a region or job query reads, summaries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from core.bbox import BBox, TileRange
+from core.schema import Model, TileResult
+from core.tiles import Tile
+
+
+def aware(moment: datetime) -> datetime:
+    """A stored timestamp as an aware UTC datetime (SQLite hands back naive ones; everything stored is UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """A registered model, as queries need it."""
+
+    hash: str
+    arch: str
+    class_names: tuple[str, ...]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, model: Model) -> ModelInfo:
+        return cls(model.hash, model.arch, tuple(model.class_names), aware(model.created_at))
+
+
+@dataclass(frozen=True, slots=True)
+class TileAnswer:
+    """One stored result of one tile (``tile.path`` names it in its source when it has no coordinates)."""
+
+    tile: Tile
+    root_name: str
+    model_hash: str
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    job_id: int | None
+    classified_at: datetime
+
+    @property
+    def path(self) -> str | None:
+        return self.tile.path
+
+    def top(self, k: int) -> list[tuple[str, float]]:
+        """The ``k`` most probable classes, most probable first."""
+        ranked = sorted(self.probabilities.items(), key=lambda item: (-item[1], item[0]))
+        return [(label, float(p)) for label, p in ranked[: max(k, 0)]]
+
+    def as_dict(self, *, top_k: int = 0) -> dict[str, Any]:
+        tile = self.tile
+        data: dict[str, Any] = {
+            "tile": str(tile) if tile.has_coordinates else None, "z": tile.z, "x": tile.x, "y": tile.y,
+            "root": self.root_name, "path": tile.path, "label": self.label, "confidence": self.confidence,
+            "model": self.model_hash, "job": self.job_id, "classified_at": self.classified_at.isoformat(),
+        }
+        if top_k:
+            data["top"] = [{"label": label, "probability": p} for label, p in self.top(top_k)]
+        return data
+
+
+RESULT_COLUMNS = (TileResult.z, TileResult.x, TileResult.y, TileResult.path, TileResult.root_name,
+                  TileResult.model_hash, TileResult.label, TileResult.confidence, TileResult.probabilities,
+                  TileResult.job_id, TileResult.classified_at)
+
+
+def answer_from_row(row: Any) -> TileAnswer:
+    """A ``TileAnswer`` from a row of ``RESULT_COLUMNS``."""
+    z, x, y, path, root_name, model_hash, label, confidence, probabilities, job_id, classified_at = row
+    return TileAnswer(Tile(z, x, y, path), root_name, model_hash, label, float(confidence), dict(probabilities),
+                      job_id, aware(classified_at))
+
+
+@dataclass(frozen=True, slots=True)
+class MapCell:
+    """What a map needs of one result with coordinates: the tile, its label, where its image lies."""
+
+    tile: Tile
+    label: str
+    root_name: str
+    job_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TileFailure:
+    """A tile that could not be classified: why, and how often it was tried."""
+
+    tile: Tile
+    root_name: str
+    reason: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which results a region or job query reads; build it with ``select_results``."""
+
+    model: ModelInfo | None
+    job_id: int | None = None
+    tiles: TileRange | None = None
+    bbox: BBox | None = None
+    labels: tuple[str, ...] = ()
+    min_confidence: float | None = None
+
+    def describe(self) -> str:
+        parts = [f"job {self.job_id}"] if self.job_id is not None else []
+        if self.bbox is not None:
+            parts.append(f"bbox {self.bbox}")
+        if self.tiles is not None:
+            parts.append(f"zoom {self.tiles.zoom}")
+        parts.append(f"model {self.model.hash[:12]}" if self.model else "no model")
+        return ", ".join(parts)
+
+    def at(self, tiles: TileRange) -> Selection:
+        """The same selection narrowed to ``tiles``."""
+        return replace(self, tiles=tiles)
+
+
+@dataclass(frozen=True, slots=True)
+class ClassCount:
+    label: str
+    count: int
+    share: float  # of the classified tiles
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCount:
+    hash: str
+    tiles: int
+    created_at: datetime
+    selected: bool
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Counts and shares per class, failures with their commonest reasons, and the models that have results."""
+
+    selection: Selection
+    classified: int
+    classes: list[ClassCount]
+    failed: int
+    top_reasons: list[tuple[str, int]]
+    models: list[ModelCount] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        sel = self.selection
+        return {
+            "job": sel.job_id, "bbox": str(sel.bbox) if sel.bbox else None,
+            "zoom": sel.tiles.zoom if sel.tiles else None, "model": sel.model.hash if sel.model else None,
+            "classified": self.classified,
+            "classes": [{"label": c.label, "count": c.count, "share": c.share} for c in self.classes],
+            "failed": {"count": self.failed,
+                       "top_reasons": [{"reason": r, "count": n} for r, n in self.top_reasons]},
+            "models": [{"hash": m.hash, "tiles": m.tiles, "created_at": m.created_at.isoformat(),
+                        "selected": m.selected} for m in self.models],
+        }

@@ -1,0 +1,102 @@
+"""Tile sources: where a job's tiles are, how the producer lists them and how a worker finds each one.
+
+A job records its source as JSON (the ``jobs.source`` column), never an open handle; ``source_from_record`` turns
+that record back into a source on any host. Messages and result rows carry the source's ``name``. Every kind has
+the same small interface:
+
+- ``to_record()`` / ``from_record(record)``: the JSON the job keeps, ``{"kind": ..., "name": ..., ...}``;
+- ``tiles(region, after=..., report=..., chunk_size=...)``: the producer's enumeration, in resumable chunks;
+- ``local_root(settings)`` and ``locate(root, tile)``: where a worker reads a tile on its own host.
+
+One kind exists today, ``folder``: a tree of tile files read with a layout (``core.layouts``, ``core.walk``),
+``{"kind": "folder", "name": "ortho-3fa9c2d1", "path": "/mnt/ortho", "layout": "xyz:{z}/{x}/{y}.{ext}"}``.
+Archives, tile servers and rasters plug in as further classes in ``KINDS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from core.errors import TileRootError
+from core.layouts import Layout
+from core.region import Region
+from core.roots import resolve_root, root_name_for, safe_join
+from core.settings import Settings
+from core.tiles import Tile
+from core.walk import Chunk, Key, WalkReport, walk
+
+
+@dataclass(frozen=True)
+class FolderSource:
+    """A folder of tile files; ``name`` is how hosts know it (``TILECLASS_TILE_ROOTS``), ``path`` where the
+    producer's host found it (used by hosts whose setting does not name it)."""
+
+    name: str
+    path: str | None
+    layout: Layout
+    kind: ClassVar[str] = "folder"
+
+    @classmethod
+    def at(cls, folder: Path, *, layout: Layout, settings: Settings) -> FolderSource:
+        """The source for a folder the user named, checked to exist."""
+        if not folder.exists():
+            raise TileRootError(f"tile root {str(folder)!r} does not exist")
+        if not folder.is_dir():
+            raise TileRootError(f"tile root {str(folder)!r} is not a directory")
+        resolved = folder.resolve()
+        return cls(root_name_for(resolved, settings), str(resolved), layout)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> FolderSource:
+        path = record.get("path")
+        return cls(str(record["name"]), None if path is None else str(path), Layout.from_name(str(record["layout"])))
+
+    def to_record(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "path": self.path, "layout": self.layout.name}
+
+    def check_readable(self) -> None:
+        """``TileRootError`` unless the recorded folder is a directory on this host (before walking it again)."""
+        if self.path is None or not Path(self.path).is_dir():
+            raise TileRootError(f"tile root {self.path!r} is not a directory on this host")
+
+    def tiles(self, region: Region | None, *, after: Key | None = None, report: WalkReport | None = None,
+              chunk_size: int = 4096) -> Iterator[Chunk]:
+        """The region's tiles in the folder, in chunks of one directory (see ``core.walk``)."""
+        if self.path is None:
+            raise TileRootError(f"tile source {self.name!r} has no recorded folder to walk")
+        return walk(Path(self.path), self.layout, region, after=after, report=report, chunk_size=chunk_size)
+
+    def local_root(self, settings: Settings) -> Path:
+        """This host's path of the folder: ``TILECLASS_TILE_ROOTS``, else the path the producer recorded."""
+        return resolve_root(self.name, settings, self.path)
+
+    @staticmethod
+    def locate(root: Path, tile: Tile) -> Path:
+        """The tile's file below ``root``; ``TileRootError`` for a path that would leave it."""
+        if tile.path is None:
+            raise TileRootError(f"tile {tile} has no path in its folder")
+        return safe_join(root, tile.path)
+
+
+TileSource = FolderSource
+KINDS: dict[str, type[FolderSource]] = {FolderSource.kind: FolderSource}
+
+
+def source_from_record(record: dict[str, Any]) -> TileSource:
+    """The source a job recorded; ``TileRootError`` for a record this version cannot read."""
+    kind = record.get("kind")
+    source_class = KINDS.get(str(kind))
+    if source_class is None:
+        raise TileRootError(f"unknown tile source kind {kind!r}: this tileclass reads {', '.join(KINDS)}")
+    try:
+        return source_class.from_record(record)
+    except (KeyError, TypeError) as exc:
+        raise TileRootError(f"the job's {kind} source record is incomplete ({exc})") from None
+
+
+def training_data(folder: Path) -> dict[str, Any]:
+    """What a training job records as its source: the ImageFolder it trains on (not a tile source)."""
+    return {"kind": "imagefolder", "path": str(folder.resolve())}

@@ -1,0 +1,188 @@
+"""``tileclass enqueue``: classify every tile of a region of a tile tree, in batches, on the workers.
+
+Prints the job id (``--json``: one JSON object on stdout). Exit codes: 0 done (also when there was nothing to
+enqueue: an empty tree or a region whose tiles are all classified), 2 bad input, 130 interrupted (the job stays
+resumable: run the same command again).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from core.errors import TileError
+from core.progress import walk_progress
+from producer.commands.options import Bbox, Json, MaxQueued, check_batching
+from producer.commands.printing import warn_left_out
+
+if TYPE_CHECKING:
+    from producer.enqueue import EnqueueRequest
+    from producer.pipeline import PassStats
+
+
+def enqueue(
+    tile_root: Path = typer.Argument(..., help="Folder holding the tiles (its absolute path is recorded in the job)."),
+    model: str = typer.Option(..., "--model", "-m", help="Checkpoint file (.pt) or a registered model hash/prefix."),
+    zoom: list[str] | None = typer.Option(
+        None, "--zoom", "-z", help="Zoom level(s) 0..24; repeat it or give a range like 15-17. Default: all."
+    ),
+    bbox: Bbox = None,
+    geojson: Path | None = typer.Option(None, help="GeoJSON file: only tiles meeting its (multi)polygon(s)."),
+    scheme: str = typer.Option("xyz", help="Row order: xyz (y from the north) or tms (gdal2tiles, y from the south)."),
+    layout: str | None = typer.Option(
+        None, help="Path template such as '{z}-{x}-{y}.jpg' or '{x}-{y}-{z}.jpg', or 'plain' for images without "
+                   "coordinates. Default: '{z}/{x}/{y}.{ext}' (ext: png, jpg, jpeg, webp).",
+    ),
+    batch_size: int | None = typer.Option(None, help="Tiles per message (a worker task). Default: 1024."),
+    max_queued: MaxQueued = None,
+    force: bool = typer.Option(False, "--force", help="Classify tiles again even if they have a result; new job."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only count tiles and batches per zoom; enqueue nothing."),
+    as_json: Json = False,
+) -> None:
+    """Enqueue every tile of TILE_ROOT (within --zoom/--bbox/--geojson) for classification with --model."""
+    from core.settings import get_settings
+    from producer.pipeline import dry_run as count_tiles
+
+    bound = check_batching(batch_size, max_queued, get_settings().max_queued_batches)
+    request = _request(tile_root, model, zoom, bbox, geojson, scheme, layout, batch_size, force)
+    if dry_run:
+        with walk_progress(not as_json, _describe) as show:
+            stats = count_tiles(request.target, on_progress=show, skip_classified=not request.force)
+        _print_dry_run(request, stats, as_json)
+        return
+    _run(request, bound, as_json)
+
+
+def _request(tile_root: Path, model: str, zoom: list[str] | None, bbox: str | None, geojson: Path | None,
+             scheme: str, layout: str | None, batch_size: int | None, force: bool) -> EnqueueRequest:
+    from core.bbox import BBox
+    from core.layouts import Layout
+    from core.region import Region, load_geojson
+    from core.registry import resolve_model
+    from core.settings import get_settings
+    from core.sources import FolderSource
+    from core.tiles import parse_zooms
+    from producer.enqueue import EnqueueRequest
+    from producer.pipeline import DEFAULT_BATCH_SIZE, Target
+    from producer.session import open_session
+
+    settings = get_settings()
+    source = FolderSource.at(tile_root, layout=Layout.parse(layout, scheme), settings=settings)
+    zooms = parse_zooms(zoom or [])
+    box = BBox.parse(bbox) if bbox is not None else None
+    area = load_geojson(geojson) if geojson is not None else None
+    if source.layout.is_plain and (zooms or box or area):
+        raise TileError("--zoom, --bbox and --geojson need a layout with coordinates; 'plain' tiles have none")
+    region = Region(zooms=zooms, bbox=box, area=area) if (zooms or box or area) else None
+    with open_session() as session:
+        model_hash = resolve_model(session, ref=model, settings=settings).hash
+    return EnqueueRequest(Target(source, region, model_hash, batch_size or DEFAULT_BATCH_SIZE), force=force)
+
+
+def _run(request: EnqueueRequest, max_queued: int, as_json: bool) -> None:
+    from core.celery_app import connected_app
+    from producer.enqueue import Interrupted, enqueue
+
+    stop = threading.Event()
+    try:
+        with _first_sigint_sets(stop), walk_progress(not as_json, _describe) as show:
+            result = enqueue(request, app=connected_app(), max_queued=max_queued, on_progress=show, stop=stop)
+    except Interrupted as exc:
+        where = f"job {exc.job_id} is resumable" if exc.job_id is not None else "nothing was enqueued yet"
+        typer.echo(f"Interrupted after {exc.stats.enqueued} tiles: {where}; run the same command again to "
+                   "continue.", err=True)
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        typer.echo("Interrupted before anything was enqueued.", err=True)
+        raise typer.Exit(130) from None
+    summary = _summary(request, result.stats) | {"job_id": result.job_id, "resumed": result.resumed,
+                                                 "state": result.state}
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    warn_left_out(result.stats.report)
+    typer.echo(_outcome_line(request, summary))
+
+
+@contextmanager
+def _first_sigint_sets(stop: threading.Event) -> Iterator[None]:
+    """The first Ctrl-C asks the producer to stop at its next safe point (between batches); a second one aborts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _describe(stats: PassStats) -> str:
+    """The progress line: tiles found, enqueued, skipped."""
+    waiting = " · waiting for room in the broker" if stats.waiting else ""
+    return (f"found {stats.found:,} · enqueued {stats.enqueued:,} · skipped {stats.skipped:,} · "
+            f"batches {stats.batches:,}{waiting}")
+
+
+def _summary(request: EnqueueRequest, stats: PassStats) -> dict[str, Any]:
+    target = request.target
+    return {
+        "root": target.source.name, "root_path": target.source.path, "layout": target.source.layout.name,
+        "source": target.source.to_record(), "region": target.region_record(), "model": target.model_hash,
+        "found": stats.found, "enqueued": stats.enqueued, "skipped": stats.skipped, "batches": stats.batches,
+        "batch_size": target.batch_size,
+        "per_zoom": {("none" if z is None else str(z)): n for z, n in sorted(stats.per_zoom.items(), key=_zkey)},
+        "left_out": dict(stats.report.skipped), "left_out_examples": stats.report.examples,
+        "ignored_names": stats.report.ignored_names,
+    }
+
+
+def _zkey(item: tuple[int | None, int]) -> int:
+    return -1 if item[0] is None else item[0]
+
+
+def _outcome_line(request: EnqueueRequest, summary: dict[str, Any]) -> str:
+    job, model = summary["job_id"], request.target.model_hash[:12]
+    if job is None:
+        if summary["found"] == 0:
+            return f"No tiles found under {request.target.source.path} for this layout and region: nothing enqueued."
+        return (f"All {summary['found']:,} tiles found already have a result for model {model}: nothing enqueued "
+                "(--force classifies them again).")
+    if summary["resumed"] and summary["found"] == 0 and summary["enqueued"] == 0 and summary["state"] != "enqueuing":
+        return f"job {job}: already fully enqueued ({summary['state']}); see 'tileclass status {job}'"
+    resumed = " (resumed)" if summary["resumed"] else ""
+    return (f"job {job}{resumed}: enqueued {summary['enqueued']:,} tiles in {summary['batches']:,} batches; "
+            f"skipped {summary['skipped']:,} already classified; state {summary['state']}")
+
+
+def _print_dry_run(request: EnqueueRequest, stats: PassStats, as_json: bool) -> None:
+    summary = _summary(request, stats) | {"job_id": None, "resumed": False, "state": None, "dry_run": True}
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    warn_left_out(stats.report)
+    size = request.target.batch_size
+    typer.echo(f"dry run: nothing enqueued (batch size {size})")
+    typer.echo(f"{'zoom':>6} {'tiles':>12} {'batches':>9}")
+    for zoom, count in summary["per_zoom"].items():
+        typer.echo(f"{zoom:>6} {count:>12,} {-(-count // size):>9,}")
+    typer.echo(f"{'total':>6} {stats.enqueued:>12,} {stats.batches:>9,}")
+    typer.echo(f"found {stats.found:,} tiles; {stats.skipped:,} already have a result for model "
+               f"{request.target.model_hash[:12]}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("enqueue")(enqueue)

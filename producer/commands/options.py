@@ -1,0 +1,46 @@
+"""Options that several commands share, as typer aliases: the same flag, metavar and help everywhere."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from core.bbox import EXAMPLE
+from core.errors import TileclassError
+
+BBOX_HELP = f"WGS84 bounding box W,S,E,N in degrees (west and south are negative), e.g. {EXAMPLE}."
+MODEL_HELP = ("Model hash, or a unique prefix of 6+ characters. Default: the job's model, else the latest registered "
+              "model with results for the tile or region asked.")
+TABLE_FORMATS = ("table", "json", "csv", "geojson")
+FILE_FORMATS = ("geojson", "csv")
+
+Bbox = Annotated[str | None, typer.Option("--bbox", metavar="W,S,E,N", help=BBOX_HELP)]
+RequiredBbox = Annotated[str, typer.Option("--bbox", metavar="W,S,E,N", help=BBOX_HELP)]
+Zoom = Annotated[int | None, typer.Option("--zoom", "-z", help="Zoom level of the tiles to read (0..24).")]
+RequiredZoom = Annotated[int, typer.Option("--zoom", "-z", help="Zoom level of the tiles to read (0..24).")]
+ModelRef = Annotated[str | None, typer.Option("--model", help=MODEL_HELP)]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+TableFormat = Annotated[str, typer.Option("--format", "-f", help="Output: table, json, csv or geojson.")]
+FileFormat = Annotated[str, typer.Option(
+    "--format", "-f", help="geojson (tile polygons) or csv (one row per tile, with per-class probabilities).")]
+TopK = Annotated[int, typer.Option("--top-k", help="How many of the most probable classes to list.")]
+MaxQueued = Annotated[int | None, typer.Option(
+    help="Most batches left waiting in the broker (then it waits). Default: TILECLASS_MAX_QUEUED_BATCHES.")]
+MAX_BATCH_SIZE = 10_000
+
+
+def check_format(fmt: str, choices: tuple[str, ...]) -> str:
+    if fmt not in choices:
+        raise TileclassError(f"unknown format {fmt!r}: choose {', '.join(choices[:-1])} or {choices[-1]}")
+    return fmt
+
+
+def check_batching(batch_size: int | None, max_queued: int | None, default_max_queued: int) -> int:
+    """Check ``--batch-size`` and ``--max-queued``; returns the queue bound to use."""
+    if batch_size is not None and not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise TileclassError(f"--batch-size must be 1..{MAX_BATCH_SIZE} (got {batch_size})")
+    bound = default_max_queued if max_queued is None else max_queued
+    if bound < 1:
+        raise TileclassError(f"--max-queued must be at least 1 (got {bound})")
+    return bound
