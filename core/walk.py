@@ -205,7 +205,8 @@ class _Walker:
         if ranges == ():
             yield chunk.final()
             return
-        match, tms = level.pattern.fullmatch, self.tms
+        match, tms, size, new = level.pattern.fullmatch, self.tms, self.chunk_size, tuple.__new__
+        tiles = chunk.tiles
         for entry in self._entries(path, rel):
             name = entry.name
             found = match(name)
@@ -213,15 +214,18 @@ class _Walker:
                 self.report.ignored_names += 1
                 continue
             y = int(found.group(1))
-            if not fits(z, x, y):
-                self.report.note(OUT_OF_RANGE, rel + name)
-                continue
             if tms:
                 y = flip_row(z, y)
             if not low <= y <= high or (many and not any(lo <= y <= hi for lo, hi in ranges or ())):
+                if not fits(z, x, y):  # only a row outside the grid can be outside every range of the region
+                    self.report.note(OUT_OF_RANGE, rel + name)
                 continue
-            if self._usable(entry, rel) and (full := chunk.add(Tile(z, x, y, rel + name))) is not None:
-                yield full
+            if not (entry.is_file(follow_symlinks=False) or self._usable(entry, rel)):
+                continue
+            tiles.append(new(Tile, (z, x, y, rel + name)))  # Tile(...) without the per-call argument parsing
+            if len(tiles) >= size:
+                yield chunk.take()
+                tiles = chunk.tiles
         yield chunk.final()
 
     def _usable(self, entry: os.DirEntry[str], rel: str) -> bool:
@@ -275,8 +279,10 @@ class _ChunkBuilder:
     def add(self, tile: Tile) -> Chunk | None:
         """Take ``tile``; returns the chunk it filled, if it filled one."""
         self.tiles.append(tile)
-        if len(self.tiles) < self.size:
-            return None
+        return self.take() if len(self.tiles) >= self.size else None
+
+    def take(self) -> Chunk:
+        """The tiles collected so far, as a chunk that is not the directory's last; collecting starts again."""
         full, self.tiles = Chunk(self.key, self.tiles, self.column, False), []
         return full
 

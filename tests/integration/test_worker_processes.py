@@ -1,6 +1,6 @@
 """Real `tileclass worker` processes on Redis + PostgreSQL, and on the embedded broker with a SQLite file.
 
-Batches are sent straight to the broker (core.queue's contract), as the producer does, and the test waits (with a
+Batches are sent straight to the broker (core.messages' contract), as the producer does, and the test waits (with a
 bound) for the workers to record them.
 """
 
