@@ -7,6 +7,7 @@ The CLI prints any ``TileclassError`` as one line and exits non-zero, without a 
     ├── TileError            a tile coordinate, layout or region is invalid
     ├── TileRootError        a tile root is unknown, missing, or a path escapes it
     ├── NotFoundError        a job, model or tile the user named does not exist
+    ├── HostError            a worker's host cannot serve a batch (not the tiles' fault: nothing fails)
     └── CheckpointError      (model/) a checkpoint is unsafe, corrupt or inconsistent
 """
 
@@ -29,3 +30,16 @@ class TileRootError(TileclassError):
 
 class NotFoundError(TileclassError):
     """Something the user named (job, model, tile) is not in the database."""
+
+
+class HostError(TileclassError):
+    """A problem of the host running a batch, not of its tiles: the batch goes back to the queue (worker.host_errors).
+
+    Examples: the job's tile root is not mounted here, the checkpoint is missing from this host's model folder, the
+    device ran out of memory, the database stayed unreachable. ``broken``: no job can run on this host (the device
+    is lost, the model folder is unreadable, every configured tile root is missing), so its worker exits.
+    """
+
+    def __init__(self, reason: str, *, broken: bool = False) -> None:
+        super().__init__(reason)
+        self.reason, self.broken = reason, broken

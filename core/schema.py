@@ -15,6 +15,9 @@
   ``tile_results``. A tile that is later classified has its failure row removed, so no tile is both failed and
   classified for one model.
 
+- ``host_problems``: what a worker could not do because of its own host (a tile root not mounted, a checkpoint
+  missing there), per (worker, job), for ``tileclass status``; its batches went back to the queue, no tile failed.
+
 ``root_name`` in the tile tables is the name of the tile's source (``Tile`` paths are relative to it).
 """
 
@@ -92,6 +95,9 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A running training job's lease: the worker running it renews it; past it, the run is lost (core.leases).
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class BatchState(enum.StrEnum):
@@ -155,3 +161,14 @@ class FailedTile(Base):
     failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (*_tile_keys("failed_tiles"), Index("ix_failed_tiles_job", "job_id"))
+
+
+class HostProblem(Base):
+    __tablename__ = "host_problems"
+
+    worker: Mapped[str] = mapped_column(String(255), primary_key=True)
+    job_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0: the whole host (core.host_problems)
+    reason: Mapped[str] = mapped_column(Text)
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    occurrences: Mapped[int] = mapped_column(Integer, default=1)

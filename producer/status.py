@@ -1,4 +1,4 @@
-"""What ``tileclass status`` shows: one row per job, with its progress, newest first."""
+"""What ``tileclass status`` shows: one row per job, with its progress and its workers' host problems, newest first."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from core import jobs
+from core import host_problems, jobs
 from core.schema import Job, JobKind, JobState
 from producer.session import open_session
 
@@ -19,6 +19,10 @@ def collect(job_id: int | None, limit: int) -> list[dict[str, Any]]:
             chosen = [jobs.get_job(session, job_id)]
         else:
             chosen = list(session.scalars(select(Job).order_by(Job.id.desc()).limit(limit)))
+        problems: dict[int, list[dict[str, object]]] = {}
+        for problem in host_problems.problems(session, [job.id for job in chosen]):
+            problems.setdefault(problem.job_id, []).append(problem.as_dict())
+        whole_host = problems.get(host_problems.WHOLE_HOST, [])
         rows = []
         for job in chosen:
             if job.state == JobState.QUEUED and job.kind == JobKind.CLASSIFY:
@@ -32,6 +36,8 @@ def collect(job_id: int | None, limit: int) -> list[dict[str, Any]]:
                 "eta_seconds": None if current.eta_seconds is None else round(current.eta_seconds, 1),
                 "root": job.source.get("name"), "model": job.model_hash, "message": job.message,
                 "created_at": _iso(job.created_at), "finished_at": _iso(job.finished_at),
+                # Workers that put this job's batches back because of their own host (none failed a tile for it).
+                "host_problems": problems.get(job.id, []) + (whole_host if job.state == JobState.QUEUED else []),
             })
     return rows
 

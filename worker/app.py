@@ -15,12 +15,12 @@ import logging
 import sys
 from typing import Any
 
-from celery.signals import worker_init, worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_ready
 
 from core.celery_app import make_app, prepare_broker
 from core.errors import TileclassError
 from core.settings import get_settings
-from worker import tasks
+from worker import host_errors, tasks
 
 __all__ = ["app"]
 log = logging.getLogger(__name__)
@@ -36,6 +36,11 @@ def _check_before_consuming(sender: Any = None, **_: Any) -> None:
     pool = str(getattr(sender, "pool_cls", "") or "")
     if "solo" in pool or "threads" in pool:
         check_device()
+
+
+@worker_ready.connect
+def _start_afresh(sender: Any = None, **_: Any) -> None:
+    host_errors.host_started(str(getattr(sender, "hostname", "") or "worker"))
 
 
 @worker_process_init.connect

@@ -6,11 +6,13 @@ Steps, each database step one transaction retried on transient errors:
    A batch of an unknown or cancelled job is dropped.
 2. Count the run in Redis (``worker.deliveries``): after a run whose worker process died, classify one tile at a
    time and fail a tile that kills the process again, so a poison tile cannot be redelivered forever.
-3. Load the model through the process's cache. A model that is not registered, has no checkpoint on this host,
-   or whose file does not match its hash fails the whole batch with that reason; the message is still
-   acknowledged, so a bad model never makes workers crash-loop.
+3. Load the model through the process's cache. A model that is not registered fails the whole batch with that
+   reason (no worker could run it); the message is still acknowledged, so a bad model never makes workers
+   crash-loop. A registered model with no usable checkpoint on this host is a ``HostError`` (see 6).
 4. Find every tile's file in the job's source on this host (a path that would leave it fails alone) and run the
    pipeline.
+6. A ``core.errors.HostError`` anywhere (the source not mounted here, no checkpoint here, the device out of memory)
+   fails no tile: ``worker.tasks`` hands it to ``worker.host_errors``, which puts the batch back.
 5. Record results, failures and the batch's counts (``worker.recording``: upserts, so a redelivered batch
    rewrites the same rows).
 """
@@ -18,6 +20,7 @@ Steps, each database step one transaction retried on transient errors:
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +29,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core.db import session_scope
-from core.errors import NotFoundError, TileRootError
+from core.errors import HostError, NotFoundError, TileRootError
 from core.messages import ClassifyBatch
 from core.registry import checkpoint_for
 from core.results import Failure
@@ -51,10 +54,11 @@ class BatchContext:
     model_registered: bool = False
     checkpoint: Path | None = None
     problem: str | None = None  # why the model cannot be loaded here, if it cannot
+    model_dir_broken: bool = False  # the model folder exists but cannot be read: no model can be loaded here
 
     def checkpoint_or_raise(self) -> Path:
-        if self.checkpoint is None:
-            raise runtime.ModelUnavailable(self.problem or "no checkpoint")
+        if self.checkpoint is None:  # registered, but this host has no copy: the host's problem, not the tiles'
+            raise HostError(self.problem or "no checkpoint on this host", broken=self.model_dir_broken)
         return self.checkpoint
 
 
@@ -127,12 +131,17 @@ def fail_batch(batch: ClassifyBatch, reason: str) -> None:
 
 
 def tile_files(batch: ClassifyBatch, settings: Settings, source_record: dict[str, Any]) -> list[TileFile]:
-    """Each tile's file in the job's source on this host; a tile that cannot be found there fails with the reason."""
+    """Each tile's file in the job's source on this host; a tile whose path would leave it fails with the reason.
+
+    A source this host cannot reach (unknown here, its folder missing, empty as an unmounted mount point) is a
+    ``HostError``: no tile fails for it.
+    """
     try:
         source = source_from_record(source_record)
         root = source.local_root(settings)
     except TileRootError as exc:
-        return [TileFile(tile, None, str(exc)) for tile in batch.tiles]
+        raise HostError(str(exc)) from None
+    _check_mounted(root, source.name, settings)
     files = []
     for tile in batch.tiles:
         try:
@@ -140,6 +149,21 @@ def tile_files(batch: ClassifyBatch, settings: Settings, source_record: dict[str
         except TileRootError as exc:
             files.append(TileFile(tile, None, str(exc)))
     return files
+
+
+def _check_mounted(root: Path, name: str, settings: Settings) -> None:
+    """``HostError`` unless ``root`` is a readable folder with something in it (tiles were enqueued from it)."""
+    try:
+        with os.scandir(root) as entries:
+            if next(entries, None) is not None:
+                return
+        problem = "is empty (not mounted?)"
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror or exc.__class__.__name__})"
+    configured = settings.tile_roots.values()
+    broken = bool(configured) and not any(path.is_dir() for path in configured)
+    raise HostError(f"tile root {name!r} at {str(root)!r} {problem} on this host"
+                    + (": and no configured tile root is a folder here" if broken else ""), broken=broken)
 
 
 def _lookup(batch: ClassifyBatch, settings: Settings) -> BatchContext:
@@ -154,7 +178,11 @@ def _lookup(batch: ClassifyBatch, settings: Settings) -> BatchContext:
             problem = str(exc)  # matters only if this process has not loaded the model already
         return BatchContext(job_found=True, cancelled=job.state == JobState.CANCELLED, source=dict(job.source),
                             model_registered=_is_registered(session, batch.model_hash), checkpoint=checkpoint,
-                            problem=problem)
+                            problem=problem, model_dir_broken=checkpoint is None and _unreadable(settings.model_dir))
+
+
+def _unreadable(folder: Path) -> bool:
+    return folder.exists() and not os.access(folder, os.R_OK | os.X_OK)
 
 
 def _is_registered(session: Session, model_hash: str) -> bool:

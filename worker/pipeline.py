@@ -7,7 +7,7 @@ thread; the main thread only stacks the chunk and runs the model (``Classifier.p
 bound for CUDA and copies it without blocking, in channels_last, under bf16 autocast where the device has it).
 
 A tile that cannot be read or decoded fails alone, with the short reason that ``failed_tiles`` stores; the
-rest of its chunk is classified.
+rest of its chunk is classified. A device that runs out of memory or fails raises ``HostError``: no tile fails.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from core.errors import HostError
 from core.results import Classified, Failure
 from core.tiles import Tile
 from model.errors import ImageError
@@ -132,6 +133,24 @@ def _run_chunk(classifier: Classifier, chunk: list[tuple[TileFile, Future[torch.
             outcome.failures.append(Failure(tile_file.tile, exc.reason))
     if not tensors:
         return
-    probabilities = classifier.predict_tensors(torch.stack(tensors))
+    probabilities = _predict(classifier, torch.stack(tensors))
     for tile, prediction in zip(tiles, classifier.to_predictions(probabilities), strict=True):
         outcome.classified.append(Classified(tile, prediction.label, prediction.confidence, prediction.probabilities))
+
+
+def _predict(classifier: Classifier, images: torch.Tensor) -> torch.Tensor:
+    """The chunk's probabilities; a device failure is the host's (``HostError``), never the tiles'."""
+    try:
+        return classifier.predict_tensors(images)
+    except torch.OutOfMemoryError as exc:
+        raise HostError(f"device {classifier.device} out of memory: {str(exc).splitlines()[0][:200]}") from None
+    except RuntimeError as exc:
+        if not _device_lost(exc):
+            raise
+        raise HostError(f"device {classifier.device} failed: {str(exc).splitlines()[0][:200]}", broken=True) from None
+
+
+def _device_lost(exc: RuntimeError) -> bool:
+    """A CUDA error (lost device, ECC error, illegal access): every later call on the device fails too."""
+    text = str(exc)
+    return "CUDA error" in text or "CUDA driver" in text or "device-side assert" in text

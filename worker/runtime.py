@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from core.errors import TileclassError
+from core.errors import HostError, TileclassError
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 class ModelUnavailable(TileclassError):
-    """The batch's model cannot be used on this worker (not registered, no checkpoint here, hash mismatch)."""
+    """The batch's model is not registered in the results database: no worker can use it."""
 
 
 def is_transient_db_error(exc: BaseException) -> bool:
@@ -101,8 +101,10 @@ def load_classifier(model_hash: str, path: Path, settings: Settings) -> Classifi
             # An older checkpoint on an int8 worker: classify it anyway, at the best float precision.
             log.warning("model %s: %s; running it at precision auto instead", model_hash[:12], exc)
             classifier = load("auto")
-    except (CheckpointError, DeviceError, OSError) as exc:
-        raise ModelUnavailable(f"model {model_hash[:12]} refused: {exc}") from None
+    except DeviceError as exc:
+        raise HostError(f"device {settings.device} unusable: {exc}", broken=True) from None
+    except (CheckpointError, OSError) as exc:  # this host's copy is wrong or unreadable; other hosts may have it
+        raise HostError(f"model {model_hash[:12]} refused on this host: {exc}") from None
     log.info("loaded model %s (%s classes, %d px) on %s, %s, in %.1f s%s", model_hash[:12],
              len(classifier.class_names), classifier.image_size, classifier.device, classifier.precision,
              time.perf_counter() - started, ", compiled" if classifier.compiled else "")

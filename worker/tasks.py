@@ -4,7 +4,9 @@
 in a queue; see core/messages.py) gives a batch that raised an unexpected error ``TILECLASS_WORKER_MAX_RETRIES``
 more tries (re-sent with a short, growing delay); after the last one its tiles are recorded as failed and the
 message is acknowledged, so a poison batch can never block the queue. Transient database errors are retried
-inside each step first (``runtime.with_db_retry``).
+inside each step first (``runtime.with_db_retry``). A problem of the host rather than the batch (``HostError``, or
+the database still unreachable after those retries) goes to ``worker.host_errors``: the batch is put back, no
+tile fails, and the job pauses on this worker for a cooldown.
 
 ``tileclass.train`` is acknowledged when it starts, not when it ends: a training run outlives Redis's visibility
 timeout, and a late ack would let the broker hand the same run to a second worker while the first still trains.
@@ -16,9 +18,13 @@ import logging
 from typing import Any
 
 from celery import Celery, Task
+from sqlalchemy.exc import DBAPIError
 
+from core.errors import HostError
 from core.messages import CLASSIFY_TASK, CLASSIFY_TASK_V1, TRAIN_TASK, ClassifyBatch, TrainRequest
-from core.settings import get_settings
+from core.settings import Settings, get_settings
+from worker import host_errors
+from worker.runtime import is_transient_db_error
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +51,39 @@ def classify_batch(self: Task, batch: dict[str, Any]) -> dict[str, Any]:
         log.error("dropping a malformed classify message (%s: %s)", exc.__class__.__name__, exc)
         return {"dropped": "malformed message"}
     settings = get_settings()
+    if (reason := host_errors.paused(request.job_id)) is not None:
+        wait = host_errors.put_back(self, request, settings)
+        log.info("job %d batch %d: job paused on this host (%s); put back in %.0f s", request.job_id, request.seq,
+                 reason, wait)
+        return {"put_back": reason}
     try:
-        return batches.run_batch(request, settings)
+        summary = batches.run_batch(request, settings)
+    except HostError as exc:
+        return host_errors.handle(self, request, exc, settings)
+    except DBAPIError as exc:
+        if not is_transient_db_error(exc):
+            return _retry_or_fail(self, request, exc, settings)
+        # Retried inside each step already: the database is down for this host, not the tiles' fault.
+        reason = f"results database unreachable: {str(exc.orig or exc).splitlines()[0][:200]}"
+        return host_errors.handle(self, request, HostError(reason), settings)
     except Exception as exc:  # anything unexpected: bounded retries, then the tiles fail and the queue drains
-        retries = self.request.retries
-        if retries < settings.worker_max_retries:
-            log.warning("job %d batch %d failed (%s: %s); retry %d of %d", request.job_id, request.seq,
-                        exc.__class__.__name__, exc, retries + 1, settings.worker_max_retries, exc_info=True)
-            raise self.retry(exc=exc, countdown=retry_delay(retries), max_retries=settings.worker_max_retries) from exc
-        reason = f"batch failed {retries + 1} times: {exc.__class__.__name__}: {str(exc)[:300]}"
-        log.error("job %d batch %d: giving up, %s", request.job_id, request.seq, reason, exc_info=True)
-        batches.fail_batch(request, reason)
-        return {"failed": len(request.tiles)}
+        return _retry_or_fail(self, request, exc, settings)
+    host_errors.served(self, request.job_id)
+    return summary
+
+
+def _retry_or_fail(self: Task, request: ClassifyBatch, exc: Exception, settings: Settings) -> dict[str, Any]:
+    from worker import batches
+
+    retries = self.request.retries
+    if retries < settings.worker_max_retries:
+        log.warning("job %d batch %d failed (%s: %s); retry %d of %d", request.job_id, request.seq,
+                    exc.__class__.__name__, exc, retries + 1, settings.worker_max_retries, exc_info=True)
+        raise self.retry(exc=exc, countdown=retry_delay(retries), max_retries=settings.worker_max_retries) from exc
+    reason = f"batch failed {retries + 1} times: {exc.__class__.__name__}: {str(exc)[:300]}"
+    log.error("job %d batch %d: giving up, %s", request.job_id, request.seq, reason, exc_info=True)
+    batches.fail_batch(request, reason)
+    return {"failed": len(request.tiles)}
 
 
 def train(request: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """``tileclass status``: how far jobs are — total, classified, failed, pending, tiles/s over the last minute, ETA.
 
+A job whose batches a worker put back because of its own host (a tile root not mounted there, no checkpoint
+there) shows that worker's newest problem in the note column; ``--json`` lists them all under ``host_problems``.
+
 Without a job id it shows the most recent jobs. ``--json`` prints one object for one job, a list otherwise;
 ``--watch --json`` prints one such line per refresh. ``--watch`` ends when every shown job has finished
 (completed, cancelled or failed) or on Ctrl-C (exit 0: leaving a watch is not an error).
@@ -58,10 +61,20 @@ def table(rows: list[dict[str, Any]]) -> Any:
         counts = [f"{row[k]:,}" for k in ("total", "classified", "failed", "pending")]
         if row["kind"] != "classify":
             counts = ["-"] * 4
-        note = row["message"] or (f"root {row['root']}" if row["root"] else "")
+        note = host_note(row) or row["message"] or (f"root {row['root']}" if row["root"] else "")
         grid.add_row(str(row["job_id"]), row["kind"], row["state"], *counts, f"{row['tiles_per_second']:,.1f}",
                      eta(row), note)
     return grid
+
+
+def host_note(row: dict[str, Any]) -> str:
+    """The newest host problem of the job's workers, if any: their batches went back to the queue."""
+    found = row.get("host_problems") or []
+    if not found:
+        return ""
+    newest = found[0]
+    others = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
+    return f"host problem on {newest['worker']}, {newest['occurrences']}x: {newest['reason']}{others}"
 
 
 def eta(row: dict[str, Any]) -> str:

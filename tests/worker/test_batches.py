@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,9 +13,10 @@ from sqlalchemy import func, select
 
 from core import jobs
 from core.db import session_scope
+from core.errors import HostError
 from core.messages import ClassifyBatch
 from core.registry import register_checkpoint
-from core.schema import FailedTile, JobBatch, JobState, TileResult
+from core.schema import FailedTile, JobBatch, JobState, Model, TileResult
 from core.settings import Settings, get_settings
 from core.tiles import Tile
 from tests.worker.support import broken_tiles, tile_tree, tiny_checkpoint
@@ -105,14 +107,26 @@ def test_a_model_nobody_registered_fails_the_batch_without_crashing(world: World
         assert jobs.progress(session, job_id=batch.job_id).failed == 3
 
 
-def test_a_checkpoint_that_no_longer_matches_its_hash_is_refused(world: World, tmp_path: Path) -> None:
+def test_a_checkpoint_that_no_longer_matches_its_hash_is_a_host_error_that_fails_nothing(world: World,
+                                                                                      tmp_path: Path) -> None:
     other = tiny_checkpoint(tmp_path / "other", seed=1)
     shutil.copyfile(other, world.settings.model_dir / f"{world.model_hash}.pt")
     batch = world.job(tile_tree(world.root, 3))
-    batches.run_batch(batch, world.settings)
-    reasons = failure_reasons(batch.job_id)
-    assert len(reasons) == 3
-    assert all(f"model {world.model_hash[:12]} refused" in r and "expected" in r for r in reasons.values())
+    with pytest.raises(HostError, match=rf"model {world.model_hash[:12]} refused on this host: .*expected") as caught:
+        batches.run_batch(batch, world.settings)
+    assert not caught.value.broken
+    assert failure_reasons(batch.job_id) == {}
+    assert counts(batch.job_id) == (0, 0, JobState.QUEUED)
+
+
+def test_a_registered_model_without_a_checkpoint_on_this_host_is_a_host_error(world: World) -> None:
+    (world.settings.model_dir / f"{world.model_hash}.pt").unlink()
+    with session_scope() as session:  # nor at the path it was registered from
+        session.get(Model, world.model_hash).path = str(world.root / "gone.pt")
+    batch = world.job(tile_tree(world.root, 2))
+    with pytest.raises(HostError, match=f"no checkpoint for model {world.model_hash[:12]}"):
+        batches.run_batch(batch, world.settings)
+    assert failure_reasons(batch.job_id) == {}
 
 
 def test_batches_of_cancelled_or_unknown_jobs_are_dropped(world: World) -> None:
@@ -123,12 +137,32 @@ def test_batches_of_cancelled_or_unknown_jobs_are_dropped(world: World) -> None:
     assert batches.run_batch(ghost, world.settings) == {"dropped": "unknown job"}
 
 
-def test_an_unknown_root_fails_every_tile_with_the_reason(world: World) -> None:
+def test_an_unknown_root_is_a_host_error_that_fails_no_tile(world: World) -> None:
     batch = world.job(tile_tree(world.root, 2))
     batch = ClassifyBatch(batch.job_id, 0, batch.model_hash, "elsewhere", batch.tiles)
     with session_scope() as session:
         jobs.get_job(session, batch.job_id).source = {"kind": "folder", "name": "elsewhere", "path": None,
                                                       "layout": "plain"}
-    batches.run_batch(batch, world.settings)
-    assert set(failure_reasons(batch.job_id).values()) == {
-        "unknown tile root 'elsewhere': set TILECLASS_TILE_ROOTS (known roots: none configured)"}
+    with pytest.raises(HostError, match=r"^unknown tile root 'elsewhere': set TILECLASS_TILE_ROOTS \(known roots: "
+                       r"none configured\)$") as caught:
+        batches.run_batch(batch, world.settings)
+    assert not caught.value.broken  # no root is configured: nothing says the host is broken
+    assert failure_reasons(batch.job_id) == {}
+
+
+def test_a_missing_or_unmounted_root_is_a_host_error_and_broken_when_no_configured_root_exists(
+        world: World, tmp_path: Path) -> None:
+    batch = world.job(tile_tree(world.root, 2))
+    empty = tmp_path / "mountpoint"
+    empty.mkdir()
+    elsewhere = tmp_path / "other-root"
+    elsewhere.mkdir()
+    source = {"kind": "folder", "name": "tiles", "path": str(world.root), "layout": "plain"}
+    for roots, problem, broken in [({"tiles": empty, "other": elsewhere}, "is empty (not mounted?)", False),
+                                   ({"tiles": tmp_path / "gone", "other": elsewhere}, "cannot be read", False),
+                                   ({"tiles": tmp_path / "gone"}, "cannot be read", True)]:
+        settings = world.settings.model_copy(update={"tile_roots": roots})
+        with pytest.raises(HostError, match=f"tile root 'tiles' at .* {re.escape(problem)}") as caught:
+            batches.tile_files(batch, settings, source)
+        assert caught.value.broken is broken, roots
+    assert failure_reasons(batch.job_id) == {}

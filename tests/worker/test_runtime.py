@@ -12,12 +12,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from core.db import session_scope
+from core.errors import HostError
 from core.settings import load_settings
 from core.sidecar import file_sha256
 from core.tiles import Tile
 from tests.worker.support import eurosat_files, tiny_checkpoint
 from worker.pipeline import TileFile, classify_tiles
-from worker.runtime import ModelCache, ModelUnavailable, load_classifier, with_db_retry
+from worker.runtime import ModelCache, load_classifier, with_db_retry
 
 
 def test_cache_loads_each_model_once_and_drops_the_least_recently_used() -> None:
@@ -41,7 +42,7 @@ def test_a_checkpoint_whose_hash_differs_is_refused(tmp_path: Path, monkeypatch:
     monkeypatch.setenv("TILECLASS_DEVICE", "cpu")
     monkeypatch.setenv("TILECLASS_WORKER_COMPILE", "false")
     checkpoint = tiny_checkpoint(tmp_path)
-    with pytest.raises(ModelUnavailable, match=r"model 000000000000 refused: .*expected 000000000000"):
+    with pytest.raises(HostError, match=r"model 000000000000 refused on this host: .*expected 000000000000"):
         load_classifier("0" * 64, checkpoint, load_settings())
 
 
