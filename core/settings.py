@@ -64,6 +64,10 @@ class Settings(BaseSettings):
         default=3, ge=0, le=20, description="Retries of a failing batch before its tiles are recorded as failed."
     )
     worker_model_cache: int = Field(default=2, ge=1, le=16, description="Models each worker process keeps loaded.")
+    train_lease_seconds: float = Field(
+        default=120, ge=3, le=3600,
+        description="Seconds a training job's lease lasts (renewed every third of it); unrenewed, the run is lost.",
+    )
     worker_host_cooldown: float = Field(
         default=60, ge=1, le=3600,
         description="Seconds a worker pauses a job after a problem of its own host with it (e.g. its root missing).",

@@ -97,6 +97,10 @@ def source_from_record(record: dict[str, Any]) -> TileSource:
         raise TileRootError(f"the job's {kind} source record is incomplete ({exc})") from None
 
 
-def training_data(folder: Path) -> dict[str, Any]:
-    """What a training job records as its source: the ImageFolder it trains on (not a tile source)."""
-    return {"kind": "imagefolder", "path": str(folder.resolve())}
+def training_data(folder: Path, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a training job records as its source: the ImageFolder it trains on (not a tile source), and the
+    training options it was sent with, so that a lost run can be sent again as it was."""
+    record: dict[str, Any] = {"kind": "imagefolder", "path": str(folder.resolve())}
+    if config is not None:
+        record["config"] = config
+    return record

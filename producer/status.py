@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from core import host_problems, jobs
+from core import host_problems, jobs, leases
 from core.schema import Job, JobKind, JobState
 from producer.session import open_session
 
@@ -29,7 +29,8 @@ def collect(job_id: int | None, limit: int) -> list[dict[str, Any]]:
                 jobs.refresh_state(session, job_id=job.id)
             current = jobs.progress(session, job_id=job.id)
             rows.append({
-                "job_id": job.id, "kind": job.kind, "state": job.state, "total": current.total,
+                "job_id": job.id, "kind": job.kind, "state": leases.LOST if leases.is_lost(job) else job.state,
+                "total": current.total,
                 "classified": current.classified, "failed": current.failed, "pending": current.pending,
                 "skipped": job.skipped_tiles, "batches_total": current.batches_total,
                 "batches_done": current.batches_done, "tiles_per_second": round(current.tiles_per_second, 2),

@@ -1,7 +1,10 @@
 """A training run from the ``train`` queue: fit, save under the model directory, register, report on the job.
 
 The job moves queued -> running -> completed (with the new model's hash and its accuracy in the message) or
-failed (with a one-line reason). A request for a job that already completed is a redelivery and is skipped.
+failed (with a one-line reason). A request for a job that already completed is a redelivery and is skipped, and
+so is one for a job another live worker is training. While it trains, the run renews the job's lease
+(``core.leases``) from a background thread: a worker killed mid-run leaves a lease that expires, and the job shows
+as ``lost`` until ``tileclass resume`` sends it again.
 The checkpoint is written to ``TILECLASS_MODEL_DIR/train-job-<id>/`` and registered, which copies it into the
 model directory under its hash where every worker finds it.
 """
@@ -9,11 +12,16 @@ model directory under its hash where every worker finds it.
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from core import jobs
+from sqlalchemy.exc import SQLAlchemyError
+
+from core import jobs, leases
 from core.db import session_scope
 from core.errors import TileclassError
 from core.messages import TrainRequest
@@ -22,32 +30,67 @@ from core.schema import JobState
 from core.settings import Settings
 from worker.runtime import with_db_retry
 
+HELD = "held"
 log = logging.getLogger(__name__)
 
 
 def run_training(request: TrainRequest, settings: Settings) -> dict[str, Any]:
     """Train, register and record the outcome on the job; returns a summary for the log."""
     job_id = request.job_id
-    state = with_db_retry(lambda: _start(job_id), what=f"train job {job_id}")
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    seconds = settings.train_lease_seconds
+    state = with_db_retry(lambda: _start(job_id, owner, seconds), what=f"train job {job_id}")
     if state is None:
         log.error("dropping train request: job %d does not exist", job_id)
         return {"dropped": "unknown job"}
-    if state in (JobState.COMPLETED, JobState.CANCELLED):
-        log.info("skipping train request for job %d: it is already %s", job_id, state)
+    if state in (JobState.COMPLETED, JobState.CANCELLED, HELD):
+        log.info("skipping train request for job %d: it is %s", job_id,
+                 "being trained by another worker" if state == HELD else f"already {state}")
         return {"skipped": state}
     started = time.perf_counter()
     try:
-        model_hash, summary = _fit_and_register(request, settings)
+        with LeaseKeeper(job_id, owner, seconds):
+            model_hash, summary = _fit_and_register(request, settings)
     except Exception as exc:  # any failure ends the run; the job records it in one line for `tileclass status`
         reason = _one_line(exc)
         log.error("train job %d failed: %s", job_id, reason, exc_info=not isinstance(exc, TileclassError))
-        with_db_retry(lambda: _finish(job_id, JobState.FAILED, f"training failed: {reason}", None),
+        with_db_retry(lambda: _finish(job_id, owner, JobState.FAILED, f"training failed: {reason}", None),
                       what=f"train job {job_id}")
         return {"failed": reason}
     message = f"trained model {model_hash[:12]} in {time.perf_counter() - started:.0f} s: {summary}"
-    with_db_retry(lambda: _finish(job_id, JobState.COMPLETED, message, model_hash), what=f"train job {job_id}")
+    with_db_retry(lambda: _finish(job_id, owner, JobState.COMPLETED, message, model_hash), what=f"train job {job_id}")
     log.info("train job %d: %s", job_id, message)
     return {"model_hash": model_hash}
+
+
+class LeaseKeeper:
+    """Renews the job's lease every third of its length while the ``with`` block trains."""
+
+    def __init__(self, job_id: int, owner: str, seconds: float) -> None:
+        self.job_id, self.owner, self.seconds = job_id, owner, seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{job_id}", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.seconds / 3):
+            try:
+                with session_scope() as session:
+                    kept = leases.renew(session, job_id=self.job_id, owner=self.owner, seconds=self.seconds)
+            except SQLAlchemyError as exc:  # the next renewal may get through: the lease lasts three periods
+                log.warning("train job %d: could not renew its lease (%s)", self.job_id, exc.__class__.__name__)
+                continue
+            if not kept:
+                log.warning("train job %d: its lease is no longer ours (the run was sent again or cancelled)",
+                            self.job_id)
+                return
 
 
 def _fit_and_register(request: TrainRequest, settings: Settings) -> tuple[str, str]:
@@ -80,24 +123,32 @@ def _summary(metrics: dict[str, Any]) -> str:
     return "no accuracy reported"
 
 
-def _start(job_id: int) -> str | None:
-    """The job's state before this run; a job that may run is marked running."""
+def _start(job_id: int, owner: str, seconds: float) -> str | None:
+    """The job's state before this run (``HELD``: another live worker trains it); a job that may run is taken."""
     with session_scope() as session:
         try:
             job = jobs.get_job(session, job_id)
         except TileclassError:
             return None
         previous = job.state
-        if previous not in (JobState.COMPLETED, JobState.CANCELLED):
-            jobs.set_state(session, job_ids=[job_id], state=JobState.RUNNING, message="training")
+        if previous in (JobState.COMPLETED, JobState.CANCELLED):
+            return previous
+        if leases.held_by_other(job, owner):
+            return HELD
+        leases.take(session, job, owner=owner, seconds=seconds)
         return previous
 
 
-def _finish(job_id: int, state: JobState, message: str, model_hash: str | None) -> None:
+def _finish(job_id: int, owner: str, state: JobState, message: str, model_hash: str | None) -> None:
     with session_scope() as session:
+        job = jobs.get_job(session, job_id)
+        if job.lease_owner not in (None, owner):  # lost and sent again: the new run reports on the job
+            log.warning("train job %d: %s, but another run holds the job now; leaving it to that run", job_id, message)
+            return
         if model_hash is not None:
-            jobs.get_job(session, job_id).model_hash = model_hash
+            job.model_hash = model_hash
             session.flush()
+        leases.release(job)
         jobs.set_state(session, job_ids=[job_id], state=state, message=message)
 
 

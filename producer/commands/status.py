@@ -5,7 +5,8 @@ there) shows that worker's newest problem in the note column; ``--json`` lists t
 
 Without a job id it shows the most recent jobs. ``--json`` prints one object for one job, a list otherwise;
 ``--watch --json`` prints one such line per refresh. ``--watch`` ends when every shown job has finished
-(completed, cancelled or failed) or on Ctrl-C (exit 0: leaving a watch is not an error).
+(completed, cancelled, failed, or lost: a training job whose worker died, which ``tileclass resume`` sends again)
+or on Ctrl-C (exit 0: leaving a watch is not an error).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import typer
 from producer.commands.options import Json
 from producer.status import collect
 
-FINISHED = ("completed", "cancelled", "failed")
+FINISHED = ("completed", "cancelled", "failed", "lost")  # lost: a training run whose worker died (resume it)
 
 
 def status(

@@ -133,7 +133,7 @@ def _queue(config: TrainConfig, data_dir: Path, as_json: bool) -> None:
     if not data_dir.is_dir():
         raise TileclassError(f"data directory {str(data_dir)!r} does not exist or is not a directory")
     with open_session() as session:
-        job = create_job(session, kind=JobKind.TRAIN, source=training_data(data_dir))
+        job = create_job(session, kind=JobKind.TRAIN, source=training_data(data_dir, asdict(config)))
         job_id = job.id
         # Queued before the message leaves, so a fast worker's "running" is never overwritten.
         set_state(session, job_ids=[job_id], state=JobState.QUEUED, message="waiting for a train worker")

@@ -59,7 +59,7 @@ def test_resume_and_cancel_refuse_what_they_cannot_do_in_one_line(deployment: st
     finished = enqueued_job(deployment, root, batches=[2], done=1)
     cases = {
         ("resume", "999"): "job 999 does not exist",
-        ("resume", str(train)): "only classify jobs can be resumed",
+        ("resume", str(train)): "only a lost training job can be resumed",
         ("resume", str(producing)): "run the same 'tileclass enqueue' command again",
         ("cancel", str(finished), "999"): "job 999 does not exist",
         ("cancel", str(finished)): f"job {finished} is completed",
