@@ -21,6 +21,9 @@ INFERENCE_PRECISIONS = (*TRAIN_PRECISIONS, "int8")
 # What a tile file may be (the layouts' {ext}); training folders may hold more kinds of image.
 TILE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 IMAGE_EXTENSIONS = (*TILE_EXTENSIONS, ".tif", ".tiff", ".bmp", ".gif")
+# The only decoders a tile ever reaches (Pillow's format names), whatever its name says: Pillow knows many more,
+# some of them dangerous (EPS runs Ghostscript on the file's PostScript).
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "GIF")
 
 
 def is_device(name: str) -> bool:

@@ -26,6 +26,12 @@ Two entry points:
 
 Both refuse an image whose header declares more than ``max_pixels`` pixels before any pixel is decoded
 (a decompression bomb), and truncated files raise instead of being padded with grey.
+
+Only the formats of ``core.choices.IMAGE_FORMATS`` (PNG, JPEG, WebP, TIFF, GIF) are ever opened, whatever the
+file's name: anything else Pillow could read (EPS, which hands the file to Ghostscript, PSD, ICO, …), and PDF or SVG,
+fails with "format X is not allowed". JPEGs are decoded by libjpeg-turbo through simplejpeg in strict mode: the
+"Corrupt JPEG data" warnings that libjpeg (and so Pillow and torchvision) would decode through, giving a tile with
+smeared garbage, make it fail as corrupt.
 """
 
 from __future__ import annotations
@@ -38,14 +44,20 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import simplejpeg
 import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from core.choices import IMAGE_FORMATS
 from model.errors import ImageError
 
 DEFAULT_MAX_PIXELS = 64_000_000
 _ALPHA_MODES = {"RGBA", "LA", "La", "RGBa", "PA"}
 _PIL_LIMIT = re.compile(r"\((\d+) pixels\)")
+_JPEG_SOI = b"\xff\xd8\xff"
+_ALLOWED = ", ".join(IMAGE_FORMATS)
+# Formats Pillow does not read, recognised only to say what they are: (name, file prefixes).
+_UNREADABLE_FORMATS = (("PDF", (b"%PDF-",)), ("SVG", (b"<svg", b"<?xml")))
 # torchvision 0.29 deprecates its decoders in favour of TorchCodec but they remain the fastest here; one targeted
 # filter (not a catch_warnings block, which is not thread-safe) keeps the per-call warning out of the logs.
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
@@ -77,15 +89,34 @@ def decode_tile(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.T
     if size is not None:
         if size[0] * size[1] > max_pixels:
             raise ImageError(f"decompression bomb: {size[0] * size[1]} pixels > {max_pixels}")
-        from torchvision.io import ImageReadMode, decode_image
+        if data[:3] == _JPEG_SOI:
+            decoded = _strict_jpeg(data)
+            if decoded is not None and decoded.shape == (size[1], size[0], 3):
+                return torch.from_numpy(decoded).permute(2, 0, 1).contiguous()
+        else:
+            from torchvision.io import ImageReadMode, decode_image
 
-        try:
-            tensor = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
-            if tensor.shape == (3, size[1], size[0]):
-                return tensor
-        except RuntimeError:
-            pass  # let Pillow decide, and word the reason the same way as for every other file
+            try:
+                tensor = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+                if tensor.shape == (3, size[1], size[0]):
+                    return tensor
+            except RuntimeError:
+                pass  # let Pillow decide, and word the reason the same way as for every other file
     return pil_to_tensor(open_image(data, max_pixels=max_pixels))
+
+
+def _strict_jpeg(data: bytes) -> np.ndarray | None:
+    """The JPEG decoded to RGB by libjpeg-turbo with warnings as errors; None when simplejpeg cannot do this one
+    (CMYK, say), so that Pillow decides. ``ImageError`` for corrupt or truncated data."""
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
+    except ValueError as exc:
+        text = str(exc)
+        if "Premature end" in text:
+            raise ImageError("truncated image") from None
+        if "Corrupt JPEG data" in text or "Bogus" in text or "Invalid" in text or "Huffman" in text:
+            raise ImageError(f"corrupt image ({text.splitlines()[0][:120]})") from None
+        return None
 
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
@@ -147,9 +178,14 @@ def _decode(data: bytes, max_pixels: int) -> Image.Image:
     # Truncated files must fail loudly: a grey-padded tile would be classified as if it were real.
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise ImageError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; refusing to decode possibly truncated images")
+    if data[:3] == _JPEG_SOI:
+        _strict_jpeg(data)  # Pillow decodes through libjpeg's corrupt-data warnings: check first
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except UnidentifiedImageError:
+        found = _format_of(data)
+        if found is not None:
+            raise ImageError(f"format {found} is not allowed (allowed: {_ALLOWED})") from None
         raise ImageError("not an image") from None
     except Image.DecompressionBombError as exc:
         match = _PIL_LIMIT.search(str(exc))
@@ -174,6 +210,22 @@ def _decode(data: bytes, max_pixels: int) -> Image.Image:
             raise ImageError("truncated image") from None
         raise ImageError(f"corrupt image ({_short(exc)})") from None
     return image
+
+
+def _format_of(data: bytes) -> str | None:
+    """The name of a format outside the allow-list that ``data`` looks like, judged from its first bytes only (no
+    decoder of it is run)."""
+    Image.init()
+    prefix = data[:16]
+    for name, (_, accept) in Image.OPEN.items():
+        if name not in IMAGE_FORMATS and accept is not None:
+            try:
+                if accept(prefix):
+                    return name
+            except Exception:  # a plugin's check of a short prefix failed; the next plugin may know it
+                continue
+    head = data[:256].lstrip()
+    return next((name for name, marks in _UNREADABLE_FORMATS if head.startswith(marks)), None)
 
 
 def _short(exc: BaseException) -> str:

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from core.bbox import TileRange
+from core.choices import IMAGE_FORMATS
 from core.errors import TileRootError
 from core.queries import MapCell, TileFailure
 from core.schema import Job
@@ -268,7 +269,7 @@ class TileImages:
             return None
         source, root = found
         try:
-            with Image.open(source.locate(root, cell.tile)) as picture:
+            with Image.open(source.locate(root, cell.tile), formats=IMAGE_FORMATS) as picture:
                 picture.draft("RGB", (MAX_TILE_PX, MAX_TILE_PX))
                 return picture.convert("RGB")
         except (OSError, ValueError, Image.DecompressionBombError, TileRootError) as exc:

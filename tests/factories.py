@@ -55,3 +55,13 @@ def add_model(session: Session, seed: str = "model", *, classes: Sequence[str] =
 def folder_source(path: object, *, name: str = "tiles", layout: str = "xyz:{z}/{x}/{y}.{ext}") -> dict[str, Any]:
     """The source record of a job over a tile folder, as ``tileclass enqueue`` makes it."""
     return FolderSource(name, str(path), Layout.from_name(layout)).to_record()
+
+
+def corrupted_in_the_middle(data: bytes) -> bytes:
+    """Entropy-coded bytes changed in mid-scan (no marker created): libjpeg decodes through it with a warning."""
+    changed = bytearray(data)
+    middle = data.index(b"\xff\xda") + (len(data) - data.index(b"\xff\xda")) // 2
+    for i in range(middle, middle + 30):
+        if changed[i] != 0xFF and changed[i] ^ 0x33 != 0xFF:
+            changed[i] ^= 0x33
+    return bytes(changed)

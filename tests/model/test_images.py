@@ -15,6 +15,7 @@ from PIL import Image
 from model.errors import ImageError
 from model.images import decode_tile, open_image, to_rgb
 from tests.conftest import EUROSAT
+from tests.factories import corrupted_in_the_middle
 
 JPEG = EUROSAT / "Forest" / "Forest_1.jpg"
 
@@ -193,3 +194,50 @@ def test_fast_path_checks_the_png_header_size_first() -> None:
     png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))  # a valid IHDR that lies about the size
     with pytest.raises(ImageError, match=r"decompression bomb: 81000000 pixels > 64000000"):
         decode_tile(bytes(png))
+
+
+def eps() -> bytes:
+    return (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n"
+            b"(/etc/passwd) (r) file pop 0 0 moveto 8 8 lineto stroke showpage\n%%EOF\n")
+
+
+def psd() -> bytes:  # the header of an 8-bit RGB Photoshop file; Pillow reads PSD but writes none
+    return b"8BPS" + struct.pack(">H6xHIIHH", 1, 3, 8, 8, 8, 3) + b"\0" * 64
+
+
+def icon() -> bytes:
+    return encode(Image.new("RGB", (16, 16), (10, 200, 30)), "ICO")
+
+
+def pdf() -> bytes:
+    return encode(Image.new("RGB", (16, 16), (10, 200, 30)), "PDF")
+
+
+SVG = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect/></svg>'
+
+
+@pytest.mark.parametrize(("make", "name"), [(eps, "EPS"), (psd, "PSD"), (icon, "ICO"), (pdf, "PDF"),
+                                            (lambda: SVG, "SVG")])
+def test_formats_outside_the_allow_list_are_refused_by_name(make: object, name: str) -> None:
+    data = make()  # type: ignore[operator]
+    reason = f"format {name} is not allowed (allowed: PNG, JPEG, WEBP, TIFF, GIF)"
+    assert bad_reason(data) == (reason, reason)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "TIFF", "GIF"])
+def test_every_allowed_format_decodes(fmt: str) -> None:
+    image = Image.fromarray(np.random.default_rng(3).integers(0, 256, (24, 24, 3), dtype=np.uint8))
+    pil, tile = both(encode(image, fmt))
+    assert pil.shape == tile.shape == (24, 24, 3)
+
+
+def test_a_jpeg_corrupted_in_the_middle_fails_as_corrupt() -> None:
+    # Not every change of entropy-coded bytes is detectable; in this tile libjpeg reports "bad Huffman code".
+    original = EUROSAT / "Residential" / "Residential_1.jpg"
+    data = corrupted_in_the_middle(original.read_bytes())
+    Image.open(io.BytesIO(data)).load()  # Pillow alone decodes it without a word: the check is ours
+    pil, tile = bad_reason(data)
+    assert pil == tile and pil.startswith("corrupt image (Corrupt JPEG data")
+    assert decode_tile(original.read_bytes()).shape == (3, 64, 64)
+    grey = encode(Image.open(original).convert("L"), "JPEG")  # the Pillow path (one channel) is checked too
+    assert bad_reason(corrupted_in_the_middle(grey))[0].startswith("corrupt image (Corrupt JPEG data")

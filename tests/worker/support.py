@@ -15,6 +15,7 @@ from pathlib import Path
 
 from core.tiles import Tile
 from tests.conftest import REPO_ROOT, SHARED_DATA
+from tests.factories import corrupted_in_the_middle
 
 EUROSAT = SHARED_DATA / "eurosat-rgb"
 CLASSES = ("Forest", "River", "Residential")
@@ -82,6 +83,9 @@ def broken_tiles(root: Path, *, zoom: int = 17, x: int = 1) -> dict[Tile, str]:
         "text": (b"this is not an image\n" * 20, "not an image"),
         "bomb": (bomb_png(), "decompression bomb"),
         "corrupt": (good[:200] + bytes(range(256)) * 4 + good[-2:], "corrupt"),
+        "smeared": (corrupted_in_the_middle((EUROSAT / "Residential" / "Residential_1.jpg").read_bytes()),
+                    "Corrupt JPEG data"),
+        "postscript": (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n", "format EPS is not allowed"),
     }
     expected: dict[Tile, str] = {}
     for y, (name, (data, word)) in enumerate(contents.items()):
