@@ -68,6 +68,10 @@ class Settings(BaseSettings):
         default=120, ge=3, le=3600,
         description="Seconds a training job's lease lasts (renewed every third of it); unrenewed, the run is lost.",
     )
+    worker_max_pixels: int = Field(
+        default=4096 * 4096, ge=256 * 256, le=100_000_000,
+        description="Largest image (width x height) a worker decodes; a tile declaring more fails as too large.",
+    )
     worker_host_cooldown: float = Field(
         default=60, ge=1, le=3600,
         description="Seconds a worker pauses a job after a problem of its own host with it (e.g. its root missing).",

@@ -27,6 +27,11 @@ Two entry points:
 Both refuse an image whose header declares more than ``max_pixels`` pixels before any pixel is decoded
 (a decompression bomb), and truncated files raise instead of being padded with grey.
 
+Memory. A small file can declare a large image (a 124 KB 16-bit PNG of 8000 x 8000). The default cap is what
+tiles need (4096 x 4096), high-depth images become 8 bits a block of rows at a time (no float64 copy of the whole
+image), ``decode_tile(fit=...)`` reduces a large image before it becomes a tensor, and only one image above
+``LARGE_IMAGE_PIXELS`` is decoded at a time in a process, however many decode threads there are.
+
 Only the formats of ``core.choices.IMAGE_FORMATS`` (PNG, JPEG, WebP, TIFF, GIF) are ever opened, whatever the
 file's name: anything else Pillow could read (EPS, which hands the file to Ghostscript, PSD, ICO, …), and PDF or SVG,
 fails with "format X is not allowed". JPEGs are decoded by libjpeg-turbo through simplejpeg in strict mode: the
@@ -39,8 +44,11 @@ from __future__ import annotations
 import io
 import re
 import struct
+import threading
 import warnings
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +59,10 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from core.choices import IMAGE_FORMATS
 from model.errors import ImageError
 
-DEFAULT_MAX_PIXELS = 64_000_000
+DEFAULT_MAX_PIXELS = 4096 * 4096  # tiles are 256-1024 px; TILECLASS_WORKER_MAX_PIXELS raises it for big chips
+LARGE_IMAGE_PIXELS = 2048 * 2048  # above this, one decode at a time per process (``_decoding``)
+_ROWS_PER_BLOCK = 256
+_large_images = threading.Lock()
 _ALPHA_MODES = {"RGBA", "LA", "La", "RGBa", "PA"}
 _PIL_LIMIT = re.compile(r"\((\d+) pixels\)")
 _JPEG_SOI = b"\xff\xd8\xff"
@@ -73,36 +84,68 @@ def open_image(source: Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     label = str(source) if isinstance(source, Path) else None
     data = _read(source, label)
     try:
-        image = _decode(data, max_pixels)
-        return to_rgb(image)
+        image = _open(data, max_pixels)
+        with _decoding(image.size):
+            _load(data, image)
+            return to_rgb(image)
     except ImageError as exc:
         raise ImageError(exc.reason, source=label) from None
 
 
-def decode_tile(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+def decode_tile(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, fit: int | None = None) -> torch.Tensor:
     """Decode a tile's bytes into a uint8 tensor of shape (3, H, W), RGB.
+
+    ``fit``: the size the caller will resize to; an image at least four times larger on its short side is first
+    reduced by an integer factor (a box filter) to about twice that, so a large image never becomes a full-size
+    tensor (the antialiased resize afterwards makes the result the same to within rounding).
 
     Raises:
         ImageError: as ``open_image``.
     """
+    if not data:
+        raise ImageError("zero-byte file")
     size = _fast_path_size(data)
     if size is not None:
         if size[0] * size[1] > max_pixels:
             raise ImageError(f"decompression bomb: {size[0] * size[1]} pixels > {max_pixels}")
-        if data[:3] == _JPEG_SOI:
-            decoded = _strict_jpeg(data)
-            if decoded is not None and decoded.shape == (size[1], size[0], 3):
-                return torch.from_numpy(decoded).permute(2, 0, 1).contiguous()
-        else:
-            from torchvision.io import ImageReadMode, decode_image
+        with _decoding(size):
+            tensor = _fast_decode(data, size)
+        if tensor is not None:
+            return tensor
+    image = _open(data, max_pixels)
+    with _decoding(image.size):
+        _load(data, image)
+        rgb = to_rgb(image)
+        if fit is not None and min(rgb.size) >= 4 * fit:
+            rgb = rgb.reduce(min(rgb.size) // (2 * fit))
+        return pil_to_tensor(rgb)
 
-            try:
-                tensor = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
-                if tensor.shape == (3, size[1], size[0]):
-                    return tensor
-            except RuntimeError:
-                pass  # let Pillow decide, and word the reason the same way as for every other file
-    return pil_to_tensor(open_image(data, max_pixels=max_pixels))
+
+def _fast_decode(data: bytes, size: tuple[int, int]) -> torch.Tensor | None:
+    """An 8-bit RGB JPEG or PNG through libjpeg-turbo / libpng directly; None: let Pillow decide and word it."""
+    if data[:3] == _JPEG_SOI:
+        decoded = _strict_jpeg(data)
+        if decoded is not None and decoded.shape == (size[1], size[0], 3):
+            return torch.from_numpy(decoded).permute(2, 0, 1).contiguous()
+        return None
+    from torchvision.io import ImageReadMode, decode_image
+
+    try:
+        tensor = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+    except RuntimeError:
+        return None
+    return tensor if tensor.shape == (3, size[1], size[0]) else None
+
+
+@contextmanager
+def _decoding(size: tuple[int, int]) -> Iterator[None]:
+    """Hold the large-image gate while an image of ``size`` is decoded, if it is large: decode threads then never
+    hold more than one large image's buffers at once, whatever the tiles of a batch are."""
+    if size[0] * size[1] <= LARGE_IMAGE_PIXELS:
+        yield
+        return
+    with _large_images:
+        yield
 
 
 def _strict_jpeg(data: bytes) -> np.ndarray | None:
@@ -143,18 +186,25 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
-    values = np.asarray(image).astype(np.float64)
+    # Scaled a block of rows at a time: a float64 copy of a whole 8000 x 8000 image alone would be 512 MB.
+    values = np.asarray(image)
     if values.size == 0:
         raise ImageError("empty image")
     low, high = float(values.min()), float(values.max())
-    if image.mode.startswith("I;16") or (image.mode == "I" and low >= 0 and high <= 65535):
-        scaled = values / 257.0  # 65535 -> 255 exactly, 0 -> 0
-    elif image.mode == "F" and low >= 0 and high <= 1:
-        scaled = values * 255.0
-    else:
-        scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
-    gray = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-    return Image.fromarray(np.stack([gray] * 3, axis=-1), mode="RGB")
+    gray = np.empty(values.shape, dtype=np.uint8)
+    for start in range(0, values.shape[0], _ROWS_PER_BLOCK):
+        block = values[start : start + _ROWS_PER_BLOCK].astype(np.float64)
+        if image.mode.startswith("I;16") or (image.mode == "I" and low >= 0 and high <= 65535):
+            block /= 257.0  # 65535 -> 255 exactly, 0 -> 0
+        elif image.mode == "F" and low >= 0 and high <= 1:
+            block *= 255.0
+        elif high > low:
+            block = (block - low) * (255.0 / (high - low))
+        else:
+            block[:] = 0
+        gray[start : start + _ROWS_PER_BLOCK] = np.clip(np.rint(block), 0, 255)
+    del values
+    return Image.fromarray(gray, mode="L").convert("RGB")
 
 
 def _read(source: Path | bytes, label: str | None) -> bytes:
@@ -174,12 +224,11 @@ def _read(source: Path | bytes, label: str | None) -> bytes:
     return data
 
 
-def _decode(data: bytes, max_pixels: int) -> Image.Image:
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    """The image's header read by an allowed decoder, checked against ``max_pixels``; no pixel decoded yet."""
     # Truncated files must fail loudly: a grey-padded tile would be classified as if it were real.
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise ImageError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; refusing to decode possibly truncated images")
-    if data[:3] == _JPEG_SOI:
-        _strict_jpeg(data)  # Pillow decodes through libjpeg's corrupt-data warnings: check first
     try:
         image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except UnidentifiedImageError:
@@ -200,6 +249,13 @@ def _decode(data: bytes, max_pixels: int) -> Image.Image:
         raise ImageError(f"decompression bomb: {width * height} pixels > {max_pixels}")
     if width == 0 or height == 0:
         raise ImageError("empty image")
+    return image
+
+
+def _load(data: bytes, image: Image.Image) -> None:
+    """Decode the pixels of ``image`` (opened from ``data`` by ``_open``), or ``ImageError``."""
+    if image.format == "JPEG":
+        _strict_jpeg(data)  # Pillow decodes through libjpeg's corrupt-data warnings: check first
     try:
         image.seek(0)
         image.load()
@@ -209,7 +265,6 @@ def _decode(data: bytes, max_pixels: int) -> Image.Image:
         if "truncated" in str(exc).lower() or "end of file" in str(exc).lower():
             raise ImageError("truncated image") from None
         raise ImageError(f"corrupt image ({_short(exc)})") from None
-    return image
 
 
 def _format_of(data: bytes) -> str | None:

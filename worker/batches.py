@@ -105,7 +105,8 @@ def _classify(batch: ClassifyBatch, settings: Settings, context: BatchContext, m
         return BatchOutcome.all_failed(batch, str(exc))
     files = tile_files(batch, settings, context.source)
     if not mode.isolate:
-        return classify_tiles(classifier, files, chunk_size=settings.worker_batch_size, pool=state.pool)
+        return classify_tiles(classifier, files, chunk_size=settings.worker_batch_size, pool=state.pool,
+                              max_pixels=settings.worker_max_pixels)
     outcome = BatchOutcome()
     for tile_file in files:
         name = tile_file.tile.path or str(tile_file.tile)
@@ -116,7 +117,8 @@ def _classify(batch: ClassifyBatch, settings: Settings, context: BatchContext, m
             continue
         if tile_file.path is not None:
             markers.classifying(name)
-        alone = classify_tiles(classifier, [tile_file], chunk_size=1, pool=state.pool)
+        alone = classify_tiles(classifier, [tile_file], chunk_size=1, pool=state.pool,
+                               max_pixels=settings.worker_max_pixels)
         markers.classified()
         outcome.classified.extend(alone.classified)
         outcome.failures.extend(alone.failures)

@@ -82,7 +82,7 @@ def load_tile(path: Path, classifier: Classifier, *, max_pixels: int = DEFAULT_M
     """Read, decode and resize one tile to the model's input: a uint8 (3, S, S) tensor, or ``TileFailed``."""
     data = read_tile(path)
     try:
-        tensor = decode_tile(data, max_pixels=max_pixels)
+        tensor = decode_tile(data, max_pixels=max_pixels, fit=classifier.image_size)
     except ImageError as exc:
         raise TileFailed(exc.reason) from None
     except (RuntimeError, ValueError, MemoryError) as exc:
