@@ -99,7 +99,7 @@ class Tile(NamedTuple):
             raise ValueError(f"malformed tile row {row!r}: coordinates must be a tile of zoom 0..{MAX_ZOOM}")
         elif path is not None and not isinstance(path, str):
             raise ValueError(f"malformed tile row {row!r}: path must be a string or null")
-        return cls(z, x, y, path)
+        return cls(z, x, y, None if path is None else normal_path(path))
 
     @property
     def has_coordinates(self) -> bool:
@@ -139,3 +139,14 @@ def parse_zooms(values: Sequence[str]) -> list[int]:
             raise TileError(f"invalid zoom range {value!r}: the first zoom must not exceed the last")
         zooms.extend(check_zoom(z) for z in range(first, last + 1))
     return zooms
+
+
+def normal_path(path: str) -> str:
+    """One spelling per file: ``a//b.png``, ``./a/b.png`` and ``a/b.png/`` are all ``a/b.png``.
+
+    Only empty and ``.`` components are dropped; ``..`` is kept (``core.roots.safe_join`` refuses it) and a leading
+    ``/`` too (refused there as absolute), so normalising never turns a path that leaves its root into one that
+    does not.
+    """
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    return ("/" if path.startswith("/") else "") + "/".join(parts)

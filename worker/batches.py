@@ -33,7 +33,7 @@ from core.errors import HostError, NotFoundError, TileRootError
 from core.messages import ClassifyBatch
 from core.registry import checkpoint_for
 from core.results import Failure
-from core.schema import Job, JobState, Model
+from core.schema import Job, JobKind, JobState, Model
 from core.settings import Settings, get_settings
 from core.sources import source_from_record
 from worker import deliveries, runtime
@@ -55,6 +55,7 @@ class BatchContext:
     checkpoint: Path | None = None
     problem: str | None = None  # why the model cannot be loaded here, if it cannot
     model_dir_broken: bool = False  # the model folder exists but cannot be read: no model can be loaded here
+    mismatch: str | None = None  # how the message contradicts its job's row (then it is dropped)
 
     def checkpoint_or_raise(self) -> Path:
         if self.checkpoint is None:  # registered, but this host has no copy: the host's problem, not the tiles'
@@ -69,6 +70,9 @@ def run_batch(batch: ClassifyBatch, settings: Settings) -> dict[str, int | str]:
     if not context.job_found:
         log.error("dropping batch %d of job %d: no such job in the database", batch.seq, batch.job_id)
         return {"dropped": "unknown job"}
+    if context.mismatch is not None:  # a message that does not belong to its job: run nothing, fail nothing
+        log.error("dropping batch %d of job %d: the message %s", batch.seq, batch.job_id, context.mismatch)
+        return {"dropped": "does not match its job"}
     if context.cancelled:
         log.info("dropping batch %d of job %d: the job was cancelled", batch.seq, batch.job_id)
         return {"dropped": "cancelled"}
@@ -173,6 +177,9 @@ def _lookup(batch: ClassifyBatch, settings: Settings) -> BatchContext:
         job = session.get(Job, batch.job_id)
         if job is None:
             return BatchContext(job_found=False)
+        mismatch = _mismatch(batch, job)
+        if mismatch is not None:
+            return BatchContext(job_found=True, mismatch=mismatch)
         checkpoint, problem = None, None
         try:
             checkpoint = checkpoint_for(session, model_hash=batch.model_hash, settings=settings)
@@ -181,6 +188,17 @@ def _lookup(batch: ClassifyBatch, settings: Settings) -> BatchContext:
         return BatchContext(job_found=True, cancelled=job.state == JobState.CANCELLED, source=dict(job.source),
                             model_registered=_is_registered(session, batch.model_hash), checkpoint=checkpoint,
                             problem=problem, model_dir_broken=checkpoint is None and _unreadable(settings.model_dir))
+
+
+def _mismatch(batch: ClassifyBatch, job: Job) -> str | None:
+    """What in ``batch`` contradicts the job it names (its kind, model or source), if anything."""
+    if job.kind != JobKind.CLASSIFY:
+        return f"names a {job.kind} job"
+    if batch.model_hash != job.model_hash:
+        return f"names model {batch.model_hash[:12]}, the job {str(job.model_hash)[:12]}"
+    if batch.source != job.source.get("name"):
+        return f"names source {batch.source!r}, the job {job.source.get('name')!r}"
+    return None
 
 
 def _unreadable(folder: Path) -> bool:

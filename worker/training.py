@@ -5,6 +5,8 @@ failed (with a one-line reason). A request for a job that already completed is a
 so is one for a job another live worker is training. While it trains, the run renews the job's lease
 (``core.leases``) from a background thread: a worker killed mid-run leaves a lease that expires, and the job shows
 as ``lost`` until ``tileclass resume`` sends it again.
+The data folder (and initial weights given as a path) must lie inside one of the worker's tile roots
+(``TILECLASS_TILE_ROOTS``) or its model folder: a message never makes a worker read another file of its host.
 The checkpoint is written to ``TILECLASS_MODEL_DIR/train-job-<id>/`` and registered, which copies it into the
 model directory under its hash where every worker finds it.
 """
@@ -16,6 +18,7 @@ import os
 import socket
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +106,9 @@ def _fit_and_register(request: TrainRequest, settings: Settings) -> tuple[str, s
         config = TrainConfig(**options)
     except TypeError as exc:
         raise TileclassError(f"invalid training options: {exc}") from None
-    data_dir = Path(request.data_dir)
+    data_dir = _under_a_root(request.data_dir, settings, what="training data folder")
+    if config.weights not in ("none", "imagenet"):
+        config = replace(config, weights=str(_under_a_root(config.weights, settings, what="initial weights")))
     out_dir = settings.model_dir / f"train-job-{request.job_id}"
     result = fit(config, data_dir=data_dir, out_dir=out_dir, progress=False)
 
@@ -113,6 +118,20 @@ def _fit_and_register(request: TrainRequest, settings: Settings) -> tuple[str, s
 
     model_hash = with_db_retry(register, what=f"train job {request.job_id}")
     return model_hash, _summary(result.metrics)
+
+
+def _under_a_root(path: str, settings: Settings, *, what: str) -> Path:
+    """``path`` resolved, if it lies inside a configured tile root or the model folder; a message must not make a
+    worker read any other file on its host."""
+    real = Path(os.path.realpath(path))
+    roots = [*settings.tile_roots.values(), settings.model_dir]
+    for root in roots:
+        real_root = os.path.realpath(root)
+        if os.path.commonpath([real_root, real]) == real_root:
+            return real
+    known = ", ".join(f"{name}={folder}" for name, folder in settings.tile_roots.items()) or "none configured"
+    raise TileclassError(f"{what} {path!r} is not inside a tile root of this worker (TILECLASS_TILE_ROOTS: "
+                         f"{known}) or its model folder")
 
 
 def _summary(metrics: dict[str, Any]) -> str:

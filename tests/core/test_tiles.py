@@ -37,3 +37,12 @@ def test_point_lies_inside_its_tile(lon: float, lat: float, zoom: int) -> None:
     west, south, east, north = tile.bounds()
     assert west - 1e-9 <= lon <= east + 1e-9
     assert south - 1e-9 <= lat <= north + 1e-9
+
+
+def test_message_paths_are_normalised_so_that_one_file_has_one_spelling() -> None:
+    spellings = ["a//b.png", "./a/b.png", "a/b.png/", "a/./b.png"]
+    assert {Tile.from_row([None, None, None, path]).path for path in spellings} == {"a/b.png"}
+    assert Tile.from_row([3, 1, 2, ".//3/1/2.png"]).path == "3/1/2.png"
+    # What would leave the root keeps its telltale parts, for safe_join to refuse.
+    assert Tile.from_row([None, None, None, "a/../../etc/passwd"]).path == "a/../../etc/passwd"
+    assert Tile.from_row([None, None, None, "//etc/passwd"]).path == "/etc/passwd"

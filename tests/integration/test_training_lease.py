@@ -38,7 +38,8 @@ def shown_state(job_id: int) -> str:
 def test_a_killed_training_run_is_shown_lost_and_resume_trains_it_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str, postgres_url: str) -> None:
     settings = {"database_url": postgres_url, "broker_url": redis_url, "model_dir": tmp_path / "models",
-                "data_dir": tmp_path / "state", "train_lease_seconds": LEASE, "device": "cpu"}
+                "data_dir": tmp_path / "state", "train_lease_seconds": LEASE, "device": "cpu",
+                "tile_roots": f'{{"work": "{tmp_path}"}}'}
     for key, value in settings.items():
         monkeypatch.setenv(f"TILECLASS_{key.upper()}", str(value))
     get_settings.cache_clear()

@@ -48,7 +48,8 @@ class Deployment:
         """Create a job, send its batches to the broker and finish the enqueue, as the producer does."""
         app = connected_app(get_settings())
         with session_scope() as session:
-            job_id = jobs.create_job(session, model_hash=None, source=folder_source(self.root, name="tiles")).id
+            job_id = jobs.create_job(session, model_hash=self.model_hash,
+                                     source=folder_source(self.root, name="tiles")).id
         for seq, rows in enumerate(batches):
             message = ClassifyBatch(job_id, seq, model_hash or self.model_hash, "tiles", rows).to_message()
             app.send_task(CLASSIFY_TASK, kwargs={"batch": message})
@@ -59,7 +60,8 @@ class Deployment:
 
 
 def deploy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **services: str) -> Deployment:
-    settings = {"model_dir": tmp_path / "models", "data_dir": tmp_path / "state", **services}
+    settings = {"model_dir": tmp_path / "models", "data_dir": tmp_path / "state",
+                "tile_roots": f'{{"work": "{tmp_path}"}}', **services}
     env = worker_env(**settings)
     for key, value in settings.items():
         monkeypatch.setenv(f"TILECLASS_{key.upper()}", str(value))
@@ -86,11 +88,13 @@ def test_workers_on_redis_and_postgresql_classify_fail_bad_tiles_alone_and_train
                                "--queues", "classify,train", "--batch-size", "8"], world.env, cwd=tmp_path, log=log)
     with running(launcher):
         job = world.send_job([good[:10], [*good[10:15], *broken, *good[15:20]], [good[20], escaping, *good[21:]]])
-        ghost = world.send_job([good[:3]], model_hash="e" * 64)  # a model nobody registered
+        ghost = world.send_job([good[:3]], model_hash="e" * 64)  # a message naming another model than its job
         train_job = _send_training(tmp_path)
-        for job_id in (job, ghost, train_job):
+        for job_id in (job, train_job):
             wait_for(lambda j=job_id: job_state(j) in (JobState.COMPLETED, JobState.FAILED), timeout=150,
                      what=f"job {job_id} to finish", logs=(log,), processes=(launcher,))
+        wait_for(lambda: f"dropping batch 0 of job {ghost}: the message names model eeeeeeeeeeee" in log.read_text(),
+                 timeout=60, what="the mismatched message to be dropped", logs=(log,), processes=(launcher,))
         launcher.send_signal(signal.SIGTERM)
         assert launcher.wait(timeout=60) == 0, log.read_text()[-3000:]
     output = log.read_text()
@@ -108,7 +112,7 @@ def test_workers_on_redis_and_postgresql_classify_fail_bad_tiles_alone_and_train
         assert (done.state, done.classified, done.failed, done.batches_done) == (
             JobState.COMPLETED, 30, len(broken) + 1, 3)
         lost = jobs.progress(session, job_id=ghost)
-        assert (lost.state, lost.classified, lost.failed) == (JobState.COMPLETED, 0, 3)
+        assert (lost.state, lost.classified, lost.failed) == (JobState.QUEUED, 0, 0)  # no tile failed for it
         assert session.scalar(select(func.count()).select_from(TileResult).where(TileResult.job_id == ghost)) == 0
         trained = jobs.get_job(session, train_job)
         assert trained.state == JobState.COMPLETED, trained.message

@@ -16,10 +16,10 @@ from core.db import session_scope
 from core.errors import HostError
 from core.messages import ClassifyBatch
 from core.registry import register_checkpoint
-from core.schema import FailedTile, JobBatch, JobState, Model, TileResult
+from core.schema import FailedTile, JobBatch, JobKind, JobState, Model, TileResult
 from core.settings import Settings, get_settings
 from core.tiles import Tile
-from tests.worker.support import broken_tiles, tile_tree, tiny_checkpoint
+from tests.worker.support import EUROSAT, broken_tiles, tile_tree, tiny_checkpoint
 from worker import batches, runtime
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ class World:
         """A one-batch job over ``rows``, enqueued and finished, as the producer leaves it."""
         with session_scope() as session:
             source = {"kind": "folder", "name": "tiles", "path": root_path or str(self.root), "layout": "plain"}
-            job_id = jobs.create_job(session, source=source).id
+            job_id = jobs.create_job(session, source=source, model_hash=self.model_hash).id
             jobs.record_batches_enqueued(session, job_id=job_id, batches=[(0, len(rows))])
             jobs.finish_enqueue(session, job_id=job_id, total_tiles=len(rows), total_batches=1, skipped=0)
             if state is not None:
@@ -98,13 +98,22 @@ def test_a_redelivered_batch_changes_nothing_but_the_attempt_count(world: World)
         assert jobs.progress(session, job_id=batch.job_id).classified == 5
 
 
-def test_a_model_nobody_registered_fails_the_batch_without_crashing(world: World) -> None:
-    batch = world.job(tile_tree(world.root, 3), model_hash="f" * 64)
-    assert batches.run_batch(batch, world.settings) == {"classified": 0, "failed": 3}
-    # failed_tiles rows need a registered model; the job still counts the tiles as failed and completes.
-    assert counts(batch.job_id) == (0, 0, JobState.COMPLETED)
+def test_a_message_that_contradicts_its_job_is_dropped_without_failing_tiles(world: World,
+                                                                             caplog: pytest.LogCaptureFixture) -> None:
+    rows = tile_tree(world.root, 3)
+    other_model = world.job(rows, model_hash="f" * 64)  # a model nobody registered, and not the job's
+    assert batches.run_batch(other_model, world.settings) == {"dropped": "does not match its job"}
+    job = world.job(rows)
+    other_source = ClassifyBatch(job.job_id, 0, job.model_hash, "elsewhere", rows)
+    assert batches.run_batch(other_source, world.settings) == {"dropped": "does not match its job"}
     with session_scope() as session:
-        assert jobs.progress(session, job_id=batch.job_id).failed == 3
+        training = jobs.create_job(session, kind=JobKind.TRAIN).id
+    assert batches.run_batch(ClassifyBatch(training, 0, job.model_hash, "tiles", rows),
+                             world.settings) == {"dropped": "does not match its job"}
+    assert "names source 'elsewhere', the job 'tiles'" in caplog.text and "names a train job" in caplog.text
+    for batch in (other_model, job):
+        assert counts(batch.job_id) == (0, 0, JobState.QUEUED)
+        assert failure_reasons(batch.job_id) == {}
 
 
 def test_a_checkpoint_that_no_longer_matches_its_hash_is_a_host_error_that_fails_nothing(world: World,
@@ -166,3 +175,14 @@ def test_a_missing_or_unmounted_root_is_a_host_error_and_broken_when_no_configur
             batches.tile_files(batch, settings, source)
         assert caught.value.broken is broken, roots
     assert failure_reasons(batch.job_id) == {}
+
+
+def test_three_spellings_of_one_tile_path_give_one_result_row(world: World) -> None:
+    (world.root / "a").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(EUROSAT / "Forest" / "Forest_1.jpg", world.root / "a" / "b.jpg")
+    job = world.job([])
+    message = {"format": 2, "job_id": job.job_id, "seq": 0, "model_hash": job.model_hash, "source": "tiles",
+               "tiles": [[None, None, None, path] for path in ("a//b.jpg", "./a/b.jpg", "a/b.jpg/")]}
+    batches.run_batch(ClassifyBatch.from_message(message), world.settings)
+    with session_scope() as session:
+        assert list(session.scalars(select(TileResult.path).where(TileResult.job_id == job.job_id))) == ["a/b.jpg"]

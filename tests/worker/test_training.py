@@ -31,6 +31,7 @@ def train_job(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("TILECLASS_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("TILECLASS_MODEL_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("TILECLASS_DEVICE", "cpu")
+    monkeypatch.setenv("TILECLASS_TILE_ROOTS", f'{{"work": "{tmp_path}"}}')
     get_settings.cache_clear()
     with session_scope() as session:
         return jobs.create_job(session, kind=JobKind.TRAIN).id
@@ -69,3 +70,12 @@ def test_unknown_training_options_fail_the_job(train_job: int, tmp_path: Path) -
     with session_scope() as session:
         message = jobs.get_job(session, train_job).message
     assert message == "training failed: unknown arch 'vit': choose one of resnet18, resnet34, resnet50, resnet101"
+
+
+def test_a_request_naming_a_folder_outside_every_root_fails_its_job_without_reading_it(
+        train_job: int, tmp_path: Path) -> None:
+    for data_dir, config in [("/etc", TINY), (str(tmp_path / "data"), {**TINY, "weights": "/etc/passwd"})]:
+        summary = run_training(TrainRequest(train_job, data_dir, config), get_settings())
+        assert "is not inside a tile root of this worker (TILECLASS_TILE_ROOTS: work=" in summary["failed"]
+        with session_scope() as session:
+            assert jobs.get_job(session, train_job).state == JobState.FAILED
