@@ -61,8 +61,11 @@ def find_unfinished(session: Session, *, model_hash: str, source: dict[str, Any]
     return next((job for job in candidates if job.source == source and job.region == region), None)
 
 
+MAX_JOB_ID = 2**63 - 1  # the largest integer either database stores
+
+
 def get_job(session: Session, job_id: int) -> Job:
-    job = session.get(Job, job_id)
+    job = session.get(Job, job_id) if 1 <= job_id <= MAX_JOB_ID else None
     if job is None:
         latest = session.scalar(select(func.max(Job.id)))
         raise NotFoundError(f"job {job_id} does not exist (job ids run 1..{latest or 0})")

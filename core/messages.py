@@ -54,15 +54,19 @@ class ClassifyBatch:
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> ClassifyBatch:
         """A batch from a format 2 payload, or from format 1 (no ``format`` key); ``ValueError`` if malformed."""
+        _check_object(message, "classify")
         version = message.get("format", 1)
-        if version not in (1, CLASSIFY_FORMAT):
+        if version not in (1, CLASSIFY_FORMAT) or type(version) is not int:
             raise ValueError(f"unknown classify message format {version!r} (this worker reads 1 and 2)")
-        tiles = [Tile.from_row(row) for row in message["tiles"]]
+        rows = message["tiles"]
+        if not isinstance(rows, list):
+            raise ValueError("a classify message's tiles must be a list of [z, x, y, path] rows")
+        tiles = [Tile.from_row(row) for row in rows]
         if version == 1 and any(tile.path is None for tile in tiles):
             raise ValueError("a format 1 classify message must give every tile a path")
         source = message["root"] if version == 1 else message["source"]
-        return cls(job_id=int(message["job_id"]), seq=int(message["seq"]), model_hash=str(message["model_hash"]),
-                   source=str(source), tiles=tiles)
+        return cls(job_id=_integer(message, "job_id"), seq=_integer(message, "seq"),
+                   model_hash=_text(message, "model_hash"), source=_text(message, "source", source), tiles=tiles)
 
 
 @dataclass(frozen=True)
@@ -78,8 +82,30 @@ class TrainRequest:
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> TrainRequest:
+        _check_object(message, "train")
         version = message.get("format", TRAIN_FORMAT)
-        if version != TRAIN_FORMAT:
+        if version != TRAIN_FORMAT or type(version) is not int:
             raise ValueError(f"unknown train message format {version!r} (this worker reads {TRAIN_FORMAT})")
-        return cls(job_id=int(message["job_id"]), data_dir=str(message["data_dir"]),
-                   config=dict(message.get("config") or {}))
+        config = message.get("config") or {}
+        if not isinstance(config, dict):
+            raise ValueError("a train message's config must be an object")
+        return cls(job_id=_integer(message, "job_id"), data_dir=_text(message, "data_dir"), config=dict(config))
+
+
+def _check_object(message: Any, kind: str) -> None:
+    if not isinstance(message, dict):
+        raise ValueError(f"a {kind} message must be a JSON object, not {type(message).__name__}")
+
+
+def _integer(message: dict[str, Any], key: str) -> int:
+    value = message[key]
+    if type(value) is not int or not 0 <= value < 2**63:
+        raise ValueError(f"{key} must be a non-negative integer, not {value!r}")
+    return value
+
+
+def _text(message: dict[str, Any], key: str, value: Any = None) -> str:
+    value = message[key] if value is None else value
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{key} must be a non-empty string, not {value!r}")
+    return value

@@ -44,37 +44,54 @@ class GeoJsonArea:
 
 def load_geojson(path: Path) -> GeoJsonArea:
     """The union of the polygons in a GeoJSON geometry, Feature or FeatureCollection."""
+    from shapely.errors import GEOSException
     from shapely.geometry import shape
     from shapely.ops import unary_union
 
     try:
         raw = path.read_bytes()
-        document = json.loads(raw)
+        document = json.loads(raw, parse_constant=_no_constant)
+    except RecursionError:
+        raise TileError(f"GeoJSON {str(path)!r} is nested too deeply to be a GeoJSON document") from None
     except (OSError, ValueError) as exc:
         raise TileError(f"cannot read GeoJSON {str(path)!r}: {exc.__class__.__name__}: {exc}") from None
-    geometries = list(_geometries(document, path))
+    try:
+        geometries = list(_geometries(document, path))
+    except RecursionError:
+        raise TileError(f"GeoJSON {str(path)!r} nests collections too deeply") from None
     polygons = [g for g in geometries if isinstance(g, dict) and g.get("type") in ("Polygon", "MultiPolygon")]
     if not polygons:
         kinds = sorted({str(g.get("type")) for g in geometries if isinstance(g, dict)}) or ["nothing"]
         raise TileError(f"GeoJSON {str(path)!r} holds {', '.join(kinds)}: a Polygon or MultiPolygon is needed")
     try:
         geometry = unary_union([shape(g).buffer(0) for g in polygons])
-    except (ValueError, TypeError, AttributeError, IndexError) as exc:
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError, GEOSException) as exc:
         raise TileError(f"GeoJSON {str(path)!r} has an invalid polygon: {exc}") from None
     if geometry.is_empty or geometry.area == 0:
         raise TileError(f"GeoJSON {str(path)!r}: the polygon is empty (no area), so the region has no tiles")
     return GeoJsonArea(str(path.resolve()), hashlib.sha256(raw).hexdigest(), geometry)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number GeoJSON allows")
+
+
+def _members(document: dict[str, Any], key: str, path: Path) -> list[Any]:
+    members = document.get(key) or []
+    if not isinstance(members, list):
+        raise TileError(f"GeoJSON {str(path)!r}: {key!r} must be a list, not {type(members).__name__}")
+    return members
+
+
 def _geometries(document: Any, path: Path) -> Iterable[Any]:
     kind = document.get("type") if isinstance(document, dict) else None
     if kind == "FeatureCollection":
-        for feature in document.get("features") or []:
+        for feature in _members(document, "features", path):
             yield from _geometries(feature, path)
     elif kind == "Feature":
         yield document.get("geometry") or {}
     elif kind == "GeometryCollection":
-        for geometry in document.get("geometries") or []:
+        for geometry in _members(document, "geometries", path):
             yield from _geometries(geometry, path)
     elif isinstance(kind, str):
         yield document

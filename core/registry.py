@@ -34,12 +34,15 @@ def register_checkpoint(session: Session, *, checkpoint: Path, settings: Setting
                           image_size=info.image_size, path=str(stored.resolve()), metrics=info.metrics)
 
 
-def resolve_model(session: Session, *, ref: str, settings: Settings) -> Model:
-    """A registered model from a checkpoint path (registered on the way) or a hash or unique hash prefix."""
+def resolve_model(session: Session, *, ref: str, settings: Settings, register: bool = True) -> str:
+    """The hash of a model from a checkpoint path (registered on the way, unless ``register`` is False: then only
+    its sidecar is checked, nothing is written or copied) or a registered hash or unique hash prefix."""
     candidate = Path(ref)
     if candidate.suffix == ".pt" or candidate.is_file():
-        return register_checkpoint(session, checkpoint=candidate, settings=settings)
-    return find_registered(session, ref=ref, accepts="a checkpoint file or a registered model hash")
+        if not register:
+            return read_sidecar(candidate).sha256
+        return register_checkpoint(session, checkpoint=candidate, settings=settings).hash
+    return find_registered(session, ref=ref, accepts="a checkpoint file or a registered model hash").hash
 
 
 def find_registered(session: Session, *, ref: str, accepts: str = "a registered model hash") -> Model:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 from core.choices import DEVICE_CHOICES, INFERENCE_PRECISIONS, is_device
 from core.errors import SettingsError
@@ -138,6 +139,10 @@ def load_settings() -> Settings:
     """Read the settings now, turning a validation error into one line that names the setting."""
     try:
         return Settings()
+    except PydanticSettingsError as exc:  # a value that is not even JSON where JSON is needed
+        field = str(exc).split('"')[1] if '"' in str(exc) else "settings"
+        example = ' (a JSON object: {"ortho": "/mnt/ortho"})' if field == "tile_roots" else ""
+        raise SettingsError(f"{ENV_PREFIX}{field.upper()}: not valid JSON{example}") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "settings"

@@ -68,10 +68,20 @@ def read_sidecar(checkpoint: Path) -> CheckpointInfo:
             f"checkpoint {str(checkpoint)!r} has no readable {sidecar.name} beside it ({exc.__class__.__name__}): "
             "save it with 'tileclass train' or model.checkpoint.save_checkpoint"
         ) from None
+    if not isinstance(meta, dict):
+        raise TileclassError(f"{sidecar.name}: expected a JSON object, found a {type(meta).__name__}")
     if meta.get("format") != SIDECAR_FORMAT:
         raise TileclassError(f"{sidecar.name}: unknown format {meta.get('format')!r}, expected {SIDECAR_FORMAT!r}")
     actual = file_sha256(checkpoint)
     if meta.get("sha256") != actual:
         raise TileclassError(f"{checkpoint.name} does not match the hash in {sidecar.name}: the file was changed")
-    return CheckpointInfo(actual, str(meta["arch"]), list(meta["class_names"]), int(meta["image_size"]),
-                          dict(meta.get("metrics") or {}))
+    arch, names, size, metrics = (meta.get(key) for key in ("arch", "class_names", "image_size", "metrics"))
+    problems = [f"{key} must be {kind}" for key, kind, ok in [
+        ("arch", "a string", isinstance(arch, str)),
+        ("class_names", "a list of strings", isinstance(names, list) and all(isinstance(n, str) for n in names)),
+        ("image_size", "a positive integer", type(size) is int and size > 0),
+        ("metrics", "an object", metrics is None or isinstance(metrics, dict))] if not ok]
+    if problems:
+        raise TileclassError(f"{sidecar.name}: {'; '.join(problems)}")
+    assert isinstance(arch, str) and isinstance(names, list) and isinstance(size, int)
+    return CheckpointInfo(actual, arch, list(names), size, dict(metrics or {}))

@@ -12,7 +12,6 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from core.errors import TileclassError
 from producer.commands import (
     cancel,
     db,
@@ -28,16 +27,21 @@ from producer.commands import (
     train,
     worker,
 )
+from producer.commands.errors import user_error
 
 
 class _OneLineErrors(TyperGroup):
-    """Reports any TileclassError raised by a command as one line on stderr, exit code 2, no traceback."""
+    """Reports a user's error raised by a command (``producer.commands.errors``: any TileclassError, the database
+    unreachable, the ``ml`` extra missing) as one line on stderr, exit code 2, no traceback."""
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         try:
             return super().invoke(ctx)
-        except TileclassError as exc:
-            typer.echo(f"Error: {exc}", err=True)
+        except Exception as exc:
+            message = user_error(exc)
+            if message is None:
+                raise
+            typer.echo(f"Error: {message}", err=True)
             ctx.exit(2)
 
 

@@ -51,7 +51,7 @@ def enqueue(
     from producer.pipeline import dry_run as count_tiles
 
     bound = check_batching(batch_size, max_queued, get_settings().max_queued_batches)
-    request = _request(tile_root, model, zoom, bbox, geojson, scheme, layout, batch_size, force)
+    request = _request(tile_root, model, zoom, bbox, geojson, scheme, layout, batch_size, force, register=not dry_run)
     if dry_run:
         with walk_progress(not as_json, _describe) as show:
             stats = count_tiles(request.target, on_progress=show, skip_classified=not request.force)
@@ -61,7 +61,8 @@ def enqueue(
 
 
 def _request(tile_root: Path, model: str, zoom: list[str] | None, bbox: str | None, geojson: Path | None,
-             scheme: str, layout: str | None, batch_size: int | None, force: bool) -> EnqueueRequest:
+             scheme: str, layout: str | None, batch_size: int | None, force: bool, *,
+             register: bool) -> EnqueueRequest:
     from core.bbox import BBox
     from core.layouts import Layout
     from core.region import Region, load_geojson
@@ -82,7 +83,7 @@ def _request(tile_root: Path, model: str, zoom: list[str] | None, bbox: str | No
         raise TileError("--zoom, --bbox and --geojson need a layout with coordinates; 'plain' tiles have none")
     region = Region(zooms=zooms, bbox=box, area=area) if (zooms or box or area) else None
     with open_session() as session:
-        model_hash = resolve_model(session, ref=model, settings=settings).hash
+        model_hash = resolve_model(session, ref=model, settings=settings, register=register)
     return EnqueueRequest(Target(source, region, model_hash, batch_size or DEFAULT_BATCH_SIZE), force=force)
 
 

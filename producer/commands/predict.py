@@ -38,6 +38,9 @@ def predict(
     ),
 ) -> None:
     """Classify images with a trained checkpoint and print the top classes with their probabilities."""
+    from producer.commands.errors import require_ml
+
+    require_ml("predict")
     from core.settings import get_settings
     from model.predict import Classifier
 

@@ -63,6 +63,10 @@ def train(
     as_json: Json = False,
 ) -> None:
     """Train a ResNet tile classifier on an ImageFolder directory (or queue the run with --queue)."""
+    from producer.commands.errors import require_ml
+
+    if not queue:  # a queued run trains on a worker host
+        require_ml("train")
     from model.config import TrainConfig
 
     # Library warnings (skipped files, slow precision) reach the user on stderr, one line each.

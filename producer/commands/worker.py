@@ -40,6 +40,9 @@ def worker(
 
     Each process is a plain `celery -A worker.app worker --pool solo` (run that yourself to manage Celery yourself).
     """
+    from producer.commands.errors import require_ml
+
+    require_ml("worker")
     from core.settings import get_settings
     from worker.launch import LaunchError, WorkerOptions, launch, parse_queues
 
