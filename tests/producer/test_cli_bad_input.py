@@ -55,8 +55,8 @@ def test_bad_geojson_gives_one_line(env: dict[str, str], tmp_path: Path) -> None
         "deep.json": ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
         "nan.json": ('{"type": "Polygon", "coordinates": [[[NaN, 0], [1, 0], [1, 1], [NaN, 0]]]}', "NaN"),
     }
-    for name, (text, words) in documents.items():
-        (tmp_path / name).write_text(text)
+    for name, (content, words) in documents.items():
+        (tmp_path / name).write_text(content)
         one_line_error(run("enqueue", str(tmp_path / "tiles"), "--model", "abcdef", "--geojson",
                            str(tmp_path / name), env=env), words)
 
