@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -96,15 +97,16 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_database(cls, value: str) -> str:
         if not value.startswith(("sqlite:", "postgresql")):
-            raise ValueError(f"must be a sqlite:/// or postgresql+psycopg:// URL (got {value!r})")
-        return value
+            raise ValueError(f"must be a sqlite:/// or postgresql+psycopg:// URL (got {_without_password(value)!r})")
+        return _no_placeholder(value)
 
     @field_validator("broker_url")
     @classmethod
     def _valid_broker(cls, value: str) -> str:
         if not value.startswith(("filesystem://", "redis://", "rediss://", "memory://", "amqp://")):
-            raise ValueError(f"must be filesystem:// (embedded), redis://… or amqp://… (got {value!r})")
-        return value
+            raise ValueError(f"must be filesystem:// (embedded), redis://…, rediss://… (TLS) or amqp://… "
+                             f"(got {_without_password(value)!r})")
+        return _no_placeholder(value)
 
     @field_validator("tile_roots")
     @classmethod
@@ -133,6 +135,23 @@ def env_name(setting: str) -> str:
 def is_own_variable(name: str) -> bool:
     """Whether an environment variable is one of tileclass's settings (``TILECLASS_*``)."""
     return name.startswith(ENV_PREFIX)
+
+
+PLACEHOLDER_PASSWORDS = frozenset({"change-me"})  # what .env.example ships with
+
+
+def _no_placeholder(url: str) -> str:
+    if urlsplit(url).password in PLACEHOLDER_PASSWORDS:
+        raise ValueError("its password is the .env.example placeholder: set a real one in .env "
+                         "(REDIS_PASSWORD / POSTGRES_PASSWORD with docker compose)")
+    return url
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
 
 
 def load_settings() -> Settings:

@@ -127,13 +127,13 @@ def load_checkpoint(path: Path) -> tuple[CheckpointMeta, dict[str, torch.Tensor]
     return checkpoint.meta, checkpoint.state_dict
 
 
-def read_checkpoint(path: Path) -> Checkpoint:
-    """Read and verify a checkpoint written by ``save_checkpoint``.
+def read_checkpoint(path: Path, data: bytes | None = None) -> Checkpoint:
+    """Read and verify a checkpoint written by ``save_checkpoint`` (from ``data``, its bytes, when given).
 
     Raises:
         CheckpointError: missing, unsafe, corrupt, or inconsistent (one line that says what to do).
     """
-    loaded = safe_torch_load(path)
+    loaded = safe_torch_load(path, data)
     if not isinstance(loaded, dict) or "state_dict" not in loaded or "meta" not in loaded:
         if isinstance(loaded, dict) and loaded and all(isinstance(v, torch.Tensor) for v in loaded.values()):
             raise CheckpointError(

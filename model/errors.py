@@ -17,6 +17,10 @@ class CheckpointError(TileclassError):
     """A checkpoint is unsafe to load, corrupt, or inconsistent with its own metadata."""
 
 
+class ChecksumMismatch(CheckpointError):
+    """The file's content hash is not the one its model was registered with (this copy is stale or another model)."""
+
+
 class CalibrationMissing(CheckpointError):
     """int8 was asked of a checkpoint that holds no calibration images (one saved before they were kept)."""
 

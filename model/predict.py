@@ -9,6 +9,7 @@ checkpoint, never from constants here.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,11 +19,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from core.sidecar import file_sha256
 from model.arch import build_model
 from model.checkpoint import read_checkpoint
 from model.device import autocast, resolve_device, resolve_inference_precision
-from model.errors import CheckpointError
+from model.errors import CheckpointError, ChecksumMismatch
 from model.images import pil_to_tensor, to_rgb
 from model.transforms import Normalized, pad_to, resize
 
@@ -93,11 +93,12 @@ class Classifier:
         """
         if not path.is_file():
             raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-        digest = file_sha256(path)
+        data = path.read_bytes()  # hashed and loaded from the same bytes: no window to swap the file in between
+        digest = hashlib.sha256(data).hexdigest()
         if expected_sha256 is not None and digest != expected_sha256.lower():
-            raise CheckpointError(f"{path.name} has sha256 {digest[:12]}…, expected {expected_sha256[:12]}…: "
-                                  "the file was changed or is a different model; register it again")
-        checkpoint = read_checkpoint(path)
+            raise ChecksumMismatch(f"{path.name} has sha256 {digest[:12]}…, expected {expected_sha256[:12]}…: "
+                                   "the file was changed or is a different model; register it again")
+        checkpoint = read_checkpoint(path, data)
         meta = checkpoint.meta
         torch_device = resolve_device(device)
         resolved = resolve_inference_precision(precision, torch_device)

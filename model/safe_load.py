@@ -7,6 +7,7 @@ saved with ``torch.save(model)``, or something malicious) is refused before any 
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 import zipfile
@@ -20,14 +21,20 @@ from model.errors import CheckpointError
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
-def safe_torch_load(path: Path) -> Any:
-    """``torch.load`` with ``weights_only=True`` and CPU mapping; every failure becomes a one-line CheckpointError."""
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-    if path.stat().st_size == 0:
+def safe_torch_load(path: Path, data: bytes | None = None) -> Any:
+    """``torch.load`` with ``weights_only=True`` and CPU mapping; every failure becomes a one-line CheckpointError.
+
+    ``data``: the file's bytes, already read (and hashed) by the caller, so that what is loaded is exactly what was
+    checked, even if the file is replaced in between.
+    """
+    if data is None:
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+        data = path.read_bytes()
+    if not data:
         raise CheckpointError(f"{path.name} is empty (zero bytes): copy it again or re-run 'tileclass train'")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(_unsafe_message(path, str(exc))) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as exc:

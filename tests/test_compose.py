@@ -47,13 +47,44 @@ def test_passwords_are_required(tmp_path: Path) -> None:
     assert "set REDIS_PASSWORD in .env" in result.stderr or "set POSTGRES_PASSWORD in .env" in result.stderr
 
 
-def test_redis_is_durable_and_protected(compose: dict[str, Any]) -> None:
-    command = compose["services"]["redis"]["command"]
-    assert command[command.index("--appendonly") + 1] == "yes"
-    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
-    assert command[command.index("--requirepass") + 1] == "change-me"
+def test_redis_is_durable_and_protected_and_its_password_is_not_in_its_arguments(compose: dict[str, Any]) -> None:
+    redis = compose["services"]["redis"]
+    script = redis["command"][-1]
+    assert redis["command"][:2] == ["sh", "-c"] and "exec redis-server /tmp/redis-auth.conf" in script
+    assert "--appendonly yes" in script and "--maxmemory-policy noeviction" in script
+    assert "change-me" not in " ".join(redis["command"])  # the password reaches redis-server through a file
+    assert "requirepass" in script and "$REDIS_PASSWORD" in script and redis["environment"]["REDIS_PASSWORD"]
     env = compose["services"]["worker-gpu0"]["environment"]
     assert env["TILECLASS_BROKER_URL"].startswith("redis://:change-me@")
+
+
+def test_services_are_published_on_loopback_unless_told_otherwise(compose: dict[str, Any], tmp_path: Path) -> None:
+    published = {name: service["ports"] for name, service in compose["services"].items() if service.get("ports")}
+    assert set(published) == {"redis", "postgres", "flower"}
+    for ports in published.values():
+        assert all(str(port.get("host_ip") if isinstance(port, dict) else port).startswith("127.0.0.1")
+                   for port in ports), ports
+    flower = compose["services"]["flower"]["environment"]
+    assert flower["FLOWER_BASIC_AUTH"] == "flower:change-me"
+    assert "--basic-auth" not in " ".join(compose["services"]["flower"]["command"])
+    env = (REPO_ROOT / ".env.example").read_text().replace("PUBLISH_ADDRESS=127.0.0.1", "PUBLISH_ADDRESS=10.0.0.5")
+    result = _compose_config(tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    multi = yaml.safe_load(result.stdout)["services"]
+    assert any("10.0.0.5" in str(port) for port in multi["redis"]["ports"])
+
+
+def test_every_tileclass_service_refuses_the_placeholder_passwords(compose: dict[str, Any]) -> None:
+    from core.errors import SettingsError
+    from core.settings import Settings, load_settings
+
+    env = compose["services"]["worker-gpu0"]["environment"]
+    for name in ("TILECLASS_BROKER_URL", "TILECLASS_DATABASE_URL"):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(name, env[name])
+            with pytest.raises(SettingsError, match=f"^{name}: its password is the .env.example placeholder"):
+                load_settings()
+    assert Settings(broker_url="rediss://:s3cret@redis.example:6380/0").broker_url.startswith("rediss://")
 
 
 def test_postgres_has_healthcheck_and_volume(compose: dict[str, Any]) -> None:
@@ -70,7 +101,7 @@ def test_each_gpu_worker_reserves_its_own_device(compose: dict[str, Any]) -> Non
             (device,) = service["deploy"]["resources"]["reservations"]["devices"]
             assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
             reserved.extend(device["device_ids"])
-            assert service["environment"]["TILECLASS_TILE_ROOTS"] == '{"tiles": "/tiles"}'
+            assert service["environment"]["TILECLASS_TILE_ROOTS"] == '{"tiles": "/tiles", "train-data": "/train-data"}'
             assert "/tiles" in _mount_targets(service["volumes"])
     assert sorted(reserved) == ["0", "1"]
 

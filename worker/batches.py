@@ -6,9 +6,10 @@ Steps, each database step one transaction retried on transient errors:
    A batch of an unknown or cancelled job is dropped.
 2. Count the run in Redis (``worker.deliveries``): after a run whose worker process died, classify one tile at a
    time and fail a tile that kills the process again, so a poison tile cannot be redelivered forever.
-3. Load the model through the process's cache. A model that is not registered fails the whole batch with that
-   reason (no worker could run it); the message is still acknowledged, so a bad model never makes workers
-   crash-loop. A registered model with no usable checkpoint on this host is a ``HostError`` (see 6).
+3. Load the model through the process's cache. A model that is not registered, or whose checkpoint is unsafe or
+   inconsistent, fails the whole batch with that reason (no worker could run it); the message is still
+   acknowledged, so a bad model never makes workers crash-loop. A registered model with no usable checkpoint on
+   this host (missing, or not matching its hash) is a ``HostError`` (see 6).
 4. Find every tile's file in the job's source on this host (a path that would leave it fails alone) and run the
    pipeline.
 6. A ``core.errors.HostError`` anywhere (the source not mounted here, no checkpoint here, the device out of memory)

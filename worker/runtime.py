@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 class ModelUnavailable(TileclassError):
-    """The batch's model is not registered in the results database: no worker can use it."""
+    """No worker can use the batch's model: it is not registered, or its checkpoint is unsafe or inconsistent."""
 
 
 def is_transient_db_error(exc: BaseException) -> bool:
@@ -86,7 +86,7 @@ class ModelCache:
 
 def load_classifier(model_hash: str, path: Path, settings: Settings) -> Classifier:
     """Load a checkpoint for inference with the worker's device, precision and compilation settings."""
-    from model.errors import CalibrationMissing, CheckpointError, DeviceError
+    from model.errors import CalibrationMissing, CheckpointError, ChecksumMismatch, DeviceError
     from model.predict import Classifier
 
     def load(precision: str) -> Classifier:
@@ -103,8 +103,10 @@ def load_classifier(model_hash: str, path: Path, settings: Settings) -> Classifi
             classifier = load("auto")
     except DeviceError as exc:
         raise HostError(f"device {settings.device} unusable: {exc}", broken=True) from None
-    except (CheckpointError, OSError) as exc:  # this host's copy is wrong or unreadable; other hosts may have it
+    except (ChecksumMismatch, OSError) as exc:  # this host's copy is stale or unreadable; other hosts may have it
         raise HostError(f"model {model_hash[:12]} refused on this host: {exc}") from None
+    except CheckpointError as exc:  # the registered file itself is unsafe or inconsistent: every host refuses it
+        raise ModelUnavailable(f"model {model_hash[:12]} refused: {exc}") from None
     log.info("loaded model %s (%s classes, %d px) on %s, %s, in %.1f s%s", model_hash[:12],
              len(classifier.class_names), classifier.image_size, classifier.device, classifier.precision,
              time.perf_counter() - started, ", compiled" if classifier.compiled else "")
