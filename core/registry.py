@@ -7,17 +7,19 @@ workers check the hash again before loading.
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.errors import NotFoundError
+from core.errors import NotFoundError, TileclassError
 from core.results import register_model
 from core.schema import Model
 from core.settings import Settings
-from core.sidecar import read_sidecar, sidecar_path
+from core.sidecar import file_sha256, read_sidecar, sidecar_path
 
 
 def register_checkpoint(session: Session, *, checkpoint: Path, settings: Settings) -> Model:
@@ -26,12 +28,31 @@ def register_checkpoint(session: Session, *, checkpoint: Path, settings: Setting
     settings.model_dir.mkdir(parents=True, exist_ok=True)
     stored = settings.model_dir / f"{info.sha256}.pt"
     if not stored.exists():
-        partial = stored.with_suffix(".pt.partial")
-        shutil.copyfile(checkpoint, partial)
-        shutil.copyfile(sidecar_path(checkpoint), sidecar_path(stored))
-        partial.replace(stored)
+        _store(checkpoint, stored, info.sha256)
     return register_model(session, model_hash=info.sha256, arch=info.arch, class_names=info.class_names,
                           image_size=info.image_size, path=str(stored.resolve()), metrics=info.metrics)
+
+
+def _store(checkpoint: Path, stored: Path, sha256: str) -> None:
+    """Copy ``checkpoint`` and its sidecar to ``stored`` through temporary files of this call only, each renamed
+    into place at once, the sidecar first; the copy is hashed, so a file changed after its sidecar was read is
+    refused instead of stored under the wrong hash. Two producers registering one model at once both succeed."""
+    folder = stored.parent
+    with (tempfile.NamedTemporaryFile(dir=folder, prefix=f".{stored.name}.", suffix=".partial",
+                                      delete=False) as copy, checkpoint.open("rb") as source):
+        shutil.copyfileobj(source, copy)
+    temporary = Path(copy.name)
+    try:
+        if file_sha256(temporary) != sha256:
+            raise TileclassError(f"{checkpoint.name} changed while it was being registered: register it again")
+        sidecar = sidecar_path(stored)
+        with tempfile.NamedTemporaryFile("w", dir=folder, prefix=f".{sidecar.name}.", suffix=".partial",
+                                         delete=False) as meta:
+            meta.write(sidecar_path(checkpoint).read_text())
+        os.replace(meta.name, sidecar)
+        os.replace(temporary, stored)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def resolve_model(session: Session, *, ref: str, settings: Settings, register: bool = True) -> str:

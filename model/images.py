@@ -52,12 +52,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import simplejpeg
 import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from core.choices import IMAGE_FORMATS
 from model.errors import ImageError
+from model.image_headers import JPEG_SOI, fast_path_size, format_of, strict_jpeg
 
 DEFAULT_MAX_PIXELS = 4096 * 4096  # tiles are 256-1024 px; TILECLASS_WORKER_MAX_PIXELS raises it for big chips
 LARGE_IMAGE_PIXELS = 2048 * 2048  # above this, one decode at a time per process (``_decoding``)
@@ -65,10 +65,7 @@ _ROWS_PER_BLOCK = 256
 _large_images = threading.Lock()
 _ALPHA_MODES = {"RGBA", "LA", "La", "RGBa", "PA"}
 _PIL_LIMIT = re.compile(r"\((\d+) pixels\)")
-_JPEG_SOI = b"\xff\xd8\xff"
 _ALLOWED = ", ".join(IMAGE_FORMATS)
-# Formats Pillow does not read, recognised only to say what they are: (name, file prefixes).
-_UNREADABLE_FORMATS = (("PDF", (b"%PDF-",)), ("SVG", (b"<svg", b"<?xml")))
 # torchvision 0.29 deprecates its decoders in favour of TorchCodec but they remain the fastest here; one targeted
 # filter (not a catch_warnings block, which is not thread-safe) keeps the per-call warning out of the logs.
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
@@ -104,7 +101,7 @@ def decode_tile(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, fit: int |
     """
     if not data:
         raise ImageError("zero-byte file")
-    size = _fast_path_size(data)
+    size = fast_path_size(data)
     if size is not None:
         if size[0] * size[1] > max_pixels:
             raise ImageError(f"decompression bomb: {size[0] * size[1]} pixels > {max_pixels}")
@@ -123,8 +120,8 @@ def decode_tile(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, fit: int |
 
 def _fast_decode(data: bytes, size: tuple[int, int]) -> torch.Tensor | None:
     """An 8-bit RGB JPEG or PNG through libjpeg-turbo / libpng directly; None: let Pillow decide and word it."""
-    if data[:3] == _JPEG_SOI:
-        decoded = _strict_jpeg(data)
+    if data[:3] == JPEG_SOI:
+        decoded = strict_jpeg(data)
         if decoded is not None and decoded.shape == (size[1], size[0], 3):
             return torch.from_numpy(decoded).permute(2, 0, 1).contiguous()
         return None
@@ -146,20 +143,6 @@ def _decoding(size: tuple[int, int]) -> Iterator[None]:
         return
     with _large_images:
         yield
-
-
-def _strict_jpeg(data: bytes) -> np.ndarray | None:
-    """The JPEG decoded to RGB by libjpeg-turbo with warnings as errors; None when simplejpeg cannot do this one
-    (CMYK, say), so that Pillow decides. ``ImageError`` for corrupt or truncated data."""
-    try:
-        return simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
-    except ValueError as exc:
-        text = str(exc)
-        if "Premature end" in text:
-            raise ImageError("truncated image") from None
-        if "Corrupt JPEG data" in text or "Bogus" in text or "Invalid" in text or "Huffman" in text:
-            raise ImageError(f"corrupt image ({text.splitlines()[0][:120]})") from None
-        return None
 
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
@@ -232,7 +215,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except UnidentifiedImageError:
-        found = _format_of(data)
+        found = format_of(data)
         if found is not None:
             raise ImageError(f"format {found} is not allowed (allowed: {_ALLOWED})") from None
         raise ImageError("not an image") from None
@@ -255,7 +238,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
 def _load(data: bytes, image: Image.Image) -> None:
     """Decode the pixels of ``image`` (opened from ``data`` by ``_open``), or ``ImageError``."""
     if image.format == "JPEG":
-        _strict_jpeg(data)  # Pillow decodes through libjpeg's corrupt-data warnings: check first
+        strict_jpeg(data)  # Pillow decodes through libjpeg's corrupt-data warnings: check first
     try:
         image.seek(0)
         image.load()
@@ -267,63 +250,6 @@ def _load(data: bytes, image: Image.Image) -> None:
         raise ImageError(f"corrupt image ({_short(exc)})") from None
 
 
-def _format_of(data: bytes) -> str | None:
-    """The name of a format outside the allow-list that ``data`` looks like, judged from its first bytes only (no
-    decoder of it is run)."""
-    Image.init()
-    prefix = data[:16]
-    for name, (_, accept) in Image.OPEN.items():
-        if name not in IMAGE_FORMATS and accept is not None:
-            try:
-                if accept(prefix):
-                    return name
-            except Exception:  # a plugin's check of a short prefix failed; the next plugin may know it
-                continue
-    head = data[:256].lstrip()
-    return next((name for name, marks in _UNREADABLE_FORMATS if head.startswith(marks)), None)
-
-
 def _short(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
     return text[:120]
-
-
-def _fast_path_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) when ``data`` is an 8-bit, 3-channel JPEG or PNG that torchvision decodes exactly like Pillow.
-
-    Everything else (grey, palette, alpha, 16-bit, CMYK, a JPEG without its end marker) returns None and takes
-    the Pillow path, which does the mode conversions and words the errors.
-    """
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 33:
-        width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
-        if depth == 8 and colour == 2 and b"tRNS" not in data and data.rstrip(b"\0")[-8:-4] == b"IEND":
-            return width, height
-        return None
-    if data[:3] == b"\xff\xd8\xff" and data.rstrip(b"\0")[-2:] == b"\xff\xd9":
-        return _jpeg_rgb_size(data)
-    return None
-
-
-def _jpeg_rgb_size(data: bytes) -> tuple[int, int] | None:
-    """Walk the JPEG markers to the frame header; (width, height) for a 3-component 8-bit frame, else None."""
-    pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        length = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
-        if marker in (0xC0, 0xC1, 0xC2):  # baseline, extended, progressive Huffman frames
-            if pos + 10 > len(data):
-                return None
-            precision, height, width, components = struct.unpack(">BHHB", data[pos + 4 : pos + 10])
-            adobe_cmyk = b"Adobe" in data[:pos]
-            if precision == 8 and components == 3 and not adobe_cmyk and width and height:
-                return width, height
-            return None
-        if marker in (0xD9, 0xDA):  # end of image or start of scan before any frame header
-            return None
-        pos += 2 + length
-    return None
