@@ -152,7 +152,7 @@ def tile_files(batch: ClassifyBatch, settings: Settings, source_record: dict[str
     files = []
     for tile in batch.tiles:
         try:
-            files.append(TileFile(tile, source.locate(root, tile)))
+            files.append(TileFile(tile, source.locate(root, tile), root=root))
         except TileRootError as exc:
             files.append(TileFile(tile, None, str(exc)))
     return files

@@ -13,6 +13,7 @@ rest of its chunk is classified. A device that runs out of memory or fails raise
 from __future__ import annotations
 
 import logging
+import os
 import stat
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -53,34 +54,60 @@ class TileFile:
     tile: Tile
     path: Path | None
     refused: str | None = None
+    root: Path | None = None  # the source's folder on this host: the opened file must still lie inside it
 
 
-def read_tile(path: Path, *, max_bytes: int = MAX_TILE_BYTES) -> bytes:
-    """The file's bytes, or ``TileFailed`` naming why it cannot be read."""
+def read_tile(path: Path, *, root: Path | None = None, max_bytes: int = MAX_TILE_BYTES) -> bytes:
+    """The file's bytes, or ``TileFailed`` naming why it cannot be read.
+
+    Everything is checked on the opened file, not on the path before it: ``O_NONBLOCK`` so that a FIFO named like
+    a tile cannot block the open, ``fstat`` for its type and size, and (with ``root``) the real path of the open
+    descriptor, so that a folder swapped for a symlink after ``core.roots.safe_join`` checked the path is refused
+    instead of read from outside the root.
+    """
     try:
-        info = path.stat()
-        if stat.S_ISDIR(info.st_mode):
-            raise TileFailed("is a directory")
-        if not stat.S_ISREG(info.st_mode):
-            # A FIFO named like a tile would block the worker for ever in open(); a device could read without end.
-            raise TileFailed("not a regular file")
-        size = info.st_size
-        if size > max_bytes:
-            raise TileFailed(f"file too large: {size} bytes > {max_bytes}")
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise TileFailed("no such file") from None
-    except IsADirectoryError:
-        raise TileFailed("is a directory") from None
     except PermissionError:
         raise TileFailed("permission denied") from None
     except OSError as exc:
         raise TileFailed(f"unreadable file ({exc.strerror or exc.__class__.__name__})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # a FIFO or a device could block or read without end
+        os.close(fd)
+        raise TileFailed("is a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file")
+    with os.fdopen(fd, "rb") as handle:
+        if root is not None and not _inside(_opened_path(fd, path), root):
+            raise TileFailed("path leads outside its root (a folder on it was replaced by a symlink)")
+        if info.st_size > max_bytes:
+            raise TileFailed(f"file too large: {info.st_size} bytes > {max_bytes}")
+        try:
+            data = handle.read(max_bytes + 1)
+        except OSError as exc:
+            raise TileFailed(f"unreadable file ({exc.strerror or exc.__class__.__name__})") from None
+    if len(data) > max_bytes:  # it grew after fstat
+        raise TileFailed(f"file too large: more than {max_bytes} bytes")
+    return data
 
 
-def load_tile(path: Path, classifier: Classifier, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+def _opened_path(fd: int, path: Path) -> str:
+    """The real path of an open descriptor (Linux: /proc/self/fd), else of the path it was opened by."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return os.path.realpath(path)
+
+
+def _inside(real: str, root: Path) -> bool:
+    real_root = os.path.realpath(root)
+    return os.path.commonpath([real_root, real]) == real_root
+
+
+def load_tile(path: Path, classifier: Classifier, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+              root: Path | None = None) -> torch.Tensor:
     """Read, decode and resize one tile to the model's input: a uint8 (3, S, S) tensor, or ``TileFailed``."""
-    data = read_tile(path)
+    data = read_tile(path, root=root)
     try:
         tensor = decode_tile(data, max_pixels=max_pixels, fit=classifier.image_size)
     except ImageError as exc:
@@ -117,7 +144,7 @@ def _submit_next(upcoming: Iterator[list[TileFile]], pending: deque[list[tuple[T
                  classifier: Classifier, pool: Executor, max_pixels: int) -> None:
     chunk = next(upcoming, None)
     if chunk is not None:
-        pending.append([(f, pool.submit(load_tile, f.path, classifier, max_pixels=max_pixels))
+        pending.append([(f, pool.submit(load_tile, f.path, classifier, max_pixels=max_pixels, root=f.root))
                         for f in chunk if f.path is not None])
 
 

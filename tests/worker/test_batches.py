@@ -186,3 +186,28 @@ def test_three_spellings_of_one_tile_path_give_one_result_row(world: World) -> N
     batches.run_batch(ClassifyBatch.from_message(message), world.settings)
     with session_scope() as session:
         assert list(session.scalars(select(TileResult.path).where(TileResult.job_id == job.job_id))) == ["a/b.jpg"]
+
+
+def test_a_folder_swapped_for_a_symlink_after_the_path_check_is_not_read_from_outside(world: World,
+                                                                                    tmp_path: Path) -> None:
+    from worker.pipeline import classify_tiles
+    from worker.runtime import current
+
+    rows = [Tile(None, None, None, "swapped/a.jpg"), Tile(None, None, None, "kept/b.jpg")]
+    for row in rows:
+        (world.root / row.path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(EUROSAT / "Forest" / "Forest_1.jpg", world.root / row.path)
+    batch = world.job(rows)
+    files = batches.tile_files(batch, world.settings, {"kind": "folder", "name": "tiles", "path": str(world.root),
+                                                       "layout": "plain"})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copyfile(EUROSAT / "SeaLake" / "SeaLake_1.jpg", outside / "a.jpg")
+    shutil.rmtree(world.root / "swapped")
+    (world.root / "swapped").symlink_to(outside, target_is_directory=True)  # after safe_join, before the read
+    state = current(world.settings)
+    classifier = state.models.get(world.model_hash, lambda: world.settings.model_dir / f"{world.model_hash}.pt")
+    outcome = classify_tiles(classifier, files, chunk_size=4, pool=state.pool)
+    assert [c.tile.path for c in outcome.classified] == ["kept/b.jpg"]
+    assert [(f.tile.path, f.reason) for f in outcome.failures] == [
+        ("swapped/a.jpg", "path leads outside its root (a folder on it was replaced by a symlink)")]
