@@ -10,11 +10,12 @@ Reading the results back (a tile, a point, a bbox, a job's summary, streams for 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from core.db import upsert_insert
@@ -80,10 +81,32 @@ def same_tile(table: type[TileResult] | type[FailedTile], tiles: Sequence[Tile],
     return conditions
 
 
+def lock_tiles(session: Session, *, model_hash: str, source_name: str, tiles: Iterable[Tile]) -> None:
+    """On PostgreSQL, hold a transaction lock per (model, tile) until commit, taken in one sorted order.
+
+    A success and a failure of one tile written by two transactions at once would otherwise each miss the other's
+    uncommitted row, and both rows would stay: "no tile is both failed and classified" needs the second writer to
+    wait for the first. SQLite serialises its writers already.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    keys = sorted({_lock_key(model_hash, source_name, tile) for tile in tiles})
+    if keys:
+        session.execute(text("SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(CAST(:keys AS bigint[])) "
+                             "AS k ORDER BY k) AS ordered"), {"keys": keys})
+
+
+def _lock_key(model_hash: str, source_name: str, tile: Tile) -> int:
+    place = f"{tile.z}/{tile.x}/{tile.y}" if tile.z is not None else f"{source_name}|{tile.path}"
+    identity = f"{model_hash}|{place}"
+    return int.from_bytes(hashlib.blake2b(identity.encode(), digest_size=8).digest(), "big", signed=True)
+
+
 def record_results(session: Session, *, model_hash: str, job_id: int | None, source_name: str,
                    results: Sequence[Classified]) -> int:
     """Upsert a batch of predictions and clear their failure rows; returns the number of distinct tiles."""
     now = utcnow()
+    lock_tiles(session, model_hash=model_hash, source_name=source_name, tiles=(r.tile for r in results))
     rows = _rows(results, model_hash=model_hash, job_id=job_id, source_name=source_name, columns=lambda r: {
         "label": r.label, "confidence": float(r.confidence), "probabilities": r.probabilities, "classified_at": now})
     _upsert(session, TileResult, rows, lambda stmt: {col: stmt.excluded[col] for col in _UPDATED_ON_CONFLICT})
@@ -96,6 +119,7 @@ def record_failures(session: Session, *, model_hash: str, job_id: int | None, so
                     failures: Sequence[Failure]) -> int:
     """Upsert failed tiles (counting attempts), except those that already have a result for this model."""
     now = utcnow()
+    lock_tiles(session, model_hash=model_hash, source_name=source_name, tiles=(f.tile for f in failures))
     rows = _rows(failures, model_hash=model_hash, job_id=job_id, source_name=source_name,
                  columns=lambda f: {"reason": f.reason[:2000], "attempts": 1, "failed_at": now})
     if not rows:

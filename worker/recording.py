@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from core import jobs
 from core.db import session_scope
 from core.messages import ClassifyBatch
-from core.results import Classified, Failure, record_failures, record_results
+from core.results import Classified, Failure, lock_tiles, record_failures, record_results
 from worker.runtime import with_db_retry
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ def record_outcome(batch: ClassifyBatch, outcome: BatchOutcome, *, model_registe
 
     def write() -> None:
         with session_scope() as session:
+            # Every tile of the batch at once, in one order: results and failures then take no new lock.
+            lock_tiles(session, model_hash=batch.model_hash, source_name=batch.source, tiles=batch.tiles)
             record_results(session, model_hash=batch.model_hash, job_id=batch.job_id, source_name=batch.source,
                            results=outcome.classified)
             if model_registered:
