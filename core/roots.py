@@ -43,8 +43,12 @@ def safe_join(root: Path, relative: str) -> Path:
     if pure.is_absolute() or ".." in pure.parts or "\\" in relative or "\x00" in relative:
         raise TileRootError(f"tile path {relative!r} is not a plain path inside its root")
     candidate = root / pure
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(candidate)
-    if os.path.commonpath([real_root, real]) != real_root:
+    if not is_inside(os.path.realpath(candidate), root):
         raise TileRootError(f"tile path {relative!r} leads outside its root {str(root)!r}")
     return candidate
+
+
+def is_inside(real: str, root: Path) -> bool:
+    """Whether the resolved path ``real`` lies in ``root`` (itself resolved here, symlinks and all)."""
+    real_root = os.path.realpath(root)
+    return os.path.commonpath([real_root, real]) == real_root

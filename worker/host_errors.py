@@ -21,11 +21,13 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from celery import Task
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from core import host_problems
 from core.db import session_scope
@@ -93,26 +95,26 @@ def served(task: Task, job_id: int) -> None:
     if job_id in _recorded:
         _recorded.discard(job_id)
         worker = task.request.hostname or "worker"
-        try:
-            with session_scope() as session:
-                host_problems.clear_problems(session, worker=worker, job_ids=[job_id])
-        except SQLAlchemyError as exc:
-            log.debug("could not clear the host problem of job %d: %s", job_id, exc)
+        _write(lambda s: host_problems.clear_problems(s, worker=worker, job_ids=[job_id]))
 
 
 def host_started(worker: str) -> None:
     """A (re)started worker: a problem of the whole host it recorded before is over (it says again if not)."""
-    try:
-        with session_scope() as session:
-            host_problems.clear_problems(session, worker=worker, job_ids=[host_problems.WHOLE_HOST])
-    except SQLAlchemyError as exc:
-        log.debug("could not clear this host's problem: %s", exc)
+    _write(lambda s: host_problems.clear_problems(s, worker=worker, job_ids=[host_problems.WHOLE_HOST]))
 
 
 def _note(worker: str, job_id: int, reason: str) -> None:
+    if _write(lambda s: host_problems.record_problem(s, worker=worker, job_id=job_id, reason=reason)):
+        _recorded.add(job_id)
+
+
+def _write(action: Callable[[Session], None]) -> bool:
+    """One best-effort transaction: the database may be the host's problem itself, and then the log line is the
+    only record."""
     try:
         with session_scope() as session:
-            host_problems.record_problem(session, worker=worker, job_id=job_id, reason=reason)
-        _recorded.add(job_id)
-    except SQLAlchemyError as exc:  # the database may be the problem itself: the log line is the record then
-        log.debug("could not record the host problem: %s", exc)
+            action(session)
+    except SQLAlchemyError as exc:
+        log.debug("could not update host_problems: %s", exc)
+        return False
+    return True

@@ -26,6 +26,7 @@ import torch
 
 from core.errors import HostError
 from core.results import Classified, Failure
+from core.roots import is_inside
 from core.tiles import Tile
 from model.errors import ImageError
 from model.images import DEFAULT_MAX_PIXELS, decode_tile
@@ -78,7 +79,7 @@ def read_tile(path: Path, *, root: Path | None = None, max_bytes: int = MAX_TILE
         os.close(fd)
         raise TileFailed("is a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        if root is not None and not _inside(_opened_path(fd, path), root):
+        if root is not None and not is_inside(_opened_path(fd, path), root):
             raise TileFailed("path leads outside its root (a folder on it was replaced by a symlink)")
         if info.st_size > max_bytes:
             raise TileFailed(f"file too large: {info.st_size} bytes > {max_bytes}")
@@ -97,11 +98,6 @@ def _opened_path(fd: int, path: Path) -> str:
         return os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         return os.path.realpath(path)
-
-
-def _inside(real: str, root: Path) -> bool:
-    real_root = os.path.realpath(root)
-    return os.path.commonpath([real_root, real]) == real_root
 
 
 def load_tile(path: Path, classifier: Classifier, *, max_pixels: int = DEFAULT_MAX_PIXELS,

@@ -29,6 +29,7 @@ from core.db import session_scope
 from core.errors import TileclassError
 from core.messages import TrainRequest
 from core.registry import register_checkpoint
+from core.roots import is_inside
 from core.schema import JobState
 from core.settings import Settings
 from worker.runtime import with_db_retry
@@ -123,12 +124,9 @@ def _fit_and_register(request: TrainRequest, settings: Settings) -> tuple[str, s
 def _under_a_root(path: str, settings: Settings, *, what: str) -> Path:
     """``path`` resolved, if it lies inside a configured tile root or the model folder; a message must not make a
     worker read any other file on its host."""
-    real = Path(os.path.realpath(path))
-    roots = [*settings.tile_roots.values(), settings.model_dir]
-    for root in roots:
-        real_root = os.path.realpath(root)
-        if os.path.commonpath([real_root, real]) == real_root:
-            return real
+    real = os.path.realpath(path)
+    if any(is_inside(real, root) for root in [*settings.tile_roots.values(), settings.model_dir]):
+        return Path(real)
     known = ", ".join(f"{name}={folder}" for name, folder in settings.tile_roots.items()) or "none configured"
     raise TileclassError(f"{what} {path!r} is not inside a tile root of this worker (TILECLASS_TILE_ROOTS: "
                          f"{known}) or its model folder")
