@@ -1,8 +1,9 @@
-"""Named tile roots, and the rule that no path ever leaves its root.
+"""Named tile roots and sources, and the rule that no path ever leaves its root.
 
-Task messages name a root and a path relative to it. Each host maps root names to its own mount points
-(``TILECLASS_TILE_ROOTS``); a job also records the root's path on the producer's host, which is used when the
-setting does not name the root (the one-machine case, where producer and worker see the same disk).
+Task messages name a source and, for a folder, a path relative to it. Each host maps names to its own mount points
+and files (``TILECLASS_TILE_ROOTS``, and ``TILECLASS_SOURCES``, which extends it to archives); a job also records the
+source's path on the producer's host, which is used when neither setting names it (the one-machine case, where
+producer and worker see the same disk).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from core.settings import Settings
 
 
 def root_name_for(path: Path, settings: Settings) -> str:
-    """The configured name of the root at ``path``, or a stable derived name (folder name + path hash)."""
+    """The configured name of the root or source at ``path``, or a stable derived name (its name + path hash)."""
     resolved = path.resolve()
-    for name, configured in settings.tile_roots.items():
+    for name, configured in named_paths(settings).items():
         if configured.resolve() == resolved:
             return name
     digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:8]
@@ -26,15 +27,21 @@ def root_name_for(path: Path, settings: Settings) -> str:
     return f"{stem[:40]}-{digest}"
 
 
+def named_paths(settings: Settings) -> dict[str, Path]:
+    """Every name this host knows a tile folder or archive by: ``TILECLASS_TILE_ROOTS`` and ``TILECLASS_SOURCES``."""
+    return {**{name: Path(value) for name, value in settings.sources.items()}, **settings.tile_roots}
+
+
 def resolve_root(name: str, settings: Settings, recorded_path: str | None = None) -> Path:
-    """The local path of root ``name``: the setting first, else the path the job recorded."""
-    configured = settings.tile_roots.get(name)
+    """The local path of root or source ``name``: the settings first, else the path the job recorded."""
+    configured = named_paths(settings).get(name)
     if configured is not None:
         return configured
     if recorded_path is not None:
         return Path(recorded_path)
-    known = ", ".join(sorted(settings.tile_roots)) or "none configured"
-    raise TileRootError(f"unknown tile root {name!r}: set TILECLASS_TILE_ROOTS (known roots: {known})")
+    known = ", ".join(sorted(named_paths(settings))) or "none configured"
+    raise TileRootError(f"unknown tile source {name!r}: set TILECLASS_TILE_ROOTS or TILECLASS_SOURCES (known: "
+                        f"{known})")
 
 
 def safe_join(root: Path, relative: str) -> Path:

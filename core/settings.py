@@ -8,6 +8,11 @@ Tile roots are named so that task messages carry ``(root name, relative path)`` 
 the same tiles wherever it likes::
 
     TILECLASS_TILE_ROOTS='{"ortho2024": "/mnt/tiles/ortho2024"}'
+
+Named sources (``TILECLASS_SOURCES``) extend that to archives: ``tileclass enqueue @city2024`` reads the source
+this host names ``city2024``, and each worker reads its own copy under the same name::
+
+    TILECLASS_SOURCES='{"city2024": "/data/city2024.mbtiles", "ortho2024": "/mnt/tiles/ortho2024"}'
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
@@ -47,6 +53,11 @@ class Settings(BaseSettings):
         default=3600, ge=10, description="Seconds before an unacknowledged Redis message is redelivered."
     )
     tile_roots: dict[str, Path] = Field(default_factory=dict, description="Tile root name -> path on this host.")
+    sources: dict[str, str] = Field(
+        default_factory=dict,
+        description="Named tile sources, name -> folder, .mbtiles or .pmtiles path on this host ('@NAME' on the "
+                    "command line); they extend tile_roots.",
+    )
     model_dir: Path = Field(default=Path("models"), description="Where checkpoints are stored and found by hash.")
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
     max_queued_batches: int = Field(
@@ -108,12 +119,12 @@ class Settings(BaseSettings):
                              f"(got {_without_password(value)!r})")
         return _no_placeholder(value)
 
-    @field_validator("tile_roots")
+    @field_validator("tile_roots", "sources")
     @classmethod
-    def _valid_roots(cls, value: dict[str, Path]) -> dict[str, Path]:
+    def _valid_roots(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
             if not ROOT_NAME_PATTERN.match(name):
-                raise ValueError(f"root name {name!r} must be letters, digits, '.', '_' or '-'")
+                raise ValueError(f"name {name!r} must be letters, digits, '.', '_' or '-'")
         return value
 
     @property
@@ -160,7 +171,7 @@ def load_settings() -> Settings:
         return Settings()
     except PydanticSettingsError as exc:  # a value that is not even JSON where JSON is needed
         field = str(exc).split('"')[1] if '"' in str(exc) else "settings"
-        example = ' (a JSON object: {"ortho": "/mnt/ortho"})' if field == "tile_roots" else ""
+        example = ' (a JSON object: {"ortho": "/mnt/ortho"})' if field in ("tile_roots", "sources") else ""
         raise SettingsError(f"{ENV_PREFIX}{field.upper()}: not valid JSON{example}") from None
     except ValidationError as exc:
         first = exc.errors()[0]

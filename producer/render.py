@@ -12,13 +12,15 @@ distinguishable with the common colour-vision deficiencies. Classes beyond twelv
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -28,7 +30,8 @@ from core.choices import IMAGE_FORMATS
 from core.errors import TileRootError
 from core.queries import MapCell, TileFailure
 from core.schema import Job
-from core.sources import TileSource, source_from_record
+from core.sources import FolderSource, TileReader, TileUnreadable, source_from_record
+from core.tiles import Tile
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -242,38 +245,45 @@ class TileImages:
 
     def __init__(self, session: Session, settings: Settings) -> None:
         self.session, self.settings = session, settings
-        self.sources: dict[tuple[str, int | None], tuple[TileSource, Path] | None] = {}
+        self.sources: dict[tuple[str, int | None], Callable[[Tile], BinaryIO | Path] | None] = {}
         self.unreadable = 0
 
-    def _source(self, cell: MapCell) -> tuple[TileSource, Path] | None:
+    def _opener(self, cell: MapCell) -> Callable[[Tile], BinaryIO | Path] | None:
+        """How to open a cell's tile image: a file below its folder, or bytes read from its archive."""
         key = (cell.root_name, cell.job_id)
         if key not in self.sources:
             job = self.session.get(Job, cell.job_id) if cell.job_id is not None else None
             record = job.source if job is not None and job.source.get("name") == cell.root_name else {
                 "kind": "folder", "name": cell.root_name, "path": None, "layout": "plain"}
-            found: tuple[TileSource, Path] | None = None
+            found: Callable[[Tile], BinaryIO | Path] | None = None
             try:
                 source = source_from_record(record)
-                root = source.local_root(self.settings)
-                if not root.is_dir():
-                    raise TileRootError(f"{root} is not a readable folder")
-                found = (source, root)
+                if isinstance(source, FolderSource):
+                    root = source.local_root(self.settings)
+                    if not root.is_dir():
+                        raise TileRootError(f"{root} is not a readable folder")
+                    found = partial(source.locate, root)
+                else:
+                    found = _bytes_of(source.reader(self.settings))
             except TileRootError as exc:
                 log.warning("no imagery for root %r: %s", cell.root_name, exc)
             self.sources[key] = found
         return self.sources[key]
 
     def __call__(self, cell: MapCell) -> Image.Image | None:
-        found = self._source(cell)
-        if found is None:
+        opener = self._opener(cell)
+        if opener is None:
             return None
-        source, root = found
         try:
-            with Image.open(source.locate(root, cell.tile), formats=IMAGE_FORMATS) as picture:
+            with Image.open(opener(cell.tile), formats=IMAGE_FORMATS) as picture:
                 picture.draft("RGB", (MAX_TILE_PX, MAX_TILE_PX))
                 return picture.convert("RGB")
-        except (OSError, ValueError, Image.DecompressionBombError, TileRootError) as exc:
+        except (OSError, ValueError, Image.DecompressionBombError, TileRootError, TileUnreadable) as exc:
             # A missing or corrupt tile image only loses its backdrop; the tile is still drawn in its colour.
             log.debug("no imagery for %s: %s", cell.tile, exc)
             self.unreadable += 1
             return None
+
+
+def _bytes_of(archive: TileReader) -> Callable[[Tile], BinaryIO]:
+    return lambda tile: io.BytesIO(archive.read(tile))

@@ -36,7 +36,7 @@ from core.registry import checkpoint_for
 from core.results import Failure
 from core.schema import Job, JobKind, JobState, Model
 from core.settings import Settings, get_settings
-from core.sources import source_from_record
+from core.sources import FolderSource, source_from_record
 from worker import deliveries, runtime
 from worker.pipeline import TileFile, classify_tiles
 from worker.recording import BatchOutcome, record_outcome
@@ -115,12 +115,12 @@ def _classify(batch: ClassifyBatch, settings: Settings, context: BatchContext, m
     outcome = BatchOutcome()
     for tile_file in files:
         name = tile_file.tile.path or str(tile_file.tile)
-        if tile_file.path is not None and name in mode.poison:
+        if tile_file.readable and name in mode.poison:
             log.error("job %d batch %d: %s killed a worker process while classified alone: failed", batch.job_id,
                       batch.seq, name)
             outcome.failures.append(Failure(tile_file.tile, POISON_REASON))
             continue
-        if tile_file.path is not None:
+        if tile_file.readable:
             markers.classifying(name)
         alone = classify_tiles(classifier, [tile_file], chunk_size=1, pool=state.pool,
                                max_pixels=settings.worker_max_pixels)
@@ -138,13 +138,17 @@ def fail_batch(batch: ClassifyBatch, reason: str) -> None:
 
 
 def tile_files(batch: ClassifyBatch, settings: Settings, source_record: dict[str, Any]) -> list[TileFile]:
-    """Each tile's file in the job's source on this host; a tile whose path would leave it fails with the reason.
+    """Where each tile of the batch is read on this host; a tile whose path would leave its folder fails with the
+    reason.
 
-    A source this host cannot reach (unknown here, its folder missing, empty as an unmounted mount point) is a
-    ``HostError``: no tile fails for it.
+    A source this host cannot reach (unknown here, its folder missing, empty as an unmounted mount point, its
+    archive missing or unreadable) is a ``HostError``: no tile fails for it.
     """
     try:
         source = source_from_record(source_record)
+        if not isinstance(source, FolderSource):
+            archive = source.reader(settings)
+            return [TileFile(tile, None, archive=archive) for tile in batch.tiles]
         root = source.local_root(settings)
     except TileRootError as exc:
         raise HostError(str(exc)) from None

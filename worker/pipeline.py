@@ -27,6 +27,7 @@ import torch
 from core.errors import HostError
 from core.results import Classified, Failure
 from core.roots import is_inside
+from core.sources import TileReader, TileUnreadable
 from core.tiles import Tile
 from model.errors import ImageError
 from model.images import DEFAULT_MAX_PIXELS, decode_tile
@@ -50,12 +51,18 @@ class TileFailed(Exception):
 
 @dataclass(frozen=True)
 class TileFile:
-    """A tile of a batch and the file it is read from (``None`` when its path was refused, with ``refused``)."""
+    """A tile of a batch and where it is read: a file (``None`` when its path was refused, with ``refused``), or
+    an open archive that reads it by coordinates (``archive``)."""
 
     tile: Tile
     path: Path | None
     refused: str | None = None
     root: Path | None = None  # the source's folder on this host: the opened file must still lie inside it
+    archive: TileReader | None = None
+
+    @property
+    def readable(self) -> bool:
+        return self.path is not None or self.archive is not None
 
 
 def read_tile(path: Path, *, root: Path | None = None, max_bytes: int = MAX_TILE_BYTES) -> bytes:
@@ -102,8 +109,22 @@ def _opened_path(fd: int, path: Path) -> str:
 
 def load_tile(path: Path, classifier: Classifier, *, max_pixels: int = DEFAULT_MAX_PIXELS,
               root: Path | None = None) -> torch.Tensor:
-    """Read, decode and resize one tile to the model's input: a uint8 (3, S, S) tensor, or ``TileFailed``."""
-    data = read_tile(path, root=root)
+    """Read, decode and resize one tile file to the model's input: a uint8 (3, S, S) tensor, or ``TileFailed``."""
+    return decode_for(read_tile(path, root=root), classifier, max_pixels=max_pixels)
+
+
+def load_from_archive(tile: Tile, archive: TileReader, classifier: Classifier, *,
+                      max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+    """``load_tile`` for a tile of an archive."""
+    try:
+        data = archive.read(tile)
+    except TileUnreadable as exc:
+        raise TileFailed(exc.reason) from None
+    return decode_for(data, classifier, max_pixels=max_pixels)
+
+
+def decode_for(data: bytes, classifier: Classifier, *, max_pixels: int) -> torch.Tensor:
+    """Decode a tile's bytes and resize them to the model's input, or ``TileFailed`` naming why not."""
     try:
         tensor = decode_tile(data, max_pixels=max_pixels, fit=classifier.image_size)
     except ImageError as exc:
@@ -120,7 +141,7 @@ def classify_tiles(classifier: Classifier, files: Sequence[TileFile], *, chunk_s
     outcome = BatchOutcome()
     readable = []
     for tile_file in files:
-        if tile_file.path is None:
+        if not tile_file.readable:
             outcome.failures.append(Failure(tile_file.tile, tile_file.refused or "path refused"))
         else:
             readable.append(tile_file)
@@ -140,8 +161,14 @@ def _submit_next(upcoming: Iterator[list[TileFile]], pending: deque[list[tuple[T
                  classifier: Classifier, pool: Executor, max_pixels: int) -> None:
     chunk = next(upcoming, None)
     if chunk is not None:
-        pending.append([(f, pool.submit(load_tile, f.path, classifier, max_pixels=max_pixels, root=f.root))
-                        for f in chunk if f.path is not None])
+        pending.append([(f, _submit_load(pool, f, classifier, max_pixels)) for f in chunk])
+
+
+def _submit_load(pool: Executor, tile_file: TileFile, classifier: Classifier, max_pixels: int) -> Future[torch.Tensor]:
+    if tile_file.archive is not None:
+        return pool.submit(load_from_archive, tile_file.tile, tile_file.archive, classifier, max_pixels=max_pixels)
+    assert tile_file.path is not None  # classify_tiles submits readable tiles only
+    return pool.submit(load_tile, tile_file.path, classifier, max_pixels=max_pixels, root=tile_file.root)
 
 
 def _run_chunk(classifier: Classifier, chunk: list[tuple[TileFile, Future[torch.Tensor]]],

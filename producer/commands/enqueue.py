@@ -1,4 +1,6 @@
-"""``tileclass enqueue``: classify every tile of a region of a tile tree, in batches, on the workers.
+"""``tileclass enqueue``: classify every tile of a region of a tile source, in batches, on the workers.
+
+SOURCE is a folder of tile files, an ``.mbtiles`` or ``.pmtiles`` archive, or ``@NAME`` (``TILECLASS_SOURCES``).
 
 Prints the job id (``--json``: one JSON object on stdout). Exit codes: 0 done (also when there was nothing to
 enqueue: an empty tree or a region whose tiles are all classified), 2 bad input, 130 interrupted (the job stays
@@ -28,17 +30,23 @@ if TYPE_CHECKING:
 
 
 def enqueue(
-    tile_root: Path = typer.Argument(..., help="Folder holding the tiles (its absolute path is recorded in the job)."),
+    source: str = typer.Argument(
+        ..., metavar="SOURCE", show_default=False,
+        help="Where the tiles are: a folder, a .mbtiles or .pmtiles file (its absolute path is recorded in the job), "
+             "or @NAME, a source named in TILECLASS_SOURCES or TILECLASS_TILE_ROOTS.",
+    ),
     model: str = typer.Option(..., "--model", "-m", help="Checkpoint file (.pt) or a registered model hash/prefix."),
     zoom: list[str] | None = typer.Option(
         None, "--zoom", "-z", help="Zoom level(s) 0..24; repeat it or give a range like 15-17. Default: all."
     ),
     bbox: Bbox = None,
     geojson: Path | None = typer.Option(None, help="GeoJSON file: only tiles meeting its (multi)polygon(s)."),
-    scheme: str = typer.Option("xyz", help="Row order: xyz (y from the north) or tms (gdal2tiles, y from the south)."),
+    scheme: str | None = typer.Option(
+        None, help="Folders: row order, xyz (y from the north; the default) or tms (gdal2tiles, y from the south). "
+                   "Archives say their own."),
     layout: str | None = typer.Option(
-        None, help="Path template such as '{z}-{x}-{y}.jpg' or '{x}-{y}-{z}.jpg', or 'plain' for images without "
-                   "coordinates. Default: '{z}/{x}/{y}.{ext}' (ext: png, jpg, jpeg, webp).",
+        None, help="Folders: path template such as '{z}-{x}-{y}.jpg' or '{x}-{y}-{z}.jpg', or 'plain' for images "
+                   "without coordinates. Default: '{z}/{x}/{y}.{ext}' (ext: png, jpg, jpeg, webp).",
     ),
     batch_size: int | None = typer.Option(None, help="Tiles per message (a worker task). Default: 1024."),
     max_queued: MaxQueued = None,
@@ -46,12 +54,12 @@ def enqueue(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only count tiles and batches per zoom; enqueue nothing."),
     as_json: Json = False,
 ) -> None:
-    """Enqueue every tile of TILE_ROOT (within --zoom/--bbox/--geojson) for classification with --model."""
+    """Enqueue every tile of SOURCE (within --zoom/--bbox/--geojson) for classification with --model."""
     from core.settings import get_settings
     from producer.pipeline import dry_run as count_tiles
 
     bound = check_batching(batch_size, max_queued, get_settings().max_queued_batches)
-    request = _request(tile_root, model, zoom, bbox, geojson, scheme, layout, batch_size, force, register=not dry_run)
+    request = _request(source, model, zoom, bbox, geojson, scheme, layout, batch_size, force, register=not dry_run)
     if dry_run:
         with walk_progress(not as_json, _describe) as show:
             stats = count_tiles(request.target, on_progress=show, skip_classified=not request.force)
@@ -60,8 +68,8 @@ def enqueue(
     _run(request, bound, as_json)
 
 
-def _request(tile_root: Path, model: str, zoom: list[str] | None, bbox: str | None, geojson: Path | None,
-             scheme: str, layout: str | None, batch_size: int | None, force: bool, *,
+def _request(spec: str, model: str, zoom: list[str] | None, bbox: str | None, geojson: Path | None,
+             scheme: str | None, layout: str | None, batch_size: int | None, force: bool, *,
              register: bool) -> EnqueueRequest:
     from core.bbox import BBox
     from core.layouts import Layout
@@ -69,17 +77,20 @@ def _request(tile_root: Path, model: str, zoom: list[str] | None, bbox: str | No
     from core.registry import resolve_model
     from core.settings import get_settings
     from core.sources import FolderSource
+    from core.sources.spec import source_for
     from core.tiles import parse_zooms
     from producer.enqueue import EnqueueRequest
     from producer.pipeline import DEFAULT_BATCH_SIZE, Target
     from producer.session import open_session
 
     settings = get_settings()
-    source = FolderSource.at(tile_root, layout=Layout.parse(layout, scheme), settings=settings)
+    source = source_for(spec, layout=Layout.parse(layout, scheme or "xyz"), settings=settings)
+    if not isinstance(source, FolderSource) and (layout is not None or scheme is not None):
+        raise TileError(f"--layout and --scheme apply to folders; a {source.kind} archive addresses its own tiles")
     zooms = parse_zooms(zoom or [])
     box = BBox.parse(bbox) if bbox is not None else None
     area = load_geojson(geojson) if geojson is not None else None
-    if source.layout.is_plain and (zooms or box or area):
+    if isinstance(source, FolderSource) and source.layout.is_plain and (zooms or box or area):
         raise TileError("--zoom, --bbox and --geojson need a layout with coordinates; 'plain' tiles have none")
     region = Region(zooms=zooms, bbox=box, area=area) if (zooms or box or area) else None
     with open_session() as session:
@@ -141,7 +152,8 @@ def _describe(stats: PassStats) -> str:
 def _summary(request: EnqueueRequest, stats: PassStats) -> dict[str, Any]:
     target = request.target
     return {
-        "root": target.source.name, "root_path": target.source.path, "layout": target.source.layout.name,
+        "root": target.source.name, "root_path": target.source.path,
+        "layout": layout.name if (layout := getattr(target.source, "layout", None)) is not None else None,
         "source": target.source.to_record(), "region": target.region_record(), "model": target.model_hash,
         "found": stats.found, "enqueued": stats.enqueued, "skipped": stats.skipped, "batches": stats.batches,
         "batch_size": target.batch_size,
@@ -159,7 +171,7 @@ def _outcome_line(request: EnqueueRequest, summary: dict[str, Any]) -> str:
     job, model = summary["job_id"], request.target.model_hash[:12]
     if job is None:
         if summary["found"] == 0:
-            return f"No tiles found under {request.target.source.path} for this layout and region: nothing enqueued."
+            return f"No tiles found in {request.target.source.path} for this layout and region: nothing enqueued."
         return (f"All {summary['found']:,} tiles found already have a result for model {model}: nothing enqueued "
                 "(--force classifies them again).")
     if summary["resumed"] and summary["found"] == 0 and summary["enqueued"] == 0 and summary["state"] != "enqueuing":

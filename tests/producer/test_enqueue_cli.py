@@ -171,7 +171,7 @@ def test_empty_tree_enqueues_nothing_and_says_so(embedded: Deployment, tmp_path:
 
 @pytest.mark.parametrize(("args", "problem"), [
     (["{missing}"], "does not exist"),
-    (["{file}"], "is not a directory"),
+    (["{file}"], "is a file of a kind tileclass does not read: SOURCE is a folder"),
     (["{root}", "--bbox", "10,0,5,1"], "west (10.0) must be less than east (5.0)"),
     (["{root}", "--bbox", "0,0,1,89"], "outside lon -180..180, lat -85.0511..85.0511"),
     (["{root}", "--bbox", "0,0,1"], "expected W,S,E,N"),

@@ -152,8 +152,8 @@ def test_an_unknown_root_is_a_host_error_that_fails_no_tile(world: World) -> Non
     with session_scope() as session:
         jobs.get_job(session, batch.job_id).source = {"kind": "folder", "name": "elsewhere", "path": None,
                                                       "layout": "plain"}
-    with pytest.raises(HostError, match=r"^unknown tile root 'elsewhere': set TILECLASS_TILE_ROOTS \(known roots: "
-                       r"none configured\)$") as caught:
+    with pytest.raises(HostError, match=r"^unknown tile source 'elsewhere': set TILECLASS_TILE_ROOTS or "
+                       r"TILECLASS_SOURCES \(known: none configured\)$") as caught:
         batches.run_batch(batch, world.settings)
     assert not caught.value.broken  # no root is configured: nothing says the host is broken
     assert failure_reasons(batch.job_id) == {}

@@ -1,17 +1,5 @@
-"""Tile sources: where a job's tiles are, how the producer lists them and how a worker finds each one.
-
-A job records its source as JSON (the ``jobs.source`` column), never an open handle; ``source_from_record`` turns
-that record back into a source on any host. Messages and result rows carry the source's ``name``. Every kind has
-the same small interface:
-
-- ``to_record()`` / ``from_record(record)``: the JSON the job keeps, ``{"kind": ..., "name": ..., ...}``;
-- ``tiles(region, after=..., report=..., chunk_size=...)``: the producer's enumeration, in resumable chunks;
-- ``local_root(settings)`` and ``locate(root, tile)``: where a worker reads a tile on its own host.
-
-One kind exists today, ``folder``: a tree of tile files read with a layout (``core.layouts``, ``core.walk``),
-``{"kind": "folder", "name": "ortho-3fa9c2d1", "path": "/mnt/ortho", "layout": "xyz:{z}/{x}/{y}.{ext}"}``.
-Archives, tile servers and rasters plug in as further classes in ``KINDS``.
-"""
+"""A folder of tile files, read with a layout (``core.layouts``, ``core.walk``); its record is
+``{"kind": "folder", "name": "ortho-3fa9c2d1", "path": "/mnt/ortho", "layout": "xyz:{z}/{x}/{y}.{ext}"}``."""
 
 from __future__ import annotations
 
@@ -79,28 +67,3 @@ class FolderSource:
         if tile.path is None:
             raise TileRootError(f"tile {tile} has no path in its folder")
         return safe_join(root, tile.path)
-
-
-TileSource = FolderSource
-KINDS: dict[str, type[FolderSource]] = {FolderSource.kind: FolderSource}
-
-
-def source_from_record(record: dict[str, Any]) -> TileSource:
-    """The source a job recorded; ``TileRootError`` for a record this version cannot read."""
-    kind = record.get("kind")
-    source_class = KINDS.get(str(kind))
-    if source_class is None:
-        raise TileRootError(f"unknown tile source kind {kind!r}: this tileclass reads {', '.join(KINDS)}")
-    try:
-        return source_class.from_record(record)
-    except (KeyError, TypeError) as exc:
-        raise TileRootError(f"the job's {kind} source record is incomplete ({exc})") from None
-
-
-def training_data(folder: Path, config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What a training job records as its source: the ImageFolder it trains on (not a tile source), and the
-    training options it was sent with, so that a lost run can be sent again as it was."""
-    record: dict[str, Any] = {"kind": "imagefolder", "path": str(folder.resolve())}
-    if config is not None:
-        record["config"] = config
-    return record
