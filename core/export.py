@@ -1,15 +1,18 @@
 """Streaming writers for query results: GeoJSON, CSV and a JSON array.
 
-Each writer consumes an iterable of ``core.queries.TileAnswer`` one row at a time and writes as it goes, so an
+Each writer consumes an iterable of ``core.queries.TileAnswer`` (and, with ``--include-empty``, ``EmptyAnswer``:
+a tile with nothing to classify, whose label and confidence are null) one row at a time and writes as it goes, so an
 export of millions of rows holds one row in memory, not the whole result.
 
 GeoJSON (RFC 7946): a ``FeatureCollection`` whose features are the tiles' polygons in WGS84 longitude/latitude,
 exterior rings counter-clockwise, coordinates rounded to 1e-7 degrees (about 1 cm), with the properties ``z``,
-``x``, ``y``, ``label``, ``confidence``, ``model``, ``job`` and ``path``. A tile without coordinates becomes a
-feature with a ``null`` geometry.
+``x``, ``y``, ``label``, ``confidence``, ``model``, ``job`` and ``path`` (an empty tile also ``"empty": true`` and
+its ``reason``). A tile without coordinates becomes a feature with a ``null`` geometry.
 
 CSV: one header line, then one row per tile: ``z,x,y,root,path,label,confidence,model,job,classified_at`` and one
-``p_<class>`` column per class of the model (its probability for that tile).
+``p_<class>`` column per class of the model (its probability for that tile). With empty tiles, an ``empty`` column
+(``true`` or ``false``) follows ``job``; an empty tile's label, confidence and probabilities are blank and its
+``classified_at`` is when it was found empty.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
-from core.queries.types import TileAnswer
+from core.queries.types import Answer, EmptyAnswer
 from core.tiles import Tile
 
 CSV_COLUMNS = ("z", "x", "y", "root", "path", "label", "confidence", "model", "job", "classified_at")
@@ -33,18 +36,20 @@ def tile_polygon(tile: Tile) -> dict[str, Any]:
     return {"type": "Polygon", "coordinates": [ring]}
 
 
-def feature(answer: TileAnswer) -> dict[str, Any]:
-    """One result as a GeoJSON Feature."""
+def feature(answer: Answer) -> dict[str, Any]:
+    """One result (or empty tile) as a GeoJSON Feature."""
     tile = answer.tile
-    return {
-        "type": "Feature",
-        "geometry": tile_polygon(tile) if tile.has_coordinates else None,
-        "properties": {"z": tile.z, "x": tile.x, "y": tile.y, "label": answer.label, "confidence": answer.confidence,
-                       "model": answer.model_hash, "job": answer.job_id, "path": tile.path},
-    }
+    properties: dict[str, Any] = {"z": tile.z, "x": tile.x, "y": tile.y}
+    if isinstance(answer, EmptyAnswer):
+        properties |= {"label": None, "confidence": None, "empty": True, "reason": answer.reason}
+    else:
+        properties |= {"label": answer.label, "confidence": answer.confidence}
+    properties |= {"model": answer.model_hash, "job": answer.job_id, "path": tile.path}
+    return {"type": "Feature", "geometry": tile_polygon(tile) if tile.has_coordinates else None,
+            "properties": properties}
 
 
-def write_geojson(rows: Iterable[TileAnswer], out: TextIO) -> int:
+def write_geojson(rows: Iterable[Answer], out: TextIO) -> int:
     """Write a FeatureCollection, one feature per line; returns the number of features."""
     out.write('{"type": "FeatureCollection", "features": [\n')
     count = 0
@@ -57,23 +62,30 @@ def write_geojson(rows: Iterable[TileAnswer], out: TextIO) -> int:
     return count
 
 
-def write_csv(rows: Iterable[TileAnswer], out: TextIO, *, class_names: Sequence[str]) -> int:
-    """Write a header and one line per result; returns the number of rows."""
+def write_csv(rows: Iterable[Answer], out: TextIO, *, class_names: Sequence[str], with_empty: bool = False) -> int:
+    """Write a header and one line per result (``with_empty``: and per empty tile); returns the number of rows."""
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*CSV_COLUMNS, *(f"p_{name}" for name in class_names)])
+    columns = [*CSV_COLUMNS[:9], "empty", *CSV_COLUMNS[9:]] if with_empty else list(CSV_COLUMNS)
+    writer.writerow([*columns, *(f"p_{name}" for name in class_names)])
     count = 0
     for answer in rows:
-        tile = answer.tile
-        writer.writerow([
-            tile.z, tile.x, tile.y, answer.root_name, tile.path, answer.label, answer.confidence, answer.model_hash,
-            "" if answer.job_id is None else answer.job_id, answer.classified_at.isoformat(),
-            *(answer.probabilities.get(name, "") for name in class_names),
-        ])
+        tile, job = answer.tile, "" if answer.job_id is None else answer.job_id
+        empty = isinstance(answer, EmptyAnswer)
+        flag = ["true" if empty else "false"] if with_empty else []
+        if isinstance(answer, EmptyAnswer):
+            writer.writerow([tile.z, tile.x, tile.y, answer.root_name, tile.path, "", "", answer.model_hash, job,
+                             *flag, answer.found_at.isoformat(), *("" for _ in class_names)])
+        else:
+            writer.writerow([
+                tile.z, tile.x, tile.y, answer.root_name, tile.path, answer.label, answer.confidence,
+                answer.model_hash, job, *flag, answer.classified_at.isoformat(),
+                *(answer.probabilities.get(name, "") for name in class_names),
+            ])
         count += 1
     return count
 
 
-def write_json(rows: Iterable[TileAnswer], out: TextIO, *, top_k: int = 0) -> int:
+def write_json(rows: Iterable[Answer], out: TextIO, *, top_k: int = 0) -> int:
     """Write a JSON array of result objects, one per line; returns the number of objects."""
     out.write("[")
     count = 0

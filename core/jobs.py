@@ -1,6 +1,6 @@
 """Jobs and their batches: the producer creates and fills them, workers finish batches, ``status`` reads them.
 
-A job is complete when its enqueue has finished and every tile it enumerated is classified or failed. Progress is
+A job is complete when its enqueue has finished and every tile it enumerated is classified, failed or empty. Progress is
 summed from ``job_batches`` rows, which workers upsert (never increment), so redelivery cannot double-count.
 """
 
@@ -30,10 +30,11 @@ class JobProgress:
     batches_total: int
     batches_done: int
     tiles_per_second: float  # over the last minute
+    empty: int = 0  # nothing to classify there (no tile at the server, transparent, nodata)
 
     @property
     def pending(self) -> int:
-        return max(self.total - self.classified - self.failed, 0)
+        return max(self.total - self.classified - self.failed - self.empty, 0)
 
     @property
     def eta_seconds(self) -> float | None:
@@ -137,15 +138,16 @@ def supersede_batches(session: Session, *, job_id: int, seqs: Sequence[int]) -> 
                                                set_={"state": BatchState.CANCELLED}))
 
 
-def record_batch_done(session: Session, *, job_id: int, seq: int, tiles: int, classified: int, failed: int) -> None:
+def record_batch_done(session: Session, *, job_id: int, seq: int, tiles: int, classified: int, failed: int,
+                      empty: int = 0) -> None:
     """Mark a batch done with its counts (an upsert: a redelivered batch overwrites its own row; a superseded one
     is left as it is)."""
     values = {"job_id": job_id, "seq": seq, "tiles": tiles, "state": BatchState.DONE, "classified": classified,
-              "failed": failed, "enqueued_at": utcnow(), "finished_at": utcnow()}
+              "failed": failed, "empty": empty, "enqueued_at": utcnow(), "finished_at": utcnow()}
     stmt = upsert_insert(session, JobBatch).values(values)
     session.execute(stmt.on_conflict_do_update(
         index_elements=["job_id", "seq"],
-        set_={k: stmt.excluded[k] for k in ("state", "classified", "failed", "finished_at")},
+        set_={k: stmt.excluded[k] for k in ("state", "classified", "failed", "empty", "finished_at")},
         where=JobBatch.__table__.c.state != BatchState.CANCELLED,  # superseded: its tiles count in other batches
     ))
 
@@ -166,30 +168,31 @@ def is_cancelled(session: Session, *, job_id: int) -> bool:
 def progress(session: Session, *, job_id: int) -> JobProgress:
     job = get_job(session, job_id)
     done = JobBatch.state == BatchState.DONE
-    classified, failed, batches_total, batches_done = session.execute(
+    classified, failed, empty, batches_total, batches_done = session.execute(
         select(
             func.coalesce(func.sum(JobBatch.classified).filter(done), 0),
             func.coalesce(func.sum(JobBatch.failed).filter(done), 0),
+            func.coalesce(func.sum(JobBatch.empty).filter(done), 0),
             func.count().filter(JobBatch.state != BatchState.CANCELLED),
             func.count().filter(done),
         ).where(JobBatch.job_id == job_id)
     ).one()
     since = utcnow() - timedelta(minutes=1)
     recent = session.scalar(
-        select(func.coalesce(func.sum(JobBatch.classified + JobBatch.failed), 0)).where(
+        select(func.coalesce(func.sum(JobBatch.classified + JobBatch.failed + JobBatch.empty), 0)).where(
             JobBatch.job_id == job_id, done, JobBatch.finished_at >= since
         )
     )
     return JobProgress(job.id, job.kind, job.state, job.total_tiles, int(classified), int(failed),
-                       int(batches_total), int(batches_done), float(recent or 0) / 60.0)
+                       int(batches_total), int(batches_done), float(recent or 0) / 60.0, int(empty))
 
 
 def refresh_state(session: Session, *, job_id: int) -> str:
-    """Mark a queued job completed once every enumerated tile is classified or failed; returns the state."""
+    """Mark a queued job completed once every enumerated tile is classified, failed or empty; returns the state."""
     job = get_job(session, job_id)
     if job.state == JobState.QUEUED and job.kind == JobKind.CLASSIFY:
         current = progress(session, job_id=job_id)
-        if current.classified + current.failed >= job.total_tiles:
+        if current.classified + current.failed + current.empty >= job.total_tiles:
             job.state, job.finished_at = JobState.COMPLETED, utcnow()
     return job.state
 

@@ -1,8 +1,10 @@
 """Writing results: repository functions that take a session and keyword arguments.
 
 Writes are idempotent bulk upserts (``INSERT … ON CONFLICT DO UPDATE`` on SQLite and PostgreSQL): re-running a
-batch, as at-least-once delivery will, rewrites the same rows instead of adding new ones. Both tables key a tile
-the same way (``Tile.identity``: coordinates where it has them, else source and path). Keys inside a batch are
+batch, as at-least-once delivery will, rewrites the same rows instead of adding new ones. A tile is in at most one
+of the three tables for a model: a result clears its failure and empty rows, and a failure or an empty row is not
+kept for a tile that has a result; the later of a failure and an empty row replaces the other. All tables key a
+tile the same way (``Tile.identity``: coordinates where it has them, else source and path). Keys inside a batch are
 de-duplicated (the last one wins) and sorted, so two writers always lock rows in the same order.
 
 Reading the results back (a tile, a point, a bbox, a job's summary, streams for export) is ``core.queries``.
@@ -19,7 +21,7 @@ from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, t
 from sqlalchemy.orm import Session
 
 from core.db import upsert_insert
-from core.schema import FailedTile, Model, TileResult, utcnow
+from core.schema import EmptyTile, FailedTile, Model, TileResult, utcnow
 from core.tiles import Tile
 
 ROWS_PER_STATEMENT = 2_000  # under the drivers' bound-parameter limits (65,535 for psycopg) at any batch size
@@ -45,7 +47,18 @@ class Failure:
     reason: str
 
 
-def _rows(items: Iterable[Classified] | Iterable[Failure], *, model_hash: str, job_id: int | None,
+@dataclass(frozen=True, slots=True)
+class Empty:
+    """One tile with nothing to classify (no tile at the server, entirely transparent or nodata), and which."""
+
+    tile: Tile
+    reason: str
+
+
+TileTable = type[TileResult] | type[FailedTile] | type[EmptyTile]
+
+
+def _rows(items: Iterable[Classified] | Iterable[Failure] | Iterable[Empty], *, model_hash: str, job_id: int | None,
           source_name: str, columns: Callable[[Any], dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per distinct tile of ``items`` (the last one wins), sorted by tile: its key, then ``columns(item)``."""
     latest = {item.tile.identity(): item for item in items}
@@ -54,7 +67,7 @@ def _rows(items: Iterable[Classified] | Iterable[Failure], *, model_hash: str, j
             for item in (latest[key] for key in sorted(latest))]
 
 
-def _upsert(session: Session, table: type[TileResult] | type[FailedTile], rows: list[dict[str, Any]],
+def _upsert(session: Session, table: TileTable, rows: list[dict[str, Any]],
             updates: Callable[[Any], dict[str, Any]]) -> None:
     """Insert ``rows``, updating on conflict with either of the table's two tile keys."""
     with_coordinates = [row for row in rows if row["z"] is not None]
@@ -66,7 +79,7 @@ def _upsert(session: Session, table: type[TileResult] | type[FailedTile], rows: 
             session.execute(stmt.on_conflict_do_update(index_elements=key, index_where=where, set_=updates(stmt)))
 
 
-def same_tile(table: type[TileResult] | type[FailedTile], tiles: Sequence[Tile],
+def same_tile(table: TileTable, tiles: Sequence[Tile],
               source_name: str) -> list[ColumnElement[bool]]:
     """Conditions selecting ``table``'s rows for ``tiles`` (by coordinates, else by source and path), in parts."""
     coordinates = sorted({(t.z, t.x, t.y) for t in tiles if t.z is not None})
@@ -110,8 +123,7 @@ def record_results(session: Session, *, model_hash: str, job_id: int | None, sou
     rows = _rows(results, model_hash=model_hash, job_id=job_id, source_name=source_name, columns=lambda r: {
         "label": r.label, "confidence": float(r.confidence), "probabilities": r.probabilities, "classified_at": now})
     _upsert(session, TileResult, rows, lambda stmt: {col: stmt.excluded[col] for col in _UPDATED_ON_CONFLICT})
-    for condition in same_tile(FailedTile, [r.tile for r in results], source_name):
-        session.execute(delete(FailedTile).where(FailedTile.model_hash == model_hash, condition))
+    _forget(session, (FailedTile, EmptyTile), model_hash, [r.tile for r in results], source_name)
     return len(rows)
 
 
@@ -127,14 +139,42 @@ def record_failures(session: Session, *, model_hash: str, job_id: int | None, so
     _upsert(session, FailedTile, rows, lambda stmt: {
         "job_id": stmt.excluded.job_id, "reason": stmt.excluded.reason, "failed_at": stmt.excluded.failed_at,
         "attempts": FailedTile.__table__.c.attempts + 1})
-    # A tile classified by another delivery stays classified: drop the failure rows it would contradict.
-    classified = exists().where(TileResult.model_hash == FailedTile.model_hash, or_(
-        and_(FailedTile.z.is_not(None), TileResult.z == FailedTile.z, TileResult.x == FailedTile.x,
-             TileResult.y == FailedTile.y),
-        and_(FailedTile.z.is_(None), TileResult.z.is_(None), TileResult.root_name == FailedTile.root_name,
-             TileResult.path == FailedTile.path)))
-    session.execute(delete(FailedTile).where(FailedTile.model_hash == model_hash, classified))
+    _forget(session, (EmptyTile,), model_hash, [f.tile for f in failures], source_name)
+    _drop_classified(session, FailedTile, model_hash)
     return len(rows)
+
+
+def record_empty(session: Session, *, model_hash: str, job_id: int | None, source_name: str,
+                 empty: Sequence[Empty]) -> int:
+    """Upsert tiles with nothing to classify, except those that already have a result for this model."""
+    now = utcnow()
+    lock_tiles(session, model_hash=model_hash, source_name=source_name, tiles=(e.tile for e in empty))
+    rows = _rows(empty, model_hash=model_hash, job_id=job_id, source_name=source_name,
+                 columns=lambda e: {"reason": e.reason[:2000], "found_at": now})
+    if not rows:
+        return 0
+    _upsert(session, EmptyTile, rows, lambda stmt: {
+        "job_id": stmt.excluded.job_id, "reason": stmt.excluded.reason, "found_at": stmt.excluded.found_at})
+    _forget(session, (FailedTile,), model_hash, [e.tile for e in empty], source_name)
+    _drop_classified(session, EmptyTile, model_hash)
+    return len(rows)
+
+
+def _forget(session: Session, tables: Sequence[type[FailedTile] | type[EmptyTile]], model_hash: str,
+            tiles: Sequence[Tile], source_name: str) -> None:
+    """Delete the rows of ``tables`` for ``tiles``: what was just recorded about them replaces them."""
+    for table in tables:
+        for condition in same_tile(table, tiles, source_name):
+            session.execute(delete(table).where(table.model_hash == model_hash, condition))
+
+
+def _drop_classified(session: Session, table: type[FailedTile] | type[EmptyTile], model_hash: str) -> None:
+    """A tile classified by another delivery stays classified: drop the rows of ``table`` it would contradict."""
+    classified = exists().where(TileResult.model_hash == table.model_hash, or_(
+        and_(table.z.is_not(None), TileResult.z == table.z, TileResult.x == table.x, TileResult.y == table.y),
+        and_(table.z.is_(None), TileResult.z.is_(None), TileResult.root_name == table.root_name,
+             TileResult.path == table.path)))
+    session.execute(delete(table).where(table.model_hash == model_hash, classified))
 
 
 def register_model(session: Session, *, model_hash: str, arch: str, class_names: Sequence[str], image_size: int,

@@ -15,6 +15,10 @@
   ``tile_results``. A tile that is later classified has its failure row removed, so no tile is both failed and
   classified for one model.
 
+- ``empty_tiles``: tiles with nothing to classify (no tile at the server, entirely transparent or nodata), with
+  why, keyed like ``tile_results``: neither classified nor failed, and without a result row. A tile is in at most
+  one of ``tile_results``, ``failed_tiles`` and ``empty_tiles`` for one model.
+
 - ``host_problems``: what a worker could not do because of its own host (a tile root not mounted, a checkpoint
   missing there), per (worker, job), for ``tileclass status``; its batches went back to the queue, no tile failed.
 
@@ -115,6 +119,7 @@ class JobBatch(Base):
     state: Mapped[str] = mapped_column(String(16), default=BatchState.QUEUED)
     classified: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
+    empty: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -161,6 +166,23 @@ class FailedTile(Base):
     failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (*_tile_keys("failed_tiles"), Index("ix_failed_tiles_job", "job_id"))
+
+
+class EmptyTile(Base):
+    __tablename__ = "empty_tiles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_hash: Mapped[str] = mapped_column(ForeignKey("models.hash"))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    z: Mapped[int | None] = mapped_column(Integer)
+    x: Mapped[int | None] = mapped_column(Integer)
+    y: Mapped[int | None] = mapped_column(Integer)
+    root_name: Mapped[str] = mapped_column(String(128))
+    path: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    found_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (*_tile_keys("empty_tiles"), Index("ix_empty_tiles_job", "job_id"))
 
 
 class HostProblem(Base):

@@ -4,6 +4,7 @@
     ├── CheckpointError   a checkpoint or weights file is unsafe, corrupt or does not match its metadata
     │   └── CalibrationMissing  int8 was asked of a checkpoint without calibration images
     ├── ImageError        one image cannot be decoded (``reason`` is short enough to store per tile)
+    │   └── EmptyImage      it decodes, but there is nothing in it (entirely transparent)
     ├── DataError         a training data folder or a training option is unusable
     └── DeviceError       the requested device or precision is not available here
 """
@@ -37,6 +38,10 @@ class ImageError(TileclassError):
         self.reason = reason
         self.source = source
         super().__init__(f"{source}: {reason}" if source else reason)
+
+
+class EmptyImage(ImageError):
+    """The image decodes but holds nothing to classify: every pixel is transparent (a map tile's "no data")."""
 
 
 class DataError(TileclassError):

@@ -20,9 +20,11 @@ Two entry points:
 
   Multi-frame files (GIF, APNG, multi-page TIFF) give their first frame.
 
-- ``decode_tile`` returns a uint8 CHW tensor for the worker. Plain 8-bit RGB JPEG and PNG go through
-  ``torchvision.io.decode_image`` (libjpeg-turbo/libpng, 2-3x faster than Pillow on 256 px tiles); anything else,
-  and anything the fast path is unsure of, goes through ``open_image`` so errors and conversions are the same.
+- ``decode_tile`` returns a uint8 CHW tensor for the worker, or ``EmptyImage`` for a tile that is entirely
+  transparent (an empty tile: nothing to classify; a flat opaque colour is not empty, open water is a class).
+  Plain 8-bit RGB JPEG and PNG go through ``torchvision.io.decode_image`` (libjpeg-turbo/libpng, 2-3x faster than
+  Pillow on 256 px tiles); anything else, and anything the fast path is unsure of, goes through ``open_image`` so
+  errors and conversions are the same.
 
 Both refuse an image whose header declares more than ``max_pixels`` pixels before any pixel is decoded
 (a decompression bomb), and truncated files raise instead of being padded with grey.
@@ -56,7 +58,7 @@ import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from core.choices import IMAGE_FORMATS
-from model.errors import ImageError
+from model.errors import EmptyImage, ImageError
 from model.image_headers import JPEG_SOI, fast_path_size, format_of, strict_jpeg
 
 DEFAULT_MAX_PIXELS = 4096 * 4096  # tiles are 256-1024 px; TILECLASS_WORKER_MAX_PIXELS raises it for big chips
@@ -98,6 +100,7 @@ def decode_tile(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, fit: int |
 
     Raises:
         ImageError: as ``open_image``.
+        EmptyImage: every pixel is transparent.
     """
     if not data:
         raise ImageError("zero-byte file")
@@ -112,6 +115,8 @@ def decode_tile(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, fit: int |
     image = _open(data, max_pixels)
     with _decoding(image.size):
         _load(data, image)
+        if _transparent(image):
+            raise EmptyImage("entirely transparent")
         rgb = to_rgb(image)
         if fit is not None and min(rgb.size) >= 4 * fit:
             rgb = rgb.reduce(min(rgb.size) // (2 * fit))
@@ -149,6 +154,13 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     """An RGB PIL image as a uint8 (3, H, W) tensor."""
     array = np.asarray(image.convert("RGB") if image.mode != "RGB" else image, dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+def _transparent(image: Image.Image) -> bool:
+    """Whether every pixel of ``image`` has alpha 0 (an image without alpha never is)."""
+    if not ((image.mode == "P" and "transparency" in image.info) or image.mode in _ALPHA_MODES):
+        return False
+    return image.convert("RGBA").getchannel("A").getextrema()[1] == 0
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

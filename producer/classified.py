@@ -1,5 +1,8 @@
 """Drop walked tiles that already have a result for the model, with a few indexed queries, never one per tile.
 
+"A result" is a row in ``tile_results`` or in ``empty_tiles`` (a tile found empty was tried, like a classified one;
+``--force`` tries it again). Each query below runs on both tables.
+
 - A leaf directory that fixes ``(z, x)`` (an XYZ/TMS column) costs one range query per chunk:
   ``SELECT y … WHERE model_hash = ? AND z = ? AND x = ? AND y BETWEEN ? AND ?`` on ``uq_tile_results_model_zxy``.
 - Tiles from a flat folder (``{x}-{y}-{z}.jpg``) are looked up per chunk with ``(x, y) IN (…)`` per zoom.
@@ -19,10 +22,11 @@ from typing import Any
 from sqlalchemy import Engine, select, tuple_
 
 from core.region import Region
-from core.schema import TileResult
+from core.schema import EmptyTile, TileResult
 from core.tiles import Tile
 from core.walk import Chunk
 
+TABLES = (TileResult, EmptyTile)
 LOOKUP_ROWS = 300  # tuples per IN (…): well under SQLite's and PostgreSQL's parameter limits
 
 
@@ -43,10 +47,10 @@ class ClassifiedFilter:
             if not self._any_results(z):
                 return tiles
             ys = [tile.y for tile in tiles]
-            done = set(self._scalars(select(TileResult.y).where(
-                TileResult.model_hash == self.model_hash, TileResult.z == z, TileResult.x == x,
-                TileResult.y.between(min(ys), max(ys)),  # type: ignore[type-var]
-            )))
+            done = set(self._scalars(*(select(table.y).where(
+                table.model_hash == self.model_hash, table.z == z, table.x == x,
+                table.y.between(min(ys), max(ys)),  # type: ignore[type-var]
+            ) for table in TABLES)))
             return [tile for tile in tiles if tile.y not in done]
         if tiles[0].z is None:
             return self._by_path(tiles)
@@ -61,10 +65,9 @@ class ClassifiedFilter:
             if not self._any_results(z):
                 continue
             for part in _parts(pairs):
-                done.update((z, x, y) for x, y in self._rows(select(TileResult.x, TileResult.y).where(
-                    TileResult.model_hash == self.model_hash, TileResult.z == z,
-                    tuple_(TileResult.x, TileResult.y).in_(part),
-                )))
+                done.update((z, x, y) for x, y in self._rows(*(select(table.x, table.y).where(
+                    table.model_hash == self.model_hash, table.z == z, tuple_(table.x, table.y).in_(part),
+                ) for table in TABLES)))
         return [tile for tile in tiles if tile[:3] not in done] if done else tiles
 
     def _by_path(self, tiles: list[Tile]) -> list[Tile]:
@@ -72,33 +75,36 @@ class ClassifiedFilter:
             return tiles
         done: set[str] = set()
         for part in _parts([tile.path for tile in tiles]):
-            done.update(self._scalars(select(TileResult.path).where(
-                TileResult.model_hash == self.model_hash, TileResult.z.is_(None),
-                TileResult.root_name == self.source_name, TileResult.path.in_(part),
-            )))
+            done.update(self._scalars(*(select(table.path).where(
+                table.model_hash == self.model_hash, table.z.is_(None), table.root_name == self.source_name,
+                table.path.in_(part),
+            ) for table in TABLES)))
         return [tile for tile in tiles if tile.path not in done] if done else tiles
 
     def _any_results(self, zoom: int | None) -> bool:
         known = self._zoom_has_results.get(zoom)
         if known is None:
-            query = select(TileResult.id).where(TileResult.model_hash == self.model_hash)
-            if zoom is None:
-                query = query.where(TileResult.z.is_(None), TileResult.root_name == self.source_name)
-            else:
-                query = query.where(TileResult.z == zoom)
-                columns = self.region.columns(zoom) if self.region is not None else None
-                if columns is not None:
-                    query = query.where(TileResult.x.between(*columns))
-            known = self._zoom_has_results[zoom] = bool(self._scalars(query.limit(1)))
+            queries = []
+            for table in TABLES:
+                query = select(table.id).where(table.model_hash == self.model_hash)
+                if zoom is None:
+                    query = query.where(table.z.is_(None), table.root_name == self.source_name)
+                else:
+                    query = query.where(table.z == zoom)
+                    columns = self.region.columns(zoom) if self.region is not None else None
+                    if columns is not None:
+                        query = query.where(table.x.between(*columns))
+                queries.append(query.limit(1))
+            known = self._zoom_has_results[zoom] = bool(self._scalars(*queries))
         return known
 
-    def _rows(self, query: Any) -> list[Any]:
+    def _rows(self, *queries: Any) -> list[Any]:
         with self.engine.connect() as connection:
-            return list(connection.execute(query))
+            return [row for query in queries for row in connection.execute(query)]
 
-    def _scalars(self, query: Any) -> list[Any]:
+    def _scalars(self, *queries: Any) -> list[Any]:
         with self.engine.connect() as connection:
-            return list(connection.scalars(query))
+            return [value for query in queries for value in connection.scalars(query)]
 
 
 def _parts(items: Sequence[Any]) -> Iterable[Sequence[Any]]:

@@ -1,4 +1,5 @@
-"""Draw a classified region with Pillow: each tile in its class colour, failed tiles hatched, a legend.
+"""Draw a classified region with Pillow: each tile in its class colour, failed tiles hatched, empty tiles in slate,
+a legend.
 
 The map is a grid of cells, one per tile when the region fits in ``max_size`` pixels (each cell then ``px``
 pixels wide: at most 256, a tile's own size, over imagery, and 48 without), else one cell per ``1/scale`` tiles,
@@ -12,31 +13,24 @@ distinguishable with the common colour-vision deficiencies. Classes beyond twelv
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from core.bbox import TileRange
-from core.choices import IMAGE_FORMATS
-from core.errors import TileRootError
 from core.queries import MapCell, TileFailure
-from core.schema import Job
-from core.sources import FolderSource, TileReader, TileUnreadable, source_from_record
 from core.tiles import Tile
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
 
-    from core.settings import Settings
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +42,9 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 NO_RESULT = (0xFF, 0xFF, 0xFF)
 FAILED = (0xDD, 0xDD, 0xDD)
 HATCH = (0x66, 0x66, 0x66)
-EMPTY_CODE, FAILED_CODE = 0, 1
+EMPTY_TILE = (0xB8, 0xC4, 0xCC)  # slate: a tile with nothing to classify, apart from every class colour
+NO_RESULT_CODE, FAILED_CODE, EMPTY_TILE_CODE = 0, 1, 2
+FIRST_CLASS_CODE = 3
 MAX_TILE_PX = 256  # a tile's own size: the most worth drawing over imagery
 PLAIN_TILE_PX = 48  # without imagery a cell needs only to be seen and counted
 MIN_IMAGERY_PX = 8
@@ -104,10 +100,11 @@ class MapCanvas:
     def __init__(self, layout: MapLayout, class_names: Sequence[str]) -> None:
         self.layout = layout
         self.labels = list(class_names)
-        self.codes = {name: i + 2 for i, name in enumerate(self.labels)}
+        self.codes = {name: i + FIRST_CLASS_CODE for i, name in enumerate(self.labels)}
         self.grid = np.zeros((layout.rows, layout.columns), dtype=np.uint32)
         self.counts: Counter[str] = Counter()
         self.failed = 0
+        self.empty = 0
         self.imagery: Image.Image | None = None
         self.pasted = np.zeros((layout.rows, layout.columns), dtype=bool)
 
@@ -119,16 +116,22 @@ class MapCanvas:
         self.grid[rows[inside], cols[inside]] = np.asarray(codes, dtype=np.uint32)[inside]
 
     def add_failures(self, failures: Iterable[TileFailure]) -> None:
+        self.failed += self._add_tiles((failure.tile for failure in failures), FAILED_CODE)
+
+    def add_empty(self, tiles: Iterable[Tile]) -> None:
+        """Place tiles found empty (before results, so a result wins a shared cell)."""
+        self.empty += self._add_tiles(tiles, EMPTY_TILE_CODE)
+
+    def _add_tiles(self, tiles: Iterable[Tile], code: int) -> int:
         xs: list[int] = []
         ys: list[int] = []
-        for failure in failures:
-            x, y = failure.tile.x, failure.tile.y
-            if x is None or y is None:
+        for tile in tiles:
+            if tile.x is None or tile.y is None:
                 continue
-            xs.append(x)
-            ys.append(y)
-            self.failed += 1
-        self._place(xs, ys, [FAILED_CODE] * len(xs))
+            xs.append(tile.x)
+            ys.append(tile.y)
+        self._place(xs, ys, [code] * len(xs))
+        return len(xs)
 
     def add_cells(self, cells: Iterable[MapCell], images: ImageSource | None = None) -> None:
         """Place results (after failures, so a result wins a shared cell); paste their imagery if given."""
@@ -142,7 +145,7 @@ class MapCanvas:
             code = self.codes.get(cell.label)
             if code is None:  # a label outside the model's list: give it the next colour
                 self.labels.append(cell.label)
-                code = self.codes[cell.label] = len(self.labels) + 1
+                code = self.codes[cell.label] = len(self.labels) + FIRST_CLASS_CODE - 1
             x, y = _column_row(cell)
             xs.append(x)
             ys.append(y)
@@ -169,7 +172,8 @@ class MapCanvas:
 
     def draw_map(self, *, alpha: float = 0.5) -> Image.Image:
         """The map alone: class colours (blended over imagery where pasted), failed cells hatched."""
-        lut = np.array([NO_RESULT, FAILED] + [class_colour(i) for i in range(len(self.labels))], dtype=np.uint8)
+        lut = np.array([NO_RESULT, FAILED, EMPTY_TILE] + [class_colour(i) for i in range(len(self.labels))],
+                       dtype=np.uint8)
         pixels = lut[_upscale(self.grid, self.layout.px)]
         if self.imagery is not None:
             below = np.asarray(self.imagery, dtype=np.float32)
@@ -189,7 +193,9 @@ class MapCanvas:
         ]
         if self.failed:
             rows.append((None, f"failed  {self.failed:,}"))
-        if int((self.grid == EMPTY_CODE).sum()):
+        if self.empty:
+            rows.append((EMPTY_TILE, f"empty  {self.empty:,}"))
+        if int((self.grid == NO_RESULT_CODE).sum()):
             rows.append((NO_RESULT, "no result"))
         return rows
 
@@ -238,52 +244,3 @@ def save_png(image: Image.Image, out: Path) -> None:
 def _column_row(cell: MapCell) -> tuple[int, int]:
     _, x, y = cell.tile.xyz()  # map cells are results with coordinates
     return x, y
-
-
-class TileImages:
-    """Reads a result's own tile image from its source: the job's recorded source, found on this host."""
-
-    def __init__(self, session: Session, settings: Settings) -> None:
-        self.session, self.settings = session, settings
-        self.sources: dict[tuple[str, int | None], Callable[[Tile], BinaryIO | Path] | None] = {}
-        self.unreadable = 0
-
-    def _opener(self, cell: MapCell) -> Callable[[Tile], BinaryIO | Path] | None:
-        """How to open a cell's tile image: a file below its folder, or bytes read from its archive."""
-        key = (cell.root_name, cell.job_id)
-        if key not in self.sources:
-            job = self.session.get(Job, cell.job_id) if cell.job_id is not None else None
-            record = job.source if job is not None and job.source.get("name") == cell.root_name else {
-                "kind": "folder", "name": cell.root_name, "path": None, "layout": "plain"}
-            found: Callable[[Tile], BinaryIO | Path] | None = None
-            try:
-                source = source_from_record(record)
-                if isinstance(source, FolderSource):
-                    root = source.local_root(self.settings)
-                    if not root.is_dir():
-                        raise TileRootError(f"{root} is not a readable folder")
-                    found = partial(source.locate, root)
-                else:
-                    found = _bytes_of(source.reader(self.settings))
-            except TileRootError as exc:
-                log.warning("no imagery for root %r: %s", cell.root_name, exc)
-            self.sources[key] = found
-        return self.sources[key]
-
-    def __call__(self, cell: MapCell) -> Image.Image | None:
-        opener = self._opener(cell)
-        if opener is None:
-            return None
-        try:
-            with Image.open(opener(cell.tile), formats=IMAGE_FORMATS) as picture:
-                picture.draft("RGB", (MAX_TILE_PX, MAX_TILE_PX))
-                return picture.convert("RGB")
-        except (OSError, ValueError, Image.DecompressionBombError, TileRootError, TileUnreadable) as exc:
-            # A missing or corrupt tile image only loses its backdrop; the tile is still drawn in its colour.
-            log.debug("no imagery for %s: %s", cell.tile, exc)
-            self.unreadable += 1
-            return None
-
-
-def _bytes_of(archive: TileReader) -> Callable[[Tile], BinaryIO]:
-    return lambda tile: io.BytesIO(archive.read(tile))

@@ -31,7 +31,8 @@ def collect(job_id: int | None, limit: int) -> list[dict[str, Any]]:
             rows.append({
                 "job_id": job.id, "kind": job.kind, "state": leases.LOST if leases.is_lost(job) else job.state,
                 "total": current.total,
-                "classified": current.classified, "failed": current.failed, "pending": current.pending,
+                "classified": current.classified, "failed": current.failed, "empty": current.empty,
+                "pending": current.pending,
                 "skipped": job.skipped_tiles, "batches_total": current.batches_total,
                 "batches_done": current.batches_done, "tiles_per_second": round(current.tiles_per_second, 2),
                 "eta_seconds": None if current.eta_seconds is None else round(current.eta_seconds, 1),

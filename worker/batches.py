@@ -88,9 +88,10 @@ def run_batch(batch: ClassifyBatch, settings: Settings) -> dict[str, int | str]:
         raise
     markers.settled()
     elapsed = time.perf_counter() - started
-    log.info("job %d batch %d: %d classified, %d failed in %.2f s (%.1f tiles/s)", batch.job_id, batch.seq,
-             len(outcome.classified), len(outcome.failures), elapsed, len(batch.tiles) / max(elapsed, 1e-9))
-    return {"classified": len(outcome.classified), "failed": len(outcome.failures)}
+    log.info("job %d batch %d: %d classified, %d failed, %d empty in %.2f s (%.1f tiles/s)", batch.job_id,
+             batch.seq, len(outcome.classified), len(outcome.failures), len(outcome.empty), elapsed,
+             len(batch.tiles) / max(elapsed, 1e-9))
+    return {"classified": len(outcome.classified), "failed": len(outcome.failures), "empty": len(outcome.empty)}
 
 
 def _classify(batch: ClassifyBatch, settings: Settings, context: BatchContext, mode: deliveries.RunMode,
@@ -125,8 +126,7 @@ def _classify(batch: ClassifyBatch, settings: Settings, context: BatchContext, m
         alone = classify_tiles(classifier, [tile_file], chunk_size=1, pool=state.pool,
                                max_pixels=settings.worker_max_pixels)
         markers.classified()
-        outcome.classified.extend(alone.classified)
-        outcome.failures.extend(alone.failures)
+        outcome.extend(alone)
     return outcome
 
 

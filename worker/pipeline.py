@@ -7,7 +7,9 @@ thread; the main thread only stacks the chunk and runs the model (``Classifier.p
 bound for CUDA and copies it without blocking, in channels_last, under bf16 autocast where the device has it).
 
 A tile that cannot be read or decoded fails alone, with the short reason that ``failed_tiles`` stores; the
-rest of its chunk is classified. A device that runs out of memory or fails raises ``HostError``: no tile fails.
+rest of its chunk is classified. A tile with nothing in it (its source has none there, or it is entirely
+transparent) is recorded as empty, neither classified nor failed. A device that runs out of memory or fails
+raises ``HostError``: no tile fails.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from core.errors import HostError
-from core.results import Classified, Failure
+from core.results import Classified, Empty, Failure
 from core.roots import is_inside
-from core.sources import TileReader, TileUnreadable
+from core.sources import TileAbsent, TileReader, TileUnreadable
 from core.tiles import Tile
-from model.errors import ImageError
+from model.errors import EmptyImage, ImageError
 from model.images import DEFAULT_MAX_PIXELS, decode_tile
 from worker.recording import BatchOutcome
 
@@ -43,6 +45,14 @@ log = logging.getLogger(__name__)
 
 class TileFailed(Exception):
     """One tile cannot be classified; ``reason`` is what ``failed_tiles`` records."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TileIsEmpty(Exception):
+    """One tile has nothing to classify (no tile there, entirely transparent); ``reason`` goes to ``empty_tiles``."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -120,6 +130,8 @@ def load_from_archive(tile: Tile, archive: TileReader, classifier: Classifier, *
         data = archive.read(tile)
     except TileUnreadable as exc:
         raise TileFailed(exc.reason) from None
+    except TileAbsent as exc:
+        raise TileIsEmpty(exc.reason) from None
     return decode_for(data, classifier, max_pixels=max_pixels)
 
 
@@ -127,6 +139,8 @@ def decode_for(data: bytes, classifier: Classifier, *, max_pixels: int) -> torch
     """Decode a tile's bytes and resize them to the model's input, or ``TileFailed`` naming why not."""
     try:
         tensor = decode_tile(data, max_pixels=max_pixels, fit=classifier.image_size)
+    except EmptyImage as exc:
+        raise TileIsEmpty(exc.reason) from None
     except ImageError as exc:
         raise TileFailed(exc.reason) from None
     except (RuntimeError, ValueError, MemoryError) as exc:
@@ -181,6 +195,8 @@ def _run_chunk(classifier: Classifier, chunk: list[tuple[TileFile, Future[torch.
             tiles.append(tile_file.tile)
         except TileFailed as exc:
             outcome.failures.append(Failure(tile_file.tile, exc.reason))
+        except TileIsEmpty as exc:
+            outcome.empty.append(Empty(tile_file.tile, exc.reason))
     if not tensors:
         return
     probabilities = _predict(classifier, torch.stack(tensors))

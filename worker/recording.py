@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from core import jobs
 from core.db import session_scope
 from core.messages import ClassifyBatch
-from core.results import Classified, Failure, lock_tiles, record_failures, record_results
+from core.results import Classified, Empty, Failure, lock_tiles, record_empty, record_failures, record_results
 from worker.runtime import with_db_retry
 
 log = logging.getLogger(__name__)
@@ -20,10 +20,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BatchOutcome:
-    """What became of a batch's tiles: every tile is in exactly one of the two lists."""
+    """What became of a batch's tiles: every tile is in exactly one of the three lists."""
 
     classified: list[Classified] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    empty: list[Empty] = field(default_factory=list)
+
+    def extend(self, other: BatchOutcome) -> None:
+        self.classified.extend(other.classified)
+        self.failures.extend(other.failures)
+        self.empty.extend(other.empty)
 
     @classmethod
     def all_failed(cls, batch: ClassifyBatch, reason: str) -> BatchOutcome:
@@ -46,12 +52,15 @@ def record_outcome(batch: ClassifyBatch, outcome: BatchOutcome, *, model_registe
             if model_registered:
                 record_failures(session, model_hash=batch.model_hash, job_id=batch.job_id,
                                 source_name=batch.source, failures=outcome.failures)
+                record_empty(session, model_hash=batch.model_hash, job_id=batch.job_id, source_name=batch.source,
+                             empty=outcome.empty)
             else:
                 # failed_tiles rows reference the model; for a hash nobody registered only the counts are kept.
                 log.error("model %s is not registered: %d failed tile(s) of job %d counted but not listed",
                           batch.model_hash[:12], len(outcome.failures), batch.job_id)
             jobs.record_batch_done(session, job_id=batch.job_id, seq=batch.seq, tiles=len(batch.tiles),
-                                   classified=len(outcome.classified), failed=len(outcome.failures))
+                                   classified=len(outcome.classified), failed=len(outcome.failures),
+                                   empty=len(outcome.empty))
 
     def refresh() -> None:
         with session_scope() as session:

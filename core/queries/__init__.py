@@ -2,7 +2,8 @@
 
 - ``core.queries.types``: what queries return (``TileAnswer``, ``MapCell``, ``TileFailure``, ``Selection``,
   ``Summary``).
-- ``core.queries.lookups``: one tile or point (``tile_result``, ``point_result``), a model by hash.
+- ``core.queries.lookups``: one tile or point (``tile_result``, ``point_result``, ``empty_result``), a model by
+  hash.
 - ``core.queries.selections``: which model answers a region or job (``select_results``) and the streams over it.
 - ``core.queries.summaries``: counts per class, failures and models (``summarize``).
 
@@ -11,11 +12,13 @@ Every function takes a session and keyword arguments; everything is re-exported 
 """
 
 from core.bbox import BBox, TileRange
-from core.queries.lookups import find_model, point_result, tile_result, tile_statement
+from core.queries.lookups import empty_result, find_model, point_result, tile_result, tile_statement
 from core.queries.selections import (
     count_selected,
     extents,
+    iter_answers,
     iter_cells,
+    iter_empty,
     iter_failures,
     iter_results,
     latest_model_in,
@@ -25,7 +28,9 @@ from core.queries.selections import (
 )
 from core.queries.summaries import summarize
 from core.queries.types import (
+    Answer,
     ClassCount,
+    EmptyAnswer,
     MapCell,
     ModelCount,
     ModelInfo,
@@ -36,8 +41,9 @@ from core.queries.types import (
 )
 
 __all__ = [
-    "BBox", "ClassCount", "MapCell", "ModelCount", "ModelInfo", "Selection", "Summary", "TileAnswer", "TileFailure",
-    "TileRange", "count_selected", "extents", "find_model", "iter_cells", "iter_failures", "iter_results",
+    "Answer", "BBox", "ClassCount", "EmptyAnswer", "MapCell", "ModelCount", "ModelInfo", "Selection", "Summary",
+    "TileAnswer", "TileFailure", "TileRange", "count_selected", "empty_result", "extents", "find_model",
+    "iter_answers", "iter_cells", "iter_empty", "iter_failures", "iter_results",
     "latest_model_in", "point_result", "query_bbox", "results_statement", "select_results", "summarize",
     "tile_result", "tile_statement",
 ]

@@ -13,9 +13,17 @@ from typing import Any
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
-from core.queries.types import RESULT_COLUMNS, ModelInfo, TileAnswer, answer_from_row
+from core.queries.types import (
+    EMPTY_COLUMNS,
+    RESULT_COLUMNS,
+    EmptyAnswer,
+    ModelInfo,
+    TileAnswer,
+    answer_from_row,
+    empty_from_row,
+)
 from core.registry import find_registered
-from core.schema import Model, TileResult
+from core.schema import EmptyTile, Model, TileResult
 from core.tiles import Tile
 
 # Built once: composing a statement costs more than running a point lookup, so lookups only bind values.
@@ -54,3 +62,13 @@ def point_result(session: Session, *, lon: float, lat: float, zoom: int,
                  model_hash: str | None = None) -> TileAnswer | None:
     """The result for the tile of ``zoom`` under a WGS84 point, or None."""
     return tile_result(session, tile=Tile.at_point(lon, lat, zoom), model_hash=model_hash)
+
+
+def empty_result(session: Session, *, tile: Tile, model_hash: str | None = None) -> EmptyAnswer | None:
+    """Whether ``tile`` was found empty (that model's record, or the latest registered model's), or None."""
+    stmt = select(*EMPTY_COLUMNS).join(Model, Model.hash == EmptyTile.model_hash).where(
+        EmptyTile.z == tile.z, EmptyTile.x == tile.x, EmptyTile.y == tile.y)
+    if model_hash is not None:
+        stmt = stmt.where(EmptyTile.model_hash == model_hash)
+    row = session.execute(stmt.order_by(Model.created_at.desc(), EmptyTile.found_at.desc()).limit(1)).first()
+    return empty_from_row(row) if row is not None else None

@@ -7,13 +7,19 @@
 - A job's results are the rows whose ``job_id`` is that job (``ix_tile_results_job``). There is one row per
   (model, tile), so a tile that a later job classified again with the same model belongs to that later job.
 
-Streams (``iter_results``, ``iter_cells``, ``iter_failures``) use ``yield_per``: a server-side cursor on
-PostgreSQL, a stepped cursor on SQLite, so millions of rows never sit in memory together.
+Empty tiles (``empty_tiles``) are part of a selection only where asked for: ``iter_answers(include_empty=True)``
+merges them into the results in the same (z, x, y) order, ``iter_empty`` streams them alone.
+
+Streams (``iter_results``, ``iter_answers``, ``iter_empty``, ``iter_cells``, ``iter_failures``) use
+``yield_per``: a server-side cursor on PostgreSQL, a stepped cursor on SQLite, so millions of rows never sit in
+memory together.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator, Sequence
+from itertools import chain, islice
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Select, exists, false, func, select
@@ -23,12 +29,24 @@ from core.bbox import BBox, TileRange
 from core.errors import NotFoundError, TileclassError, TileError
 from core.jobs import get_job
 from core.queries.lookups import find_model
-from core.queries.types import RESULT_COLUMNS, MapCell, ModelInfo, Selection, TileAnswer, TileFailure, answer_from_row
-from core.schema import FailedTile, Model, TileResult
+from core.queries.types import (
+    EMPTY_COLUMNS,
+    RESULT_COLUMNS,
+    Answer,
+    EmptyAnswer,
+    MapCell,
+    ModelInfo,
+    Selection,
+    TileAnswer,
+    TileFailure,
+    answer_from_row,
+    empty_from_row,
+)
+from core.schema import EmptyTile, FailedTile, Model, TileResult
 from core.tiles import Tile
 
 YIELD_PER = 2000
-TileTable = type[TileResult] | type[FailedTile]
+TileTable = type[TileResult] | type[FailedTile] | type[EmptyTile]
 
 
 def latest_model_in(session: Session, *, tiles: TileRange) -> ModelInfo | None:
@@ -129,6 +147,32 @@ def iter_results(session: Session, *, selection: Selection, limit: int | None = 
         yield answer_from_row(row)
 
 
+def iter_empty(session: Session, *, selection: Selection, limit: int | None = None,
+               yield_per: int = YIELD_PER) -> Iterator[EmptyAnswer]:
+    """Stream a selection's empty tiles (label and confidence filters do not apply to them), in (z, x, y) order
+    for a region."""
+    stmt = select(*EMPTY_COLUMNS).where(*selected(selection, EmptyTile))
+    if selection.tiles is not None:
+        stmt = stmt.order_by(EmptyTile.z, EmptyTile.x, EmptyTile.y)
+    stmt = stmt.limit(limit) if limit is not None else stmt
+    for row in session.execute(stmt.execution_options(yield_per=yield_per)):
+        yield empty_from_row(row)
+
+
+def iter_answers(session: Session, *, selection: Selection, include_empty: bool = False, limit: int | None = None,
+                 yield_per: int = YIELD_PER) -> Iterator[Answer]:
+    """The results of a selection and, with ``include_empty``, its empty tiles among them (a region's in (z, x, y)
+    order: both streams come sorted, and are merged as they go)."""
+    results = iter_results(session, selection=selection, limit=limit, yield_per=yield_per)
+    if not include_empty:
+        yield from results
+        return
+    empty = iter_empty(session, selection=selection, limit=limit, yield_per=yield_per)
+    merged: Iterator[Answer] = heapq.merge(results, empty, key=lambda a: a.tile.identity()) \
+        if selection.tiles is not None else chain(results, empty)
+    yield from islice(merged, limit)
+
+
 def query_bbox(session: Session, *, bbox: BBox, zoom: int, model_ref: str | None = None, job_id: int | None = None,
                labels: Sequence[str] = (), min_confidence: float | None = None,
                limit: int | None = None) -> list[TileAnswer]:
@@ -155,15 +199,17 @@ def iter_failures(session: Session, *, selection: Selection,
         yield TileFailure(Tile(z, x, y, path), root_name, reason, attempts)
 
 
-def count_selected(session: Session, *, selection: Selection) -> int:
-    """How many results a selection holds (for progress bars)."""
-    return int(session.scalar(select(func.count()).select_from(TileResult).where(*selected(selection))) or 0)
+def count_selected(session: Session, *, selection: Selection, include_empty: bool = False) -> int:
+    """How many results (``include_empty``: and empty tiles) a selection holds (for progress bars)."""
+    tables: tuple[TileTable, ...] = (TileResult, EmptyTile) if include_empty else (TileResult,)
+    return sum(int(session.scalar(select(func.count()).select_from(table).where(*selected(selection, table))) or 0)
+               for table in tables)
 
 
 def extents(session: Session, *, selection: Selection) -> list[tuple[TileRange, int]]:
-    """Per zoom, the tile range that a selection's results and failures span, and how many tiles they are."""
+    """Per zoom, the tile range that a selection's results, failures and empty tiles span, and how many they are."""
     spans: dict[int, tuple[TileRange, int]] = {}
-    for table in (TileResult, FailedTile):
+    for table in (TileResult, FailedTile, EmptyTile):
         stmt = (select(table.z, func.min(table.x), func.max(table.x), func.min(table.y), func.max(table.y),
                        func.count()).where(*selected(selection, table), table.z.is_not(None)).group_by(table.z))
         for row in session.execute(stmt):

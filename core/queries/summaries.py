@@ -1,5 +1,5 @@
-"""Summaries of a selection: counts and shares per class, failures with their commonest reasons, and the models
-that have results there."""
+"""Summaries of a selection: counts and shares per class, failures with their commonest reasons, empty tiles by
+reason, and the models that have results there."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from core.queries.selections import selected
 from core.queries.types import ClassCount, ModelCount, Selection, Summary, aware
-from core.schema import FailedTile, Model, TileResult
+from core.schema import EmptyTile, FailedTile, Model, TileResult
 
 
 def summarize(session: Session, *, selection: Selection, reasons: int = 5) -> Summary:
@@ -33,6 +33,11 @@ def summarize(session: Session, *, selection: Selection, reasons: int = 5) -> Su
         .where(*selected(selection, by_model=False)).group_by(Model.hash, Model.created_at)
         .order_by(Model.created_at.desc())
     ).all()
+    empty = session.execute(
+        select(EmptyTile.reason, func.count()).where(*selected(selection, EmptyTile))
+        .group_by(EmptyTile.reason).order_by(func.count().desc(), EmptyTile.reason)
+    ).all()
     chosen = selection.model.hash if selection.model else None
     return Summary(selection, total, classes, failed, [(r, int(n)) for r, n in top],
-                   [ModelCount(h, int(n), aware(c), h == chosen) for h, n, c in models])
+                   [ModelCount(h, int(n), aware(c), h == chosen) for h, n, c in models],
+                   sum(int(n) for _, n in empty), [(r, int(n)) for r, n in empty])

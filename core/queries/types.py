@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.bbox import BBox, TileRange
-from core.schema import Model, TileResult
+from core.schema import EmptyTile, Model, TileResult
 from core.tiles import Tile
 
 
@@ -62,6 +62,36 @@ class TileAnswer:
         if top_k:
             data["top"] = [{"label": label, "probability": p} for label, p in self.top(top_k)]
         return data
+
+
+@dataclass(frozen=True, slots=True)
+class EmptyAnswer:
+    """A tile found empty (nothing to classify: no tile at the source, entirely transparent or nodata)."""
+
+    tile: Tile
+    root_name: str
+    model_hash: str
+    reason: str
+    job_id: int | None
+    found_at: datetime
+
+    def as_dict(self, *, top_k: int = 0) -> dict[str, Any]:
+        tile = self.tile
+        return {"tile": str(tile) if tile.has_coordinates else None, "z": tile.z, "x": tile.x, "y": tile.y,
+                "root": self.root_name, "path": tile.path, "label": None, "confidence": None, "empty": True,
+                "reason": self.reason, "model": self.model_hash, "job": self.job_id,
+                "found_at": self.found_at.isoformat()}
+
+
+Answer = TileAnswer | EmptyAnswer
+EMPTY_COLUMNS = (EmptyTile.z, EmptyTile.x, EmptyTile.y, EmptyTile.path, EmptyTile.root_name, EmptyTile.model_hash,
+                 EmptyTile.reason, EmptyTile.job_id, EmptyTile.found_at)
+
+
+def empty_from_row(row: Any) -> EmptyAnswer:
+    """An ``EmptyAnswer`` from a row of ``EMPTY_COLUMNS``."""
+    z, x, y, path, root_name, model_hash, reason, job_id, found_at = row
+    return EmptyAnswer(Tile(z, x, y, path), root_name, model_hash, reason, job_id, aware(found_at))
 
 
 RESULT_COLUMNS = (TileResult.z, TileResult.x, TileResult.y, TileResult.path, TileResult.root_name,
@@ -146,6 +176,8 @@ class Summary:
     failed: int
     top_reasons: list[tuple[str, int]]
     models: list[ModelCount] = field(default_factory=list)
+    empty: int = 0
+    empty_reasons: list[tuple[str, int]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         sel = self.selection
@@ -156,6 +188,7 @@ class Summary:
             "classes": [{"label": c.label, "count": c.count, "share": c.share} for c in self.classes],
             "failed": {"count": self.failed,
                        "top_reasons": [{"reason": r, "count": n} for r, n in self.top_reasons]},
+            "empty": {"count": self.empty, "reasons": [{"reason": r, "count": n} for r, n in self.empty_reasons]},
             "models": [{"hash": m.hash, "tiles": m.tiles, "created_at": m.created_at.isoformat(),
                         "selected": m.selected} for m in self.models],
         }

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import TileRootError
-from core.sources.archive import ArchiveSource, TileReader, TileUnreadable
+from core.sources.archive import ArchiveSource, TileAbsent, TileReader, TileUnreadable
 from core.sources.folder import FolderSource
 from core.sources.mbtiles import MBTilesSource
 from core.sources.pmtiles import PMTilesSource
@@ -29,8 +29,8 @@ from core.sources.pmtiles import PMTilesSource
 TileSource = FolderSource | MBTilesSource | PMTilesSource
 KINDS: dict[str, type[FolderSource] | type[ArchiveSource]] = {
     source.kind: source for source in (FolderSource, MBTilesSource, PMTilesSource)}
-__all__ = ["KINDS", "ArchiveSource", "FolderSource", "MBTilesSource", "PMTilesSource", "TileReader", "TileSource",
-           "TileUnreadable", "source_from_record", "training_data"]
+__all__ = ["KINDS", "ArchiveSource", "FolderSource", "MBTilesSource", "PMTilesSource", "TileAbsent", "TileReader",
+           "TileSource", "TileUnreadable", "source_from_record", "training_data"]
 
 
 def source_from_record(record: dict[str, Any]) -> TileSource:

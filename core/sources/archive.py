@@ -37,11 +37,19 @@ class TileUnreadable(Exception):
         self.reason = reason
 
 
+class TileAbsent(Exception):
+    """The source has no tile there (a tile server's 404 or 204): an empty tile, neither classified nor failed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class TileReader(Protocol):
-    """An open archive: ``read`` is called from several decoding threads at once."""
+    """An open source: ``read`` is called from several decoding threads at once."""
 
     def read(self, tile: Tile) -> bytes:
-        """The tile's bytes, or ``TileUnreadable``."""
+        """The tile's bytes; ``TileUnreadable`` (it fails) or ``TileAbsent`` (it is empty)."""
         ...
 
 

@@ -14,17 +14,18 @@ import typer
 
 from core.errors import TileclassError
 from core.progress import counted, progress_bar
-from producer.commands.options import FILE_FORMATS, FileFormat, check_format
+from producer.commands.options import FILE_FORMATS, FileFormat, IncludeEmpty, check_format
 
 
 def export(
     job: Annotated[int, typer.Argument(help="Job id whose results to export.")],
     fmt: FileFormat,
     out: Annotated[Path, typer.Option("--out", "-o", help="File to write (replaced when the export completes).")],
+    include_empty: IncludeEmpty = False,
 ) -> None:
     """Stream every result of a job to a GeoJSON or CSV file, without holding the rows in memory."""
     from core.export import write_csv, write_geojson
-    from core.queries import count_selected, iter_results, select_results
+    from core.queries import count_selected, iter_answers, select_results
     from producer.session import open_session
 
     check_format(fmt, FILE_FORMATS)
@@ -33,17 +34,18 @@ def export(
     partial = out.with_name(out.name + ".partial")
     with open_session(read_only=True) as session:
         selection = select_results(session, job_id=job)
-        total = count_selected(session, selection=selection)
+        total = count_selected(session, selection=selection, include_empty=include_empty)
         bar = progress_bar(transient=False)
         task = bar.add_task(f"exporting job {job}", total=total, status="")
-        rows = counted(iter_results(session, selection=selection), lambda n: bar.advance(task, n))
+        rows = counted(iter_answers(session, selection=selection, include_empty=include_empty),
+                       lambda n: bar.advance(task, n))
         try:
             with bar, partial.open("w", encoding="utf-8", newline="") as handle:
                 if fmt == "geojson":
                     written = write_geojson(rows, handle)
                 else:
                     classes = selection.model.class_names if selection.model else ()
-                    written = write_csv(rows, handle, class_names=classes)
+                    written = write_csv(rows, handle, class_names=classes, with_empty=include_empty)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise

@@ -21,6 +21,9 @@ Zoom = Annotated[int | None, typer.Option("--zoom", "-z", help="Zoom level of th
 RequiredZoom = Annotated[int, typer.Option("--zoom", "-z", help="Zoom level of the tiles to read (0..24).")]
 ModelRef = Annotated[str | None, typer.Option("--model", help=MODEL_HELP)]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+IncludeEmpty = Annotated[bool, typer.Option(
+    "--include-empty", help="Also list empty tiles (no tile at the source, entirely transparent or nodata): no "
+                            "label, \"empty\": true and the reason.")]
 TableFormat = Annotated[str, typer.Option("--format", "-f", help="Output: table, json, csv or geojson.")]
 FileFormat = Annotated[str, typer.Option(
     "--format", "-f", help="geojson (tile polygons) or csv (one row per tile, with per-class probabilities).")]

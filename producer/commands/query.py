@@ -1,6 +1,7 @@
 """``tileclass query``: what is this tile, what is under this point, what is in this bbox.
 
-``tile`` and ``point`` exit 0 with the answer, or 1 with "not classified" when no result exists; bad input
+``tile`` and ``point`` exit 0 with the answer ("empty" for a tile found empty: nothing to classify there), or 1
+with "not classified" when neither a result nor an empty record exists; bad input
 (a tile out of range, a malformed bbox, an unknown model, job or label) exits 2 with one line.
 """
 
@@ -15,6 +16,7 @@ import typer
 from core.errors import TileclassError
 from producer.commands.options import (
     TABLE_FORMATS,
+    IncludeEmpty,
     Json,
     ModelRef,
     RequiredBbox,
@@ -27,7 +29,7 @@ from producer.commands.options import (
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from core.queries import Selection, TileAnswer
+    from core.queries import Answer, EmptyAnswer, Selection, TileAnswer
     from core.tiles import Tile
 
 
@@ -45,16 +47,24 @@ def _answer_text(answer: TileAnswer, top_k: int) -> list[str]:
 
 
 def _report(tile: Tile, answer: TileAnswer | None, *, model_hash: str | None, top_k: int, as_json: bool,
-            lead: str = "") -> None:
+            lead: str = "", empty: EmptyAnswer | None = None) -> None:
+    if answer is None and empty is not None:
+        if as_json:
+            typer.echo(json.dumps({"classified": False, **empty.as_dict()}, indent=2))
+        else:
+            job = f"job {empty.job_id}" if empty.job_id is not None else "no job"
+            typer.echo(f"{lead}{tile}: empty ({empty.reason})\n  model {empty.model_hash[:12]} · {job} · found "
+                       f"{empty.found_at:%Y-%m-%d %H:%M:%S} UTC")
+        return
     if answer is None:
         by = f"by model {model_hash[:12]}" if model_hash else "by any model"
         if as_json:
-            typer.echo(json.dumps({"tile": str(tile), "classified": False, "model": model_hash}))
+            typer.echo(json.dumps({"tile": str(tile), "classified": False, "empty": False, "model": model_hash}))
         else:
             typer.echo(f"{lead}{tile}: not classified {by}")
         raise typer.Exit(1)
     if as_json:
-        typer.echo(json.dumps({"classified": True, **answer.as_dict(top_k=top_k)}, indent=2))
+        typer.echo(json.dumps({"classified": True, "empty": False, **answer.as_dict(top_k=top_k)}, indent=2))
     else:
         lines = _answer_text(answer, top_k)
         typer.echo("\n".join([lead + lines[0], *lines[1:]]))
@@ -71,7 +81,7 @@ def tile(
     top_k: TopK = 3,
     as_json: Json = False,
 ) -> None:
-    """The label, confidence and top classes of one tile (exit 1 if it is not classified)."""
+    """The label, confidence and top classes of one tile, or "empty" (exit 1 if it is not classified)."""
     from core.tiles import Tile
 
     _look_up(Tile.parse(spec), model, top_k, as_json)
@@ -93,14 +103,15 @@ def point(
 
 
 def _look_up(wanted: Tile, model: str | None, top_k: int, as_json: bool, *, lead: str = "") -> None:
-    from core.queries import find_model, tile_result
+    from core.queries import empty_result, find_model, tile_result
     from producer.session import open_session
 
     _check_top_k(top_k)
     with open_session(read_only=True) as session:
         digest = find_model(session, ref=model).hash if model else None
         answer = tile_result(session, tile=wanted, model_hash=digest)
-    _report(wanted, answer, model_hash=digest, top_k=top_k, as_json=as_json, lead=lead)
+        empty = empty_result(session, tile=wanted, model_hash=digest) if answer is None else None
+    _report(wanted, answer, model_hash=digest, top_k=top_k, as_json=as_json, lead=lead, empty=empty)
 
 
 def bbox(
@@ -113,10 +124,11 @@ def bbox(
     model: ModelRef = None,
     limit: int | None = typer.Option(None, "--limit", help="At most this many tiles, in x then y order."),
     fmt: TableFormat = "table",
+    include_empty: IncludeEmpty = False,
 ) -> None:
     """Every classified tile of a bbox at one zoom, filtered, as a table, JSON, CSV or GeoJSON."""
     from core.export import write_csv, write_geojson, write_json
-    from core.queries import BBox, iter_results, select_results
+    from core.queries import BBox, iter_answers, select_results
     from producer.session import open_session
 
     check_format(fmt, TABLE_FORMATS)
@@ -127,25 +139,29 @@ def bbox(
     with open_session(read_only=True) as session:
         selection = select_results(session, job_id=job, bbox=region, zoom=zoom, model_ref=model, labels=label,
                                    min_confidence=min_confidence)
-        rows = iter_results(session, selection=selection, limit=limit)
+        rows = iter_answers(session, selection=selection, include_empty=include_empty, limit=limit)
         if fmt == "geojson":
             write_geojson(rows, out)
         elif fmt == "csv":
-            write_csv(rows, out, class_names=selection.model.class_names if selection.model else ())
+            write_csv(rows, out, class_names=selection.model.class_names if selection.model else (),
+                      with_empty=include_empty)
         elif fmt == "json":
             write_json(rows, out)
         else:
             _write_table(selection, rows)
 
 
-def _write_table(selection: Selection, rows: Iterable[TileAnswer]) -> None:
+def _write_table(selection: Selection, rows: Iterable[Answer]) -> None:
+    from core.queries import EmptyAnswer
+
     header = f"{'tile':<22} {'label':<24} {'confidence':>10}  {'model':<12}  job"
     typer.echo(header)
     count = 0
     for answer in rows:
         job = "" if answer.job_id is None else str(answer.job_id)
-        typer.echo(f"{answer.tile!s:<22} {answer.label:<24} {answer.confidence:>10.3f}  {answer.model_hash[:12]}  "
-                   f"{job}")
+        label, confidence = ("(empty)", "") if isinstance(answer, EmptyAnswer) else (
+            answer.label, f"{answer.confidence:.3f}")
+        typer.echo(f"{answer.tile!s:<22} {label:<24} {confidence:>10}  {answer.model_hash[:12]}  {job}")
         count += 1
     typer.echo(f"{count} tile{'s' if count != 1 else ''} ({selection.describe()}; {selection.tiles})")
 

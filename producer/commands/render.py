@@ -46,11 +46,12 @@ def render(
 
     Draws a job, or with --bbox and --zoom a region; a job without --zoom is drawn at its zoom with the most tiles.
     """
-    from core.queries import iter_cells, iter_failures
+    from core.queries import iter_cells, iter_empty, iter_failures
     from core.settings import get_settings
     from producer.commands.regions import selection_for
-    from producer.render import MAX_TILE_PX, PLAIN_TILE_PX, MapCanvas, TileImages, compose, fit_layout, save_png
+    from producer.render import MAX_TILE_PX, PLAIN_TILE_PX, MapCanvas, compose, fit_layout, save_png
     from producer.session import open_session
+    from producer.tile_images import TileImages
 
     if not 16 <= max_size <= 32768:
         raise TileclassError(f"--max-size must be within 16..32768 pixels (got {max_size})")
@@ -68,6 +69,7 @@ def render(
         layout = fit_layout(selection.tiles, max_size=max_size, max_px=MAX_TILE_PX if imagery else PLAIN_TILE_PX)
         canvas = MapCanvas(layout, selection.model.class_names if selection.model else ())
         canvas.add_failures(iter_failures(session, selection=selection))
+        canvas.add_empty(answer.tile for answer in iter_empty(session, selection=selection))
         images = TileImages(session, get_settings()) if imagery else None
         canvas.add_cells(iter_cells(session, selection=selection), images)
     tiles = selection.tiles
@@ -77,7 +79,8 @@ def render(
     save_png(picture, out)
     drawn = sum(canvas.counts.values())
     width, height = layout.size
-    typer.echo(f"wrote {out}: map {width}x{height} px of {tiles} ({drawn:,} classified, {canvas.failed:,} failed)")
+    typer.echo(f"wrote {out}: map {width}x{height} px of {tiles} ({drawn:,} classified, {canvas.failed:,} failed, "
+               f"{canvas.empty:,} empty)")
     if images is not None and images.unreadable:
         typer.echo(f"{images.unreadable:,} tile images could not be read; those tiles are drawn without imagery",
                    err=True)

@@ -1,4 +1,5 @@
-"""``tileclass status``: how far jobs are — total, classified, failed, pending, tiles/s over the last minute, ETA.
+"""``tileclass status``: how far jobs are — total, classified, failed, empty, pending, tiles/s over the last minute,
+ETA.
 
 A job whose batches a worker put back because of its own host (a tile root not mounted there, no checkpoint
 there) shows that worker's newest problem in the note column; ``--json`` lists them all under ``host_problems``.
@@ -56,12 +57,13 @@ def table(rows: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
     grid = Table(box=None, pad_edge=False)
-    for name in ("job", "kind", "state", "total", "classified", "failed", "pending", "tiles/s", "ETA", "note"):
+    for name in ("job", "kind", "state", "total", "classified", "failed", "empty", "pending", "tiles/s", "ETA",
+                 "note"):
         grid.add_column(name, justify="right" if name not in ("kind", "state", "note") else "left")
     for row in rows:
-        counts = [f"{row[k]:,}" for k in ("total", "classified", "failed", "pending")]
+        counts = [f"{row[k]:,}" for k in ("total", "classified", "failed", "empty", "pending")]
         if row["kind"] != "classify":
-            counts = ["-"] * 4
+            counts = ["-"] * 5
         note = host_note(row) or row["message"] or (f"root {row['root']}" if row["root"] else "")
         grid.add_row(str(row["job_id"]), row["kind"], row["state"], *counts, f"{row['tiles_per_second']:,.1f}",
                      eta(row), note)

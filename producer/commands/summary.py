@@ -36,6 +36,8 @@ def _text(summary: Summary) -> list[str]:
     lines += [f"  {c.label:<{width}}  {c.count:>10,}  {c.share:>6.1%}" for c in summary.classes]
     lines.append(f"  {'failed':<{width}}  {summary.failed:>10,}")
     lines += [f"    {count:>8,}  {reason}" for reason, count in summary.top_reasons]
+    lines.append(f"  {'empty':<{width}}  {summary.empty:>10,}")
+    lines += [f"    {count:>8,}  {reason}" for reason, count in summary.empty_reasons]
     if summary.models:
         lines.append("  models with results here:")
         lines += [f"    {m.hash[:12]}  {m.tiles:>10,} tiles  registered {m.created_at:%Y-%m-%d %H:%M}"
@@ -51,7 +53,7 @@ def summary(
     reasons: int = typer.Option(5, "--reasons", help="How many of the commonest failure reasons to list."),
     as_json: Json = False,
 ) -> None:
-    """Counts and shares per class, failed tiles with their commonest reasons, and the models involved.
+    """Counts and shares per class, failed tiles with their commonest reasons, empty tiles, and the models involved.
 
     Summarises a job, or with --bbox and --zoom a region (with a job, --zoom keeps only that zoom).
     """

@@ -98,7 +98,8 @@ def test_a_tile_without_a_result_is_not_classified_with_exit_code_1(lisbon: str,
 def test_not_classified_in_json(lisbon: str) -> None:
     code, out, _ = invoke("query", "tile", "15/15523/12541", "--model", model_hash("old"), "--json")
     assert code == 1
-    assert json.loads(out) == {"tile": "15/15523/12541", "classified": False, "model": model_hash("old")}
+    assert json.loads(out) == {"tile": "15/15523/12541", "classified": False, "empty": False,
+                               "model": model_hash("old")}
 
 
 @pytest.mark.parametrize("lon_args", [["--lon", "-9.45"], ["--lon=-9.45"]])

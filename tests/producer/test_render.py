@@ -120,7 +120,8 @@ def test_render_a_job_over_its_imagery(cli_db: str, tmp_path: Path) -> None:
     plain, over = tmp_path / "plain.png", tmp_path / "imagery.png"
     code, out, err = invoke("render", str(job), "--out", str(plain))
     assert code == 0, err
-    assert out == f"wrote {plain}: map 144x144 px of zoom 17, x 62092..62094, y 50162..50164 (7 classified, 1 failed)\n"
+    assert out == (f"wrote {plain}: map 144x144 px of zoom 17, x 62092..62094, y 50162..50164 (7 classified, "
+                   "1 failed, 0 empty)\n")
     code, out, err = invoke("render", str(job), "--out", str(over), "--imagery", "--max-size", "600")
     assert code == 0, err
     assert f"wrote {over}: map 600x600 px of zoom 17" in out

@@ -45,8 +45,8 @@ def test_status_reports_counts_rate_and_eta(embedded: Deployment, tmp_path: Path
     table = cli("status")
     assert table.exit_code == 0
     line = next(line.split() for line in table.stdout.splitlines() if line.split()[:1] == [str(job_id)])
-    assert line[:7] == [str(job_id), "classify", "queued", "100", "18", "2", "80"]
-    assert line[8] == "4m00s"
+    assert line[:8] == [str(job_id), "classify", "queued", "100", "18", "2", "0", "80"]
+    assert line[9] == "4m00s"
 
 
 def test_status_lists_recent_jobs_and_shows_train_messages(embedded: Deployment, tmp_path: Path) -> None:

@@ -56,8 +56,8 @@ def test_summary_of_a_job_lists_every_class_failures_and_models(cli_db: str) -> 
     assert out.splitlines()[0] == f"Summary of job {job}, model {model_hash()[:12]}"
     assert lines[1:5] == [["classified", "10"], ["Forest", "6", "60.0%"], ["River", "2", "20.0%"],
                           ["Residential", "2", "20.0%"]]
-    assert lines[5:8] == [["failed", "3"], ["2", "truncated"], ["1", "not", "an", "image"]]
-    assert lines[9][:3] == [model_hash()[:12], "10", "tiles"] and lines[9][-1] == "(shown)"
+    assert lines[5:9] == [["failed", "3"], ["2", "truncated"], ["1", "not", "an", "image"], ["empty", "0"]]
+    assert lines[10][:3] == [model_hash()[:12], "10", "tiles"] and lines[10][-1] == "(shown)"
 
 
 def test_summary_json_of_a_bbox(cli_db: str) -> None:

@@ -77,7 +77,7 @@ def test_a_batch_with_broken_tiles_records_everything_and_completes_its_job(worl
     broken = broken_tiles(world.root)
     escaping = Tile(None, None, None, "../../etc/passwd")
     batch = world.job([*good[:4], *broken, escaping, *good[4:]])
-    assert batches.run_batch(batch, world.settings) == {"classified": 9, "failed": len(broken) + 1}
+    assert batches.run_batch(batch, world.settings) == {"classified": 9, "failed": len(broken) + 1, "empty": 0}
     assert counts(batch.job_id) == (9, len(broken) + 1, JobState.COMPLETED)
     reasons = failure_reasons(batch.job_id)
     assert "not a plain path inside its root" in reasons.pop("../../etc/passwd")

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from core.tiles import Tile
-from model.images import open_image
+from model.errors import EmptyImage
+from model.images import decode_tile, open_image
 from model.predict import Classifier
 from tests.worker.support import broken_tiles, tile_tree, tiny_checkpoint
 from worker.pipeline import TileFailed, TileFile, classify_tiles, read_tile
@@ -62,3 +63,34 @@ def test_oversized_and_unreadable_files_are_refused_before_decoding(tmp_path: Pa
         read_tile(big, max_bytes=1024)
     with pytest.raises(TileFailed, match="is a directory"):
         read_tile(tmp_path)
+
+
+def test_entirely_transparent_tiles_are_empty_and_flat_or_partly_transparent_ones_are_classified(
+        tmp_path: Path, classifier: Classifier) -> None:
+    from PIL import Image
+
+    def save(name: str, image: Image.Image, **options: object) -> TileFile:
+        image.save(tmp_path / name, **options)
+        return TileFile(Tile(None, None, None, name), tmp_path / name)
+
+    partly = Image.new("RGBA", (256, 256), (0, 0, 0, 0))
+    partly.paste((30, 90, 160, 255), (0, 0, 8, 8))
+    palette = Image.new("P", (256, 256), 0)
+    palette.putpalette([10, 20, 30] * 256)
+    files = [
+        save("clear.png", Image.new("RGBA", (256, 256), (120, 80, 40, 0))),
+        save("clear-grey.png", Image.new("LA", (256, 256), (200, 0))),
+        save("clear-palette.png", palette, transparency=0),
+        save("water.png", Image.new("RGB", (256, 256), (20, 60, 140))),  # flat, opaque: open water is a class
+        save("corner.png", partly),
+    ]
+    with ThreadPoolExecutor(2) as pool:
+        outcome = classify_tiles(classifier, files, chunk_size=4, pool=pool)
+    assert sorted((e.tile.path, e.reason) for e in outcome.empty) == [
+        ("clear-grey.png", "entirely transparent"), ("clear-palette.png", "entirely transparent"),
+        ("clear.png", "entirely transparent")]
+    assert sorted(c.tile.path for c in outcome.classified) == ["corner.png", "water.png"]
+    assert outcome.failures == []
+    with pytest.raises(EmptyImage, match="entirely transparent"):
+        decode_tile((tmp_path / "clear.png").read_bytes())
+    assert open_image(tmp_path / "clear.png").size == (256, 256)  # prediction and training still read it
