@@ -29,7 +29,13 @@ def root_name_for(path: Path, settings: Settings) -> str:
 
 def named_paths(settings: Settings) -> dict[str, Path]:
     """Every name this host knows a tile folder or archive by: ``TILECLASS_TILE_ROOTS`` and ``TILECLASS_SOURCES``."""
-    return {**{name: Path(value) for name, value in settings.sources.items()}, **settings.tile_roots}
+    return {**{name: Path(value) for name, value in settings.sources.items() if not is_url(value)},
+            **settings.tile_roots}
+
+
+def is_url(value: str) -> bool:
+    """Whether a named source is a tile server's URL template rather than a path."""
+    return value.startswith(("http://", "https://"))
 
 
 def resolve_root(name: str, settings: Settings, recorded_path: str | None = None) -> Path:

@@ -55,9 +55,12 @@ class Settings(BaseSettings):
     tile_roots: dict[str, Path] = Field(default_factory=dict, description="Tile root name -> path on this host.")
     sources: dict[str, str] = Field(
         default_factory=dict,
-        description="Named tile sources, name -> folder, .mbtiles or .pmtiles path on this host ('@NAME' on the "
-                    "command line); they extend tile_roots.",
+        description="Named tile sources, name -> folder, .mbtiles or .pmtiles path on this host, or a tile URL "
+                    "template ('@NAME' on the command line); they extend tile_roots.",
     )
+    tile_cache: Path | None = Field(
+        default=None, description="Workers: a folder keeping tiles fetched from tile servers, so a rerun downloads "
+                                  "nothing again (unset: no cache).")
     model_dir: Path = Field(default=Path("models"), description="Where checkpoints are stored and found by hash.")
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
     max_queued_batches: int = Field(

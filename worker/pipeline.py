@@ -162,12 +162,19 @@ def classify_tiles(classifier: Classifier, files: Sequence[TileFile], *, chunk_s
     chunks = [readable[i : i + chunk_size] for i in range(0, len(readable), chunk_size)]
     pending: deque[list[tuple[TileFile, Future[torch.Tensor]]]] = deque()
     upcoming = iter(chunks)
-    for _ in range(CHUNKS_AHEAD):
-        _submit_next(upcoming, pending, classifier, pool, max_pixels)
-    while pending:
-        chunk = pending.popleft()
-        _submit_next(upcoming, pending, classifier, pool, max_pixels)
-        _run_chunk(classifier, chunk, outcome)
+    chunk: list[tuple[TileFile, Future[torch.Tensor]]] = []
+    try:
+        for _ in range(CHUNKS_AHEAD):
+            _submit_next(upcoming, pending, classifier, pool, max_pixels)
+        while pending:
+            chunk = pending.popleft()
+            _submit_next(upcoming, pending, classifier, pool, max_pixels)
+            _run_chunk(classifier, chunk, outcome)
+    except BaseException:
+        # The batch is abandoned (a host error, say): reads not started yet must not hold the pool for the next one.
+        for _, future in [*chunk, *(pair for waiting in pending for pair in waiting)]:
+            future.cancel()
+        raise
     return outcome
 
 

@@ -11,8 +11,9 @@ the same small interface:
   recorded path).
 
 Kinds: ``folder`` (``core.sources.folder``: tile files, read by path), ``mbtiles`` and ``pmtiles``
-(``core.sources.archive``: one file, read by coordinates through ``reader(settings)``). ``core.sources.spec`` turns
-what the user typed (a folder, an archive path, ``@NAME``) into one of them.
+(``core.sources.archive``: one file, read by coordinates through ``reader(settings)``), ``url`` (``core.sources.url``:
+a tile server, read by coordinates over HTTP). ``core.sources.spec`` turns what the user typed (a folder, an
+archive path, a URL template, ``@NAME``) into one of them.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from core.sources.archive import ArchiveSource, TileAbsent, TileReader, TileUnre
 from core.sources.folder import FolderSource
 from core.sources.mbtiles import MBTilesSource
 from core.sources.pmtiles import PMTilesSource
+from core.sources.url import UrlSource
 
-TileSource = FolderSource | MBTilesSource | PMTilesSource
-KINDS: dict[str, type[FolderSource] | type[ArchiveSource]] = {
-    source.kind: source for source in (FolderSource, MBTilesSource, PMTilesSource)}
+TileSource = FolderSource | MBTilesSource | PMTilesSource | UrlSource
+KINDS: dict[str, type[FolderSource] | type[ArchiveSource] | type[UrlSource]] = {
+    source.kind: source for source in (FolderSource, MBTilesSource, PMTilesSource, UrlSource)}
 __all__ = ["KINDS", "ArchiveSource", "FolderSource", "MBTilesSource", "PMTilesSource", "TileAbsent", "TileReader",
-           "TileSource", "TileUnreadable", "source_from_record", "training_data"]
+           "TileSource", "TileUnreadable", "UrlSource", "source_from_record", "training_data"]
 
 
 def source_from_record(record: dict[str, Any]) -> TileSource:

@@ -1,6 +1,8 @@
 """What the user typed as SOURCE (``tileclass enqueue SOURCE``) as a tile source.
 
-- ``@NAME``: the folder or archive this host names NAME (``TILECLASS_SOURCES``, then ``TILECLASS_TILE_ROOTS``);
+- ``@NAME``: the folder, archive or tile server this host names NAME (``TILECLASS_SOURCES``, then
+  ``TILECLASS_TILE_ROOTS``);
+- an ``http://`` or ``https://`` URL template: a tile server (``core.sources.url_template``);
 - a path ending in ``.mbtiles`` or ``.pmtiles``: that archive;
 - any other path: a folder of tile files, read with ``layout``.
 """
@@ -12,27 +14,31 @@ from pathlib import Path
 
 from core.errors import TileRootError
 from core.layouts import Layout
-from core.roots import named_paths
+from core.roots import is_url, named_paths
 from core.settings import Settings
-from core.sources import FolderSource, MBTilesSource, PMTilesSource, TileSource
+from core.sources import FolderSource, MBTilesSource, PMTilesSource, TileSource, UrlSource
 
 ARCHIVES = {source.suffix: source for source in (MBTilesSource, PMTilesSource)}
-KNOWN = "a folder, a .mbtiles or .pmtiles file, or @NAME"
+KNOWN = "a folder, a .mbtiles or .pmtiles file, an http(s):// URL template, or @NAME"
 
 
-def source_for(spec: str, *, layout: Layout, settings: Settings) -> TileSource:
+def source_for(spec: str, *, layout: Layout, settings: Settings, subdomains: str = "",
+               max_rate: float = 0.0) -> TileSource:
     """The source ``spec`` names; ``TileRootError`` in one line saying what is wrong and what is accepted."""
+    name = None
     if spec.startswith("@"):
         name = spec[1:]
-        known = named_paths(settings)
+        known = {**named_paths(settings), **{n: v for n, v in settings.sources.items() if is_url(v)}}
         if name not in known:
             names = ", ".join(f"@{n}" for n in sorted(known)) or "none: set TILECLASS_SOURCES"
             raise TileRootError(f"unknown source @{name}: this host names {names}")
-        return replace(_at(known[name], layout, settings), name=name)
-    if spec.startswith(("http://", "https://")):
-        raise TileRootError(f"{spec.split('?')[0].split('{')[0]}…: tile server URLs are not read by this version; "
-                            f"SOURCE is {KNOWN}")
-    return _at(Path(spec), layout, settings)
+        spec = str(known[name])
+    if is_url(spec):
+        return UrlSource.at(spec, settings=settings, subdomains=subdomains, max_rate=max_rate, name=name)
+    if subdomains or max_rate:
+        raise TileRootError("--subdomains and --max-rate apply to tile server URLs")
+    source = _at(Path(spec), layout, settings)
+    return replace(source, name=name) if name is not None else source
 
 
 def _at(path: Path, layout: Layout, settings: Settings) -> TileSource:

@@ -33,7 +33,9 @@ def enqueue(
     source: str = typer.Argument(
         ..., metavar="SOURCE", show_default=False,
         help="Where the tiles are: a folder, a .mbtiles or .pmtiles file (its absolute path is recorded in the job), "
-             "or @NAME, a source named in TILECLASS_SOURCES or TILECLASS_TILE_ROOTS.",
+             "an http(s):// URL template with {z}, {x} and {y} (or {-y} for TMS rows, {q} for a quadkey, {s} with "
+             "--subdomains, {env:VAR} for a secret each host reads from its environment), or @NAME, a source named "
+             "in TILECLASS_SOURCES or TILECLASS_TILE_ROOTS.",
     ),
     model: str = typer.Option(..., "--model", "-m", help="Checkpoint file (.pt) or a registered model hash/prefix."),
     zoom: list[str] | None = typer.Option(
@@ -48,6 +50,13 @@ def enqueue(
         None, help="Folders: path template such as '{z}-{x}-{y}.jpg' or '{x}-{y}-{z}.jpg', or 'plain' for images "
                    "without coordinates. Default: '{z}/{x}/{y}.{ext}' (ext: png, jpg, jpeg, webp).",
     ),
+    subdomains: str = typer.Option("", "--subdomains", help="Tile URLs: the letters {s} takes, e.g. abc."),
+    probe: int = typer.Option(
+        3, "--probe", min=0, help="Tile URLs: fetch this many tiles spread over the region first (with the workers' "
+                                  "retries) and stop if the server is down or has none of them; 0: do not probe."),
+    max_rate: float = typer.Option(
+        0.0, "--max-rate", help="Tile URLs: at most this many requests per second to the server, shared by every "
+                                "worker on the Redis broker; 0: no limit."),
     batch_size: int | None = typer.Option(None, help="Tiles per message (a worker task). Default: 1024."),
     max_queued: MaxQueued = None,
     force: bool = typer.Option(False, "--force", help="Classify tiles again even if they have a result; new job."),
@@ -59,7 +68,8 @@ def enqueue(
     from producer.pipeline import dry_run as count_tiles
 
     bound = check_batching(batch_size, max_queued, get_settings().max_queued_batches)
-    request = _request(source, model, zoom, bbox, geojson, scheme, layout, batch_size, force, register=not dry_run)
+    request = _request(source, model, zoom, bbox, geojson, scheme, layout, batch_size, force, register=not dry_run,
+                       url_options=(subdomains, max_rate, 0 if dry_run else probe))
     if dry_run:
         with walk_progress(not as_json, _describe) as show:
             stats = count_tiles(request.target, on_progress=show, skip_classified=not request.force)
@@ -70,13 +80,15 @@ def enqueue(
 
 def _request(spec: str, model: str, zoom: list[str] | None, bbox: str | None, geojson: Path | None,
              scheme: str | None, layout: str | None, batch_size: int | None, force: bool, *,
-             register: bool) -> EnqueueRequest:
+             register: bool, url_options: tuple[str, float, int] = ("", 0.0, 0)) -> EnqueueRequest:
+    """The request the options describe, checked; a tile server is probed (``url_options``: subdomains, rate,
+    probes) before anything is registered or enqueued."""
     from core.bbox import BBox
     from core.layouts import Layout
     from core.region import Region, load_geojson
     from core.registry import resolve_model
     from core.settings import get_settings
-    from core.sources import FolderSource
+    from core.sources import FolderSource, UrlSource
     from core.sources.spec import source_for
     from core.tiles import parse_zooms
     from producer.enqueue import EnqueueRequest
@@ -84,15 +96,22 @@ def _request(spec: str, model: str, zoom: list[str] | None, bbox: str | None, ge
     from producer.session import open_session
 
     settings = get_settings()
-    source = source_for(spec, layout=Layout.parse(layout, scheme or "xyz"), settings=settings)
+    subdomains, max_rate, probes = url_options
+    source = source_for(spec, layout=Layout.parse(layout, scheme or "xyz"), settings=settings, subdomains=subdomains,
+                        max_rate=max_rate)
     if not isinstance(source, FolderSource) and (layout is not None or scheme is not None):
-        raise TileError(f"--layout and --scheme apply to folders; a {source.kind} archive addresses its own tiles")
+        raise TileError(f"--layout and --scheme apply to folders; a {source.kind} source addresses its own tiles")
     zooms = parse_zooms(zoom or [])
     box = BBox.parse(bbox) if bbox is not None else None
     area = load_geojson(geojson) if geojson is not None else None
     if isinstance(source, FolderSource) and source.layout.is_plain and (zooms or box or area):
         raise TileError("--zoom, --bbox and --geojson need a layout with coordinates; 'plain' tiles have none")
     region = Region(zooms=zooms, bbox=box, area=area) if (zooms or box or area) else None
+    if isinstance(source, UrlSource):
+        if region is None or not zooms or not (box or area):
+            raise TileError("a tile server cannot be listed: give --zoom and --bbox or --geojson")
+        if probes:
+            source.probe(region, probes, settings)
     with open_session() as session:
         model_hash = resolve_model(session, ref=model, settings=settings, register=register)
     return EnqueueRequest(Target(source, region, model_hash, batch_size or DEFAULT_BATCH_SIZE), force=force)

@@ -59,11 +59,11 @@ def test_a_named_source_is_enqueued_under_its_name(embedded: Deployment, tmp_pat
 
 @pytest.mark.parametrize(("args", "message"), [
     (["@nowhere"], "unknown source @nowhere: this host names none: set TILECLASS_SOURCES"),
-    (["city.mbtiles", "--layout", "{z}-{x}-{y}.jpg"], "--layout and --scheme apply to folders; a mbtiles archive"),
+    (["city.mbtiles", "--layout", "{z}-{x}-{y}.jpg"], "--layout and --scheme apply to folders; a mbtiles source"),
     (["city.mbtiles", "--scheme", "tms"], "--layout and --scheme apply to folders"),
     (["notes.mbtiles"], "is not a readable MBTiles file"),
     (["notes.txt"], "is a file of a kind tileclass does not read: SOURCE is a folder, a .mbtiles or .pmtiles file, "
-                    "or @NAME"),
+                    "an http(s):// URL template, or @NAME"),
 ])
 def test_bad_sources_are_one_line_errors(embedded: Deployment, tmp_path: Path, args: list[str],
                                          message: str) -> None:

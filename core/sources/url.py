@@ -1,0 +1,209 @@
+"""Tile servers: an XYZ/TMS URL template (``core.sources.url_template``) read by the workers over HTTP.
+
+A server cannot be listed, so the producer enqueues the region's tile cover: every tile of each ``--zoom`` that
+meets the bbox or polygon, one chunk per column keyed ``(z, x)``. A region is required. ``probe`` fetches a few
+tiles spread over the region first, with the workers' retries, so a wrong URL stops the enqueue in one line.
+
+Each worker process keeps one httpx connection pool per source (``reader``) and fetches in its decoding threads,
+ahead of the device. With ``TILECLASS_TILE_CACHE`` every fetched tile is kept on disk under the source's name, so a
+rerun downloads nothing again. The source's ``max_rate`` (requests per second, ``enqueue --max-rate``) is shared by
+all workers through the Redis broker. A host may name its own template for the source in ``TILECLASS_SOURCES``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from core.errors import TileRootError
+from core.region import Region
+from core.roots import is_url
+from core.settings import Settings
+from core.sources.archive import TileAbsent, TileUnreadable
+from core.sources.fetch import FetchPolicy, RateLimiter, SourceDown, fetch, new_client
+from core.sources.url_template import UrlTemplate
+from core.tiles import Tile
+from core.walk import Chunk, Key, WalkReport
+
+_readers: dict[tuple[int, str, str], UrlReader] = {}
+_readers_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class UrlSource:
+    name: str
+    template: str
+    subdomains: str = ""
+    max_rate: float = 0.0
+    kind: ClassVar[str] = "url"
+
+    @classmethod
+    def at(cls, template: str, *, settings: Settings, subdomains: str = "", max_rate: float = 0.0,
+           name: str | None = None) -> UrlSource:
+        """The source for a URL template the user gave, checked (no request is made)."""
+        UrlTemplate.parse(template, subdomains)
+        if max_rate < 0:
+            raise TileRootError(f"--max-rate must be 0 (no limit) or more requests per second (got {max_rate})")
+        if name is None:
+            named = [known for known, value in settings.sources.items() if value == template]
+            digest = hashlib.sha1(template.encode()).hexdigest()[:8]
+            name = named[0] if named else f"{urlsplit(template).hostname or 'tiles'}-{digest}"[:64]
+        return cls(name, template, subdomains, float(max_rate))
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> UrlSource:
+        return cls(str(record["name"]), str(record["template"]), str(record.get("subdomains") or ""),
+                   float(record.get("max_rate") or 0.0))
+
+    def to_record(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "template": self.template, "subdomains": self.subdomains,
+                "max_rate": self.max_rate}
+
+    @property
+    def path(self) -> str:
+        """What summaries show as the source's location: the template, secrets still ``{env:VAR}``."""
+        return self.template
+
+    def check_readable(self) -> None:
+        UrlTemplate.parse(self.template, self.subdomains)
+
+    def tiles(self, region: Region | None, *, after: Key | None = None, report: WalkReport | None = None,
+              chunk_size: int = 4096) -> Iterator[Chunk]:
+        """The region's tile cover, one column at a time (a server cannot be listed)."""
+        if region is None or region.zooms is None or region.columns(min(region.zooms)) is None:
+            raise TileRootError("a tile server cannot be listed: give --zoom and --bbox or --geojson")
+        for zoom in sorted(region.zooms):
+            low, high = region.columns(zoom) or (0, -1)
+            for x in range(low, high + 1):
+                if after is not None and (zoom, x) <= (after[0], after[1]):
+                    continue
+                rows = region.rows(zoom, x) or ()
+                column = [Tile(zoom, x, y) for first, last in rows for y in range(first, last + 1)]
+                for start in range(0, len(column), chunk_size):
+                    yield Chunk(key=(zoom, x), tiles=column[start : start + chunk_size], column=(zoom, x),
+                                last=start + chunk_size >= len(column))
+
+    def local_template(self, settings: Settings) -> UrlTemplate:
+        """This host's template: its own for this name in ``TILECLASS_SOURCES``, else the recorded one."""
+        configured = settings.sources.get(self.name)
+        return UrlTemplate.parse(configured if configured and is_url(configured) else self.template, self.subdomains)
+
+    def reader(self, settings: Settings) -> UrlReader:
+        """This process's reader of the source; ``TileRootError`` when this host cannot use it (a secret unset)."""
+        template = self.local_template(settings)
+        missing = template.missing_env()
+        if missing:
+            raise TileRootError(f"tile source {self.name!r} needs {', '.join(missing)} set in the environment of "
+                                "this host (its URL uses {env:…})")
+        key = (os.getpid(), self.name, template.text)
+        with _readers_lock:
+            if key not in _readers:
+                _readers[key] = UrlReader(self, template, settings)
+            return _readers[key]
+
+    def probe(self, region: Region, count: int, settings: Settings) -> int:
+        """Fetch ``count`` tiles spread over the region; ``TileRootError`` if the server is down or has none of them.
+        Returns how many answered with a tile."""
+        reader = self.reader(settings)
+        answered, absent, problems = 0, 0, []
+        for tile in spread(region, count):
+            try:
+                reader.fetch(tile)
+                answered += 1
+            except TileAbsent:
+                absent += 1
+            except TileUnreadable as exc:
+                problems.append(f"{tile}: {exc.reason}")
+            except SourceDown as exc:
+                raise TileRootError(f"{exc.reason}: nothing enqueued") from None
+        if absent and not answered and not problems:
+            shown = reader.template.shown(*next(spread(region, 1)).xyz())
+            raise TileRootError(f"every probed tile ({absent}) answered 404/204, e.g. {shown}: check the URL template "
+                                "and the region; nothing enqueued")
+        return answered
+
+
+def spread(region: Region, count: int) -> Iterator[Tile]:
+    """Up to ``count`` tiles of the region spread over its zooms and columns: the middle row of evenly spaced
+    columns."""
+    zooms = sorted(region.zooms or ())
+    for index in range(count):
+        zoom = zooms[index % len(zooms)]
+        low, high = region.columns(zoom) or (0, 0)
+        x = low + (high - low) * (2 * index + 1) // (2 * count)
+        rows = region.rows(zoom, x) or ()
+        if rows:
+            first, last = rows[len(rows) // 2]
+            yield Tile(zoom, x, (first + last) // 2)
+
+
+class UrlReader:
+    """Fetches one source's tiles for one process: a connection pool, the shared rate limit, the disk cache."""
+
+    def __init__(self, source: UrlSource, template: UrlTemplate, settings: Settings) -> None:
+        self.source, self.template = source, template
+        self.policy = FetchPolicy()
+        self.client = new_client(self.policy)
+        self.limiter = RateLimiter(source.max_rate, redis=_redis(settings), key=f"tileclass:rate:{source.name}")
+        self.cache = settings.tile_cache / source.name if settings.tile_cache is not None else None
+        # Once the server is found down, the process's other requests to it fail at once for a while instead of
+        # each waiting through its own retries (the job is paused on this worker meanwhile anyway).
+        self.down_for = min(settings.worker_host_cooldown, 30.0)
+        self._down: tuple[float, SourceDown] | None = None
+
+    def read(self, tile: Tile) -> bytes:
+        """The tile's bytes, from the cache or the server (see ``core.sources.fetch`` for what fails how)."""
+        if tile.z is None or tile.x is None or tile.y is None:
+            raise TileUnreadable("a tile of a tile server needs coordinates")
+        cached = self._cache_file(tile)
+        if cached is not None and cached.is_file():
+            return cached.read_bytes()
+        data = self.fetch(tile)
+        if cached is not None:
+            _store(cached, data)
+        return data
+
+    def fetch(self, tile: Tile) -> bytes:
+        down = self._down
+        if down is not None and time.monotonic() < down[0]:
+            raise down[1]
+        z, x, y = tile.xyz()
+        try:
+            return fetch(self.client, self.template.url(z, x, y), self.template.shown(z, x, y), policy=self.policy,
+                         limiter=self.limiter)
+        except SourceDown as exc:
+            self._down = (time.monotonic() + self.down_for, exc)
+            raise
+
+    def _cache_file(self, tile: Tile) -> Path | None:
+        return None if self.cache is None else self.cache / str(tile.z) / str(tile.x) / f"{tile.y}.tile"
+
+
+def _store(path: Path, data: bytes) -> None:
+    """Write a cache file whole or not at all (a temporary file renamed into place); a full disk only loses it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, prefix=".part-") as handle:
+            handle.write(data)
+    except OSError:
+        return
+    try:
+        os.replace(handle.name, path)
+    except OSError:
+        Path(handle.name).unlink(missing_ok=True)
+
+
+def _redis(settings: Settings) -> Any:
+    if not settings.broker_url.startswith(("redis://", "rediss://")):
+        return None
+    import redis
+
+    return redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
