@@ -13,7 +13,7 @@ COPY core ./core
 COPY model ./model
 COPY producer ./producer
 COPY worker ./worker
-RUN pip install ".[ml]" flower
+RUN pip install ".[ml,raster]" flower
 
 RUN useradd --create-home tileclass && mkdir -p /models /tiles && chown tileclass /models
 USER tileclass

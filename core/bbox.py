@@ -91,6 +91,12 @@ class BBox:
     def as_list(self) -> list[float]:
         return [self.west, self.south, self.east, self.north]
 
+    def intersection(self, other: BBox) -> BBox | None:
+        """The box both boxes cover, or None when they do not overlap."""
+        west, south = max(self.west, other.west), max(self.south, other.south)
+        east, north = min(self.east, other.east), min(self.north, other.north)
+        return BBox(west, south, east, north) if west < east and south < north else None
+
     def tiles(self, zoom: int) -> TileRange:
         """The tiles of ``zoom`` that the box overlaps, as ``mercantile.tiles`` lists them, without listing them."""
         check_zoom(zoom)

@@ -11,7 +11,8 @@ the same small interface:
   recorded path).
 
 Kinds: ``folder`` (``core.sources.folder``: tile files, read by path), ``mbtiles`` and ``pmtiles``
-(``core.sources.archive``: one file, read by coordinates through ``reader(settings)``), ``url`` (``core.sources.url``:
+(``core.sources.archive``: one file, read by coordinates through ``reader(settings)``), ``geotiff``
+(``core.sources.raster``: a georeferenced raster, cut into tiles on the workers), ``url`` (``core.sources.url``:
 a tile server, read by coordinates over HTTP). ``core.sources.spec`` turns what the user typed (a folder, an
 archive path, a URL template, ``@NAME``) into one of them.
 """
@@ -26,13 +27,14 @@ from core.sources.archive import ArchiveSource, TileAbsent, TileReader, TileUnre
 from core.sources.folder import FolderSource
 from core.sources.mbtiles import MBTilesSource
 from core.sources.pmtiles import PMTilesSource
+from core.sources.raster import RasterSource
 from core.sources.url import UrlSource
 
-TileSource = FolderSource | MBTilesSource | PMTilesSource | UrlSource
+TileSource = FolderSource | MBTilesSource | PMTilesSource | RasterSource | UrlSource
 KINDS: dict[str, type[FolderSource] | type[ArchiveSource] | type[UrlSource]] = {
-    source.kind: source for source in (FolderSource, MBTilesSource, PMTilesSource, UrlSource)}
-__all__ = ["KINDS", "ArchiveSource", "FolderSource", "MBTilesSource", "PMTilesSource", "TileAbsent", "TileReader",
-           "TileSource", "TileUnreadable", "UrlSource", "source_from_record", "training_data"]
+    source.kind: source for source in (FolderSource, MBTilesSource, PMTilesSource, RasterSource, UrlSource)}
+__all__ = ["KINDS", "ArchiveSource", "FolderSource", "MBTilesSource", "PMTilesSource", "RasterSource", "TileAbsent",
+           "TileReader", "TileSource", "TileUnreadable", "UrlSource", "source_from_record", "training_data"]
 
 
 def source_from_record(record: dict[str, Any]) -> TileSource:

@@ -3,7 +3,7 @@
 - ``@NAME``: the folder, archive or tile server this host names NAME (``TILECLASS_SOURCES``, then
   ``TILECLASS_TILE_ROOTS``);
 - an ``http://`` or ``https://`` URL template: a tile server (``core.sources.url_template``);
-- a path ending in ``.mbtiles`` or ``.pmtiles``: that archive;
+- a path ending in ``.mbtiles`` or ``.pmtiles``: that archive; ``.tif`` or ``.tiff``: a GeoTIFF or COG raster;
 - any other path: a folder of tile files, read with ``layout``.
 """
 
@@ -16,10 +16,11 @@ from core.errors import TileRootError
 from core.layouts import Layout
 from core.roots import is_url, named_paths
 from core.settings import Settings
-from core.sources import FolderSource, MBTilesSource, PMTilesSource, TileSource, UrlSource
+from core.sources import FolderSource, MBTilesSource, PMTilesSource, RasterSource, TileSource, UrlSource
 
-ARCHIVES = {source.suffix: source for source in (MBTilesSource, PMTilesSource)}
-KNOWN = "a folder, a .mbtiles or .pmtiles file, an http(s):// URL template, or @NAME"
+ARCHIVES: dict[str, type[MBTilesSource] | type[PMTilesSource] | type[RasterSource]] = {
+    ".mbtiles": MBTilesSource, ".pmtiles": PMTilesSource, ".tif": RasterSource, ".tiff": RasterSource}
+KNOWN = "a folder, a .mbtiles, .pmtiles, .tif or .tiff file, an http(s):// URL template, or @NAME"
 
 
 def source_for(spec: str, *, layout: Layout, settings: Settings, subdomains: str = "",

@@ -28,6 +28,7 @@ from core.region import Region
 from core.roots import is_url
 from core.settings import Settings
 from core.sources.archive import TileAbsent, TileUnreadable
+from core.sources.cover import cover
 from core.sources.fetch import FetchPolicy, RateLimiter, SourceDown, fetch, new_client
 from core.sources.url_template import UrlTemplate
 from core.tiles import Tile
@@ -80,16 +81,7 @@ class UrlSource:
         """The region's tile cover, one column at a time (a server cannot be listed)."""
         if region is None or region.zooms is None or region.columns(min(region.zooms)) is None:
             raise TileRootError("a tile server cannot be listed: give --zoom and --bbox or --geojson")
-        for zoom in sorted(region.zooms):
-            low, high = region.columns(zoom) or (0, -1)
-            for x in range(low, high + 1):
-                if after is not None and (zoom, x) <= (after[0], after[1]):
-                    continue
-                rows = region.rows(zoom, x) or ()
-                column = [Tile(zoom, x, y) for first, last in rows for y in range(first, last + 1)]
-                for start in range(0, len(column), chunk_size):
-                    yield Chunk(key=(zoom, x), tiles=column[start : start + chunk_size], column=(zoom, x),
-                                last=start + chunk_size >= len(column))
+        return cover(region, after=after, chunk_size=chunk_size)
 
     def local_template(self, settings: Settings) -> UrlTemplate:
         """This host's template: its own for this name in ``TILECLASS_SOURCES``, else the recorded one."""

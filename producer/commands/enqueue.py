@@ -88,7 +88,7 @@ def _request(spec: str, model: str, zoom: list[str] | None, bbox: str | None, ge
     from core.region import Region, load_geojson
     from core.registry import resolve_model
     from core.settings import get_settings
-    from core.sources import FolderSource, UrlSource
+    from core.sources import FolderSource, RasterSource, UrlSource
     from core.sources.spec import source_for
     from core.tiles import parse_zooms
     from producer.enqueue import EnqueueRequest
@@ -102,6 +102,11 @@ def _request(spec: str, model: str, zoom: list[str] | None, bbox: str | None, ge
     if not isinstance(source, FolderSource) and (layout is not None or scheme is not None):
         raise TileError(f"--layout and --scheme apply to folders; a {source.kind} source addresses its own tiles")
     zooms = parse_zooms(zoom or [])
+    if isinstance(source, RasterSource) and not zooms:
+        raster = source.open_file(Path(str(source.path)))
+        zooms = [raster.default_zoom]
+        typer.echo(f"zoom {raster.default_zoom}: the closest to the raster's resolution ({raster.resolution:.2f} m "
+                   "per pixel in Web Mercator); --zoom chooses another", err=True)
     box = BBox.parse(bbox) if bbox is not None else None
     area = load_geojson(geojson) if geojson is not None else None
     if isinstance(source, FolderSource) and source.layout.is_plain and (zooms or box or area):

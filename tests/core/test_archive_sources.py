@@ -173,6 +173,6 @@ def test_source_specs_name_archives_folders_and_named_sources(
     with pytest.raises(TileRootError, match=r"^unknown source @nope: this host names @city, @ortho$"):
         source_for("@nope", layout=layout, settings=settings)
     with pytest.raises(TileRootError, match=r"readme.txt' is a file of a kind tileclass does not read: SOURCE is a "
-                                            r"folder, a .mbtiles or .pmtiles file, an http\(s\):// URL template, "
-                                            r"or @NAME"):
+                                            r"folder, a .mbtiles, .pmtiles, .tif or .tiff file, an http\(s\):// URL "
+                                            r"template, or @NAME"):
         source_for(str(tmp_path / "readme.txt"), layout=layout, settings=settings)

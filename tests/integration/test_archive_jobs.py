@@ -1,6 +1,7 @@
 """Real `tileclass worker` processes (Redis, a SQLite file) classifying one region from a folder, an MBTiles and a
-PMTiles archive built from that folder: the same label for every tile, a corrupt archive tile failed alone, and an
-archive not yet on the worker's host failing nothing until it is there."""
+PMTiles archive built from that folder: the same label for every tile, a corrupt archive tile failed alone, an
+archive not yet on the worker's host failing nothing until it is there; and a GeoTIFF mosaic of the folder, cut
+on the workers, every tile of it classified."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from core.schema import FailedTile, JobState, TileResult
 from core.settings import get_settings
 from tests.archives import pmtiles_from_mbtiles, write_mbtiles
 from tests.producer.conftest import cli
+from tests.rasters import mosaic
 from tests.worker.support import running, start_launcher, tile_tree, tiny_checkpoint, wait_for, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -92,6 +94,12 @@ def test_folder_mbtiles_and_pmtiles_give_the_same_labels_and_a_missing_archive_f
             assert labels_of(job) == reference  # tile for tile
             assert list(failures_of(job)) == [CORRUPT]
             assert "image" in failures_of(job)[CORRUPT] or "corrupt" in failures_of(job)[CORRUPT]
+
+        # The same tiles as a GeoTIFF, cut by the worker's own threads: every tile of its cover classified.
+        raster = mosaic(tmp_path / "region.tif", {tile: folder / str(tile.path) for tile in tree})
+        from_raster = enqueue(raster, model, "--force")
+        wait_for(lambda: finished(from_raster), what="the GeoTIFF job", **wait)
+        assert set(labels_of(from_raster)) == set(reference) and failures_of(from_raster) == {}
 
 
 def problems() -> list[host_problems.HostProblemRow]:

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from core.tiles import Tile
 from tests.archives import pmtiles_from_mbtiles, write_mbtiles
+from tests.conftest import SHARED_DATA
 from tests.producer.conftest import Deployment, classify, cli, consume, tiles_in
+from tests.rasters import mosaic
 
 pytestmark = pytest.mark.integration
 
@@ -62,8 +65,8 @@ def test_a_named_source_is_enqueued_under_its_name(embedded: Deployment, tmp_pat
     (["city.mbtiles", "--layout", "{z}-{x}-{y}.jpg"], "--layout and --scheme apply to folders; a mbtiles source"),
     (["city.mbtiles", "--scheme", "tms"], "--layout and --scheme apply to folders"),
     (["notes.mbtiles"], "is not a readable MBTiles file"),
-    (["notes.txt"], "is a file of a kind tileclass does not read: SOURCE is a folder, a .mbtiles or .pmtiles file, "
-                    "an http(s):// URL template, or @NAME"),
+    (["notes.txt"], "is a file of a kind tileclass does not read: SOURCE is a folder, a .mbtiles, .pmtiles, .tif "
+                    "or .tiff file, an http(s):// URL template, or @NAME"),
 ])
 def test_bad_sources_are_one_line_errors(embedded: Deployment, tmp_path: Path, args: list[str],
                                          message: str) -> None:
@@ -74,3 +77,18 @@ def test_bad_sources_are_one_line_errors(embedded: Deployment, tmp_path: Path, a
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_geotiff_is_enqueued_at_the_zoom_closest_to_its_resolution(embedded: Deployment, tmp_path: Path) -> None:
+    pictures = {}
+    for file in sorted((SHARED_DATA / "labelmaker-tiles" / "z17-jpg").glob("*.jpg")):
+        x, y, z = map(int, file.stem.split("-"))
+        pictures[Tile(z, x, y)] = file
+    raster = mosaic(tmp_path / "drone.tif", pictures)  # 8 real tiles of a 3 x 3 block
+    result = cli("enqueue", raster, "--model", embedded.model, "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    assert "zoom 17: the closest to the raster's resolution (1.19 m per pixel" in result.stderr
+    counted = json.loads(result.stdout)
+    assert counted["per_zoom"] == {"17": 9} and counted["source"]["kind"] == "geotiff"  # the 3 x 3 cover
+    assert json.loads(cli("enqueue", raster, "--model", embedded.model, "--dry-run", "--json", "--zoom", "16")
+                      .stdout)["per_zoom"] == {"16": 4}

@@ -1,0 +1,121 @@
+"""GeoTIFF and Cloud-Optimized GeoTIFF rasters in any CRS, cut into 256 px Web Mercator tiles by rio-tiler's
+``Reader`` (the ``raster`` extra: rasterio with its GDAL; a host without it gets a one-line error naming the extra).
+
+The producer enumerates the cover of the raster's footprint (in WGS84) intersected with the region; without
+``--zoom`` it takes the zoom closest to the raster's resolution (``default_zoom``, which the CLI prints). Each
+worker thread opens the raster once (a rasterio dataset is not safe to share between threads) and cuts its tiles:
+a tile is warped from the source, nodata and alpha becoming transparent (a PNG with an alpha channel, so the
+decoder composites them like any transparent tile); a tile with no valid pixel at all is empty. Bands: the first
+three as RGB (one band as grey); data that is not 8-bit is scaled from the raster's own range.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from core.bbox import BBox
+from core.errors import TileRootError
+from core.region import Region
+from core.sources.archive import ArchiveSource, TileAbsent, TileUnreadable
+from core.sources.cover import cover
+from core.tiles import MAX_LAT, MAX_ZOOM, Tile
+from core.walk import Chunk, Key
+
+TILE_SIZE = 256
+log = logging.getLogger(__name__)
+# rio-tiler warns on every open of a raster without overviews; RasterFile says it once, where it is opened first.
+warnings.filterwarnings("ignore", message="The dataset has no Overviews")
+
+
+def _rio_tiler() -> Any:
+    try:
+        from rio_tiler import io
+    except ImportError:
+        raise TileRootError("reading GeoTIFF rasters needs the 'raster' extra: pip install 'tileclass[raster]'") \
+            from None
+    return io
+
+
+class RasterFile:
+    """One raster: its footprint and zoom, checked at open; per thread a rio-tiler reader that cuts tiles."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        reader = self._open()
+        try:
+            if reader.dataset.crs is None:
+                raise TileRootError(f"{str(path)!r} has no georeferencing (no CRS): tileclass cannot place its tiles")
+            from rio_tiler.constants import WGS84_CRS
+
+            west, south, east, north = reader.get_geographic_bounds(WGS84_CRS)
+            self.footprint = BBox.of([max(west, -180.0), max(south, -MAX_LAT), min(east, 180.0), min(north, MAX_LAT)])
+            self.default_zoom = min(int(reader.maxzoom), MAX_ZOOM)
+            self.resolution = max(abs(reader._dst_geom_in_tms_crs[0][0]), abs(reader._dst_geom_in_tms_crs[0][4]))
+            self.count, self.dtype = reader.dataset.count, reader.dataset.dtypes[0]
+            self.scale = None if self.dtype == "uint8" else _value_range(reader)
+            if not reader.dataset.overviews(1) and max(reader.dataset.width, reader.dataset.height) > 4096:
+                log.info("%s has no overviews: tiles below zoom %d read the full resolution (make it a COG)",
+                         path.name, self.default_zoom)
+        finally:
+            reader.close()
+        self._local = threading.local()
+
+    def _open(self) -> Any:
+        try:
+            return _rio_tiler().Reader(str(self.path))
+        except TileRootError:
+            raise
+        except Exception as exc:  # rasterio's errors for a file that is not a raster
+            raise TileRootError(f"{str(self.path)!r} is not a readable GeoTIFF ({exc.__class__.__name__}: "
+                                f"{str(exc)[:160]})") from None
+
+    def read(self, tile: Tile) -> bytes:
+        """The tile cut from the raster as a PNG with alpha; ``TileAbsent`` where it holds no valid pixel."""
+        if tile.z is None or tile.x is None or tile.y is None:
+            raise TileUnreadable("a tile of a raster needs coordinates")
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._local.reader = self._open()
+        indexes = (1, 2, 3) if self.count >= 3 else (1,)
+        try:
+            image = reader.tile(tile.x, tile.y, tile.z, tilesize=TILE_SIZE, indexes=indexes)
+        except Exception as exc:  # outside the raster (TileOutsideBounds) or a damaged block
+            if exc.__class__.__name__ == "TileOutsideBounds":
+                raise TileAbsent("outside the raster") from None
+            raise TileUnreadable(f"cannot cut the tile ({exc.__class__.__name__}: {str(exc)[:120]})") from None
+        if not image.mask.any():
+            raise TileAbsent("entirely nodata")
+        if self.scale is not None:
+            image.rescale(in_range=(self.scale,) * len(indexes))
+        return bytes(image.render(img_format="PNG", add_mask=True))
+
+
+def _value_range(reader: Any) -> tuple[float, float]:
+    """The raster's value range from a reduced read (for data that is not 8-bit)."""
+    preview = reader.preview(max_size=512)
+    valid = preview.array.compressed()
+    return (float(valid.min()), float(valid.max())) if valid.size else (0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class RasterSource(ArchiveSource):
+    kind: ClassVar[str] = "geotiff"
+    suffix: ClassVar[str] = ".tif"
+
+    def open_file(self, path: Path) -> RasterFile:
+        return RasterFile(path)
+
+    def list_tiles(self, archive: RasterFile, region: Region, *, after: Key | None,
+                   chunk_size: int) -> Iterator[Chunk]:
+        """The cover of the footprint within the region, at its zooms or the raster's own."""
+        extent = archive.footprint if region.bbox is None else archive.footprint.intersection(region.bbox)
+        if extent is None:
+            return iter(())
+        zooms = sorted(region.zooms) if region.zooms is not None else [archive.default_zoom]
+        return cover(Region(zooms=zooms, bbox=extent, area=region.area), after=after, chunk_size=chunk_size)
