@@ -48,3 +48,16 @@ def test_worker_bench_json_reports_the_tutorial_baseline_by_thread_count() -> No
     assert set(summary["a_by_threads"]) == {"1", str(summary["conditions"]["cores"])}
     assert summary["a_tutorial_images_per_s"] == max(summary["a_by_threads"].values())
     assert summary["b_forward_images_per_s"] is None and summary["c_worker_tiles_per_s"] is None  # not measured
+
+
+def test_sources_bench_compares_each_kind_of_source_with_files() -> None:
+    summary = _last_json_line([sys.executable, "bench/sources.py", "--quick", "--json"])
+
+    assert summary["listing"]["tiles"] == 20_000
+    assert summary["classifying"]["tiles"] == 96 and summary["rasters"]["tiles"] == 64
+    for part, ratios in (("listing", ["mbtiles"]), ("classifying", ["mbtiles", "server"]), ("rasters", ["geotiff"])):
+        values = summary[part]
+        baseline = values.get("files_tiles_per_s") or values["precut_tiles_per_s"]
+        for name in ratios:
+            key = next(k for k in values if k.startswith(f"ratio_{name}"))
+            assert values[key] == round(values[f"{name}_tiles_per_s"] / baseline, 2)
