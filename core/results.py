@@ -131,32 +131,35 @@ def record_failures(session: Session, *, model_hash: str, job_id: int | None, so
                     failures: Sequence[Failure]) -> int:
     """Upsert failed tiles (counting attempts), except those that already have a result for this model."""
     now = utcnow()
-    lock_tiles(session, model_hash=model_hash, source_name=source_name, tiles=(f.tile for f in failures))
     rows = _rows(failures, model_hash=model_hash, job_id=job_id, source_name=source_name,
                  columns=lambda f: {"reason": f.reason[:2000], "attempts": 1, "failed_at": now})
-    if not rows:
-        return 0
-    _upsert(session, FailedTile, rows, lambda stmt: {
+    return _record_unclassified(session, FailedTile, rows, model_hash=model_hash, source_name=source_name,
+                                tiles=[f.tile for f in failures], updates=lambda stmt: {
         "job_id": stmt.excluded.job_id, "reason": stmt.excluded.reason, "failed_at": stmt.excluded.failed_at,
         "attempts": FailedTile.__table__.c.attempts + 1})
-    _forget(session, (EmptyTile,), model_hash, [f.tile for f in failures], source_name)
-    _drop_classified(session, FailedTile, model_hash)
-    return len(rows)
 
 
 def record_empty(session: Session, *, model_hash: str, job_id: int | None, source_name: str,
                  empty: Sequence[Empty]) -> int:
     """Upsert tiles with nothing to classify, except those that already have a result for this model."""
     now = utcnow()
-    lock_tiles(session, model_hash=model_hash, source_name=source_name, tiles=(e.tile for e in empty))
     rows = _rows(empty, model_hash=model_hash, job_id=job_id, source_name=source_name,
                  columns=lambda e: {"reason": e.reason[:2000], "found_at": now})
+    return _record_unclassified(session, EmptyTile, rows, model_hash=model_hash, source_name=source_name,
+                                tiles=[e.tile for e in empty], updates=lambda stmt: {
+        "job_id": stmt.excluded.job_id, "reason": stmt.excluded.reason, "found_at": stmt.excluded.found_at})
+
+
+def _record_unclassified(session: Session, table: type[FailedTile] | type[EmptyTile], rows: list[dict[str, Any]],
+                         *, model_hash: str, source_name: str, tiles: list[Tile],
+                         updates: Callable[[Any], dict[str, Any]]) -> int:
+    """Upsert failure or empty rows; the other kind's rows for those tiles go, and none stays beside a result."""
+    lock_tiles(session, model_hash=model_hash, source_name=source_name, tiles=tiles)
     if not rows:
         return 0
-    _upsert(session, EmptyTile, rows, lambda stmt: {
-        "job_id": stmt.excluded.job_id, "reason": stmt.excluded.reason, "found_at": stmt.excluded.found_at})
-    _forget(session, (FailedTile,), model_hash, [e.tile for e in empty], source_name)
-    _drop_classified(session, EmptyTile, model_hash)
+    _upsert(session, table, rows, updates)
+    _forget(session, (EmptyTile,) if table is FailedTile else (FailedTile,), model_hash, tiles, source_name)
+    _drop_classified(session, table, model_hash)
     return len(rows)
 
 

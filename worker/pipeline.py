@@ -43,20 +43,9 @@ CHUNKS_AHEAD = 2
 log = logging.getLogger(__name__)
 
 
-class TileFailed(Exception):
-    """One tile cannot be classified; ``reason`` is what ``failed_tiles`` records."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class TileIsEmpty(Exception):
-    """One tile has nothing to classify (no tile there, entirely transparent); ``reason`` goes to ``empty_tiles``."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+class TileFailed(TileUnreadable):
+    """One tile file cannot be read or decoded; ``reason`` is what ``failed_tiles`` records. (A tile with nothing
+    to classify raises ``TileAbsent`` instead: it is recorded as empty.)"""
 
 
 @dataclass(frozen=True)
@@ -125,14 +114,8 @@ def load_tile(path: Path, classifier: Classifier, *, max_pixels: int = DEFAULT_M
 
 def load_from_archive(tile: Tile, archive: TileReader, classifier: Classifier, *,
                       max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
-    """``load_tile`` for a tile of an archive."""
-    try:
-        data = archive.read(tile)
-    except TileUnreadable as exc:
-        raise TileFailed(exc.reason) from None
-    except TileAbsent as exc:
-        raise TileIsEmpty(exc.reason) from None
-    return decode_for(data, classifier, max_pixels=max_pixels)
+    """``load_tile`` for a tile of an archive or a tile server."""
+    return decode_for(archive.read(tile), classifier, max_pixels=max_pixels)
 
 
 def decode_for(data: bytes, classifier: Classifier, *, max_pixels: int) -> torch.Tensor:
@@ -140,7 +123,7 @@ def decode_for(data: bytes, classifier: Classifier, *, max_pixels: int) -> torch
     try:
         tensor = decode_tile(data, max_pixels=max_pixels, fit=classifier.image_size)
     except EmptyImage as exc:
-        raise TileIsEmpty(exc.reason) from None
+        raise TileAbsent(exc.reason) from None
     except ImageError as exc:
         raise TileFailed(exc.reason) from None
     except (RuntimeError, ValueError, MemoryError) as exc:
@@ -200,9 +183,9 @@ def _run_chunk(classifier: Classifier, chunk: list[tuple[TileFile, Future[torch.
         try:
             tensors.append(future.result())
             tiles.append(tile_file.tile)
-        except TileFailed as exc:
+        except TileUnreadable as exc:
             outcome.failures.append(Failure(tile_file.tile, exc.reason))
-        except TileIsEmpty as exc:
+        except TileAbsent as exc:
             outcome.empty.append(Empty(tile_file.tile, exc.reason))
     if not tensors:
         return

@@ -29,20 +29,20 @@ _open_readers: dict[tuple[int, str], tuple[tuple[int, int], TileReader]] = {}
 _open_lock = threading.Lock()
 
 
-class TileUnreadable(Exception):
-    """One tile of an archive cannot be read; ``reason`` is what ``failed_tiles`` records."""
+class TileProblem(Exception):
+    """Something about one tile of a source, with the short ``reason`` the results database keeps."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
 
 
-class TileAbsent(Exception):
+class TileUnreadable(TileProblem):
+    """One tile cannot be read: it fails (``failed_tiles``)."""
+
+
+class TileAbsent(TileProblem):
     """The source has no tile there (a tile server's 404 or 204): an empty tile, neither classified nor failed."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class TileReader(Protocol):
