@@ -152,6 +152,13 @@ class Region:
         tiles = self._extent.tiles(zoom)
         return tiles.min_x, tiles.max_x
 
+    def row_span(self, zoom: int) -> tuple[int, int] | None:
+        """The inclusive y range of every column at ``zoom`` together, or None when every row is in."""
+        if self._extent is None:
+            return None
+        tiles = self._extent.tiles(zoom)
+        return tiles.min_y, tiles.max_y
+
     def rows(self, zoom: int, x: int) -> Rows | None:  # replaced by a cached version in __init__
         return self._rows(zoom, x)
 

@@ -1,9 +1,10 @@
 """MBTiles archives (the SQLite ``tiles`` table or view of the MBTiles spec, rows counted TMS-wise from the south).
 
-The producer never loads the whole file: per zoom it asks for the region's column range only, in the order of the
-spec's unique index ``(zoom_level, tile_column, tile_row)``, and turns each row into an XYZ tile. A chunk holds up to
-``chunk_size`` tiles of one column; its key ``(z, x, tms_row)`` is the last row listed, so a resumed pass asks for the
-rows after it. Workers read a tile by key on a read-only connection of their own process.
+The producer never loads the whole file: per zoom it asks for the region's column and row range only, in the
+order of the spec's unique index ``(zoom_level, tile_column, tile_row)``, eight chunks' rows a fetch, and turns
+each row into an XYZ tile. A chunk holds up to ``chunk_size`` tiles of one column; its key ``(z, x, tms_row)`` is
+the last row listed, so a resumed pass asks for the rows after it. Workers read a tile by key on a read-only
+connection of their own process.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from core.tiles import MAX_ZOOM, Tile, flip_row
 from core.walk import Chunk, Key
 
 _ROWS = ("SELECT tile_column, tile_row FROM tiles WHERE zoom_level = ? AND tile_column BETWEEN ? AND ?"
-         " AND (tile_column > ? OR (tile_column = ? AND tile_row > ?)) ORDER BY tile_column, tile_row LIMIT ?")
+         " AND tile_row BETWEEN ? AND ? AND (tile_column > ? OR (tile_column = ? AND tile_row > ?))"
+         " ORDER BY tile_column, tile_row LIMIT ?")
+_ALL_ROWS = _ROWS.replace(" AND tile_row BETWEEN ? AND ?", "")  # a region without extent: no row test at all
 _TILE = ("SELECT CASE WHEN length(tile_data) > ? THEN NULL ELSE tile_data END, length(tile_data) FROM tiles"
          " WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?")
 
@@ -47,10 +50,15 @@ class MBTilesFile:
             return [z for z in range(MAX_ZOOM + 1) if region.allows_zoom(z) and self.connection.execute(
                 "SELECT 1 FROM tiles WHERE zoom_level = ? LIMIT 1", (z,)).fetchone()]
 
-    def rows(self, zoom: int, columns: tuple[int, int], after: tuple[int, int], limit: int) -> list[tuple[int, int]]:
-        """Up to ``limit`` (column, TMS row) pairs of ``zoom`` in ``columns``, after ``after``, in index order."""
+    def rows(self, zoom: int, columns: tuple[int, int], tms_rows: tuple[int, int], after: tuple[int, int],
+             limit: int) -> list[tuple[int, int]]:
+        """Up to ``limit`` (column, TMS row) pairs of ``zoom`` in ``columns`` and ``tms_rows``, after ``after``, in
+        index order."""
+        top = (1 << zoom) - 1
+        query, span = (_ALL_ROWS, ()) if tms_rows == (0, top) else (_ROWS, tms_rows)
         with self._lock:
-            return self.connection.execute(_ROWS, (zoom, *columns, after[0], after[0], after[1], limit)).fetchall()
+            return self.connection.execute(query, (zoom, *columns, *span, after[0], after[0], after[1], limit))\
+                .fetchall()
 
     def read(self, tile: Tile) -> bytes:
         if tile.z is None or tile.x is None or tile.y is None:
@@ -80,9 +88,11 @@ class MBTilesSource(ArchiveSource):
             if after is not None and zoom < after[0]:
                 continue
             position = (after[1], after[2]) if after is not None and zoom == after[0] else (-1, -1)
-            columns = region.columns(zoom) or (0, (1 << zoom) - 1)
+            top = (1 << zoom) - 1
+            columns = region.columns(zoom) or (0, top)
+            north, south = region.row_span(zoom) or (0, top)
             while True:
-                rows = archive.rows(zoom, columns, position, chunk_size * 8)  # memory stays flat
+                rows = archive.rows(zoom, columns, (top - south, top - north), position, chunk_size * 8)
                 if not rows:
                     break
                 yield from _column_chunks(zoom, rows, region, chunk_size)
