@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from core.errors import TileRootError
 from core.region import Region
 from core.roots import is_url
-from core.settings import Settings
+from core.settings import ROOT_NAME_PATTERN, Settings
 from core.sources.archive import TileAbsent, TileUnreadable
 from core.sources.cover import cover
 from core.sources.fetch import FetchPolicy, RateLimiter, SourceDown, fetch, new_client
@@ -56,7 +56,8 @@ class UrlSource:
         if name is None:
             named = [known for known, value in settings.sources.items() if value == template]
             digest = hashlib.sha1(template.encode()).hexdigest()[:8]
-            name = named[0] if named else f"{urlsplit(template).hostname or 'tiles'}-{digest}"[:64]
+            host = "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in urlsplit(template).hostname or "")
+            name = named[0] if named else f"{host.strip('-.') or 'tiles'}"[:55] + f"-{digest}"
         return cls(name, template, subdomains, float(max_rate))
 
     @classmethod
@@ -141,6 +142,9 @@ class UrlReader:
     """Fetches one source's tiles for one process: a connection pool, the shared rate limit, the disk cache."""
 
     def __init__(self, source: UrlSource, template: UrlTemplate, settings: Settings) -> None:
+        if not ROOT_NAME_PATTERN.match(source.name):  # the name becomes a folder of the cache: never a path
+            raise TileRootError(f"tile source name {source.name!r} is not a plain name (letters, digits, '.', '_', "
+                                "'-')")
         self.source, self.template = source, template
         self.policy = FetchPolicy()
         self.client = new_client(self.policy)

@@ -1,6 +1,7 @@
 """``tileclass enqueue``: classify every tile of a region of a tile source, in batches, on the workers.
 
-SOURCE is a folder of tile files, an ``.mbtiles`` or ``.pmtiles`` archive, or ``@NAME`` (``TILECLASS_SOURCES``).
+SOURCE is a folder of tile files, an ``.mbtiles`` or ``.pmtiles`` archive, a GeoTIFF/COG raster, a tile server's URL
+template, or ``@NAME`` (``TILECLASS_SOURCES``); ``core.sources.spec`` tells them apart.
 
 Prints the job id (``--json``: one JSON object on stdout). Exit codes: 0 done (also when there was nothing to
 enqueue: an empty tree or a region whose tiles are all classified), 2 bad input, 130 interrupted (the job stays
@@ -32,14 +33,17 @@ if TYPE_CHECKING:
 def enqueue(
     source: str = typer.Argument(
         ..., metavar="SOURCE", show_default=False,
-        help="Where the tiles are: a folder, a .mbtiles or .pmtiles file (its absolute path is recorded in the job), "
+        help="Where the tiles are: a folder, a .mbtiles or .pmtiles archive, a .tif/.tiff GeoTIFF or COG raster (its "
+             "absolute path is recorded in the job), "
              "an http(s):// URL template with {z}, {x} and {y} (or {-y} for TMS rows, {q} for a quadkey, {s} with "
              "--subdomains, {env:VAR} for a secret each host reads from its environment), or @NAME, a source named "
              "in TILECLASS_SOURCES or TILECLASS_TILE_ROOTS.",
     ),
     model: str = typer.Option(..., "--model", "-m", help="Checkpoint file (.pt) or a registered model hash/prefix."),
     zoom: list[str] | None = typer.Option(
-        None, "--zoom", "-z", help="Zoom level(s) 0..24; repeat it or give a range like 15-17. Default: all."
+        None, "--zoom", "-z", help="Zoom level(s) 0..24; repeat it or give a range like 15-17. Default: every zoom "
+                                   "of a folder or archive, the zoom closest to a raster's resolution; required for "
+                                   "a tile URL."
     ),
     bbox: Bbox = None,
     geojson: Path | None = typer.Option(None, help="GeoJSON file: only tiles meeting its (multi)polygon(s)."),

@@ -169,3 +169,15 @@ def test_a_named_tile_server_and_a_host_that_names_its_own_template_for_it(
     assert named.reader(load_settings()).read(Tile(17, 70000, 42000))[:3] == b"\xff\xd8\xff"
     with pytest.raises(TileRootError, match="--subdomains and --max-rate apply to tile server URLs"):
         source_for(".", layout=Layout.parse(), settings=load_settings(), subdomains="abc")
+
+
+def test_a_source_name_from_the_database_never_becomes_a_path_of_the_cache(
+        server: TileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.sources import source_from_record
+
+    monkeypatch.setenv("TILECLASS_TILE_CACHE", str(tmp_path / "cache"))
+    hostile = source_from_record({"kind": "url", "name": "../../outside", "template": server.template})
+    with pytest.raises(TileRootError, match=r"tile source name '../../outside' is not a plain name"):
+        hostile.reader(load_settings())
+    assert not (tmp_path / "outside").exists()
+    assert UrlSource.at("http://[::1]:8080/{z}/{x}/{y}.png", settings=load_settings()).name.startswith("1-")
