@@ -57,28 +57,34 @@ def _store(checkpoint: Path, stored: Path, sha256: str) -> None:
 
 def resolve_model(session: Session, *, ref: str, settings: Settings, register: bool = True) -> str:
     """The hash of a model from a checkpoint path (registered on the way, unless ``register`` is False: then only
-    its sidecar is checked, nothing is written or copied) or a registered hash or unique hash prefix."""
+    its sidecar is checked, nothing is written or copied), a model's name, or a registered hash or unique hash
+    prefix."""
     candidate = Path(ref)
     if candidate.suffix == ".pt" or candidate.is_file():
         if not register:
             return read_sidecar(candidate).sha256
         return register_checkpoint(session, checkpoint=candidate, settings=settings).hash
-    return find_registered(session, ref=ref, accepts="a checkpoint file or a registered model hash").hash
+    return find_registered(session, ref=ref, accepts="a checkpoint file, a model name or a registered model hash")\
+        .hash
 
 
-def find_registered(session: Session, *, ref: str, accepts: str = "a registered model hash") -> Model:
-    """A registered model by its hash or a unique prefix of at least 6 characters.
+def find_registered(session: Session, *, ref: str,
+                    accepts: str = "a model name or a registered model hash") -> Model:
+    """A registered model by its name, its hash or a unique prefix of at least 6 characters.
 
     Args:
-        ref: the hash or prefix the user typed.
+        ref: the name, hash or prefix the user typed.
         accepts: what the user could have typed, for the error message.
     """
+    named = session.scalars(select(Model).where(Model.name == ref.strip())).first()
+    if named is not None:
+        return named
     ref = ref.strip().lower()
     matches = list(session.scalars(select(Model).where(Model.hash.startswith(ref, autoescape=True)).limit(2)))
     if len(matches) == 1 and (len(ref) >= 6 or matches[0].hash == ref):
         return matches[0]
-    recent = session.scalars(select(Model.hash).order_by(Model.created_at.desc()).limit(5))
-    known = ", ".join(digest[:12] for digest in recent) or "none"
+    recent = session.execute(select(Model.hash, Model.name).order_by(Model.created_at.desc()).limit(5))
+    known = ", ".join(name or digest[:12] for digest, name in recent) or "none"
     problem = "is ambiguous" if len(matches) > 1 else f"is not {accepts}"
     raise NotFoundError(f"model {ref!r} {problem} (registered: {known})")
 

@@ -1,6 +1,6 @@
 """The results database's tables (SQLAlchemy 2.x); the same schema on SQLite and PostgreSQL.
 
-- ``models``: registered checkpoints, keyed by the SHA-256 of the checkpoint file.
+- ``models``: registered checkpoints, keyed by the SHA-256 of the checkpoint file, with an optional unique name.
 - ``jobs``: one enqueue (or training run): its source (``core.sources``; a training run's data folder), the
   region asked for, the model, totals, state, timestamps, and the producer's bookkeeping: ``resume_after`` (the
   walk position up to which every tile is published and recorded) and the batch numbers ``seq_reserved`` (handed
@@ -78,6 +78,9 @@ class Model(Base):
     path: Mapped[str] = mapped_column(Text)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    name: Mapped[str | None] = mapped_column(String(64))  # ``tileclass models name``: usable as ``--model NAME``
+
+    __table_args__ = (Index("uq_models_name", "name", unique=True),)
 
 
 class Job(Base):

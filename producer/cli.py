@@ -18,6 +18,7 @@ from producer.commands import (
     demo,
     enqueue,
     export,
+    models,
     predict,
     query,
     render,
@@ -55,7 +56,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-for command in (demo, db, train, predict, enqueue, status, resume, cancel, worker, query, summary, export, render):
+for command in (demo, db, train, predict, enqueue, status, resume, cancel, worker, query, summary, export, render,
+                models):
     command.register(app)
 
 

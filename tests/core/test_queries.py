@@ -151,7 +151,8 @@ def test_bad_region_input_names_the_problem(database_url: str) -> None:
             select_results(session, bbox=region, zoom=Z, labels=["Forrest"])
         with pytest.raises(NotFoundError, match=r"job 99 does not exist \(job ids run 1\.\.2\)"):
             select_results(session, job_id=99)
-        with pytest.raises(NotFoundError, match=r"model 'ffffff' is not a registered model hash \(registered: "):
+        with pytest.raises(NotFoundError,
+                           match=r"model 'ffffff' is not a model name or a registered model hash \(registered: "):
             select_results(session, bbox=region, zoom=Z, model_ref="ffffff")
         with pytest.raises(NotFoundError, match="not a registered model"):
             find_model(session, ref=ids["old"][:3])  # too short to be a prefix

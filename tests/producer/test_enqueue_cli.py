@@ -184,7 +184,7 @@ def test_empty_tree_enqueues_nothing_and_says_so(embedded: Deployment, tmp_path:
     (["{root}", "--scheme", "google"], "choose one of xyz, tms"),
     (["{root}", "--batch-size", "0"], "--batch-size must be 1..10000"),
     (["{root}", "--max-queued", "0"], "--max-queued must be at least 1"),
-    (["{root}", "--model", "feedface99"], "is not a checkpoint file or a registered model hash"),
+    (["{root}", "--model", "feedface99"], "is not a checkpoint file, a model name or a registered model hash"),
 ])
 def test_bad_input_is_one_line_and_exit_2(embedded: Deployment, tmp_path: Path, args: list[str], problem: str) -> None:
     (tmp_path / "root").mkdir()

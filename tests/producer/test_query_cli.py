@@ -170,7 +170,8 @@ def test_query_bbox_filters_with_csv_and_json_output(lisbon: str) -> None:
      "Error: unknown label 'Farmland' for model " + model_hash("m")[:12] + ": labels are Forest, River, Residential"),
     (["query", "bbox", "--bbox", LISBON, "--zoom", "15", "--job", "7"],
      "Error: job 7 does not exist (job ids run 1..1)"),
-    (["query", "tile", "15/1/1", "--model", "abcdef"], "Error: model 'abcdef' is not a registered model hash"),
+    (["query", "tile", "15/1/1", "--model", "abcdef"],
+     "Error: model 'abcdef' is not a model name or a registered model hash"),
     (["query", "bbox", "--bbox", LISBON, "--zoom", "15", "--format", "xml"],
      "Error: unknown format 'xml': choose table, json, csv or geojson"),
 ])
