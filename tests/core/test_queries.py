@@ -154,7 +154,7 @@ def test_bad_region_input_names_the_problem(database_url: str) -> None:
         with pytest.raises(NotFoundError,
                            match=r"model 'ffffff' is not a model name or a registered model hash \(registered: "):
             select_results(session, bbox=region, zoom=Z, model_ref="ffffff")
-        with pytest.raises(NotFoundError, match="not a registered model"):
+        with pytest.raises(NotFoundError, match="not a model name or a registered model hash"):
             find_model(session, ref=ids["old"][:3])  # too short to be a prefix
         with pytest.raises(TileclassError, match=f"job {ids['job_old']} was classified by model {ids['old'][:12]}"):
             select_results(session, job_id=ids["job_old"], model_ref=ids["new"])
