@@ -129,20 +129,26 @@ class JobBatch(Base):
     __table_args__ = (Index("ix_job_batches_job_finished", "job_id", "finished_at"),)
 
 
-class TileResult(Base):
-    __tablename__ = "tile_results"
+class TileRow:
+    """What every per-(model, tile) table holds: the model, the job that wrote the row, and the tile's key
+    (coordinates, else its source and path; see ``_tile_keys``)."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     model_hash: Mapped[str] = mapped_column(ForeignKey("models.hash"))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
     z: Mapped[int | None] = mapped_column(Integer)
     x: Mapped[int | None] = mapped_column(Integer)
     y: Mapped[int | None] = mapped_column(Integer)
     root_name: Mapped[str] = mapped_column(String(128))
     path: Mapped[str | None] = mapped_column(Text)
+
+
+class TileResult(TileRow, Base):
+    __tablename__ = "tile_results"
+
     label: Mapped[str] = mapped_column(String(128))
     confidence: Mapped[float] = mapped_column(Float)
     probabilities: Mapped[dict[str, float]]
-    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
     classified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (
@@ -153,17 +159,9 @@ class TileResult(Base):
     )
 
 
-class FailedTile(Base):
+class FailedTile(TileRow, Base):
     __tablename__ = "failed_tiles"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    model_hash: Mapped[str] = mapped_column(ForeignKey("models.hash"))
-    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
-    z: Mapped[int | None] = mapped_column(Integer)
-    x: Mapped[int | None] = mapped_column(Integer)
-    y: Mapped[int | None] = mapped_column(Integer)
-    root_name: Mapped[str] = mapped_column(String(128))
-    path: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -171,17 +169,9 @@ class FailedTile(Base):
     __table_args__ = (*_tile_keys("failed_tiles"), Index("ix_failed_tiles_job", "job_id"))
 
 
-class EmptyTile(Base):
+class EmptyTile(TileRow, Base):
     __tablename__ = "empty_tiles"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    model_hash: Mapped[str] = mapped_column(ForeignKey("models.hash"))
-    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
-    z: Mapped[int | None] = mapped_column(Integer)
-    x: Mapped[int | None] = mapped_column(Integer)
-    y: Mapped[int | None] = mapped_column(Integer)
-    root_name: Mapped[str] = mapped_column(String(128))
-    path: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
     found_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -71,7 +71,7 @@ class ArchiveSource:
             raise TileRootError(f"{cls.kind} source {str(file)!r} is not a file")
         resolved = file.resolve()
         source = cls(root_name_for(resolved, settings), str(resolved))
-        source.open_file(resolved)  # the same checks a worker makes, now, in one line
+        source.opened(resolved)  # the same checks a worker makes, now, in one line
         return source
 
     @classmethod
@@ -86,14 +86,14 @@ class ArchiveSource:
         """``TileRootError`` unless the recorded file is a readable archive on this host (before a resume)."""
         if self.path is None:
             raise TileRootError(f"{self.kind} source {self.name!r} has no recorded file")
-        self.open_file(Path(self.path))
+        self.opened(Path(self.path))
 
     def tiles(self, region: Region | None, *, after: Key | None = None, report: WalkReport | None = None,
               chunk_size: int = 4096) -> Iterator[Chunk]:
         """The region's tiles in the archive, in resumable chunks (see the subclass)."""
         if self.path is None:
             raise TileRootError(f"{self.kind} source {self.name!r} has no recorded file to list")
-        return self.list_tiles(self.open_file(Path(self.path)), region or Region(), after=after,
+        return self.list_tiles(self.opened(Path(self.path)), region or Region(), after=after,
                                chunk_size=chunk_size)
 
     def local_root(self, settings: Settings) -> Path:
@@ -102,7 +102,11 @@ class ArchiveSource:
 
     def reader(self, settings: Settings) -> TileReader:
         """This process's open copy of the archive on this host; ``TileRootError`` when it cannot be opened."""
-        path = self.local_root(settings)
+        return self.opened(self.local_root(settings))
+
+    def opened(self, path: Path) -> Any:
+        """The archive at ``path``, opened once per process and version of the file (its inode and mtime): the
+        producer's checks, its listing and a worker's reads share one open file."""
         try:
             info = path.stat()
         except OSError as exc:

@@ -106,18 +106,19 @@ class UrlSource:
         """Fetch ``count`` tiles spread over the region; ``TileRootError`` if the server is down or has none of them.
         Returns how many answered with a tile."""
         reader = self.reader(settings)
-        answered, absent, problems = 0, 0, []
+        answered = absent = probed = 0
         for tile in spread(region, count):
+            probed += 1
             try:
                 reader.fetch(tile)
                 answered += 1
             except TileAbsent:
                 absent += 1
-            except TileUnreadable as exc:
-                problems.append(f"{tile}: {exc.reason}")
+            except TileUnreadable:  # one tile's problem: the workers will fail it alone
+                pass
             except SourceDown as exc:
                 raise TileRootError(f"{exc.reason}: nothing enqueued") from None
-        if absent and not answered and not problems:
+        if absent and absent == probed:
             shown = reader.template.shown(*next(spread(region, 1)).xyz())
             raise TileRootError(f"every probed tile ({absent}) answered 404/204, e.g. {shown}: check the URL template "
                                 "and the region; nothing enqueued")

@@ -107,7 +107,7 @@ def _request(spec: str, model: str, zoom: list[str] | None, bbox: str | None, ge
         raise TileError(f"--layout and --scheme apply to folders; a {source.kind} source addresses its own tiles")
     zooms = parse_zooms(zoom or [])
     if isinstance(source, RasterSource) and not zooms:
-        raster = source.open_file(Path(str(source.path)))
+        raster = source.opened(Path(str(source.path)))
         zooms = [raster.default_zoom]
         typer.echo(f"zoom {raster.default_zoom}: the closest to the raster's resolution ({raster.resolution:.2f} m "
                    "per pixel in Web Mercator); --zoom chooses another", err=True)
