@@ -96,11 +96,15 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """An emptied Redis database number chosen per test worker; emptied again afterwards."""
+    """An emptied Redis database number chosen per test run (``TILECLASS_TEST_REDIS_DB``, else 9 + the xdist worker
+    number); emptied again afterwards."""
     import redis
 
     require_port("Redis", 6379)
-    url = f"{REDIS_URL}/{9 + int(os.environ.get('PYTEST_XDIST_WORKER', 'gw0')[2:] or 0)}"
+    # TILECLASS_TEST_REDIS_DB lets test runs that share one Redis (several checkouts, several developers) keep
+    # apart: each flushes only its own database number.
+    number = os.environ.get("TILECLASS_TEST_REDIS_DB") or 9 + int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+    url = f"{REDIS_URL}/{number}"
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url
