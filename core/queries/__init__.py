@@ -6,6 +6,7 @@
   hash.
 - ``core.queries.selections``: which model answers a region or job (``select_results``) and the streams over it.
 - ``core.queries.summaries``: counts per class, failures and models (``summarize``).
+- ``core.queries.reports``: the one document of a tile that the CLI and the HTTP API both give (``report_tile``).
 
 Every function takes a session and keyword arguments; everything is re-exported here, so
 ``from core.queries import BBox, query_bbox, select_results, summarize, tile_result`` works.
@@ -13,6 +14,7 @@ Every function takes a session and keyword arguments; everything is re-exported 
 
 from core.bbox import BBox, TileRange
 from core.queries.lookups import empty_result, find_model, point_result, tile_result, tile_statement
+from core.queries.reports import TileReport, report_tile
 from core.queries.selections import (
     count_selected,
     extents,
@@ -41,9 +43,35 @@ from core.queries.types import (
 )
 
 __all__ = [
-    "Answer", "BBox", "ClassCount", "EmptyAnswer", "MapCell", "ModelCount", "ModelInfo", "Selection", "Summary",
-    "TileAnswer", "TileFailure", "TileRange", "count_selected", "empty_result", "extents", "find_model",
-    "iter_answers", "iter_cells", "iter_empty", "iter_failures", "iter_results",
-    "latest_model_in", "point_result", "query_bbox", "results_statement", "select_results", "summarize",
-    "tile_result", "tile_statement",
+    "Answer",
+    "BBox",
+    "ClassCount",
+    "EmptyAnswer",
+    "MapCell",
+    "ModelCount",
+    "ModelInfo",
+    "Selection",
+    "Summary",
+    "TileAnswer",
+    "TileFailure",
+    "TileRange",
+    "TileReport",
+    "count_selected",
+    "empty_result",
+    "extents",
+    "find_model",
+    "iter_answers",
+    "iter_cells",
+    "iter_empty",
+    "iter_failures",
+    "iter_results",
+    "latest_model_in",
+    "point_result",
+    "query_bbox",
+    "report_tile",
+    "results_statement",
+    "select_results",
+    "summarize",
+    "tile_result",
+    "tile_statement",
 ]

@@ -29,7 +29,7 @@ from producer.commands.options import (
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from core.queries import Answer, EmptyAnswer, Selection, TileAnswer
+    from core.queries import Answer, Selection, TileAnswer, TileReport
     from core.tiles import Tile
 
 
@@ -46,28 +46,22 @@ def _answer_text(answer: TileAnswer, top_k: int) -> list[str]:
     return lines
 
 
-def _report(tile: Tile, answer: TileAnswer | None, *, model_hash: str | None, top_k: int, as_json: bool,
-            lead: str = "", empty: EmptyAnswer | None = None) -> None:
-    if answer is None and empty is not None:
-        if as_json:
-            typer.echo(json.dumps({"classified": False, **empty.as_dict()}, indent=2))
-        else:
-            job = f"job {empty.job_id}" if empty.job_id is not None else "no job"
-            typer.echo(f"{lead}{tile}: empty ({empty.reason})\n  model {empty.model_hash[:12]} · {job} · found "
-                       f"{empty.found_at:%Y-%m-%d %H:%M:%S} UTC")
-        return
-    if answer is None:
-        by = f"by model {model_hash[:12]}" if model_hash else "by any model"
-        if as_json:
-            typer.echo(json.dumps({"tile": str(tile), "classified": False, "empty": False, "model": model_hash}))
-        else:
-            typer.echo(f"{lead}{tile}: not classified {by}")
-        raise typer.Exit(1)
+def _report(report: TileReport, *, top_k: int, as_json: bool, lead: str = "") -> None:
+    tile, answer, empty = report.tile, report.answer, report.empty
     if as_json:
-        typer.echo(json.dumps({"classified": True, "empty": False, **answer.as_dict(top_k=top_k)}, indent=2))
-    else:
+        typer.echo(json.dumps(report.as_dict(top_k=top_k), indent=2 if report.found else None))
+    elif answer is not None:
         lines = _answer_text(answer, top_k)
         typer.echo("\n".join([lead + lines[0], *lines[1:]]))
+    elif empty is not None:
+        job = f"job {empty.job_id}" if empty.job_id is not None else "no job"
+        typer.echo(f"{lead}{tile}: empty ({empty.reason})\n  model {empty.model_hash[:12]} · {job} · found "
+                   f"{empty.found_at:%Y-%m-%d %H:%M:%S} UTC")
+    else:
+        by = f"by model {report.model_hash[:12]}" if report.model_hash else "by any model"
+        typer.echo(f"{lead}{tile}: not classified {by}")
+    if not report.found:
+        raise typer.Exit(1)
 
 
 def _check_top_k(top_k: int) -> None:
@@ -103,15 +97,13 @@ def point(
 
 
 def _look_up(wanted: Tile, model: str | None, top_k: int, as_json: bool, *, lead: str = "") -> None:
-    from core.queries import empty_result, find_model, tile_result
+    from core.queries import report_tile
     from producer.session import open_session
 
     _check_top_k(top_k)
     with open_session(read_only=True) as session:
-        digest = find_model(session, ref=model).hash if model else None
-        answer = tile_result(session, tile=wanted, model_hash=digest)
-        empty = empty_result(session, tile=wanted, model_hash=digest) if answer is None else None
-    _report(wanted, answer, model_hash=digest, top_k=top_k, as_json=as_json, lead=lead, empty=empty)
+        report = report_tile(session, tile=wanted, model_ref=model)
+    _report(report, top_k=top_k, as_json=as_json, lead=lead)
 
 
 def bbox(

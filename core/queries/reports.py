@@ -1,0 +1,47 @@
+"""What ``tileclass query tile --json`` prints and ``/api/tiles/{z}/{x}/{y}`` answers: one document per tile, built
+once here so the command line and the HTTP API never drift apart.
+
+The document is the tile's stored result (``"classified": true`` and its label, confidence and top classes), or
+its empty record (``"empty": true`` and why), or neither (``"classified": false, "empty": false``), always for one
+model: the one asked for, else the latest registered model with a record of the tile (``core.queries.lookups``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from core.queries.lookups import empty_result, find_model, tile_result
+from core.queries.types import EmptyAnswer, TileAnswer
+from core.tiles import Tile
+
+
+@dataclass(frozen=True, slots=True)
+class TileReport:
+    """What is known of one tile for one model: its result, else its empty record, else nothing."""
+
+    tile: Tile
+    model_hash: str | None  # the model asked for (None: any model)
+    answer: TileAnswer | None
+    empty: EmptyAnswer | None
+
+    @property
+    def found(self) -> bool:
+        return self.answer is not None or self.empty is not None
+
+    def as_dict(self, *, top_k: int = 3) -> dict[str, Any]:
+        if self.answer is not None:
+            return {"classified": True, "empty": False, **self.answer.as_dict(top_k=top_k)}
+        if self.empty is not None:
+            return {"classified": False, **self.empty.as_dict()}
+        return {"tile": str(self.tile), "classified": False, "empty": False, "model": self.model_hash}
+
+
+def report_tile(session: Session, *, tile: Tile, model_ref: str | None = None) -> TileReport:
+    """Look ``tile`` up for the model ``model_ref`` names (hash, prefix or name; None: the latest with a record)."""
+    digest = find_model(session, ref=model_ref).hash if model_ref else None
+    answer = tile_result(session, tile=tile, model_hash=digest)
+    empty = empty_result(session, tile=tile, model_hash=digest) if answer is None else None
+    return TileReport(tile, digest, answer, empty)
