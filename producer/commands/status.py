@@ -20,7 +20,6 @@ from typing import Any
 import typer
 
 from producer.commands.options import Json
-from producer.status import collect
 
 FINISHED = ("completed", "cancelled", "failed", "lost")  # lost: a training run whose worker died (resume it)
 
@@ -40,6 +39,15 @@ def status(
         _watch(job, limit, as_json, interval)
     except KeyboardInterrupt:
         return
+
+
+def collect(job_id: int | None, limit: int) -> list[dict[str, Any]]:
+    """The jobs' documents (``core.job_status``); a queued job found finished is marked completed on the way."""
+    from core.job_status import job_documents
+    from producer.session import open_session
+
+    with open_session() as session:
+        return job_documents(session, job_id=job_id, limit=limit, refresh=True)
 
 
 def _show(rows: list[dict[str, Any]], job_id: int | None, as_json: bool) -> None:
