@@ -6,6 +6,7 @@
   hash.
 - ``core.queries.selections``: which model answers a region or job (``select_results``) and the streams over it.
 - ``core.queries.summaries``: counts per class, failures and models (``summarize``).
+- ``core.queries.failures``: a job's failed tiles (``iter_job_failures``), for ``failures``, ``retry`` and the API.
 - ``core.queries.reports``: the one document of a tile that the CLI and the HTTP API both give (``report_tile``).
 
 Every function takes a session and keyword arguments; everything is re-exported here, so
@@ -13,6 +14,7 @@ Every function takes a session and keyword arguments; everything is re-exported 
 """
 
 from core.bbox import BBox, TileRange
+from core.queries.failures import count_job_failures, iter_job_failures
 from core.queries.lookups import empty_result, find_model, point_result, tile_result, tile_statement
 from core.queries.reports import TileReport, report_tile
 from core.queries.selections import (
@@ -56,6 +58,7 @@ __all__ = [
     "TileFailure",
     "TileRange",
     "TileReport",
+    "count_job_failures",
     "count_selected",
     "empty_result",
     "extents",
@@ -64,6 +67,7 @@ __all__ = [
     "iter_cells",
     "iter_empty",
     "iter_failures",
+    "iter_job_failures",
     "iter_results",
     "latest_model_in",
     "point_result",

@@ -31,6 +31,7 @@ from core.jobs import get_job
 from core.queries.lookups import find_model
 from core.queries.types import (
     EMPTY_COLUMNS,
+    FAILURE_COLUMNS,
     RESULT_COLUMNS,
     Answer,
     EmptyAnswer,
@@ -41,6 +42,7 @@ from core.queries.types import (
     TileFailure,
     answer_from_row,
     empty_from_row,
+    failure_from_row,
 )
 from core.schema import EmptyTile, FailedTile, Model, TileResult
 from core.tiles import Tile
@@ -193,10 +195,9 @@ def iter_cells(session: Session, *, selection: Selection, yield_per: int = YIELD
 def iter_failures(session: Session, *, selection: Selection,
                   yield_per: int = YIELD_PER) -> Iterator[TileFailure]:
     """Stream the selection's failed tiles (label and confidence filters do not apply to them)."""
-    stmt = select(FailedTile.z, FailedTile.x, FailedTile.y, FailedTile.path, FailedTile.root_name,
-                  FailedTile.reason, FailedTile.attempts).where(*selected(selection, FailedTile))
-    for z, x, y, path, root_name, reason, attempts in session.execute(stmt.execution_options(yield_per=yield_per)):
-        yield TileFailure(Tile(z, x, y, path), root_name, reason, attempts)
+    stmt = select(*FAILURE_COLUMNS).where(*selected(selection, FailedTile))
+    for row in session.execute(stmt.execution_options(yield_per=yield_per)):
+        yield failure_from_row(row)
 
 
 def count_selected(session: Session, *, selection: Selection, include_empty: bool = False) -> int:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.bbox import BBox, TileRange
-from core.schema import EmptyTile, Model, TileResult
+from core.schema import EmptyTile, FailedTile, Model, TileResult
 from core.tiles import Tile
 
 
@@ -118,12 +118,32 @@ class MapCell:
 
 @dataclass(frozen=True, slots=True)
 class TileFailure:
-    """A tile that could not be classified: why, and how often it was tried."""
+    """A tile that could not be classified: why, how often it was tried, and when it last failed."""
 
     tile: Tile
     root_name: str
     reason: str
     attempts: int
+    failed_at: datetime | None = None
+    job_id: int | None = None
+    model_hash: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        tile = self.tile
+        return {"tile": str(tile) if tile.has_coordinates else None, "z": tile.z, "x": tile.x, "y": tile.y,
+                "root": self.root_name, "path": tile.path, "reason": self.reason, "attempts": self.attempts,
+                "failed_at": self.failed_at.isoformat() if self.failed_at is not None else None,
+                "job": self.job_id, "model": self.model_hash}
+
+
+FAILURE_COLUMNS = (FailedTile.z, FailedTile.x, FailedTile.y, FailedTile.path, FailedTile.root_name, FailedTile.reason,
+                   FailedTile.attempts, FailedTile.failed_at, FailedTile.job_id, FailedTile.model_hash)
+
+
+def failure_from_row(row: Any) -> TileFailure:
+    """A ``TileFailure`` from a row of ``FAILURE_COLUMNS``."""
+    z, x, y, path, root_name, reason, attempts, failed_at, job_id, model_hash = row
+    return TileFailure(Tile(z, x, y, path), root_name, reason, int(attempts), aware(failed_at), job_id, model_hash)
 
 
 @dataclass(frozen=True, slots=True)
