@@ -22,6 +22,7 @@ from typing import Literal, cast
 
 from core.choices import TILE_EXTENSIONS, check_choice
 from core.errors import TileError
+from core.tiles import flip_row
 
 Scheme = Literal["xyz", "tms"]
 SCHEMES: tuple[Scheme, ...] = ("xyz", "tms")
@@ -64,6 +65,18 @@ class Layout:
     def name(self) -> str:
         """How the layout is recorded in a job: ``plain`` or ``<scheme>:<template>``."""
         return PLAIN if self.is_plain else f"{self.scheme}:{self.template}"
+
+    def paths_of(self, z: int, x: int, y: int) -> list[str]:
+        """The relative paths an XYZ tile may have under this layout: one per tile extension where the template
+        says ``{ext}`` (a folder holds one of them), none for a plain layout."""
+        if self.is_plain:
+            return []
+        row = flip_row(z, y) if self.scheme == "tms" else y
+        spelled = self.template.replace("{z}", str(z)).replace("{x}", str(x)).replace("{y}", str(row))
+        if "{ext}" not in spelled:
+            return [spelled]
+        extensions = dict.fromkeys(e.lstrip(".") for ext in TILE_EXTENSIONS for e in (ext, ext.upper()))
+        return [spelled.replace("{ext}", ext) for ext in extensions]
 
     @classmethod
     def parse(cls, template: str | None = None, scheme: str = "xyz") -> Layout:

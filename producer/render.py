@@ -6,9 +6,8 @@ pixels wide: at most 256, a tile's own size, over imagery, and 48 without), else
 so that a region of millions of tiles still draws at ``max_size`` pixels: one pixel per tile or less. Cells hold
 codes (0 no result, 1 failed, 2+i class i of the model) in a numpy array; a lookup table colours them at the end.
 
-Colours are keyed by the class's position in the model's class list, so a class keeps its colour across runs and
-regions: Paul Tol's "muted" qualitative scheme, then Okabe & Ito's orange, blue and yellow — chosen to stay
-distinguishable with the common colour-vision deficiencies. Classes beyond twelve reuse the palette.
+Colours are keyed by the class's position in the model's class list (``core.palette``, which the HTTP server's
+map overlay shares), so a class keeps its colour across runs, regions and views.
 """
 
 from __future__ import annotations
@@ -19,26 +18,17 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from core.bbox import TileRange
+from core.palette import class_colour
 from core.queries import MapCell, TileFailure
 from core.tiles import Tile
 
-if TYPE_CHECKING:
-
-    pass
-
 log = logging.getLogger(__name__)
 
-PALETTE: tuple[tuple[int, int, int], ...] = (
-    (0xCC, 0x66, 0x77), (0x33, 0x22, 0x88), (0xDD, 0xCC, 0x77), (0x11, 0x77, 0x33), (0x88, 0xCC, 0xEE),
-    (0x88, 0x22, 0x55), (0x44, 0xAA, 0x99), (0x99, 0x99, 0x33), (0xAA, 0x44, 0x99), (0xE6, 0x9F, 0x00),
-    (0x00, 0x72, 0xB2), (0xF0, 0xE4, 0x42),
-)
 NO_RESULT = (0xFF, 0xFF, 0xFF)
 FAILED = (0xDD, 0xDD, 0xDD)
 HATCH = (0x66, 0x66, 0x66)
@@ -52,11 +42,6 @@ CHUNK = 8192
 MARGIN, TITLE_HEIGHT = 16, 40  # the map's top-left corner on the sheet is (MARGIN, TITLE_HEIGHT)
 
 ImageSource = Callable[[MapCell], Image.Image | None]
-
-
-def class_colour(index: int) -> tuple[int, int, int]:
-    """The colour of the class at ``index`` in its model's class list."""
-    return PALETTE[index % len(PALETTE)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,6 @@ raises ``HostError``: no tile fails.
 from __future__ import annotations
 
 import logging
-import os
-import stat
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future
@@ -28,8 +26,8 @@ import torch
 
 from core.errors import HostError
 from core.results import Classified, Empty, Failure
-from core.roots import is_inside
 from core.sources import TileAbsent, TileReader, TileUnreadable
+from core.sources.files import read_tile_file
 from core.tiles import Tile
 from model.errors import EmptyImage, ImageError
 from model.images import DEFAULT_MAX_PIXELS, decode_tile
@@ -38,7 +36,6 @@ from worker.recording import BatchOutcome
 if TYPE_CHECKING:
     from model.predict import Classifier
 
-MAX_TILE_BYTES = 64 << 20  # a tile file larger than this is refused before it is read into memory
 CHUNKS_AHEAD = 2
 log = logging.getLogger(__name__)
 
@@ -64,52 +61,10 @@ class TileFile:
         return self.path is not None or self.archive is not None
 
 
-def read_tile(path: Path, *, root: Path | None = None, max_bytes: int = MAX_TILE_BYTES) -> bytes:
-    """The file's bytes, or ``TileFailed`` naming why it cannot be read.
-
-    Everything is checked on the opened file, not on the path before it: ``O_NONBLOCK`` so that a FIFO named like
-    a tile cannot block the open, ``fstat`` for its type and size, and (with ``root``) the real path of the open
-    descriptor, so that a folder swapped for a symlink after ``core.roots.safe_join`` checked the path is refused
-    instead of read from outside the root.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise TileFailed("no such file") from None
-    except PermissionError:
-        raise TileFailed("permission denied") from None
-    except OSError as exc:
-        raise TileFailed(f"unreadable file ({exc.strerror or exc.__class__.__name__})") from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):  # a FIFO or a device could block or read without end
-        os.close(fd)
-        raise TileFailed("is a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file")
-    with os.fdopen(fd, "rb") as handle:
-        if root is not None and not is_inside(_opened_path(fd, path), root):
-            raise TileFailed("path leads outside its root (a folder on it was replaced by a symlink)")
-        if info.st_size > max_bytes:
-            raise TileFailed(f"file too large: {info.st_size} bytes > {max_bytes}")
-        try:
-            data = handle.read(max_bytes + 1)
-        except OSError as exc:
-            raise TileFailed(f"unreadable file ({exc.strerror or exc.__class__.__name__})") from None
-    if len(data) > max_bytes:  # it grew after fstat
-        raise TileFailed(f"file too large: more than {max_bytes} bytes")
-    return data
-
-
-def _opened_path(fd: int, path: Path) -> str:
-    """The real path of an open descriptor (Linux: /proc/self/fd), else of the path it was opened by."""
-    try:
-        return os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        return os.path.realpath(path)
-
-
 def load_tile(path: Path, classifier: Classifier, *, max_pixels: int = DEFAULT_MAX_PIXELS,
               root: Path | None = None) -> torch.Tensor:
     """Read, decode and resize one tile file to the model's input: a uint8 (3, S, S) tensor, or ``TileFailed``."""
-    return decode_for(read_tile(path, root=root), classifier, max_pixels=max_pixels)
+    return decode_for(read_tile_file(path, root=root), classifier, max_pixels=max_pixels)
 
 
 def load_from_archive(tile: Tile, archive: TileReader, classifier: Classifier, *,

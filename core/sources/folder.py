@@ -1,5 +1,9 @@
 """A folder of tile files, read with a layout (``core.layouts``, ``core.walk``); its record is
-``{"kind": "folder", "name": "ortho-3fa9c2d1", "path": "/mnt/ortho", "layout": "xyz:{z}/{x}/{y}.{ext}"}``."""
+``{"kind": "folder", "name": "ortho-3fa9c2d1", "path": "/mnt/ortho", "layout": "xyz:{z}/{x}/{y}.{ext}"}``.
+
+Workers read a folder's tiles by the path the walk found (``locate``); ``reader`` also reads one by its
+coordinates, spelled through the layout (the HTTP server's imagery), never from outside the folder.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from core.layouts import Layout
 from core.region import Region
 from core.roots import resolve_root, root_name_for, safe_join
 from core.settings import Settings
+from core.sources.archive import TileAbsent, TileUnreadable
+from core.sources.files import NO_SUCH_FILE, read_tile_file
 from core.tiles import Tile
 from core.walk import Chunk, Key, WalkReport, walk
 
@@ -61,9 +67,50 @@ class FolderSource:
         """This host's path of the folder: ``TILECLASS_TILE_ROOTS``, else the path the producer recorded."""
         return resolve_root(self.name, settings, self.path)
 
+    def reader(self, settings: Settings) -> FolderReader:
+        """Reads this host's copy of the folder by tile path or coordinates; ``TileRootError`` if it is missing."""
+        root = self.local_root(settings)
+        if not root.is_dir():
+            raise TileRootError(f"tile root {self.name!r} is not a directory on this host ({str(root)!r})")
+        return FolderReader(root, self.layout)
+
     @staticmethod
     def locate(root: Path, tile: Tile) -> Path:
         """The tile's file below ``root``; ``TileRootError`` for a path that would leave it."""
         if tile.path is None:
             raise TileRootError(f"tile {tile} has no path in its folder")
         return safe_join(root, tile.path)
+
+
+@dataclass(frozen=True)
+class FolderReader:
+    """One folder's tiles by path (``tile.path``) or else by coordinates through its layout."""
+
+    root: Path
+    layout: Layout
+
+    def read(self, tile: Tile) -> bytes:
+        """The tile file's bytes; ``TileAbsent`` when the folder has no file for its coordinates, ``TileUnreadable``
+        when the file cannot be read or its path would leave the folder."""
+        if tile.path is not None:
+            return self._read(tile.path)
+        if tile.z is None or tile.x is None or tile.y is None:
+            raise TileUnreadable("a tile without coordinates or path")
+        for relative in self.layout.paths_of(tile.z, tile.x, tile.y):
+            try:
+                return self._read(relative)
+            except TileAbsent:
+                continue
+        raise TileAbsent(f"no tile file for {tile} in the folder")
+
+    def _read(self, relative: str) -> bytes:
+        try:
+            path = safe_join(self.root, relative)
+        except TileRootError as exc:
+            raise TileUnreadable(str(exc)) from None
+        try:
+            return read_tile_file(path, root=self.root)
+        except TileUnreadable as exc:
+            if exc.reason == NO_SUCH_FILE:
+                raise TileAbsent(exc.reason) from None
+            raise

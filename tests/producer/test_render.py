@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from core.db import session_scope
 from core.jobs import create_job
+from core.palette import PALETTE, class_colour
 from core.queries import BBox, MapCell, TileFailure, TileRange
 from core.results import Failure, record_failures, record_results
 from core.settings import get_settings
@@ -22,10 +23,8 @@ from producer.render import (
     HATCH,
     MARGIN,
     NO_RESULT,
-    PALETTE,
     TITLE_HEIGHT,
     MapCanvas,
-    class_colour,
     fit_layout,
 )
 from tests.conftest import SHARED_DATA

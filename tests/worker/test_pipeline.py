@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from core.sources import TileUnreadable
+from core.sources.files import read_tile_file
 from core.tiles import Tile
 from model.errors import EmptyImage
 from model.images import decode_tile, open_image
 from model.predict import Classifier
 from tests.worker.support import broken_tiles, tile_tree, tiny_checkpoint
-from worker.pipeline import TileFailed, TileFile, classify_tiles, read_tile
+from worker.pipeline import TileFile, classify_tiles
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +61,10 @@ def test_broken_tiles_fail_alone_with_their_reason(tmp_path: Path, classifier: C
 def test_oversized_and_unreadable_files_are_refused_before_decoding(tmp_path: Path) -> None:
     big = tmp_path / "big.jpg"
     big.write_bytes(b"\xff" * 2048)
-    with pytest.raises(TileFailed, match="file too large: 2048 bytes > 1024"):
-        read_tile(big, max_bytes=1024)
-    with pytest.raises(TileFailed, match="is a directory"):
-        read_tile(tmp_path)
+    with pytest.raises(TileUnreadable, match="file too large: 2048 bytes > 1024"):
+        read_tile_file(big, max_bytes=1024)
+    with pytest.raises(TileUnreadable, match="is a directory"):
+        read_tile_file(tmp_path)
 
 
 def test_entirely_transparent_tiles_are_empty_and_flat_or_partly_transparent_ones_are_classified(
