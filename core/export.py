@@ -1,8 +1,10 @@
 """Streaming writers for query results: GeoJSON, CSV and a JSON array.
 
-Each writer consumes an iterable of ``core.queries.TileAnswer`` (and, with ``--include-empty``, ``EmptyAnswer``:
-a tile with nothing to classify, whose label and confidence are null) one row at a time and writes as it goes, so an
-export of millions of rows holds one row in memory, not the whole result.
+Each format is a generator of text pieces (``geojson_chunks``, ``csv_chunks``, ``json_chunks``) that the CLI writes
+to a file and the HTTP API streams as the response body. Each consumes an iterable of ``core.queries.TileAnswer``
+(and, with ``--include-empty``, ``EmptyAnswer``: a tile with nothing to classify, whose label and confidence are
+null) one row at a time and gives text as it goes, so an export of millions of rows holds one row (a CSV piece:
+a few hundred) in memory, not the whole result.
 
 GeoJSON (RFC 7946): a ``FeatureCollection`` whose features are the tiles' polygons in WGS84 longitude/latitude,
 exterior rings counter-clockwise, coordinates rounded to 1e-7 degrees (about 1 cm), with the properties ``z``,
@@ -18,8 +20,9 @@ CSV: one header line, then one row per tile: ``z,x,y,root,path,label,confidence,
 from __future__ import annotations
 
 import csv
+import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
 from core.queries.types import Answer, EmptyAnswer
@@ -49,49 +52,77 @@ def feature(answer: Answer) -> dict[str, Any]:
             "properties": properties}
 
 
-def write_geojson(rows: Iterable[Answer], out: TextIO) -> int:
-    """Write a FeatureCollection, one feature per line; returns the number of features."""
-    out.write('{"type": "FeatureCollection", "features": [\n')
-    count = 0
+def geojson_chunks(rows: Iterable[Answer]) -> Iterator[str]:
+    """A FeatureCollection, one feature per line, as pieces of text to write or stream as they come."""
+    yield '{"type": "FeatureCollection", "features": [\n'
+    separator = ""
     for answer in rows:
-        if count:
-            out.write(",\n")
-        out.write(json.dumps(feature(answer), separators=(",", ":")))
-        count += 1
-    out.write("\n]}\n")
-    return count
+        yield separator + json.dumps(feature(answer), separators=(",", ":"))
+        separator = ",\n"
+    yield "\n]}\n"
+
+
+def csv_chunks(rows: Iterable[Answer], *, class_names: Sequence[str], with_empty: bool = False,
+               rows_per_chunk: int = 256) -> Iterator[str]:
+    """A header and one line per result (``with_empty``: and per empty tile), ``rows_per_chunk`` lines a piece."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    columns = [*CSV_COLUMNS[:9], "empty", *CSV_COLUMNS[9:]] if with_empty else list(CSV_COLUMNS)
+    writer.writerow([*columns, *(f"p_{name}" for name in class_names)])
+    for count, answer in enumerate(rows, start=1):
+        writer.writerow(_csv_row(answer, class_names=class_names, with_empty=with_empty))
+        if count % rows_per_chunk == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _csv_row(answer: Answer, *, class_names: Sequence[str], with_empty: bool) -> list[Any]:
+    tile, job = answer.tile, "" if answer.job_id is None else answer.job_id
+    flag = [str(isinstance(answer, EmptyAnswer)).lower()] if with_empty else []
+    if isinstance(answer, EmptyAnswer):
+        return [tile.z, tile.x, tile.y, answer.root_name, tile.path, "", "", answer.model_hash, job, *flag,
+                answer.found_at.isoformat(), *("" for _ in class_names)]
+    return [tile.z, tile.x, tile.y, answer.root_name, tile.path, answer.label, answer.confidence, answer.model_hash,
+            job, *flag, answer.classified_at.isoformat(),
+            *(answer.probabilities.get(name, "") for name in class_names)]
+
+
+def json_chunks(rows: Iterable[Answer], *, top_k: int = 0) -> Iterator[str]:
+    """A JSON array of result objects, one per line."""
+    yield "["
+    separator = "\n"
+    for answer in rows:
+        yield separator + json.dumps(answer.as_dict(top_k=top_k))
+        separator = ",\n"
+    yield "\n]\n" if separator != "\n" else "]\n"
+
+
+def write_geojson(rows: Iterable[Answer], out: TextIO) -> int:
+    """Write a FeatureCollection; returns the number of features."""
+    return _write(geojson_chunks(_counted(rows, counter := [0])), out, counter)
 
 
 def write_csv(rows: Iterable[Answer], out: TextIO, *, class_names: Sequence[str], with_empty: bool = False) -> int:
-    """Write a header and one line per result (``with_empty``: and per empty tile); returns the number of rows."""
-    writer = csv.writer(out, lineterminator="\n")
-    columns = [*CSV_COLUMNS[:9], "empty", *CSV_COLUMNS[9:]] if with_empty else list(CSV_COLUMNS)
-    writer.writerow([*columns, *(f"p_{name}" for name in class_names)])
-    count = 0
-    for answer in rows:
-        tile, job = answer.tile, "" if answer.job_id is None else answer.job_id
-        empty = isinstance(answer, EmptyAnswer)
-        flag = ["true" if empty else "false"] if with_empty else []
-        if isinstance(answer, EmptyAnswer):
-            writer.writerow([tile.z, tile.x, tile.y, answer.root_name, tile.path, "", "", answer.model_hash, job,
-                             *flag, answer.found_at.isoformat(), *("" for _ in class_names)])
-        else:
-            writer.writerow([
-                tile.z, tile.x, tile.y, answer.root_name, tile.path, answer.label, answer.confidence,
-                answer.model_hash, job, *flag, answer.classified_at.isoformat(),
-                *(answer.probabilities.get(name, "") for name in class_names),
-            ])
-        count += 1
-    return count
+    """Write a header and one line per row; returns the number of rows."""
+    chunks = csv_chunks(_counted(rows, counter := [0]), class_names=class_names, with_empty=with_empty,
+                        rows_per_chunk=1)
+    return _write(chunks, out, counter)
 
 
 def write_json(rows: Iterable[Answer], out: TextIO, *, top_k: int = 0) -> int:
-    """Write a JSON array of result objects, one per line; returns the number of objects."""
-    out.write("[")
-    count = 0
+    """Write a JSON array of result objects; returns the number of objects."""
+    return _write(json_chunks(_counted(rows, counter := [0]), top_k=top_k), out, counter)
+
+
+def _counted(rows: Iterable[Answer], counter: list[int]) -> Iterator[Answer]:
     for answer in rows:
-        out.write(",\n" if count else "\n")
-        out.write(json.dumps(answer.as_dict(top_k=top_k)))
-        count += 1
-    out.write("\n]\n" if count else "]\n")
-    return count
+        counter[0] += 1
+        yield answer
+
+
+def _write(chunks: Iterable[str], out: TextIO, counter: list[int]) -> int:
+    for chunk in chunks:
+        out.write(chunk)
+    return counter[0]
