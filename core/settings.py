@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
@@ -92,6 +92,27 @@ class Settings(BaseSettings):
         default=60, ge=1, le=3600,
         description="Seconds a worker pauses a job after a problem of its own host with it (e.g. its root missing).",
     )
+    # Prometheus metrics (docs: README "Metrics"); the servers bind to loopback unless told otherwise.
+    worker_metrics_port: int = Field(
+        default=0, ge=0, le=65535,
+        description="Workers: serve Prometheus metrics on this port (`tileclass worker --metrics-port`); 0: none.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address the metrics servers listen on (workers, `tileclass metrics`); 0.0.0.0 for a scraper "
+                    "on another host.",
+    )
+
+    # The HTTP server (`tileclass serve`, api/).
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="Token every HTTP API request must carry (bearer header, or the map page's cookie); required "
+                    "to serve on an address other than loopback. Never logged.",
+    )
+    api_json_limit: int = Field(
+        default=10_000, ge=1, le=10_000_000,
+        description="Most tiles /api/bbox answers as one JSON document (format=json); geojson and csv stream any size.",
+    )
 
     @field_validator("device")
     @classmethod
@@ -106,6 +127,11 @@ class Settings(BaseSettings):
         if value not in INFERENCE_PRECISIONS:
             raise ValueError(f"must be one of {', '.join(INFERENCE_PRECISIONS)} (got {value!r})")
         return value
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _unset_when_blank(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("database_url")
     @classmethod
