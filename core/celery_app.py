@@ -93,3 +93,16 @@ def queued_messages(queue: str, celery_app: Celery) -> int:
     with celery_app.connection_for_write() as connection:
         _, count, _ = _queue(queue).bind(connection.default_channel).queue_declare()
     return int(count)
+
+
+def broker_depths(celery_app: Celery, queues: tuple[str, ...] = QUEUES) -> tuple[dict[str, int], int | None]:
+    """Messages waiting per queue, and (Redis only, else None) messages delivered but not yet acknowledged, over
+    one connection that gives up after one failed attempt (a metrics scrape must not hang on a dead broker)."""
+    with celery_app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.5, interval_max=0.5)
+        channel = connection.default_channel
+        waiting = {name: int(_queue(name).bind(channel).queue_declare()[1]) for name in queues}
+        unacked = None
+        if connection.transport.driver_type == "redis":  # kombu keeps delivered, unacknowledged messages in a hash
+            unacked = int(channel.client.hlen(channel.unacked_key))
+    return waiting, unacked

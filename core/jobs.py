@@ -166,25 +166,32 @@ def is_cancelled(session: Session, *, job_id: int) -> bool:
 
 
 def progress(session: Session, *, job_id: int) -> JobProgress:
-    job = get_job(session, job_id)
+    return progress_of(session, chosen=[get_job(session, job_id)])[0]
+
+
+def progress_of(session: Session, *, chosen: Sequence[Job]) -> list[JobProgress]:
+    """The progress of each of ``chosen``, in their order, from one grouped query over their batches."""
     done = JobBatch.state == BatchState.DONE
-    classified, failed, empty, batches_total, batches_done = session.execute(
+    since = utcnow() - timedelta(minutes=1)
+    rows = session.execute(
         select(
+            JobBatch.job_id,
             func.coalesce(func.sum(JobBatch.classified).filter(done), 0),
             func.coalesce(func.sum(JobBatch.failed).filter(done), 0),
             func.coalesce(func.sum(JobBatch.empty).filter(done), 0),
             func.count().filter(JobBatch.state != BatchState.CANCELLED),
             func.count().filter(done),
-        ).where(JobBatch.job_id == job_id)
-    ).one()
-    since = utcnow() - timedelta(minutes=1)
-    recent = session.scalar(
-        select(func.coalesce(func.sum(JobBatch.classified + JobBatch.failed + JobBatch.empty), 0)).where(
-            JobBatch.job_id == job_id, done, JobBatch.finished_at >= since
-        )
-    )
-    return JobProgress(job.id, job.kind, job.state, job.total_tiles, int(classified), int(failed),
-                       int(batches_total), int(batches_done), float(recent or 0) / 60.0, int(empty))
+            func.coalesce(func.sum(JobBatch.classified + JobBatch.failed + JobBatch.empty).filter(
+                done, JobBatch.finished_at >= since), 0),
+        ).where(JobBatch.job_id.in_([job.id for job in chosen])).group_by(JobBatch.job_id)
+    ).all()
+    counts = {int(row[0]): [int(value) for value in row[1:]] for row in rows}
+    answers = []
+    for job in chosen:
+        classified, failed, empty, batches_total, batches_done, recent = counts.get(job.id, [0] * 6)
+        answers.append(JobProgress(job.id, job.kind, job.state, job.total_tiles, classified, failed, batches_total,
+                                   batches_done, recent / 60.0, empty))
+    return answers
 
 
 def refresh_state(session: Session, *, job_id: int) -> str:

@@ -35,6 +35,9 @@ CLASSIFY_TASK_V1 = "tileclass.classify_batch"  # format 1, still run by workers 
 TRAIN_TASK = "tileclass.train"
 CLASSIFY_FORMAT = 2
 TRAIN_FORMAT = 1
+# A message header (not part of the payload, so no format change): the producer's time.time() when it sent the
+# batch; workers observe the queue wait from it (tileclass_batch_queue_wait_seconds). Older producers omit it.
+SENT_AT_HEADER = "tileclass_sent_at"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from producer.commands import (
     demo,
     enqueue,
     export,
+    metrics,
     models,
     predict,
     query,
@@ -57,7 +58,7 @@ app = typer.Typer(
 )
 
 for command in (demo, db, train, predict, enqueue, status, resume, cancel, worker, query, summary, export, render,
-                models):
+                models, metrics):
     command.register(app)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from celery import Celery
 
 from core.celery_app import queued_messages
-from core.messages import CLASSIFY_QUEUE, CLASSIFY_TASK, ClassifyBatch
+from core.messages import CLASSIFY_QUEUE, CLASSIFY_TASK, SENT_AT_HEADER, ClassifyBatch
 
 POLL_INTERVAL = 0.25
 
@@ -48,7 +48,8 @@ class Publisher:
         # A short kwargsrepr: Celery would otherwise build a repr of every tile row for logs (a fifth of the time).
         summary = f"{{'batch': <job {batch.job_id} seq {batch.seq}: {len(batch.tiles)} tiles>}}"
         self.app.send_task(CLASSIFY_TASK, kwargs={"batch": batch.to_message()}, queue=CLASSIFY_QUEUE,
-                           producer=self.producer, argsrepr="()", kwargsrepr=summary)
+                           producer=self.producer, argsrepr="()", kwargsrepr=summary,
+                           headers={SENT_AT_HEADER: round(time.time(), 3)})
         self._since += 1
         if self._since >= self.recheck_every:
             self._known, self._since = self._count(), 0

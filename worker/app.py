@@ -20,7 +20,7 @@ from celery.signals import worker_init, worker_process_init, worker_ready
 from core.celery_app import make_app, prepare_broker
 from core.errors import TileclassError
 from core.settings import get_settings
-from worker import host_errors, tasks
+from worker import host_errors, metrics, tasks
 
 __all__ = ["app"]
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ tasks.register(app)
 def _check_before_consuming(sender: Any = None, **_: Any) -> None:
     prepare_broker(get_settings())
     check_broker()
+    serve_metrics()
     # In a forking pool the parent must not touch CUDA (its children could not use it): check there instead.
     pool = str(getattr(sender, "pool_cls", "") or "")
     if "solo" in pool or "threads" in pool:
@@ -59,6 +60,21 @@ def check_broker() -> None:
         sys.exit(2)
 
 
+def serve_metrics() -> None:
+    """Serve this worker's Prometheus metrics when ``TILECLASS_WORKER_METRICS_PORT`` asks for it (a plain Celery
+    worker; under ``tileclass worker --metrics-port`` the launcher serves its children's instead)."""
+    settings = get_settings()
+    if not settings.worker_metrics_port:
+        return
+    from core.metrics.serving import process_registry, serve
+
+    try:
+        serve(process_registry(), host=settings.metrics_host, port=settings.worker_metrics_port)
+    except TileclassError as exc:
+        log.critical("cannot start a tileclass worker: %s", exc)
+        sys.exit(2)
+
+
 def check_device() -> None:
     """Refuse to start a worker whose device cannot be used, instead of failing every batch it takes."""
     from model.device import resolve_device
@@ -68,4 +84,5 @@ def check_device() -> None:
     except TileclassError as exc:
         log.critical("cannot start a tileclass worker: %s", exc)
         sys.exit(2)
+    metrics.device_in_use(str(device))
     log.info("tileclass worker will classify on %s", device)

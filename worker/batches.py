@@ -37,7 +37,7 @@ from core.results import Failure
 from core.schema import Job, JobKind, JobState, Model
 from core.settings import Settings, get_settings
 from core.sources import FolderSource, source_from_record
-from worker import deliveries, runtime
+from worker import deliveries, metrics, runtime
 from worker.pipeline import TileFile, classify_tiles
 from worker.recording import BatchOutcome, record_outcome
 
@@ -80,13 +80,18 @@ def run_batch(batch: ClassifyBatch, settings: Settings) -> dict[str, int | str]:
     # A run whose worker process dies leaves its markers behind; the next run then isolates the tile that kills.
     markers = deliveries.RunMarkers(settings, job_id=batch.job_id, seq=batch.seq)
     mode = markers.begin()
+    times = metrics.StageTimes()
     try:
-        outcome = _classify(batch, settings, context, mode, markers)
+        outcome = _classify(batch, settings, context, mode, markers, times)
+        writing = time.perf_counter()
         record_outcome(batch, outcome, model_registered=context.model_registered)
+        times.add("write", time.perf_counter() - writing)
     except BaseException:
         markers.ended()  # this run failed but its process lives: not a death (poison tiles found so far stay known)
         raise
     markers.settled()
+    metrics.batch_recorded(job_id=batch.job_id, model_hash=batch.model_hash, classified=len(outcome.classified),
+                           failed=len(outcome.failures), empty=len(outcome.empty), times=times, started=started)
     elapsed = time.perf_counter() - started
     log.info("job %d batch %d: %d classified, %d failed, %d empty in %.2f s (%.1f tiles/s)", batch.job_id,
              batch.seq, len(outcome.classified), len(outcome.failures), len(outcome.empty), elapsed,
@@ -95,7 +100,7 @@ def run_batch(batch: ClassifyBatch, settings: Settings) -> dict[str, int | str]:
 
 
 def _classify(batch: ClassifyBatch, settings: Settings, context: BatchContext, mode: deliveries.RunMode,
-              markers: deliveries.RunMarkers) -> BatchOutcome:
+              markers: deliveries.RunMarkers, times: metrics.StageTimes) -> BatchOutcome:
     """Load the model and classify the batch's tiles: all at once, or one at a time after a run that died."""
     if mode.give_up is not None:
         reason = f"the worker process died {mode.give_up} times running this batch before reaching a tile"
@@ -112,7 +117,7 @@ def _classify(batch: ClassifyBatch, settings: Settings, context: BatchContext, m
     files = tile_files(batch, settings, context.source)
     if not mode.isolate:
         return classify_tiles(classifier, files, chunk_size=settings.worker_batch_size, pool=state.pool,
-                              max_pixels=settings.worker_max_pixels)
+                              max_pixels=settings.worker_max_pixels, times=times)
     outcome = BatchOutcome()
     for tile_file in files:
         name = tile_file.tile.path or str(tile_file.tile)
@@ -124,7 +129,7 @@ def _classify(batch: ClassifyBatch, settings: Settings, context: BatchContext, m
         if tile_file.readable:
             markers.classifying(name)
         alone = classify_tiles(classifier, [tile_file], chunk_size=1, pool=state.pool,
-                               max_pixels=settings.worker_max_pixels)
+                               max_pixels=settings.worker_max_pixels, times=times)
         markers.classified()
         outcome.extend(alone)
     return outcome
@@ -135,6 +140,8 @@ def fail_batch(batch: ClassifyBatch, reason: str) -> None:
     registered = runtime.with_db_retry(lambda: _model_registered(batch.model_hash), what="model lookup")
     record_outcome(batch, BatchOutcome.all_failed(batch, reason), model_registered=registered)
     deliveries.RunMarkers(get_settings(), job_id=batch.job_id, seq=batch.seq).settled()
+    metrics.batch_recorded(job_id=batch.job_id, model_hash=batch.model_hash, classified=0, failed=len(batch.tiles),
+                           empty=0)
 
 
 def tile_files(batch: ClassifyBatch, settings: Settings, source_record: dict[str, Any]) -> list[TileFile]:

@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -57,6 +57,8 @@ class WorkerOptions:
     compile: bool | None = None
     precision: str | None = None
     loglevel: str = "info"
+    metrics_port: int | None = None  # None: TILECLASS_WORKER_METRICS_PORT (0: no metrics server)
+    metrics_host: str | None = None  # None: TILECLASS_METRICS_HOST
 
 
 @dataclass(frozen=True)
@@ -206,11 +208,14 @@ def _die_with_parent() -> None:
 class Supervisor:
     """Runs the children, forwards SIGINT/SIGTERM as a warm shutdown (a second one as a cold shutdown)."""
 
-    def __init__(self, specs: Sequence[ChildSpec], environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, specs: Sequence[ChildSpec], environ: Mapping[str, str] | None = None,
+                 on_exit: Callable[[int], None] | None = None) -> None:
         self.specs = list(specs)
         self.environ = dict(os.environ if environ is None else environ)
+        self.on_exit = on_exit  # called once with the pid of each child that exited (metrics: mark it dead)
         self.children: list[subprocess.Popen[bytes]] = []
         self.signals_seen = 0
+        self._exited: set[int] = set()
 
     def run(self) -> int:
         """Start every child and wait for all of them; 0 when they all stopped cleanly."""
@@ -231,6 +236,7 @@ class Supervisor:
     def _wait(self) -> int:
         while True:
             codes = [child.poll() for child in self.children]
+            self._report_exits(codes)
             if all(code is not None for code in codes):
                 return 0 if all(code == 0 for code in codes) else 1
             failed = [(spec, code) for spec, code in zip(self.specs, codes, strict=False) if code not in (None, 0)]
@@ -240,6 +246,13 @@ class Supervisor:
                 self.signals_seen = 1
                 self._send(signal.SIGTERM)
             time.sleep(0.2)
+
+    def _report_exits(self, codes: Sequence[int | None]) -> None:
+        for child, code in zip(self.children, codes, strict=True):
+            if code is not None and child.pid not in self._exited:
+                self._exited.add(child.pid)
+                if self.on_exit is not None:
+                    self.on_exit(child.pid)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.signals_seen += 1
@@ -267,4 +280,13 @@ def launch(options: WorkerOptions) -> int:
     batch_size_set = "worker_batch_size" in settings.model_fields_set  # from the environment or .env
     specs = children_for(options, gpus=visible_gpus(), cores=len(os.sched_getaffinity(0)),
                  gpu_batch_size=None if batch_size_set else GPU_BATCH_SIZE)
-    return Supervisor(specs).run()
+    port = settings.worker_metrics_port if options.metrics_port is None else options.metrics_port
+    if not port:
+        return Supervisor(specs).run()
+    from core.metrics.serving import MULTIPROC_ENV, MultiprocessMetrics
+
+    # One port for the host: the children write their samples to one multiprocess folder, served from here.
+    host = options.metrics_host or settings.metrics_host
+    with MultiprocessMetrics(host=host, port=port, folder=os.environ.get(MULTIPROC_ENV) or None) as served:
+        environ = dict(os.environ) | served.child_env | {env_name("worker_metrics_port"): "0"}
+        return Supervisor(specs, environ, on_exit=served.process_exited).run()

@@ -15,6 +15,7 @@ raises ``HostError``: no tile fails.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future
@@ -31,6 +32,7 @@ from core.sources.files import read_tile_file
 from core.tiles import Tile
 from model.errors import EmptyImage, ImageError
 from model.images import DEFAULT_MAX_PIXELS, decode_tile
+from worker.metrics import StageTimes
 from worker.recording import BatchOutcome
 
 if TYPE_CHECKING:
@@ -62,15 +64,39 @@ class TileFile:
 
 
 def load_tile(path: Path, classifier: Classifier, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-              root: Path | None = None) -> torch.Tensor:
-    """Read, decode and resize one tile file to the model's input: a uint8 (3, S, S) tensor, or ``TileFailed``."""
-    return decode_for(read_tile_file(path, root=root), classifier, max_pixels=max_pixels)
+              root: Path | None = None, times: StageTimes | None = None) -> torch.Tensor:
+    """Read, decode and resize one tile file to the model's input: a uint8 (3, S, S) tensor, or ``TileFailed``.
+
+    ``times`` (the batch's, for its metrics) gets the seconds spent reading and decoding, failed tiles included.
+    """
+    started = time.perf_counter()
+    try:
+        data = read_tile_file(path, root=root)
+    finally:
+        if times is not None:
+            times.add("read", time.perf_counter() - started)
+    return _decode_timed(data, classifier, max_pixels, times)
 
 
 def load_from_archive(tile: Tile, archive: TileReader, classifier: Classifier, *,
-                      max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
-    """``load_tile`` for a tile of an archive or a tile server."""
-    return decode_for(archive.read(tile), classifier, max_pixels=max_pixels)
+                      max_pixels: int = DEFAULT_MAX_PIXELS, times: StageTimes | None = None) -> torch.Tensor:
+    """``load_tile`` for a tile of an archive or a tile server (whose fetch counts as its read)."""
+    started = time.perf_counter()
+    try:
+        data = archive.read(tile)
+    finally:
+        if times is not None:
+            times.add("read", time.perf_counter() - started)
+    return _decode_timed(data, classifier, max_pixels, times)
+
+
+def _decode_timed(data: bytes, classifier: Classifier, max_pixels: int, times: StageTimes | None) -> torch.Tensor:
+    started = time.perf_counter()
+    try:
+        return decode_for(data, classifier, max_pixels=max_pixels)
+    finally:
+        if times is not None:
+            times.add("decode", time.perf_counter() - started)
 
 
 def decode_for(data: bytes, classifier: Classifier, *, max_pixels: int) -> torch.Tensor:
@@ -88,8 +114,10 @@ def decode_for(data: bytes, classifier: Classifier, *, max_pixels: int) -> torch
 
 
 def classify_tiles(classifier: Classifier, files: Sequence[TileFile], *, chunk_size: int,
-                   pool: Executor, max_pixels: int = DEFAULT_MAX_PIXELS) -> BatchOutcome:
-    """Classify ``files`` in chunks of ``chunk_size``, decoding ahead on ``pool``."""
+                   pool: Executor, max_pixels: int = DEFAULT_MAX_PIXELS,
+                   times: StageTimes | None = None) -> BatchOutcome:
+    """Classify ``files`` in chunks of ``chunk_size``, decoding ahead on ``pool``; ``times`` gets the seconds per
+    stage (``worker.metrics``)."""
     outcome = BatchOutcome()
     readable = []
     for tile_file in files:
@@ -103,11 +131,11 @@ def classify_tiles(classifier: Classifier, files: Sequence[TileFile], *, chunk_s
     chunk: list[tuple[TileFile, Future[torch.Tensor]]] = []
     try:
         for _ in range(CHUNKS_AHEAD):
-            _submit_next(upcoming, pending, classifier, pool, max_pixels)
+            _submit_next(upcoming, pending, classifier, pool, max_pixels, times)
         while pending:
             chunk = pending.popleft()
-            _submit_next(upcoming, pending, classifier, pool, max_pixels)
-            _run_chunk(classifier, chunk, outcome)
+            _submit_next(upcoming, pending, classifier, pool, max_pixels, times)
+            _run_chunk(classifier, chunk, outcome, times)
     except BaseException:
         # The batch is abandoned (a host error, say): reads not started yet must not hold the pool for the next one.
         for _, future in [*chunk, *(pair for waiting in pending for pair in waiting)]:
@@ -117,21 +145,24 @@ def classify_tiles(classifier: Classifier, files: Sequence[TileFile], *, chunk_s
 
 
 def _submit_next(upcoming: Iterator[list[TileFile]], pending: deque[list[tuple[TileFile, Future[torch.Tensor]]]],
-                 classifier: Classifier, pool: Executor, max_pixels: int) -> None:
+                 classifier: Classifier, pool: Executor, max_pixels: int, times: StageTimes | None) -> None:
     chunk = next(upcoming, None)
     if chunk is not None:
-        pending.append([(f, _submit_load(pool, f, classifier, max_pixels)) for f in chunk])
+        pending.append([(f, _submit_load(pool, f, classifier, max_pixels, times)) for f in chunk])
 
 
-def _submit_load(pool: Executor, tile_file: TileFile, classifier: Classifier, max_pixels: int) -> Future[torch.Tensor]:
+def _submit_load(pool: Executor, tile_file: TileFile, classifier: Classifier, max_pixels: int,
+                 times: StageTimes | None) -> Future[torch.Tensor]:
     if tile_file.archive is not None:
-        return pool.submit(load_from_archive, tile_file.tile, tile_file.archive, classifier, max_pixels=max_pixels)
+        return pool.submit(load_from_archive, tile_file.tile, tile_file.archive, classifier, max_pixels=max_pixels,
+                           times=times)
     assert tile_file.path is not None  # classify_tiles submits readable tiles only
-    return pool.submit(load_tile, tile_file.path, classifier, max_pixels=max_pixels, root=tile_file.root)
+    return pool.submit(load_tile, tile_file.path, classifier, max_pixels=max_pixels, root=tile_file.root,
+                       times=times)
 
 
 def _run_chunk(classifier: Classifier, chunk: list[tuple[TileFile, Future[torch.Tensor]]],
-               outcome: BatchOutcome) -> None:
+               outcome: BatchOutcome, times: StageTimes | None = None) -> None:
     tiles: list[Tile] = []
     tensors: list[torch.Tensor] = []
     for tile_file, future in chunk:
@@ -144,8 +175,12 @@ def _run_chunk(classifier: Classifier, chunk: list[tuple[TileFile, Future[torch.
             outcome.empty.append(Empty(tile_file.tile, exc.reason))
     if not tensors:
         return
+    started = time.perf_counter()
     probabilities = _predict(classifier, torch.stack(tensors))
-    for tile, prediction in zip(tiles, classifier.to_predictions(probabilities), strict=True):
+    predictions = classifier.to_predictions(probabilities)
+    if times is not None:
+        times.add("inference", time.perf_counter() - started)
+    for tile, prediction in zip(tiles, predictions, strict=True):
         outcome.classified.append(Classified(tile, prediction.label, prediction.confidence, prediction.probabilities))
 
 

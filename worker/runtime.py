@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from core.errors import HostError, TileclassError
 from core.settings import Settings
+from worker import metrics
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -70,6 +71,10 @@ class ModelCache:
     def __contains__(self, model_hash: str) -> bool:
         return model_hash in self._models
 
+    def loaded(self) -> list[str]:
+        """The hashes of the models held, least recently used first."""
+        return list(self._models)
+
     def get(self, model_hash: str, checkpoint: Callable[[], Path]) -> Classifier:
         """The classifier for ``model_hash``, loading it from ``checkpoint()`` on first use."""
         model = self._models.get(model_hash)
@@ -78,8 +83,10 @@ class ModelCache:
             return model
         model = self.loader(model_hash, checkpoint())
         self._models[model_hash] = model
+        metrics.model_loaded(model_hash)
         while len(self._models) > self.capacity:
             dropped, _ = self._models.popitem(last=False)
+            metrics.model_dropped(dropped)
             log.info("model %s dropped from this worker's cache", dropped[:12])
         return model
 
@@ -107,9 +114,11 @@ def load_classifier(model_hash: str, path: Path, settings: Settings) -> Classifi
         raise HostError(f"model {model_hash[:12]} refused on this host: {exc}") from None
     except CheckpointError as exc:  # the registered file itself is unsafe or inconsistent: every host refuses it
         raise ModelUnavailable(f"model {model_hash[:12]} refused: {exc}") from None
+    elapsed = time.perf_counter() - started
+    metrics.MODEL_LOAD_SECONDS.observe(elapsed)
     log.info("loaded model %s (%s classes, %d px) on %s, %s, in %.1f s%s", model_hash[:12],
              len(classifier.class_names), classifier.image_size, classifier.device, classifier.precision,
-             time.perf_counter() - started, ", compiled" if classifier.compiled else "")
+             elapsed, ", compiled" if classifier.compiled else "")
     return classifier
 
 
@@ -151,4 +160,6 @@ def reset() -> None:
     global _runtime
     if _runtime is not None and _runtime.pid == os.getpid():
         _runtime.pool.shutdown(wait=False)
+        for model_hash in _runtime.models.loaded():
+            metrics.model_dropped(model_hash)
     _runtime = None

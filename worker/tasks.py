@@ -21,9 +21,9 @@ from celery import Celery, Task
 from sqlalchemy.exc import DBAPIError
 
 from core.errors import HostError
-from core.messages import CLASSIFY_TASK, CLASSIFY_TASK_V1, TRAIN_TASK, ClassifyBatch, TrainRequest
+from core.messages import CLASSIFY_TASK, CLASSIFY_TASK_V1, SENT_AT_HEADER, TRAIN_TASK, ClassifyBatch, TrainRequest
 from core.settings import Settings, get_settings
-from worker import host_errors
+from worker import host_errors, metrics
 from worker.runtime import is_transient_db_error
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,13 @@ def register(app: Celery) -> None:
 
 def classify_batch(self: Task, batch: dict[str, Any]) -> dict[str, Any]:
     """Classify one batch of tiles and record the results (see the module docstring for failures)."""
+    metrics.queue_wait(self.request.get(SENT_AT_HEADER))
+    summary = _classify_batch(self, batch)
+    metrics.batch_outcome(_outcome(summary))
+    return summary
+
+
+def _classify_batch(self: Task, batch: dict[str, Any]) -> dict[str, Any]:
     from worker import batches
 
     try:
@@ -72,6 +79,14 @@ def classify_batch(self: Task, batch: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def _outcome(summary: dict[str, Any]) -> str:
+    """The ``tileclass_batches_total`` outcome of a task's summary (a retry raises instead of returning)."""
+    for key, outcome in (("dropped", "dropped"), ("put_back", "put_back"), ("gave_up", "failed")):
+        if key in summary:
+            return outcome
+    return "done"
+
+
 def _retry_or_fail(self: Task, request: ClassifyBatch, exc: Exception, settings: Settings) -> dict[str, Any]:
     from worker import batches
 
@@ -79,11 +94,12 @@ def _retry_or_fail(self: Task, request: ClassifyBatch, exc: Exception, settings:
     if retries < settings.worker_max_retries:
         log.warning("job %d batch %d failed (%s: %s); retry %d of %d", request.job_id, request.seq,
                     exc.__class__.__name__, exc, retries + 1, settings.worker_max_retries, exc_info=True)
+        metrics.batch_outcome("retried")
         raise self.retry(exc=exc, countdown=retry_delay(retries), max_retries=settings.worker_max_retries) from exc
     reason = f"batch failed {retries + 1} times: {exc.__class__.__name__}: {str(exc)[:300]}"
     log.error("job %d batch %d: giving up, %s", request.job_id, request.seq, reason, exc_info=True)
     batches.fail_batch(request, reason)
-    return {"failed": len(request.tiles)}
+    return {"failed": len(request.tiles), "gave_up": reason}
 
 
 def train(request: dict[str, Any]) -> dict[str, Any]:

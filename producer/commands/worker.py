@@ -35,6 +35,15 @@ def worker(
                    "Default: TILECLASS_WORKER_PRECISION (auto)."
     ),
     loglevel: str = typer.Option("info", "--loglevel", "-l", help="Celery log level: debug, info, warning, error."),
+    metrics_port: int | None = typer.Option(
+        None, min=0, max=65535,
+        help="Serve Prometheus metrics of all this host's worker processes on this port (/metrics; the README lists "
+             "them). Default: TILECLASS_WORKER_METRICS_PORT (0: none).",
+    ),
+    metrics_host: str | None = typer.Option(
+        None, help="Address the metrics server listens on; 0.0.0.0 lets a Prometheus on another host scrape it. "
+                   "Default: TILECLASS_METRICS_HOST (127.0.0.1).",
+    ),
 ) -> None:
     """Start Celery workers on this host and run until stopped (Ctrl-C or SIGTERM finish the current batch first).
 
@@ -55,7 +64,7 @@ def worker(
     options = WorkerOptions(
         queues=parse_queues(queues), gpus=chosen_gpus, device=chosen_device, processes=processes,
         threads_per_process=threads_per_process, batch_size=batch_size, compile=compile_model, precision=precision,
-        loglevel=loglevel.lower(),
+        loglevel=loglevel.lower(), metrics_port=metrics_port, metrics_host=metrics_host,
     )
     logging.basicConfig(level=logging.INFO, format="tileclass worker: %(message)s")
     raise typer.Exit(launch(options))
