@@ -19,6 +19,10 @@
   why, keyed like ``tile_results``: neither classified nor failed, and without a result row. A tile is in at most
   one of ``tile_results``, ``failed_tiles`` and ``empty_tiles`` for one model.
 
+- ``tile_corrections``: a person's label for a tile (``tileclass correct``), with its author and time, checked
+  against the class list of ``model_hash`` (a plain column: a correction outlives its model's registration). Every
+  correction is kept; the newest one of a tile is its label. The model's own result is never changed.
+
 - ``host_problems``: what a worker could not do because of its own host (a tile root not mounted, a checkpoint
   missing there), per (worker, job), for ``tileclass status``; its batches went back to the queue, no tile failed.
 
@@ -123,6 +127,9 @@ class JobBatch(Base):
     classified: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
     empty: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # ``tileclass retry``: how many of its tiles were failures of earlier batches of the job tried again; they
+    # count once in the job's totals and no longer as failed (core.jobs.progress).
+    retried: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -176,6 +183,22 @@ class EmptyTile(TileRow, Base):
     found_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (*_tile_keys("empty_tiles"), Index("ix_empty_tiles_job", "job_id"))
+
+
+class TileCorrection(Base):
+    __tablename__ = "tile_corrections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    z: Mapped[int] = mapped_column(Integer)
+    x: Mapped[int] = mapped_column(Integer)
+    y: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(128))
+    model_hash: Mapped[str] = mapped_column(String(64))  # whose class list ``label`` belongs to
+    author: Mapped[str] = mapped_column(String(255))
+    origin: Mapped[str | None] = mapped_column(Text)  # the file it was imported from, None for one typed in
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ix_tile_corrections_zxy", "z", "x", "y", "created_at"),)
 
 
 class HostProblem(Base):

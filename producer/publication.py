@@ -11,6 +11,11 @@ Record. Published batches, the resume position (``resume_after``: the last direc
 published), the reservation and the running totals are written in one transaction (``core.jobs.record_progress``)
 at most every ``RECORD_INTERVAL`` seconds, before waiting for room in the broker, at the end and on
 interruption. A worker may finish a batch before its row is written: the write keeps a row it finds done.
+
+Retries (``tileclass retry``, ``retries=True``): each batch's row is written with its ``retried`` count before the
+batch reaches the broker, so no worker can finish a retried tile before the job stops counting it as failed
+(``core.jobs``). A batch whose publishing then fails stays recorded without a message: the next retry of the job
+supersedes it.
 """
 
 from __future__ import annotations
@@ -38,11 +43,14 @@ class Publication:
         job: the job, or None to have ``create_job`` make it on the first batch, once the broker has answered.
         adds_skipped: whether the pass's already-classified tiles add to the job's ``skipped_tiles`` (an enqueue)
             or were mostly classified by the job itself (a resume).
+        retries: every tile published retries a failure the job counted (``tileclass retry``).
     """
 
     def __init__(self, target: Target, job: Job | None, stats: PassStats, *,
-                 create_job: Callable[[], int] | None = None, adds_skipped: bool = True) -> None:
+                 create_job: Callable[[], int] | None = None, adds_skipped: bool = True,
+                 retries: bool = False) -> None:
         self.target, self.stats, self.create_job, self.adds_skipped = target, stats, create_job, adds_skipped
+        self.retries = retries
         self.job_id = job.id if job is not None else None
         self.base_skipped = job.skipped_tiles if job is not None else 0
         self.after: Key | None = _key_from_json(job.resume_after) if job is not None else None
@@ -81,10 +89,16 @@ class Publication:
         if self.next_seq >= self.reserved:
             self.reserved = self.next_seq + SEQ_BLOCK
             self.record()  # writes the reservation before any of its numbers reaches the broker
-        publisher.send(ClassifyBatch(self.job_id, self.next_seq, self.target.model_hash, self.target.source.name,
-                                     tiles))
-        self.unrecorded.append((self.next_seq, len(tiles)))
-        self.next_seq += 1
+        batch = ClassifyBatch(self.job_id, self.next_seq, self.target.model_hash, self.target.source.name, tiles)
+        if self.retries:  # the row, with its retried count, before any worker can finish the batch
+            self.unrecorded.append((self.next_seq, len(tiles)))
+            self.next_seq += 1
+            self.record()
+            publisher.send(batch)
+        else:
+            publisher.send(batch)
+            self.unrecorded.append((self.next_seq, len(tiles)))
+            self.next_seq += 1
         self.stats.published(tiles)
         if time.monotonic() - self.recorded_at >= RECORD_INTERVAL:
             self.record()
@@ -97,7 +111,7 @@ class Publication:
         with session_scope() as session:
             jobs.record_progress(session, job_id=self.job_id, batches=self.unrecorded, resume_after=self.cursor,
                                  seq_reserved=self.reserved, seq_recorded=self.next_seq,
-                                 skipped=self._skipped())
+                                 skipped=self._skipped(), retries=self.retries)
         self.unrecorded = []
 
     def _skipped(self) -> int:
