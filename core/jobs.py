@@ -2,6 +2,13 @@
 
 A job is complete when its enqueue has finished and every tile it enumerated is classified, failed or empty. Progress is
 summed from ``job_batches`` rows, which workers upsert (never increment), so redelivery cannot double-count.
+
+Retries. ``tileclass retry`` sends a job's failed tiles again in new batches whose rows count them in ``retried``
+(written before the batch is published). Those tiles were counted as failed by the batches that failed them, so
+each retried tile is taken off the job's total and its failed count once: ``total = sum(tiles - retried)`` and
+``failed = sum(failed of done batches) - sum(retried)``, over batches that are not superseded. While a retry batch
+waits, its tiles are pending; once done, they count as whatever they became. A retry batch that ``resume``
+supersedes stops taking its tiles off, so they count as failed again, as the failure list still says.
 """
 
 from __future__ import annotations
@@ -79,22 +86,27 @@ def next_batch_seq(session: Session, *, job_id: int) -> int:
     return 0 if last is None else int(last) + 1
 
 
-def record_batches_enqueued(session: Session, *, job_id: int, batches: Sequence[tuple[int, int]]) -> None:
-    """Record already-published ``(seq, tiles)`` batches; a row a fast worker already marked done is kept as is."""
+def record_batches_enqueued(session: Session, *, job_id: int, batches: Sequence[tuple[int, int]],
+                            retries: bool = False) -> None:
+    """Record already-published ``(seq, tiles)`` batches; a row a fast worker already marked done is kept as is.
+
+    ``retries``: every tile of these batches retries a failure the job counted before (``retried = tiles``).
+    """
     if not batches:
         return
     now = utcnow()
     rows = [{"job_id": job_id, "seq": seq, "tiles": tiles, "state": BatchState.QUEUED, "classified": 0,
-             "failed": 0, "enqueued_at": now} for seq, tiles in batches]
+             "failed": 0, "retried": tiles if retries else 0, "enqueued_at": now} for seq, tiles in batches]
     session.execute(upsert_insert(session, JobBatch).values(rows).on_conflict_do_nothing(
         index_elements=["job_id", "seq"]))
 
 
 def record_progress(session: Session, *, job_id: int, batches: Sequence[tuple[int, int]], resume_after: Any,
-                    seq_reserved: int, seq_recorded: int, skipped: int) -> None:
-    """The producer's bookkeeping in one transaction: published ``(seq, tiles)`` batches, the walk position up to
-    which everything is recorded, the batch numbers handed out and recorded, and the running totals."""
-    record_batches_enqueued(session, job_id=job_id, batches=batches)
+                    seq_reserved: int, seq_recorded: int, skipped: int, retries: bool = False) -> None:
+    """The producer's bookkeeping in one transaction: published ``(seq, tiles)`` batches (``retries``: batches of
+    retried failures), the walk position up to which everything is recorded, the batch numbers handed out and
+    recorded, and the running totals."""
+    record_batches_enqueued(session, job_id=job_id, batches=batches, retries=retries)
     job = get_job(session, job_id)
     job.total_tiles, job.total_batches = batch_totals(session, job_id=job_id)
     job.skipped_tiles = skipped
@@ -104,9 +116,9 @@ def record_progress(session: Session, *, job_id: int, batches: Sequence[tuple[in
 
 def batch_totals(session: Session, *, job_id: int) -> tuple[int, int]:
     """``(tiles, batches)`` over every batch row of a job, including rows workers wrote for unrecorded batches,
-    but not batches that ``supersede_unfinished_batches`` replaced."""
+    but not batches that ``supersede_unfinished_batches`` replaced; a retried tile counts once."""
     tiles, batches = session.execute(
-        select(func.coalesce(func.sum(JobBatch.tiles), 0), func.count()).where(
+        select(func.coalesce(func.sum(JobBatch.tiles - JobBatch.retried), 0), func.count()).where(
             JobBatch.job_id == job_id, JobBatch.state != BatchState.CANCELLED)
     ).one()
     return int(tiles), int(batches)
@@ -171,15 +183,17 @@ def progress(session: Session, *, job_id: int) -> JobProgress:
 
 def progress_of(session: Session, *, chosen: Sequence[Job]) -> list[JobProgress]:
     """The progress of each of ``chosen``, in their order, from one grouped query over their batches."""
-    done = JobBatch.state == BatchState.DONE
+    done, counted = JobBatch.state == BatchState.DONE, JobBatch.state != BatchState.CANCELLED
     since = utcnow() - timedelta(minutes=1)
     rows = session.execute(
         select(
             JobBatch.job_id,
             func.coalesce(func.sum(JobBatch.classified).filter(done), 0),
-            func.coalesce(func.sum(JobBatch.failed).filter(done), 0),
+            # Failures tried again by a retry batch count as pending, then as what they became (module doc).
+            func.coalesce(func.sum(JobBatch.failed).filter(done), 0)
+            - func.coalesce(func.sum(JobBatch.retried).filter(counted), 0),
             func.coalesce(func.sum(JobBatch.empty).filter(done), 0),
-            func.count().filter(JobBatch.state != BatchState.CANCELLED),
+            func.count().filter(counted),
             func.count().filter(done),
             func.coalesce(func.sum(JobBatch.classified + JobBatch.failed + JobBatch.empty).filter(
                 done, JobBatch.finished_at >= since), 0),

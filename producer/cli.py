@@ -18,12 +18,14 @@ from producer.commands import (
     demo,
     enqueue,
     export,
+    failures,
     metrics,
     models,
     predict,
     query,
     render,
     resume,
+    retry,
     status,
     summary,
     train,
@@ -58,7 +60,7 @@ app = typer.Typer(
 )
 
 for command in (demo, db, train, predict, enqueue, status, resume, cancel, worker, query, summary, export, render,
-                models, metrics):
+                models, metrics, failures, retry):
     command.register(app)
 
 
