@@ -13,7 +13,8 @@ COPY core ./core
 COPY model ./model
 COPY producer ./producer
 COPY worker ./worker
-RUN pip install ".[ml,raster]" flower
+COPY api ./api
+RUN pip install ".[ml,raster,serve]" flower
 
 RUN useradd --create-home tileclass && mkdir -p /models /tiles && chown tileclass /models
 USER tileclass

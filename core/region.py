@@ -136,6 +136,11 @@ class Region:
         return cls(zooms=zooms, bbox=BBox.of(bbox) if bbox else None, area=area)
 
     @property
+    def extent(self) -> BBox | None:
+        """The box the region lies in (its bbox, or its polygon's bounds within it); None: no limit."""
+        return self._extent
+
+    @property
     def is_everything(self) -> bool:
         return self.zooms is None and self._extent is None
 

@@ -26,6 +26,7 @@ from producer.commands import (
     render,
     resume,
     retry,
+    serve,
     status,
     summary,
     train,
@@ -60,7 +61,7 @@ app = typer.Typer(
 )
 
 for command in (demo, db, train, predict, enqueue, status, resume, cancel, worker, query, summary, export, render,
-                models, metrics, failures, retry):
+                models, metrics, failures, retry, serve):
     command.register(app)
 
 

@@ -83,7 +83,7 @@ def select_results(
         model = _job_model(session, job_id=job_id, named=model)
     elif model is None and tiles is not None:
         model = latest_model_in(session, tiles=tiles)
-    _check_labels(session, labels=labels, model=model)
+    check_labels(session, labels=labels, model=model)
     return Selection(model, job_id, tiles, bbox, tuple(dict.fromkeys(labels)), min_confidence)
 
 
@@ -100,7 +100,8 @@ def _job_model(session: Session, *, job_id: int, named: ModelInfo | None) -> Mod
     return ModelInfo.of(model) if model is not None else None
 
 
-def _check_labels(session: Session, *, labels: Sequence[str], model: ModelInfo | None) -> None:
+def check_labels(session: Session, *, labels: Sequence[str], model: ModelInfo | None) -> None:
+    """``NotFoundError`` for a label that ``model`` (None: every registered model) does not have, listing them."""
     if model is not None:
         known, owner = list(model.class_names), f"model {model.hash[:12]}"
     else:

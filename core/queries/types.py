@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.bbox import BBox, TileRange
+from core.palette import class_colour, hex_colour
 from core.schema import EmptyTile, FailedTile, Model, TileResult
 from core.tiles import Tile
 
@@ -205,7 +206,8 @@ class Summary:
             "job": sel.job_id, "bbox": str(sel.bbox) if sel.bbox else None,
             "zoom": sel.tiles.zoom if sel.tiles else None, "model": sel.model.hash if sel.model else None,
             "classified": self.classified,
-            "classes": [{"label": c.label, "count": c.count, "share": c.share} for c in self.classes],
+            "classes": [{"label": c.label, "count": c.count, "share": c.share,
+                         "colour": hex_colour(class_colour(i))} for i, c in enumerate(self.classes)],
             "failed": {"count": self.failed,
                        "top_reasons": [{"reason": r, "count": n} for r, n in self.top_reasons]},
             "empty": {"count": self.empty, "reasons": [{"reason": r, "count": n} for r, n in self.empty_reasons]},

@@ -1,0 +1,127 @@
+"""A job's imagery, for the map's base layer: tiles read from the job's own source and nothing else.
+
+Each job's source is opened once per server process (``core.sources``: a folder read through its layout, an
+MBTiles/PMTiles archive, a tile server fetched with the workers' retries, a GeoTIFF cut by rio-tiler) and asked
+only for tiles of the job: at the zooms it asked for, inside its region's extent. Anything else is 404, and a
+folder's reader never reads a path outside the folder.
+
+JPEG, PNG, WebP and GIF tiles are sent as they are stored (their type is read from their first bytes, never from a
+name), anything else (a raster's TIFF) is re-encoded as PNG.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import mercantile
+from PIL import Image
+from sqlalchemy.orm import Session
+
+from core.bbox import BBox
+from core.choices import IMAGE_FORMATS
+from core.errors import NotFoundError, TileError, TileRootError
+from core.jobs import get_job
+from core.region import Region
+from core.settings import Settings
+from core.sources import TileAbsent, TileReader, TileUnreadable, source_from_record
+from core.tiles import Tile
+
+MAX_PIXELS = 4096 * 4096
+PASSED_THROUGH = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png", b"GIF87a": "image/gif",
+                  b"GIF89a": "image/gif"}
+_OPEN_JOBS = 64
+
+
+@dataclass(frozen=True)
+class Picture:
+    data: bytes
+    media_type: str
+
+
+@dataclass(frozen=True)
+class JobImagery:
+    """One job's source, open, and the part of the map it may be read for."""
+
+    reader: TileReader
+    region: Region | None
+
+    def allows(self, tile: Tile) -> bool:
+        if self.region is None:
+            return True
+        z, x, y = tile.xyz()
+        if not self.region.allows_zoom(z):
+            return False
+        extent = self.region.extent
+        if extent is None:
+            return True
+        west, south, east, north = mercantile.bounds(x, y, z)
+        return west < extent.east and east > extent.west and south < extent.north and north > extent.south
+
+
+class ImageryReaders:
+    """The open sources of the jobs the map has shown, the most recent ``_OPEN_JOBS`` of them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._open: OrderedDict[int, JobImagery] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def for_job(self, session: Session, job_id: int) -> JobImagery:
+        with self._lock:
+            if job_id in self._open:
+                self._open.move_to_end(job_id)
+                return self._open[job_id]
+        job = get_job(session, job_id)
+        try:
+            reader = source_from_record(job.source).reader(self.settings)
+        except TileRootError as exc:
+            raise NotFoundError(f"job {job_id}'s imagery is not readable on this host: {exc}") from None
+        opened = JobImagery(reader, _region(job.region))
+        with self._lock:
+            self._open[job_id] = opened
+            while len(self._open) > _OPEN_JOBS:
+                self._open.popitem(last=False)
+        return opened
+
+    def picture(self, session: Session, *, job_id: int, tile: Tile) -> Picture:
+        """The job's image of ``tile``; ``NotFoundError`` where the job has none."""
+        imagery = self.for_job(session, job_id)
+        if not imagery.allows(tile):
+            raise NotFoundError(f"tile {tile} is outside job {job_id}'s region")
+        try:
+            data = imagery.reader.read(tile)
+        except (TileAbsent, TileUnreadable) as exc:
+            raise NotFoundError(f"no image of tile {tile} in job {job_id}'s source: {exc.reason}") from None
+        except TileRootError as exc:  # a tile server that is down: the same 404, with why
+            raise NotFoundError(f"job {job_id}'s source cannot be read now: {exc}") from None
+        return as_web_image(data)
+
+
+def as_web_image(data: bytes) -> Picture:
+    """``data`` as an image a browser shows: passed through when it is one, else re-encoded as PNG."""
+    for magic, media_type in PASSED_THROUGH.items():
+        if data.startswith(magic):
+            return Picture(data, media_type)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return Picture(data, "image/webp")
+    try:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
+            if image.width * image.height > MAX_PIXELS:
+                raise NotFoundError(f"image too large to show ({image.width}x{image.height})")
+            out = io.BytesIO()
+            image.convert("RGBA").save(out, format="PNG", compress_level=1)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise NotFoundError(f"the tile is not an image this server shows ({exc.__class__.__name__})") from None
+    return Picture(out.getvalue(), "image/png")
+
+
+def _region(record: dict[str, Any]) -> Region | None:
+    try:
+        return Region.from_record(record)
+    except TileError:  # its GeoJSON file changed or moved: the recorded zooms and bbox still bound it
+        zooms, bbox = record.get("zooms"), record.get("bbox")
+        return Region(zooms=zooms, bbox=BBox.of(bbox) if bbox else None)

@@ -1,0 +1,48 @@
+"""The FastAPI app: every router, the static files, the token gate and (only when asked) CORS.
+
+``create_app()`` reads the settings (``TILECLASS_API_TOKEN``, ``TILECLASS_API_JSON_LIMIT``); ``tileclass serve``
+passes its own ``ServeConfig`` and runs the app under uvicorn (``api.server``).
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+
+from api import errors
+from api.auth import TokenGate
+from api.config import ServeConfig
+from api.imagery import ImageryReaders
+from api.routes import imagery, jobs, models, overlay, page, regions, tiles
+from api.routes.page import STATIC
+from core.settings import get_settings
+
+
+def create_app(config: ServeConfig | None = None) -> FastAPI:
+    """The app, configured by ``config`` (default: from the settings)."""
+    settings = get_settings()
+    config = config or ServeConfig.from_settings(settings)
+    app = FastAPI(title="tileclass", version=_version(), docs_url="/docs", redoc_url=None,
+                  description="Tile classification results: jobs, models, tiles, regions, overlay tiles and imagery.")
+    app.state.config = config
+    app.state.imagery = ImageryReaders(settings)
+    errors.install(app)
+    for module in (page, jobs, models, tiles, regions, overlay, imagery):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # Added last, so outermost: a CORS preflight is answered before the token is asked for.
+    app.add_middleware(TokenGate, token=config.token)
+    if config.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET"],
+                           allow_headers=["Authorization"], expose_headers=["ETag"])
+    return app
+
+
+def _version() -> str:
+    try:
+        return version("tileclass")
+    except PackageNotFoundError:
+        return "0"

@@ -1,0 +1,81 @@
+"""``/api/jobs``: what ``tileclass status --json`` says, a job's failures, and what the map needs to show a job."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy.orm import Session
+
+from api.deps import SessionDep
+from api.job_layers import job_layers
+from api.streams import streamed
+from core.job_status import job_documents
+from core.queries.failures import iter_job_failures
+
+router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+
+
+@router.get("")
+def list_jobs(session: SessionDep,
+              limit: Annotated[int, Query(ge=1, le=1000, description="How many of the newest jobs.")] = 20,
+              ) -> list[dict[str, Any]]:
+    """The newest jobs first, each as ``tileclass status --json`` prints it."""
+    return job_documents(session, limit=limit)
+
+
+@router.get("/{job_id}")
+def get_job(job_id: int, session: SessionDep) -> dict[str, Any]:
+    """One job's progress, as ``tileclass status JOB --json`` prints it."""
+    return job_documents(session, job_id=job_id)[0]
+
+
+@router.get("/{job_id}/failures", response_model=None)
+def job_failures(job_id: int, session: SessionDep,
+                 reason: Annotated[str | None, Query(max_length=500, description="Only failures whose reason "
+                                                     "contains this text (any case).")] = None,
+                 format: Annotated[Literal["json", "csv"], Query(description="json (an array) or csv.")] = "json",
+                 ) -> Any:
+    """The job's failed tiles, oldest first, streamed: tile or path, reason, attempts and time."""
+    next(iter_job_failures(session, job_id=job_id, reason=reason), None)  # an unknown job is 404 before streaming
+
+    def pieces(stream_session: Session) -> Iterator[str]:
+        failures = (failure.as_dict() for failure in
+                    iter_job_failures(stream_session, job_id=job_id, reason=reason))
+        return _csv(failures) if format == "csv" else _json_array(failures)
+
+    return streamed(pieces, fmt=format, filename=f"job-{job_id}-failures")
+
+
+@router.get("/{job_id}/layers")
+def layers(job_id: int, session: SessionDep, request: Request) -> dict[str, Any]:
+    """What the map page needs to show a job: its model, zoom, extent, class colours and counts, and the URL
+    templates of its imagery and overlay tiles."""
+    return job_layers(session, job_id=job_id, base_url=str(request.base_url))
+
+
+def _json_array(items: Iterator[dict[str, Any]]) -> Iterator[str]:
+    yield "["
+    separator = "\n"
+    for item in items:
+        yield separator + json.dumps(item)
+        separator = ",\n"
+    yield "\n]\n" if separator != "\n" else "]\n"
+
+
+def _csv(items: Iterator[dict[str, Any]]) -> Iterator[str]:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer: csv.DictWriter[str] | None = None
+    for item in items:
+        if writer is None:
+            writer = csv.DictWriter(buffer, fieldnames=list(item), lineterminator="\n", extrasaction="ignore")
+            writer.writeheader()
+        writer.writerow(item)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()

@@ -1,0 +1,24 @@
+"""``/api/models``: the registered models, as ``tileclass models --json`` and ``models show --json`` give them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api.deps import SessionDep
+from core.models import list_models, model_row
+
+router = APIRouter(prefix="/api/models", tags=["models"])
+
+
+@router.get("")
+def models(session: SessionDep) -> list[dict[str, Any]]:
+    """The registered models, newest first, with their result counts."""
+    return [row.as_dict() for row in list_models(session)]
+
+
+@router.get("/{model}")
+def model(model: str, session: SessionDep) -> dict[str, Any]:
+    """One model (name, hash or unique hash prefix): classes, training config and metrics."""
+    return model_row(session, ref=model).as_dict(full=True)

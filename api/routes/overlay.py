@@ -1,0 +1,79 @@
+"""``/overlay/{model}/{z}/{x}/{y}.png``: a model's results as an XYZ layer at any zoom, and its TileJSON.
+
+How a tile is drawn at, below and above the results' zoom is ``core.queries.overlay``'s to say. Tiles carry an
+ETag of their bytes and ``Cache-Control: no-cache``: clients keep them and revalidate, and a tile changes (a new
+ETag) as soon as new results change its picture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Path, Query, Request, Response
+
+from api.auth import TOKEN_PARAMETER
+from api.deps import SessionDep
+from api.job_layers import range_bounds
+from api.overlay_png import blank_png, overlay_png
+from core.bbox import TileRange
+from core.queries import Selection, extents, find_model
+from core.queries.overlay import OverlayRequest, overlay_grid, overlay_rows, results_zoom
+from core.queries.selections import check_labels
+from core.tiles import MAX_ZOOM, Tile
+
+router = APIRouter(prefix="/overlay", tags=["overlay"])
+ModelPath = Annotated[str, Path(description="The model: its name, hash or a unique hash prefix (6+).")]
+ResultsZoom = Annotated[int | None, Query(ge=0, le=MAX_ZOOM, description="The zoom of the results to draw. "
+                                          "Default: the finest zoom the model has results at.")]
+Labels = Annotated[list[str], Query(description="Only these classes (repeat for several).")]
+
+
+@router.get("/{model}/{z}/{x}/{y}.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}, 304: {"description": "Not modified"}})
+def overlay_tile(model: ModelPath, z: int, x: int, y: int, request: Request, session: SessionDep,
+                 zoom: ResultsZoom = None, label: Labels = []) -> Response:  # noqa: B006 (FastAPI's idiom)
+    """One overlay tile: the class colours of the model's results under it."""
+    tile = Tile.checked(z, x, y)
+    info = find_model(session, ref=model)
+    check_labels(session, labels=label, model=info)
+    drawn_zoom = zoom if zoom is not None else results_zoom(session, model_hash=info.hash)
+    if drawn_zoom is None:
+        png = blank_png()
+    else:
+        wanted = OverlayRequest(info, drawn_zoom, tile, tuple(dict.fromkeys(label)))
+        png = overlay_png(overlay_grid(overlay_rows(session, request=wanted), request=wanted))
+    etag = f'"{hashlib.blake2b(png, digest_size=16).hexdigest()}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    return Response(png, media_type="image/png", headers=headers)
+
+
+@router.get("/{model}/tilejson.json")
+def tilejson(model: ModelPath, request: Request, session: SessionDep, zoom: ResultsZoom = None,
+             label: Labels = []) -> dict[str, Any]:  # noqa: B006
+    """TileJSON 3.0.0 for the overlay, so QGIS, MapLibre or Leaflet add it as an XYZ layer."""
+    info = find_model(session, ref=model)
+    check_labels(session, labels=label, model=info)
+    drawn_zoom = zoom if zoom is not None else results_zoom(session, model_hash=info.hash)
+    query: list[tuple[str, Any]] = [("zoom", drawn_zoom)] if drawn_zoom is not None else []
+    query += [("label", name) for name in dict.fromkeys(label)]
+    token = request.query_params.get(TOKEN_PARAMETER)
+    if token is not None:  # a client that could only be given this URL needs the token in the tiles' URL too
+        query.append((TOKEN_PARAMETER, token))
+    template = f"{request.base_url}overlay/{info.hash}/{{z}}/{{x}}/{{y}}.png" + (f"?{urlencode(query)}" if query
+                                                                                  else "")
+    document: dict[str, Any] = {
+        "tilejson": "3.0.0", "name": f"tileclass {info.hash[:12]}", "version": "1.0.0", "scheme": "xyz",
+        "description": f"classes of model {info.hash[:12]}: {', '.join(info.class_names)}",
+        "attribution": "tileclass", "tiles": [template], "minzoom": 0, "maxzoom": MAX_ZOOM,
+    }
+    spans = extents(session, selection=Selection(info, tiles=TileRange.whole(drawn_zoom))) \
+        if drawn_zoom is not None else []
+    if spans:
+        bounds = range_bounds(spans[0][0])
+        document["bounds"] = bounds.as_list()
+        document["center"] = [(bounds.west + bounds.east) / 2, (bounds.south + bounds.north) / 2, drawn_zoom]
+    return document

@@ -1,0 +1,57 @@
+"""The map page (``/``, ``/?job=ID``), the login form that sets its cookie, and the health checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from sqlalchemy import text
+
+from api.auth import same, session_cookie
+from api.deps import ConfigDep, SessionDep
+from api.pages import login_page, safe_next
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+MAX_FORM_BYTES = 4096
+router = APIRouter(tags=["page"])
+
+
+@router.get("/", include_in_schema=False)
+def page() -> FileResponse:
+    """The web map: Leaflet, the job's imagery and overlay, legend, job picker, popups and downloads."""
+    return FileResponse(STATIC / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/login", include_in_schema=False)
+def login_form(next: str = "/") -> HTMLResponse:
+    return HTMLResponse(login_page(next_url=next))
+
+
+@router.post("/login", include_in_schema=False)
+async def login(request: Request, config: ConfigDep) -> Response:
+    """Check the token the form sent; on success set the page's cookie and go on to the page."""
+    body = await request.body()
+    form = parse_qs(body[:MAX_FORM_BYTES].decode("utf-8", "replace"))
+    presented, next_url = form.get("token", [""])[0], form.get("next", ["/"])[0]
+    if config.token is None:
+        return RedirectResponse(safe_next(next_url), status_code=303)
+    if not same(presented, config.token):
+        return HTMLResponse(login_page(next_url=next_url, problem="That is not this server's token."), status_code=401)
+    response = RedirectResponse(safe_next(next_url), status_code=303)
+    session_cookie(response, token=config.token, secure=request.url.scheme == "https")
+    return response
+
+
+@router.get("/healthz", tags=["health"])
+def healthz() -> dict[str, str]:
+    """Liveness: the server answers (no token needed, nothing else is checked)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["health"])
+def readyz(session: SessionDep) -> dict[str, str]:
+    """Readiness: the results database answers (503 with the reason when it does not)."""
+    session.execute(text("SELECT 1"))
+    return {"status": "ready"}

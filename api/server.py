@@ -1,0 +1,52 @@
+"""Running the app under uvicorn, with the token never written to the access log.
+
+uvicorn logs each request line with its query string; a map's tile URL may carry ``?token=…`` (GIS clients that
+can only be given a URL). ``RedactTokens`` rewrites such values to ``***`` before the line is formatted, wherever
+the access log goes.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+from typing import Any
+
+import uvicorn
+from uvicorn.config import LOGGING_CONFIG
+
+from api.auth import TOKEN_PARAMETER
+from api.config import ServeConfig
+from api.main import create_app
+
+_TOKEN_VALUE = re.compile(rf"([?&]{TOKEN_PARAMETER}=)[^&#\s]*")
+
+
+class RedactTokens(logging.Filter):
+    """Hides token parameters in uvicorn's access records (``args``: client, method, path, version, status)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
+        return True
+
+
+def redact(text: str) -> str:
+    """``text`` with every ``token=`` parameter's value replaced by ``***``."""
+    return _TOKEN_VALUE.sub(r"\1***", text)
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration with ``RedactTokens`` on its access handler."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"redact_tokens": {"()": RedactTokens}}
+    config["handlers"]["access"]["filters"] = ["redact_tokens"]
+    for name in ("uvicorn", "uvicorn.access"):
+        config["loggers"][name]["level"] = level.upper()
+    return config
+
+
+def serve(*, host: str, port: int, config: ServeConfig, log_level: str = "info") -> None:
+    """Serve until stopped (Ctrl-C or SIGTERM: uvicorn finishes the requests in flight first)."""
+    uvicorn.run(create_app(config), host=host, port=port, log_config=log_config(log_level), server_header=False,
+                proxy_headers=True, forwarded_allow_ips="127.0.0.1")

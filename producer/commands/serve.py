@@ -1,0 +1,61 @@
+"""``tileclass serve``: the web map, the JSON API and overlay tiles over the configured results database.
+
+It binds 127.0.0.1 unless ``--host`` says otherwise; another address needs ``TILECLASS_API_TOKEN`` (every request
+then carries it) or the explicit ``--insecure-no-token``. The server needs the ``serve`` extra (FastAPI, uvicorn),
+no torch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Annotated
+
+import typer
+
+from core.errors import TileclassError
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on. Anything but loopback needs TILECLASS_API_TOKEN "
+                                      "(or --insecure-no-token).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    cors_origin: Annotated[list[str], typer.Option(
+        "--cors-origin", metavar="ORIGIN", help="Let web pages from this origin (e.g. https://maps.example.org) "
+        "call the API from a browser; repeat for several. Default: none (CORS off).")] = [],  # noqa: B006
+    insecure_no_token: Annotated[bool, typer.Option(
+        "--insecure-no-token", help="Serve beyond loopback without a token: anyone who reaches the port reads every "
+        "result.")] = False,
+    log_level: Annotated[str, typer.Option(help="Server log level: " + ", ".join(LOG_LEVELS) + ".")] = "info",
+) -> None:
+    """Serve the web map (/), the JSON API (/api, OpenAPI at /docs) and overlay tiles (/overlay) of the results."""
+    from api.config import ServeConfig, check_exposure
+    from core.settings import get_settings
+    from producer.session import open_session
+
+    if log_level not in LOG_LEVELS:
+        raise TileclassError(f"unknown --log-level {log_level!r}: choose {', '.join(LOG_LEVELS)}")
+    require_serve_extra()
+    config = ServeConfig.from_settings(get_settings(), cors_origins=tuple(cors_origin))
+    check_exposure(host, config, insecure_no_token=insecure_no_token)
+    with open_session():  # a fresh SQLite file gets its tables before the first read
+        pass
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(f"tileclass serving http://{shown}:{port}/ (the map), /docs (the API), /overlay/MODEL/tilejson.json "
+               f"(the GIS layer){'; requests need TILECLASS_API_TOKEN' if config.token else ''}", err=True)
+    from api.server import serve as run
+
+    run(host=host, port=port, config=config, log_level=log_level)
+
+
+def require_serve_extra() -> None:
+    """A one-line error naming the ``serve`` extra when FastAPI or uvicorn is not installed."""
+    missing = [name for name in ("fastapi", "uvicorn") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise TileclassError(f"'tileclass serve' needs {' and '.join(missing)}: install them with pip install "
+                             "'tileclass[serve]'")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
