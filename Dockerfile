@@ -14,7 +14,7 @@ COPY model ./model
 COPY producer ./producer
 COPY worker ./worker
 COPY api ./api
-RUN pip install ".[ml,raster,serve]" flower
+RUN pip install ".[ml,raster,serve,flower]"
 
 RUN useradd --create-home tileclass && mkdir -p /models /tiles && chown tileclass /models
 USER tileclass

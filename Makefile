@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[ml,raster,serve,dev]"
+	$(BIN)/pip install -q -e ".[ml,raster,serve,dev,flower]"
 	touch $(STAMP)
 
 install: $(STAMP)

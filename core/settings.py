@@ -102,6 +102,11 @@ class Settings(BaseSettings):
         description="Address the metrics servers listen on (workers, `tileclass metrics`); 0.0.0.0 for a scraper "
                     "on another host.",
     )
+    worker_task_events: bool = Field(
+        default=False,
+        description="Workers send Celery task events from the start (Flower's task list); Flower also switches "
+                    "them on in the workers it sees.",
+    )
 
     # The HTTP server (`tileclass serve`, api/).
     api_token: SecretStr | None = Field(

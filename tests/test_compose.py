@@ -60,7 +60,7 @@ def test_redis_is_durable_and_protected_and_its_password_is_not_in_its_arguments
 
 def test_services_are_published_on_loopback_unless_told_otherwise(compose: dict[str, Any], tmp_path: Path) -> None:
     published = {name: service["ports"] for name, service in compose["services"].items() if service.get("ports")}
-    assert set(published) == {"redis", "postgres", "flower"}
+    assert set(published) == {"redis", "postgres", "flower", "metrics"}
     for ports in published.values():
         assert all(str(port.get("host_ip") if isinstance(port, dict) else port).startswith("127.0.0.1")
                    for port in ports), ports
@@ -121,4 +121,14 @@ def test_every_service_command_is_a_real_command(compose: dict[str, Any]) -> Non
                                     capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
             assert celery.returncode == 0, celery.stderr
         checked += 1
-    assert checked == 6
+    assert checked == 7
+
+
+def test_workers_export_metrics_and_the_exporter_runs_with_the_monitoring_profile(compose: dict[str, Any]) -> None:
+    for name in ("worker-gpu0", "worker-gpu1"):
+        command = compose["services"][name]["command"]
+        assert command[command.index("--metrics-port") + 1] == "9560", name
+    metrics = compose["services"]["metrics"]
+    assert metrics["command"][:2] == ["tileclass", "metrics"] and metrics["profiles"] == ["monitoring"]
+    assert metrics["environment"]["TILECLASS_DATABASE_URL"] == compose["services"]["migrate"]["environment"][
+        "TILECLASS_DATABASE_URL"]
