@@ -80,6 +80,10 @@ class Settings(BaseSettings):
         default=3, ge=0, le=20, description="Retries of a failing batch before its tiles are recorded as failed."
     )
     worker_model_cache: int = Field(default=2, ge=1, le=16, description="Models each worker process keeps loaded.")
+    worker_tta: bool = Field(
+        default=False, description="Test-time augmentation: average each tile's probabilities over flipped and "
+                                   "turned copies (worker_tta_views forward passes per tile instead of one).")
+    worker_tta_views: int = Field(default=8, description="With worker_tta: 2, 4 or 8 views (model/tta.py).")
     train_lease_seconds: float = Field(
         default=120, ge=3, le=3600,
         description="Seconds a training job's lease lasts (renewed every third of it); unrenewed, the run is lost.",
@@ -137,6 +141,13 @@ class Settings(BaseSettings):
     @classmethod
     def _unset_when_blank(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("worker_tta_views")
+    @classmethod
+    def _valid_tta_views(cls, value: int) -> int:
+        if value not in (2, 4, 8):
+            raise ValueError(f"must be 2, 4 or 8 (got {value})")
+        return value
 
     @field_validator("database_url")
     @classmethod

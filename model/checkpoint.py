@@ -113,11 +113,11 @@ def save_checkpoint(path: Path, *, model: nn.Module, meta: CheckpointMeta,
         payload["calibration"] = _check_calibration(calibration.detach().to("cpu").contiguous().clone(),
                                                     source=path.name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda handle: torch.save(payload, handle))
+    atomic_write(path, lambda handle: torch.save(payload, handle))
     digest = file_sha256(path)
     text = sidecar_text(sha256=digest, arch=meta.arch, class_names=meta.class_names, image_size=meta.image_size,
                         metrics=meta.metrics)
-    _atomic_write(sidecar_path(path), lambda handle: handle.write(text.encode()))
+    atomic_write(sidecar_path(path), lambda handle: handle.write(text.encode()))
     return digest
 
 
@@ -214,7 +214,7 @@ def _check_state(state: dict[str, Any], meta: CheckpointMeta, *, source: str) ->
                                   "re-create it with 'tileclass train'")
 
 
-def _atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
     """Write through a temporary file in the same folder and rename, so readers never see half a file."""
     handle = tempfile.NamedTemporaryFile(  # noqa: SIM115  (closed below, before the rename)
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False

@@ -26,6 +26,7 @@ import torch
 
 from core.choices import IMAGE_EXTENSIONS
 from core.progress import progress_bar
+from model.classes import match_classes
 from model.errors import DataError, ImageError
 from model.images import decode_tile, open_image
 from model.transforms import resize
@@ -53,11 +54,16 @@ class LoadedImages:
     skipped: list[tuple[Path, str]]
 
 
-def scan_image_folder(root: Path) -> ImageFolder:
+def scan_image_folder(root: Path, *, min_classes: int = 2) -> ImageFolder:
     """List an ImageFolder directory.
 
+    Args:
+        root: the directory.
+        min_classes: fewer class folders is an error (2 to train a classifier; a test folder may hold 1).
+
     Raises:
-        DataError: the directory is missing, has no class folders, only one, or class folders without images.
+        DataError: the directory is missing, has no class folders, fewer than ``min_classes``, or class folders
+            without images.
     """
     if not root.is_dir():
         raise DataError(f"data directory {str(root)!r} does not exist or is not a directory")
@@ -65,7 +71,7 @@ def scan_image_folder(root: Path) -> ImageFolder:
     example = "DATA_DIR/<class>/<image>.jpg, e.g. eurosat-rgb/Forest/Forest_1.jpg"
     if not classes:
         raise DataError(f"no class folders in {str(root)!r}: expected {example}")
-    if len(classes) == 1:
+    if len(classes) < min_classes:
         raise DataError(f"only one class folder ({classes[0]}) in {str(root)!r}: a classifier needs at least 2")
     samples: list[tuple[Path, int]] = []
     ignored: list[Path] = []
@@ -143,6 +149,20 @@ def load_images(samples: Sequence[tuple[Path, int]], *, size: int, workers: int 
     labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
     paths = [path for (path, _), kept in zip(samples, keep.tolist(), strict=True) if kept]
     return LoadedImages(images[keep], labels[keep], paths, skipped)
+
+
+def load_labelled(root: Path, *, known: Sequence[str], known_as: str, size: int, workers: int = 0,
+                  progress: bool = False) -> LoadedImages:
+    """Decode a test or validation ImageFolder whose class folders are matched to ``known`` (case-insensitively,
+    see model/classes.py): its labels are indices into ``known``, and it may hold only some of those classes.
+
+    Raises:
+        DataError: the folder is missing or empty, has a class ``known`` does not, or nothing decodes.
+    """
+    folder = scan_image_folder(root, min_classes=1)
+    mapping = match_classes(folder.class_names, known, root=root, known_as=known_as)
+    samples = [(path, mapping[label]) for path, label in folder.samples]
+    return load_images(samples, size=size, workers=workers, progress=progress)
 
 
 def stratified_split(labels: Sequence[int] | torch.Tensor, *, val_fraction: float,

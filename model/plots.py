@@ -51,12 +51,20 @@ def plot_confusion(path: Path, *, matrix: Sequence[Sequence[int]], class_names: 
     plt.close(fig)
 
 
-def plot_samples(path: Path, *, images: Sequence[Any], titles: Sequence[str]) -> None:
-    """The tutorial's figure: images side by side, each titled (e.g. "Forest:True")."""
+def plot_samples(path: Path, *, images: Sequence[Any], titles: Sequence[str], empty: str = "nothing to show") -> None:
+    """The tutorial's figure: images (HWC arrays) side by side, each titled (e.g. "Forest:True"); titles may
+    have several lines. No images: a figure that says ``empty``."""
     count = len(images)
+    if count == 0:
+        fig = plt.figure(figsize=(4, 1.5), dpi=100)
+        fig.text(0.5, 0.5, empty, ha="center", va="center")
+        fig.savefig(path)
+        plt.close(fig)
+        return
     columns = min(count, 5)
     rows = (count + columns - 1) // columns
-    fig = plt.figure(figsize=(2.4 * columns, 2.6 * rows), dpi=100)
+    lines = max(title.count("\n") + 1 for title in titles)
+    fig = plt.figure(figsize=(2.4 * columns, (2.3 + 0.2 * lines) * rows), dpi=100)
     for index, (image, title) in enumerate(zip(images, titles, strict=True)):
         axes = fig.add_subplot(rows, columns, index + 1)
         axes.imshow(np.asarray(image))

@@ -3,8 +3,9 @@
 The pipeline is uint8 end to end until the device: decode (``model.images``), resize to the checkpoint's size
 (``Classifier.preprocess`` / ``resize_tensor``), stack, then one forward pass of an inference module that
 normalises, runs the network in channels_last under bf16 autocast where the device computes bf16 (or quantized to
-int8 on the CPU, see model/quantize.py), and returns float32 softmax probabilities. Preprocessing comes from the
-checkpoint, never from constants here.
+int8 on the CPU, see model/quantize.py), and returns float32 softmax probabilities, averaged over flipped and
+turned views of each image with test-time augmentation (model/tta.py). Preprocessing comes from the checkpoint,
+never from constants here.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from model.device import autocast, resolve_device, resolve_inference_precision
 from model.errors import CheckpointError, ChecksumMismatch
 from model.images import pil_to_tensor, to_rgb
 from model.transforms import Normalized, pad_to, resize
+from model.tta import check_views, dihedral_view
 
 log = logging.getLogger(__name__)
 # int8 needs a fixed batch size; this one when the caller names none (the worker's default chunk).
@@ -59,7 +61,7 @@ class Classifier:
     """A loaded checkpoint ready for batched inference; build it with ``Classifier.load``."""
 
     def __init__(self, module: nn.Module, *, class_names: Sequence[str], image_size: int, device: torch.device,
-                 precision: str, sha256: str, batch_size: int | None = None) -> None:
+                 precision: str, sha256: str, batch_size: int | None = None, tta_views: int = 1) -> None:
         self.module = module
         self.class_names = list(class_names)
         self.image_size = image_size
@@ -67,11 +69,12 @@ class Classifier:
         self.precision = precision
         self.sha256 = sha256
         self.batch_size = batch_size
+        self.tta_views = check_views(tta_views)
         self.compiled = False
 
     @classmethod
     def load(cls, path: Path, *, device: str = "auto", precision: str = "auto", expected_sha256: str | None = None,
-             compile: bool = False, batch_size: int | None = None) -> Classifier:
+             compile: bool = False, batch_size: int | None = None, tta_views: int = 1) -> Classifier:
         """Load ``path`` for inference.
 
         Args:
@@ -85,12 +88,15 @@ class Classifier:
             batch_size: with compile or int8, the one batch size the graph is built for (the worker's chunk size):
                 larger batches run in chunks of it and a short one is padded, which lets oneDNN pick kernels for
                 the exact shape (int8 runs at about twice the speed of a graph of dynamic shape). None: any batch size.
+            tta_views: 1 (no test-time augmentation), or 2, 4 or 8 flipped and turned views of each image whose
+                probabilities are averaged (model/tta.py); each view costs one more forward pass.
 
         Raises:
             CheckpointError: the file is refused (see ``read_checkpoint``), its hash is not ``expected_sha256``, or
                 int8 was asked of a checkpoint without calibration images.
             DeviceError: the device or precision is not available here.
         """
+        check_views(tta_views)
         if not path.is_file():
             raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
         data = path.read_bytes()  # hashed and loaded from the same bytes: no window to swap the file in between
@@ -113,7 +119,8 @@ class Classifier:
             module = quantize(module, resize(checkpoint.calibration, meta.image_size), batch_size=batch_size)
         compile = compile or resolved == "int8"  # int8's graph runs at reference speed until inductor lowers it
         classifier = cls(module, class_names=meta.class_names, image_size=meta.image_size, device=torch_device,
-                         precision=resolved, sha256=digest, batch_size=batch_size if compile else None)
+                         precision=resolved, sha256=digest, batch_size=batch_size if compile else None,
+                         tta_views=tta_views)
         if compile:
             classifier._compile()
         return classifier
@@ -127,9 +134,16 @@ class Classifier:
         return resize(tensor, self.image_size)
 
     def predict_tensors(self, batch: torch.Tensor) -> torch.Tensor:
-        """Class probabilities, float32 (N, C) on the CPU, for a uint8 (N, 3, S, S) batch."""
+        """Class probabilities, float32 (N, C) on the CPU, for a uint8 (N, 3, S, S) batch (averaged over the
+        test-time augmentation views, if any)."""
         if batch.dtype != torch.uint8 or batch.dim() != 4 or batch.shape[1] != 3:
             raise ValueError(f"expected a uint8 (N, 3, H, W) batch, got {batch.dtype} {tuple(batch.shape)}")
+        if self.tta_views == 1:
+            return self._predict_view(batch)
+        views = [self._predict_view(dihedral_view(batch, index)) for index in range(self.tta_views)]
+        return torch.stack(views).mean(dim=0)
+
+    def _predict_view(self, batch: torch.Tensor) -> torch.Tensor:
         count = batch.shape[0]
         if count == 0:
             return torch.empty(0, len(self.class_names))
@@ -181,7 +195,7 @@ class Classifier:
             # below) instead of one per size.
             self.module = torch.compile(eager, dynamic=self.batch_size is None)  # type: ignore[assignment]
             self.compiled = True
-            self.predict_tensors(torch.zeros(self.batch_size or 2, 3, self.image_size, self.image_size,
+            self._predict_view(torch.zeros(self.batch_size or 2, 3, self.image_size, self.image_size,
                                              dtype=torch.uint8))
         except Exception as exc:  # compilation can fail in many ways (no compiler, unsupported op); eager still works
             log.warning("torch.compile failed (%s: %s); predicting in eager mode",

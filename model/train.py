@@ -1,40 +1,44 @@
 """Training: ``fit(TrainConfig, data_dir=..., out_dir=...) -> TrainResult``.
 
 ``out_dir`` receives ``model.pt`` and its sidecar ``model.json`` (see model/checkpoint.py), ``metrics.json``
-(per-epoch losses and accuracy, the periodic evaluations, per-class precision and recall, the confusion matrix),
-``loss.png`` (training vs validation loss, the tutorial's plot) and ``confusion.png``.
+(per-epoch losses and accuracy, the periodic evaluations, per-class precision, recall and F1, the confusion
+matrix), ``loss.png`` (training vs validation loss, the tutorial's plot), ``confusion.png``, and ``epochs/``, a
+checkpoint of the whole run at each epoch's end (model/epochs.py) from which ``fit(..., resume=True)`` continues.
 
 The whole data set is decoded once into a uint8 tensor; batches are augmented on tensors, so two CPU cores spend
-their time in the network rather than in PIL. The checkpoint kept is the one with the lowest validation loss.
-With a time budget the learning rate warms up, then follows a cosine to zero exactly when the budget (wall clock
-of training steps, evaluation excluded) runs out, because accuracy only settles once the rate has decayed.
+their time in the network rather than in PIL (the loop: model/loop.py). Validation uses a seeded stratified split
+of ``data_dir``, or all of ``config.val_dir`` (then every image of ``data_dir`` trains). The checkpoint kept is
+the one with the lowest validation loss. With a time budget the learning rate warms up, then follows a cosine to
+zero exactly when the budget (wall clock of training steps, evaluation excluded) runs out, because accuracy only
+settles once the rate has decayed; before it starts, a short probe says how many epochs the budget allows
+(model/budget.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from core.progress import progress_bar
 from model.arch import build_model
+from model.budget import PROBE_BATCH, BudgetEstimate, estimate_budget
 from model.checkpoint import CheckpointMeta, save_checkpoint
+from model.classes import match_classes
 from model.config import TrainConfig
-from model.data import LoadedImages, load_images, native_size, scan_image_folder, stratified_split
-from model.device import autocast, resolve_device, resolve_precision
+from model.data import ImageFolder, LoadedImages, load_images, native_size, scan_image_folder, stratified_split
+from model.device import resolve_device, resolve_precision
+from model.epochs import check_continuable, epoch_files, latest_epoch
 from model.errors import DataError
-from model.evaluate import EvalResult, evaluate
+from model.evaluate import evaluate
+from model.loop import History, TrainLoop
 from model.metrics import summarize
 from model.plots import plot_confusion, plot_losses
-from model.transforms import IMAGENET_MEAN, IMAGENET_STD, Normalized, augment, resize
+from model.transforms import NORMALIZATION_STATS, Normalized
 
 CHECKPOINT_NAME = "model.pt"
 CALIBRATION_IMAGES = 64
@@ -43,15 +47,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainResult:
-    """The saved checkpoint, its sha256, and the metrics written to metrics.json."""
+    """The saved checkpoint, its sha256, the metrics written to metrics.json, and whether the run was stopped
+    before its end because ``should_stop`` said so (its checkpoint is the best state up to then)."""
 
     checkpoint: Path
     sha256: str
     metrics: dict[str, Any]
+    stopped_early: bool = False
 
 
 def fit(config: TrainConfig, *, data_dir: Path, out_dir: Path, progress: bool = True,
-        report: Callable[[str], None] | None = None) -> TrainResult:
+        report: Callable[[str], None] | None = None, resume: bool = False,
+        should_stop: Callable[[], bool] | None = None) -> TrainResult:
     """Train a classifier on the ImageFolder ``data_dir`` and write the outputs to ``out_dir``.
 
     Args:
@@ -60,6 +67,9 @@ def fit(config: TrainConfig, *, data_dir: Path, out_dir: Path, progress: bool = 
         out_dir: created if needed.
         progress: draw progress bars (stderr).
         report: receives the tutorial-style lines ("Epoch 1/1.. Step 10.. Train loss: ..."); default: logged.
+        resume: continue from the newest epoch checkpoint in ``out_dir/epochs`` if there is one (it must be of
+            this run: same options and data); otherwise epoch checkpoints of an earlier run there are deleted.
+        should_stop: asked at each epoch's end; True stops the run there, and the best state so far is saved.
 
     Raises:
         DataError: unusable data or options; DeviceError, CheckpointError: see build_model and resolve_device.
@@ -69,39 +79,41 @@ def fit(config: TrainConfig, *, data_dir: Path, out_dir: Path, progress: bool = 
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     folder = scan_image_folder(data_dir)
+    val_samples = _validation_samples(config, folder)
     # The network first: a weights download or a bad weights file fails before minutes of image decoding.
     net = build_model(config.arch, len(folder.class_names), weights=config.weights, head=config.head,
                       freeze=config.freeze)
     native = native_size(folder.samples)
     size = config.image_size or native
+    mean, std = NORMALIZATION_STATS[config.normalize]
+    model = Normalized(net, mean, std).to(device).to(memory_format=torch.channels_last)
+    estimate = _budget(config, model, folder, val_samples, device, precision, size, native, say)
     # Store at most the native size: upsampling (e.g. the tutorial's 224 px) happens per batch, saving memory.
-    data = load_images(folder.samples, size=min(size, native), workers=config.workers, progress=progress)
-    missing = set(range(len(folder.class_names))) - set(data.labels.unique().tolist())
-    if missing:
-        names = ", ".join(folder.class_names[i] for i in sorted(missing))
-        raise DataError(f"class folders with no decodable image: {names}")
-    train_idx, val_idx = stratified_split(data.labels, val_fraction=config.val_split, seed=config.seed)
+    data, train_idx, val_idx = _load(config, folder, val_samples, size=min(size, native), progress=progress)
     say(f"{len(train_idx)} training and {len(val_idx)} validation images, {len(folder.class_names)} classes, "
         f"{size} px, {config.arch} on {device} ({precision})")
-    model = Normalized(net, IMAGENET_MEAN, IMAGENET_STD).to(device).to(memory_format=torch.channels_last)
-    loop = _Loop(config, model, data, train_idx, val_idx, device, precision, size, say, progress)
+    data_info = {"class_names": folder.class_names, "train_images": len(train_idx), "val_images": len(val_idx)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    loop = TrainLoop(config, model, data, train_idx, val_idx, device=device, precision=precision, size=size,
+                     say=say, progress=progress, out_dir=out_dir, data_info=data_info, should_stop=should_stop)
+    _start_or_continue(loop, out_dir, config, data_info, resume=resume, say=say)
     history = loop.run()
-    model.load_state_dict(loop.best_state)
-    final = evaluate(model, data.images, data.labels, val_idx, batch_size=2 * config.batch_size, device=device,
+    evaluated = loop.evaluated
+    evaluated.load_state_dict(loop.best_state)
+    final = evaluate(evaluated, data.images, data.labels, val_idx, batch_size=2 * config.batch_size, device=device,
                      precision=precision, size=size)
     summary = summarize(final.confusion(len(folder.class_names)), folder.class_names)
-    metrics = _metrics(history, summary, final.loss, data, folder.ignored, len(train_idx), loop)
-    meta = CheckpointMeta(arch=config.arch, class_names=tuple(folder.class_names), image_size=size,
-                          mean=IMAGENET_MEAN, std=IMAGENET_STD, head=config.head, train_config=asdict(config),
-                          metrics=_summary_metrics(metrics))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = _metrics(history, summary, final.loss, data, folder.ignored, loop) | {
+        "budget_estimate": asdict(estimate) if estimate else None}
+    meta = CheckpointMeta(arch=config.arch, class_names=tuple(folder.class_names), image_size=size, mean=mean,
+                          std=std, head=config.head, train_config=asdict(config), metrics=_summary_metrics(metrics))
     checkpoint = out_dir / CHECKPOINT_NAME
-    digest = save_checkpoint(checkpoint, model=model, meta=meta,
+    digest = save_checkpoint(checkpoint, model=evaluated, meta=meta,
                              calibration=calibration_sample(data, train_idx, seed=config.seed))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _plots(out_dir, history, summary)
     say(f"best epoch {metrics['best_epoch']}: validation loss {final.loss:.3f}, accuracy {summary['accuracy']:.4f}")
-    return TrainResult(checkpoint, digest, metrics)
+    return TrainResult(checkpoint, digest, metrics, loop.stopped_early)
 
 
 def calibration_sample(data: LoadedImages, train_idx: torch.Tensor, *, seed: int,
@@ -115,148 +127,78 @@ def calibration_sample(data: LoadedImages, train_idx: torch.Tensor, *, seed: int
     return data.images[taking_turns[:count]].clone()
 
 
-def lr_factor(done: float, *, schedule: str, warmup: float) -> float:
-    """The learning rate's share of its peak when ``done`` (0..1) of the steps or of the time budget has passed.
-
-    ``cosine``: linear warm-up over the first ``warmup`` share, then a half cosine that reaches 0 at done = 1.
-    ``constant``: always 1 (the tutorial's Adam).
-    """
-    if schedule == "constant":
-        return 1.0
-    if done < warmup:
-        return done / warmup
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, (done - warmup) / (1 - warmup))))
+def _validation_samples(config: TrainConfig, folder: ImageFolder) -> list[tuple[Path, int]] | None:
+    """``config.val_dir``'s images labelled with the training classes (matched case-insensitively), or None."""
+    if config.val_dir is None:
+        return None
+    root = Path(config.val_dir)
+    val_folder = scan_image_folder(root, min_classes=1)
+    mapping = match_classes(val_folder.class_names, folder.class_names, root=root, known_as="the training data")
+    return [(path, mapping[label]) for path, label in val_folder.samples]
 
 
-class _Loop:
-    """The epoch/step loop with its schedule, periodic evaluation and best-state tracking."""
-
-    def __init__(self, config: TrainConfig, model: Normalized, data: LoadedImages, train_idx: torch.Tensor,
-                 val_idx: torch.Tensor, device: torch.device, precision: str, size: int,
-                 say: Callable[[str], None], progress: bool) -> None:
-        self.config, self.model, self.data = config, model, data
-        self.train_idx, self.val_idx = train_idx, val_idx
-        self.device, self.precision, self.size, self.say, self.progress = device, precision, size, say, progress
-        params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = (torch.optim.SGD(params, lr=config.lr, momentum=0.9, nesterov=True,
-                                          weight_decay=config.weight_decay) if config.optimizer == "sgd"
-                          else torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay))
-        self.generator = torch.Generator().manual_seed(config.seed)
-        self.steps_per_epoch = max(1, len(train_idx) // config.batch_size)
-        self.total_steps = self.steps_per_epoch * config.epochs
-        self.budget_s = config.time_budget_minutes * 60 if config.time_budget_minutes else None
-        self.step, self.train_seconds = 0, 0.0
-        self.best_loss, self.best_epoch = math.inf, 0
-        self.best_state: dict[str, torch.Tensor] = {}
-
-    def run(self) -> dict[str, list[dict[str, float]]]:
-        history: dict[str, list[dict[str, float]]] = {"epochs": [], "evaluations": []}
-        with progress_bar(self.progress) as bar:
-            for epoch in range(1, self.config.epochs + 1):
-                task = bar.add_task(f"epoch {epoch}/{self.config.epochs}", total=self.steps_per_epoch, status="")
-                started, seconds_before, images = time.perf_counter(), self.train_seconds, 0
-                epoch_loss, epoch_steps, window_loss, window_steps = 0.0, 0, 0.0, 0
-                for batch in self._batches():
-                    loss = self._train_step(batch)
-                    images += len(batch)
-                    epoch_loss, epoch_steps = epoch_loss + loss, epoch_steps + 1
-                    window_loss, window_steps = window_loss + loss, window_steps + 1
-                    bar.update(task, advance=1, status=f"loss {loss:.3f}")
-                    if self.config.eval_every and self.step % self.config.eval_every == 0:
-                        result = self._evaluate()
-                        history["evaluations"].append({"epoch": epoch, "step": self.step,
-                                                       "train_loss": window_loss / window_steps,
-                                                       "val_loss": result.loss, "val_accuracy": result.accuracy})
-                        self.say(f"Epoch {epoch}/{self.config.epochs}.. Step {self.step}.. "
-                                 f"Train loss: {window_loss / window_steps:.3f}.. "
-                                 f"Validation loss: {result.loss:.3f}.. Validation accuracy: {result.accuracy:.3f}")
-                        window_loss, window_steps = 0.0, 0
-                    if self._out_of_time():
-                        break
-                bar.remove_task(task)
-                if epoch_steps:
-                    history["epochs"].append(self._end_epoch(epoch, epoch_loss / epoch_steps, images,
-                                                             self.train_seconds - seconds_before, started))
-                if self._out_of_time():
-                    self.say(f"time budget of {self.config.time_budget_minutes} min reached after {self.step} steps")
-                    break
-        return history
-
-    def _batches(self) -> list[torch.Tensor]:
-        order = self.train_idx[torch.randperm(len(self.train_idx), generator=self.generator)]
-        # Drop the ragged last batch: a batch of one breaks BatchNorm, and equal batches keep steps comparable.
-        usable = max(len(order) // self.config.batch_size, 1) * self.config.batch_size
-        return list(order[:usable].split(self.config.batch_size))
-
-    def _train_step(self, batch: torch.Tensor) -> float:
-        started = time.perf_counter()
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.config.lr * self._lr_factor()
-        images = self.data.images[batch]
-        if self.config.augment == "overhead":
-            images = augment(images, self.generator)
-        images = resize(images, self.size).to(self.device, non_blocking=True)
-        images = images.contiguous(memory_format=torch.channels_last)
-        targets = self.data.labels[batch].to(self.device, non_blocking=True)
-        self._train_mode()
-        with autocast(self.device, self.precision):
-            output = self.model(images)
-        loss = F.cross_entropy(output.float(), targets, label_smoothing=self.config.label_smoothing)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        value = float(loss.item())
-        self.step += 1
-        self.train_seconds += time.perf_counter() - started
-        if not math.isfinite(value):
-            raise DataError(f"training diverged (loss {value}) at step {self.step}: lower --lr (now {self.config.lr})")
-        return value
-
-    def _lr_factor(self) -> float:
-        done = (self.step + 1) / self.total_steps
-        if self.budget_s:
-            done = max(done, self.train_seconds / self.budget_s)
-        return lr_factor(done, schedule=self.config.schedule, warmup=self.config.warmup)
-
-    def _out_of_time(self) -> bool:
-        return self.budget_s is not None and self.train_seconds >= self.budget_s
-
-    def _train_mode(self) -> None:
-        self.model.train()
-        if self.config.freeze == "backbone":
-            # A frozen backbone keeps its BatchNorm statistics too; only the head trains (and drops out).
-            self.model.eval()
-            self.model.net.fc.train()  # type: ignore[union-attr]
-
-    def _evaluate(self) -> EvalResult:
-        return evaluate(self.model, self.data.images, self.data.labels, self.val_idx,
-                        batch_size=2 * self.config.batch_size, device=self.device, precision=self.precision,
-                        size=self.size)
-
-    def _end_epoch(self, epoch: int, train_loss: float, images: int, train_seconds: float,
-                   started: float) -> dict[str, float]:
-        result = self._evaluate()
-        if result.loss < self.best_loss or not self.best_state:
-            self.best_loss, self.best_epoch = result.loss, epoch
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        lr = self.config.lr * self._lr_factor()
-        self.say(f"Epoch {epoch}/{self.config.epochs}.. Train loss: {train_loss:.3f}.. "
-                 f"Validation loss: {result.loss:.3f}.. Validation accuracy: {result.accuracy:.3f}.. "
-                 f"{images / max(train_seconds, 1e-9):.0f} images/s")
-        return {"epoch": epoch, "step": self.step, "train_loss": train_loss, "val_loss": result.loss,
-                "val_accuracy": result.accuracy, "lr": lr, "train_seconds": train_seconds,
-                "epoch_seconds": time.perf_counter() - started, "images_per_second": images / max(train_seconds, 1e-9)}
+def _budget(config: TrainConfig, model: Normalized, folder: ImageFolder,
+            val_samples: list[tuple[Path, int]] | None, device: torch.device, precision: str, size: int,
+            native: int, say: Callable[[str], None]) -> BudgetEstimate | None:
+    """With a time budget: say what it allows, from a probe on a few images spread over the data set."""
+    if config.time_budget_minutes is None:
+        return None
+    labels = [label for _, label in folder.samples]
+    train_images = len(labels) if val_samples is not None else len(
+        stratified_split(labels, val_fraction=config.val_split, seed=config.seed)[0])
+    step = max(1, len(folder.samples) // PROBE_BATCH)
+    sample = load_images(folder.samples[::step][:PROBE_BATCH], size=min(size, native), workers=config.workers)
+    estimate = estimate_budget(model, sample.images, sample.labels, config=config, device=device,
+                               precision=precision, size=size, train_images=train_images)
+    say(estimate.describe())
+    return estimate
 
 
-def _metrics(history: dict[str, list[dict[str, float]]], summary: dict[str, Any], val_loss: float,
-             data: LoadedImages, ignored: list[Path], train_images: int, loop: _Loop) -> dict[str, Any]:
+def _load(config: TrainConfig, folder: ImageFolder, val_samples: list[tuple[Path, int]] | None, *, size: int,
+          progress: bool) -> tuple[LoadedImages, torch.Tensor, torch.Tensor]:
+    """The decoded images and the indices of the training and validation ones."""
+    data = load_images(folder.samples, size=size, workers=config.workers, progress=progress)
+    missing = set(range(len(folder.class_names))) - set(data.labels.unique().tolist())
+    if missing:
+        names = ", ".join(folder.class_names[i] for i in sorted(missing))
+        raise DataError(f"class folders with no decodable image: {names}")
+    if val_samples is None:
+        train_idx, val_idx = stratified_split(data.labels, val_fraction=config.val_split, seed=config.seed)
+        return data, train_idx, val_idx
+    val = load_images(val_samples, size=size, workers=config.workers, progress=progress)
+    both = LoadedImages(torch.cat([data.images, val.images]), torch.cat([data.labels, val.labels]),
+                        data.paths + val.paths, data.skipped + val.skipped)
+    return both, torch.arange(len(data.labels)), torch.arange(len(data.labels), len(both.labels))
+
+
+def _start_or_continue(loop: TrainLoop, out_dir: Path, config: TrainConfig, data_info: dict[str, Any], *,
+                       resume: bool, say: Callable[[str], None]) -> None:
+    found = latest_epoch(out_dir) if resume else None
+    if found is None:
+        stale = epoch_files(out_dir)
+        if stale:  # an earlier run's: left there, its higher numbers would pass for this run's newest
+            say(f"removing {len(stale)} epoch checkpoint(s) of an earlier run in {stale[0].parent}")
+            for path in stale:
+                path.unlink(missing_ok=True)
+        return
+    path, state = found
+    check_continuable(state, path=path, config=config, data=data_info)
+    loop.restore(state)
+    say(f"continuing from {path}: epoch {loop.epoch} of {config.epochs} done, step {loop.step}, "
+        f"{loop.train_seconds:.0f} s trained")
+
+
+def _metrics(history: History, summary: dict[str, Any], val_loss: float, data: LoadedImages, ignored: list[Path],
+             loop: TrainLoop) -> dict[str, Any]:
     seconds = sum(e["train_seconds"] for e in history["epochs"])
     images = sum(e["images_per_second"] * e["train_seconds"] for e in history["epochs"])
     return {
-        "val_accuracy": summary["accuracy"], "val_loss": val_loss, "best_epoch": loop.best_epoch,
-        "steps": loop.step, "train_images": train_images, "val_images": len(loop.val_idx),
-        "train_seconds": seconds, "images_per_second": images / seconds if seconds else 0.0,
+        "val_accuracy": summary["accuracy"], "val_loss": val_loss, "val_macro_f1": summary["macro_f1"],
+        "best_epoch": loop.best_epoch, "steps": loop.step, "train_images": len(loop.train_idx),
+        "val_images": len(loop.val_idx), "train_seconds": seconds,
+        "images_per_second": images / seconds if seconds else 0.0,
         "device": str(loop.device), "precision": loop.precision, "image_size": loop.size,
+        "ema": loop.ema is not None, "resumed_from_epoch": loop.resumed_from, "stopped_early": loop.stopped_early,
         "epochs": history["epochs"], "evaluations": history["evaluations"],
         "per_class": summary["per_class"], "class_names": summary["class_names"],
         "confusion_matrix": summary["confusion_matrix"],
@@ -271,9 +213,8 @@ def _summary_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     return {key: metrics[key] for key in keys}
 
 
-def _plots(out_dir: Path, history: dict[str, list[dict[str, float]]], summary: dict[str, Any]) -> None:
+def _plots(out_dir: Path, history: History, summary: dict[str, Any]) -> None:
     points = history["evaluations"] or history["epochs"]
     plot_losses(out_dir / "loss.png", steps=[int(p["step"]) for p in points],
                 train_loss=[p["train_loss"] for p in points], val_loss=[p["val_loss"] for p in points])
     plot_confusion(out_dir / "confusion.png", matrix=summary["confusion_matrix"], class_names=summary["class_names"])
-

@@ -14,6 +14,13 @@ from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+Stats = tuple[float, float, float]
+# ``TrainConfig.normalize`` -> (mean, std) on the 0..1 scale. "none" is the tutorial's ToTensor() alone: pixels
+# divided by 255 and nothing else. Whichever is chosen is stored in the checkpoint, and inference follows it.
+NORMALIZATION_STATS: dict[str, tuple[Stats, Stats]] = {
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+}
 
 
 class Normalized(nn.Module):

@@ -98,7 +98,8 @@ def load_classifier(model_hash: str, path: Path, settings: Settings) -> Classifi
 
     def load(precision: str) -> Classifier:
         return Classifier.load(path, device=settings.device, precision=precision, expected_sha256=model_hash,
-                               compile=settings.worker_compile, batch_size=settings.worker_batch_size)
+                               compile=settings.worker_compile, batch_size=settings.worker_batch_size,
+                               tta_views=settings.worker_tta_views if settings.worker_tta else 1)
 
     started = time.perf_counter()
     try:
@@ -140,8 +141,9 @@ class WorkerRuntime:
         self.pool = ThreadPoolExecutor(max_workers=settings.worker_decode_threads, thread_name_prefix="decode")
         self.models = ModelCache(settings.worker_model_cache, lambda h, p: load_classifier(h, p, settings))
         log.info("worker runtime: device %s, %d torch thread(s), %d decode thread(s), chunks of %d, precision %s, "
-                 "compile %s", settings.device, threads, settings.worker_decode_threads, settings.worker_batch_size,
-                 settings.worker_precision, "on" if settings.worker_compile else "off")
+                 "compile %s, test-time augmentation %s", settings.device, threads, settings.worker_decode_threads,
+                 settings.worker_batch_size, settings.worker_precision, "on" if settings.worker_compile else "off",
+                 f"{settings.worker_tta_views} views" if settings.worker_tta else "off")
 
 
 _runtime: WorkerRuntime | None = None

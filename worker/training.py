@@ -4,7 +4,12 @@ The job moves queued -> running -> completed (with the new model's hash and its 
 failed (with a one-line reason). A request for a job that already completed is a redelivery and is skipped, and
 so is one for a job another live worker is training. While it trains, the run renews the job's lease
 (``core.leases``) from a background thread: a worker killed mid-run leaves a lease that expires, and the job shows
-as ``lost`` until ``tileclass resume`` sends it again.
+as ``lost`` until ``tileclass resume`` sends it again. The run writes a checkpoint of its whole state at each
+epoch's end (``train-job-<id>/epochs/``, model/epochs.py), and a run sent again continues from the newest one:
+weights, optimizer, weight average, schedule position and random streams.
+``tileclass cancel`` on a running training is seen at the next epoch's end: the run stops there, saves the best
+checkpoint so far as ``train-job-<id>/model.pt`` without registering it, and the job stays ``cancelled`` with a
+message saying where that checkpoint is.
 The data folder (and initial weights given as a path) must lie inside one of the worker's tile roots
 (``TILECLASS_TILE_ROOTS``) or its model folder: a message never makes a worker read another file of its host.
 The checkpoint is written to ``TILECLASS_MODEL_DIR/train-job-<id>/`` and registered, which copies it into the
@@ -20,7 +25,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -33,6 +38,9 @@ from core.roots import is_inside
 from core.schema import JobState
 from core.settings import Settings
 from worker.runtime import with_db_retry
+
+if TYPE_CHECKING:
+    from model.train import TrainResult
 
 HELD = "held"
 log = logging.getLogger(__name__)
@@ -54,13 +62,21 @@ def run_training(request: TrainRequest, settings: Settings) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         with LeaseKeeper(job_id, owner, seconds):
-            model_hash, summary = _fit_and_register(request, settings)
+            result = _fit(request, settings)
+            if result.stopped_early:  # cancelled: the best checkpoint so far stays on disk, unregistered
+                message = _cancelled_message(result)
+                with_db_retry(lambda: _finish(job_id, owner, JobState.CANCELLED, message, None),
+                              what=f"train job {job_id}")
+                log.info("train job %d: %s", job_id, message)
+                return {"cancelled": str(result.checkpoint)}
+            model_hash = _register(request, settings, result.checkpoint)
     except Exception as exc:  # any failure ends the run; the job records it in one line for `tileclass status`
         reason = _one_line(exc)
         log.error("train job %d failed: %s", job_id, reason, exc_info=not isinstance(exc, TileclassError))
         with_db_retry(lambda: _finish(job_id, owner, JobState.FAILED, f"training failed: {reason}", None),
                       what=f"train job {job_id}")
         return {"failed": reason}
+    summary = _summary(result.metrics)
     message = f"trained model {model_hash[:12]} in {time.perf_counter() - started:.0f} s: {summary}"
     with_db_retry(lambda: _finish(job_id, owner, JobState.COMPLETED, message, model_hash), what=f"train job {job_id}")
     log.info("train job %d: %s", job_id, message)
@@ -97,7 +113,9 @@ class LeaseKeeper:
                 return
 
 
-def _fit_and_register(request: TrainRequest, settings: Settings) -> tuple[str, str]:
+def _fit(request: TrainRequest, settings: Settings) -> TrainResult:
+    """Train (continuing from the job's newest epoch checkpoint, if a lost run left one) until the end or until
+    the job is cancelled."""
     from model.train import TrainConfig, fit
 
     options = dict(request.config)
@@ -110,15 +128,38 @@ def _fit_and_register(request: TrainRequest, settings: Settings) -> tuple[str, s
     data_dir = _under_a_root(request.data_dir, settings, what="training data folder")
     if config.weights not in ("none", "imagenet"):
         config = replace(config, weights=str(_under_a_root(config.weights, settings, what="initial weights")))
+    if config.val_dir is not None:
+        config = replace(config, val_dir=str(_under_a_root(config.val_dir, settings, what="validation folder")))
     out_dir = settings.model_dir / f"train-job-{request.job_id}"
-    result = fit(config, data_dir=data_dir, out_dir=out_dir, progress=False)
+    return fit(config, data_dir=data_dir, out_dir=out_dir, progress=False, resume=True,
+               should_stop=lambda: _is_cancelled(request.job_id))
 
+
+def _register(request: TrainRequest, settings: Settings, checkpoint: Path) -> str:
     def register() -> str:
         with session_scope() as session:
-            return register_checkpoint(session, checkpoint=Path(result.checkpoint), settings=settings).hash
+            return register_checkpoint(session, checkpoint=checkpoint, settings=settings).hash
 
-    model_hash = with_db_retry(register, what=f"train job {request.job_id}")
-    return model_hash, _summary(result.metrics)
+    return with_db_retry(register, what=f"train job {request.job_id}")
+
+
+def _is_cancelled(job_id: int) -> bool:
+    """Whether the user cancelled the job (asked at each epoch's end); an unreachable database says no, and the
+    next epoch asks again."""
+    try:
+        with session_scope() as session:
+            return jobs.is_cancelled(session, job_id=job_id)
+    except SQLAlchemyError as exc:
+        log.warning("train job %d: could not check for a cancel (%s)", job_id, exc.__class__.__name__)
+        return False
+
+
+def _cancelled_message(result: TrainResult) -> str:
+    metrics = result.metrics
+    epochs = metrics["epochs"][-1]["epoch"] if metrics["epochs"] else 0
+    return (f"cancelled by the user; stopped after epoch {epochs}: the best checkpoint so far (epoch "
+            f"{metrics['best_epoch']}, {_summary(metrics)}) is {result.checkpoint.resolve()}, not registered "
+            "(give it to --model to use it)")
 
 
 def _under_a_root(path: str, settings: Settings, *, what: str) -> Path:
@@ -162,6 +203,9 @@ def _finish(job_id: int, owner: str, state: JobState, message: str, model_hash: 
         if job.lease_owner not in (None, owner):  # lost and sent again: the new run reports on the job
             log.warning("train job %d: %s, but another run holds the job now; leaving it to that run", job_id, message)
             return
+        if job.state == JobState.CANCELLED and state != JobState.CANCELLED:
+            # Cancelled while its last epoch ran, or while it failed: it stays cancelled, with what happened.
+            state, message = JobState.CANCELLED, f"cancelled by the user; then {message}"
         if model_hash is not None:
             job.model_hash = model_hash
             session.flush()

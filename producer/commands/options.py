@@ -31,6 +31,12 @@ TopK = Annotated[int, typer.Option("--top-k", help="How many of the most probabl
 MaxQueued = Annotated[int | None, typer.Option(
     help="Most batches left waiting in the broker (then it waits). Default: TILECLASS_MAX_QUEUED_BATCHES.")]
 MAX_BATCH_SIZE = 10_000
+Tta = Annotated[bool, typer.Option(
+    "--tta", help="Test-time augmentation: average the probabilities over flipped and turned copies of each "
+                  "image (--tta-views of them; each costs one more forward pass).")]
+TtaViews = Annotated[int, typer.Option(
+    "--tta-views", help="With --tta: 2 (identity, flip), 4 (both flips, half turn) or 8 (every flip and quarter "
+                        "turn).")]
 
 
 def check_format(fmt: str, choices: tuple[str, ...]) -> str:

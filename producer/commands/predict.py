@@ -1,5 +1,8 @@
 """``tileclass predict MODEL IMAGE...``: classify image files with a checkpoint, top-k with probabilities.
 
+MODEL is a checkpoint file, or a registered model's name or hash (producer/checkpoints.py). ``--tta`` averages
+each image's probabilities over flipped and turned copies (model/tta.py).
+
 ``--sample N DATA_DIR --plot FILE`` is the tutorial's check: N random images of an ImageFolder directory,
 predicted and drawn side by side, titled "predicted:correct?". Unreadable images are reported one line each
 (exit code 2 after the others are printed); torch is imported only when the command runs.
@@ -16,14 +19,16 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from core.errors import TileclassError
-from producer.commands.options import Json
+from producer.commands.options import Json, Tta, TtaViews
 
 if TYPE_CHECKING:
     from model.predict import Classifier
 
 
 def predict(
-    model: Path = typer.Argument(..., help="Checkpoint file (model.pt written by 'tileclass train')."),
+    model: str = typer.Argument(..., metavar="MODEL", help="A checkpoint file (model.pt written by 'tileclass "
+                                "train'), a model name, or a registered model hash (or a unique prefix of 6+ "
+                                "characters)."),
     images: list[Path] = typer.Argument(
         None, help="Image files to classify; with --sample, the one ImageFolder DATA_DIR to sample from."),
     top_k: int = typer.Option(3, min=1, help="How many classes to show per image."),
@@ -36,6 +41,8 @@ def predict(
     precision: str = typer.Option(
         "auto", help="auto (bf16 where the hardware computes it), fp32, bf16, or int8 (CPU only, quantized)."
     ),
+    tta: Tta = False,
+    tta_views: TtaViews = 8,
 ) -> None:
     """Classify images with a trained checkpoint and print the top classes with their probabilities."""
     from producer.commands.errors import require_ml
@@ -43,6 +50,7 @@ def predict(
     require_ml("predict")
     from core.settings import get_settings
     from model.predict import Classifier
+    from producer.checkpoints import locate_checkpoint
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
@@ -58,7 +66,9 @@ def predict(
         raise TileclassError("no images given: tileclass predict MODEL IMAGE... (or --sample N DATA_DIR)")
     else:
         labelled = [(path, None) for path in images]
-    classifier = Classifier.load(model, device=device or get_settings().device, precision=precision)
+    located = locate_checkpoint(model)
+    classifier = Classifier.load(located.path, device=device or get_settings().device, precision=precision,
+                                 expected_sha256=located.sha256, tta_views=tta_views if tta else 1)
     results, pictures = _classify(classifier, labelled, top_k)
     _print(results, as_json)
     if plot is not None and pictures:

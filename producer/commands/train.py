@@ -2,7 +2,10 @@
 
 The defaults are the fast from-scratch recipe (ResNet18 at the data's native size, SGD Nesterov, warm-up +
 cosine). The PyTorch aerial-tiles tutorial's recipe is reachable exactly through options (see the README).
-torch is imported only when training runs here; ``--queue`` needs no torch on this host.
+With ``--time-budget`` a short probe first says how many epochs the budget allows, and which smaller
+``--image-size`` would fit when that is under 15 (model/budget.py). Each epoch's end leaves a checkpoint of the
+whole run in ``OUT/epochs/``; ``--resume`` continues from the newest. torch is imported only when training runs
+here; ``--queue`` needs no torch on this host.
 """
 
 from __future__ import annotations
@@ -54,8 +57,24 @@ def train(
     eval_every: int = typer.Option(
         0, metavar="STEPS", help="Also validate every STEPS steps and print the tutorial's line (it used 10)."),
     workers: int = typer.Option(0, help="Image decoding threads (0: one per CPU)."),
+    val_dir: Path | None = typer.Option(
+        None, help="Validate on this ImageFolder (e.g. a data set's official test split; class folders matched "
+        "case-insensitively) and train on all of DATA_DIR, instead of splitting DATA_DIR."),
+    normalize: str = typer.Option(
+        "imagenet", help="Input normalisation, stored in the checkpoint for inference: imagenet (ImageNet mean and "
+        "std) or none (pixels scaled to 0..1 only, as the tutorial's ToTensor)."),
+    ema: bool = typer.Option(
+        False, help="Keep an exponential moving average of the weights, and validate and save it instead."),
+    ema_decay: float = typer.Option(0.999, help="With --ema: the average's decay per step (warmed up from 0.1)."),
+    progressive_resize: bool = typer.Option(
+        False, help="Train on smaller images first, growing to --image-size by 3/4 of the run."),
+    progressive_start: float = typer.Option(
+        0.5, help="With --progressive-resize: the first images' side as a share of --image-size."),
+    keep_epochs: int = typer.Option(2, help="Epoch checkpoints kept in OUT/epochs (the newest)."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue from the newest epoch checkpoint in OUT/epochs (same data and options)."),
     out: Path = typer.Option(Path("runs/train"), help="Output folder: model.pt, model.json, metrics.json, "
-                             "loss.png, confusion.png."),
+                             "loss.png, confusion.png, epochs/."),
     queue: bool = typer.Option(
         False, "--queue", help="Do not train here: create a train job and send it to a worker on the train queue."),
     register: bool = typer.Option(True, help="Register the new checkpoint in the results database."),
@@ -77,12 +96,17 @@ def train(
         optimizer=optimizer, weight_decay=weight_decay, label_smoothing=label_smoothing, schedule=schedule,
         warmup=warmup, time_budget_minutes=time_budget, val_split=val_split, seed=seed, image_size=image_size,
         augment=augment, device=device or ("auto" if queue else _settings_device()), precision=precision,
-        eval_every=eval_every, workers=workers,
+        eval_every=eval_every, workers=workers, val_dir=str(val_dir.resolve()) if val_dir else None,
+        normalize=normalize, ema=ema, ema_decay=ema_decay, progressive_resize=progressive_resize,
+        progressive_start=progressive_start, keep_epochs=keep_epochs,
     )
     if queue:
+        if resume:
+            raise TileclassError("--resume is for a run here: a queued run that was lost continues by itself "
+                                 "when 'tileclass resume JOB' sends it again")
         _queue(config, data_dir, as_json)
     else:
-        _train_here(config, data_dir, out, register=register, progress=progress, as_json=as_json)
+        _train_here(config, data_dir, out, register=register, progress=progress, as_json=as_json, resume=resume)
 
 
 def _settings_device() -> str:
@@ -92,11 +116,11 @@ def _settings_device() -> str:
 
 
 def _train_here(config: TrainConfig, data_dir: Path, out: Path, *, register: bool, progress: bool,
-                as_json: bool) -> None:
+                as_json: bool, resume: bool) -> None:
     from model.train import fit
 
     echo = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
-    result = fit(config, data_dir=data_dir, out_dir=out, progress=progress, report=echo)
+    result = fit(config, data_dir=data_dir, out_dir=out, progress=progress, report=echo, resume=resume)
     summary: dict[str, Any] = {"checkpoint": str(result.checkpoint), "sha256": result.sha256,
                                "val_accuracy": result.metrics["val_accuracy"],
                                "val_loss": result.metrics["val_loss"], "out": str(out), "registered": False}
@@ -134,8 +158,9 @@ def _queue(config: TrainConfig, data_dir: Path, as_json: bool) -> None:
     from core.sources import training_data
     from producer.session import open_session
 
-    if not data_dir.is_dir():
-        raise TileclassError(f"data directory {str(data_dir)!r} does not exist or is not a directory")
+    for folder in (data_dir, Path(config.val_dir) if config.val_dir else None):
+        if folder is not None and not folder.is_dir():
+            raise TileclassError(f"data directory {str(folder)!r} does not exist or is not a directory")
     with open_session() as session:
         job = create_job(session, kind=JobKind.TRAIN, source=training_data(data_dir, asdict(config)))
         job_id = job.id

@@ -16,7 +16,8 @@ from model.data import LoadedImages
 from model.errors import DataError
 from model.images import open_image
 from model.predict import Classifier
-from model.train import calibration_sample, fit, lr_factor
+from model.schedule import lr_factor
+from model.train import calibration_sample, fit
 from tests.conftest import copy_eurosat_subset
 
 

@@ -1,0 +1,71 @@
+"""Evaluating a loaded classifier on a labelled ImageFolder (``tileclass eval``).
+
+The folder's images are decoded once at the model's input size (``model.data.load_labelled``, class folders
+matched to the model's classes case-insensitively) and classified in batches by ``Classifier.predict_tensors``,
+exactly as a worker classifies tiles (precision, int8, test-time augmentation included). From the probabilities:
+
+- ``score``: accuracy, the mean cross-entropy of the true class, per-class precision, recall and F1 with their
+  macro averages over the classes present, and the confusion matrix over all the model's classes (row: true
+  class, column: predicted), as ``model.metrics.summarize`` computes them for training;
+- ``worst_mistakes``: the wrong answers given with the highest confidence, the ones no confidence threshold would
+  catch, to look at first;
+- ``agreement``: how many images get the same class from two precisions of one checkpoint (int8 or bf16 against
+  fp32), the number that says whether a faster precision changes answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from core.progress import progress_bar
+from model.metrics import confusion_matrix, summarize
+from model.predict import Classifier
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """One wrong answer: the image's index in the evaluated set, its true and predicted class, the confidence."""
+
+    index: int
+    true_label: str
+    predicted: str
+    confidence: float
+
+
+def predict_images(classifier: Classifier, images: torch.Tensor, *, batch_size: int,
+                   progress: bool = False) -> torch.Tensor:
+    """Class probabilities (N, C) for uint8 (N, 3, S, S) images at the model's input size, in batches."""
+    chunks: list[torch.Tensor] = []
+    with progress_bar(progress) as bar:
+        task = bar.add_task(f"classifying ({classifier.precision})", total=len(images), status="")
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            chunks.append(classifier.predict_tensors(chunk))
+            bar.advance(task, len(chunk))
+    return torch.cat(chunks) if chunks else torch.empty(0, len(classifier.class_names))
+
+
+def score(probabilities: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> dict[str, Any]:
+    """``model.metrics.summarize``'s figures plus ``loss``, the mean cross-entropy of the true classes."""
+    predicted = probabilities.argmax(dim=1)
+    summary = summarize(confusion_matrix(labels, predicted, len(class_names)), class_names)
+    true_probability = probabilities.gather(1, labels.view(-1, 1)).clamp_min(1e-12)
+    return summary | {"loss": float(-true_probability.log().mean()) if len(labels) else 0.0}
+
+
+def worst_mistakes(probabilities: torch.Tensor, labels: torch.Tensor, class_names: list[str], *,
+                   count: int) -> list[Mistake]:
+    """The ``count`` wrong predictions with the highest confidence, most confident first."""
+    confidence, predicted = probabilities.max(dim=1)
+    wrong = torch.nonzero(predicted != labels).flatten()
+    order = wrong[torch.argsort(confidence[wrong], descending=True, stable=True)][:count]
+    return [Mistake(int(i), class_names[int(labels[i])], class_names[int(predicted[i])], float(confidence[i]))
+            for i in order]
+
+
+def agreement(first: torch.Tensor, second: torch.Tensor) -> int:
+    """How many rows of two probability tensors have the same most likely class."""
+    return int((first.argmax(dim=1) == second.argmax(dim=1)).sum())
