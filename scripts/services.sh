@@ -29,6 +29,14 @@ if ! command -v docker-compose >/dev/null && command -v apt-get >/dev/null; then
     >/tmp/tileclass-apt.log 2>&1 || echo "could not install docker-compose (see /tmp/tileclass-apt.log)" >&2
 fi
 
+# Debian's chromium and chromium-driver: the map page's test drives a real headless browser through selenium.
+if ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; } && command -v apt-get >/dev/null; then
+  echo "installing Debian's chromium and chromium-driver for the map page's test"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium \
+    chromium-driver fonts-dejavu-core) >/tmp/tileclass-apt-chromium.log 2>&1 \
+    || echo "could not install chromium (see /tmp/tileclass-apt-chromium.log)" >&2
+fi
+
 for _ in $(seq 1 30); do up 5432 && up 6379 && exit 0; sleep 1; done
 up 5432 || echo "PostgreSQL is still unreachable at 127.0.0.1:5432" >&2
 up 6379 || echo "Redis is still unreachable at 127.0.0.1:6379" >&2

@@ -1,0 +1,38 @@
+"""A real uvicorn process (``tileclass serve``) on a free loopback port: it answers over the network, needs its
+token, never writes the token to its access log, and stops cleanly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.api.server_process import running_server
+from tests.api.support import BASE, ZOOM, Region
+
+pytestmark = pytest.mark.integration
+TOKEN = "s3cret-token-for-the-log-test"
+
+
+def test_a_real_server_answers_with_its_token_and_keeps_the_token_out_of_its_log(
+        sqlite_region: Region, sqlite_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
+    with running_server(sqlite_url, log, env={"TILECLASS_API_TOKEN": TOKEN}) as server:
+        assert httpx.get(f"{server.url}/api/jobs").status_code == 401
+        jobs = httpx.get(f"{server.url}/api/jobs", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert jobs.status_code == 200 and jobs.json()[0]["job_id"] == sqlite_region.job_id
+        tile = httpx.get(f"{server.url}/overlay/{sqlite_region.model_hash}/{ZOOM}/{BASE[0]}/{BASE[1]}.png",
+                         params={"token": TOKEN})
+        assert tile.status_code == 200 and tile.headers["content-type"] == "image/png"
+        assert "server" not in tile.headers  # no software banner
+        tilejson = httpx.get(f"{server.url}/overlay/{sqlite_region.model_hash}/tilejson.json",
+                             params={"token": TOKEN}).json()
+        template = tilejson["tiles"][0]
+        assert template.startswith(server.url) and f"token={TOKEN}" in template
+        from_template = httpx.get(template.format(z=ZOOM, x=BASE[0], y=BASE[1]))
+        assert from_template.status_code == 200 and from_template.content == tile.content
+    output = log.read_text()
+    assert "tileclass serving http://127.0.0.1:" in output
+    assert f"/overlay/{sqlite_region.model_hash}/{ZOOM}/{BASE[0]}/{BASE[1]}.png?token=***" in output
+    assert TOKEN not in output
