@@ -16,8 +16,9 @@ from api import errors
 from api.auth import TokenGate
 from api.config import ServeConfig
 from api.imagery import ImageryReaders
-from api.routes import imagery, jobs, models, overlay, page, regions, tiles
+from api.routes import imagery, jobs, metrics, models, overlay, page, regions, tiles
 from api.routes.page import STATIC
+from core.metrics.fleet import fleet_registry
 from core.settings import get_settings
 
 
@@ -29,8 +30,9 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
                   description="Tile classification results: jobs, models, tiles, regions, overlay tiles and imagery.")
     app.state.config = config
     app.state.imagery = ImageryReaders(settings)
+    app.state.metrics = fleet_registry(settings)
     errors.install(app)
-    for module in (page, jobs, models, tiles, regions, overlay, imagery):
+    for module in (page, jobs, models, tiles, regions, overlay, imagery, metrics):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Added last, so outermost: a CORS preflight is answered before the token is asked for.

@@ -1,8 +1,8 @@
 """The fleet exporter: batches waiting in the broker and each job's progress, read afresh on every scrape.
 
 ``tileclass metrics --port 9561`` serves it on its own; the HTTP server serves the same registry at ``/metrics``
-(``fleet_registry()``, or ``fleet_asgi_app()`` to mount). It reads, never writes, and imports neither torch nor a
-web framework. Metrics (all gauges)::
+(``fleet_registry()``, or ``fleet_asgi_app()`` to mount). It reads, never writes, and imports neither torch, nor
+Celery (kombu reads the broker), nor a web framework. Metrics (all gauges)::
 
     tileclass_up{component="broker"|"database"}                  1 if this scrape could read it, else 0
     tileclass_queue_batches{queue="classify"|"train"}            messages waiting in the broker
@@ -33,7 +33,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from core import jobs
-from core.celery_app import broker_depths, connected_app
+from core.broker import broker_depths, connect
 from core.db import session_scope
 from core.schema import Job, JobState, utcnow
 from core.settings import Settings, get_settings
@@ -49,7 +49,6 @@ class FleetCollector(Collector):
 
     def __init__(self, settings: Settings | None = None) -> None:
         self._settings = settings
-        self._app: Any = None  # the Celery app, made on the first scrape
 
     @property
     def settings(self) -> Settings:
@@ -67,10 +66,9 @@ class FleetCollector(Collector):
         yield from database or []
 
     def _broker(self) -> list[GaugeMetricFamily] | None:
-        if self._app is None:
-            self._app = connected_app(self.settings)
         try:
-            waiting, unacked = broker_depths(self._app)
+            with connect(self.settings) as connection:
+                waiting, unacked = broker_depths(connection)
         except (BrokerError, RedisError, OSError) as exc:
             log.warning("metrics: cannot read the broker: %s", str(exc).splitlines()[0][:200] if str(exc) else exc)
             return None

@@ -5,7 +5,6 @@ here), and the wiring between them (names, secrets, ports, commands that the CLI
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -141,13 +140,16 @@ def test_every_command_is_one_the_cli_accepts_and_every_variable_it_uses_is_defi
     assert "TILECLASS_DATABASE_URL" in defined
 
 
-def test_the_http_server_listens_for_the_service_requires_its_token_and_is_probed_on_healthz() -> None:
+def test_the_http_server_listens_for_the_service_requires_its_token_and_is_probed_without_it() -> None:
     api = container("tileclass-api")
     assert api["command"] == ["tileclass", "serve", "--host", "0.0.0.0", "--port", "8000"]
     (port,) = api["ports"]
     assert port["containerPort"] == 8000
-    for probe in (api["readinessProbe"], api["livenessProbe"]):
-        assert probe["httpGet"] == {"path": "/healthz", "port": port["name"]}
+    assert api["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
+    assert api["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}  # the database answers
+    from api.auth import OPEN_PATHS
+
+    assert {"/healthz", "/readyz"} <= OPEN_PATHS  # the probes need no token
     token = next(v for v in api["env"] if v["name"] == "TILECLASS_API_TOKEN")
     assert token["valueFrom"]["secretKeyRef"]["key"] == "TILECLASS_API_TOKEN"
     service = find("Service", "tileclass-api")
