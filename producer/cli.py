@@ -14,6 +14,8 @@ from typer.core import TyperGroup
 
 from producer.commands import (
     cancel,
+    correct,
+    dataset,
     db,
     demo,
     enqueue,
@@ -61,7 +63,7 @@ app = typer.Typer(
 )
 
 for command in (demo, db, train, predict, enqueue, status, resume, cancel, worker, query, summary, export, render,
-                models, metrics, failures, retry, serve):
+                models, metrics, failures, retry, correct, dataset, serve):
     command.register(app)
 
 

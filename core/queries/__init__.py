@@ -7,6 +7,8 @@
 - ``core.queries.selections``: which model answers a region or job (``select_results``) and the streams over it.
 - ``core.queries.summaries``: counts per class, failures and models (``summarize``).
 - ``core.queries.failures``: a job's failed tiles (``iter_job_failures``), for ``failures``, ``retry`` and the API.
+- ``core.queries.corrections``: the labels people gave tiles (``tile_corrections``), a job's tiles with the label
+  to train on (``iter_job_labels``).
 - ``core.queries.reports``: the one document of a tile that the CLI and the HTTP API both give (``report_tile``).
 
 Every function takes a session and keyword arguments; everything is re-exported here, so
@@ -14,6 +16,13 @@ Every function takes a session and keyword arguments; everything is re-exported 
 """
 
 from core.bbox import BBox, TileRange
+from core.queries.corrections import (
+    CorrectionAnswer,
+    LabelledTile,
+    count_job_labels,
+    iter_job_labels,
+    tile_corrections,
+)
 from core.queries.failures import count_job_failures, iter_job_failures
 from core.queries.lookups import empty_result, find_model, point_result, tile_result, tile_statement
 from core.queries.reports import TileReport, report_tile
@@ -48,7 +57,9 @@ __all__ = [
     "Answer",
     "BBox",
     "ClassCount",
+    "CorrectionAnswer",
     "EmptyAnswer",
+    "LabelledTile",
     "MapCell",
     "ModelCount",
     "ModelInfo",
@@ -59,6 +70,7 @@ __all__ = [
     "TileRange",
     "TileReport",
     "count_job_failures",
+    "count_job_labels",
     "count_selected",
     "empty_result",
     "extents",
@@ -68,6 +80,7 @@ __all__ = [
     "iter_empty",
     "iter_failures",
     "iter_job_failures",
+    "iter_job_labels",
     "iter_results",
     "latest_model_in",
     "point_result",
@@ -76,6 +89,7 @@ __all__ = [
     "results_statement",
     "select_results",
     "summarize",
+    "tile_corrections",
     "tile_result",
     "tile_statement",
 ]

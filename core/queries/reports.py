@@ -4,6 +4,10 @@ once here so the command line and the HTTP API never drift apart.
 The document is the tile's stored result (``"classified": true`` and its label, confidence and top classes), or
 its empty record (``"empty": true`` and why), or neither (``"classified": false, "empty": false``), always for one
 model: the one asked for, else the latest registered model with a record of the tile (``core.queries.lookups``).
+
+Beside it, ``"corrections"`` lists the labels people gave the tile (``tileclass correct``), newest first, whatever
+model they were checked against; the newest one is the tile's corrected label. A correction never changes the
+model's result, so a corrected tile shows both.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from core.queries.corrections import CorrectionAnswer, tile_corrections
 from core.queries.lookups import empty_result, find_model, tile_result
 from core.queries.types import EmptyAnswer, TileAnswer
 from core.tiles import Tile
@@ -26,17 +31,19 @@ class TileReport:
     model_hash: str | None  # the model asked for (None: any model)
     answer: TileAnswer | None
     empty: EmptyAnswer | None
+    corrections: tuple[CorrectionAnswer, ...] = ()  # newest first
 
     @property
     def found(self) -> bool:
         return self.answer is not None or self.empty is not None
 
     def as_dict(self, *, top_k: int = 3) -> dict[str, Any]:
+        corrections = {"corrections": [correction.as_dict() for correction in self.corrections]}
         if self.answer is not None:
-            return {"classified": True, "empty": False, **self.answer.as_dict(top_k=top_k)}
+            return {"classified": True, "empty": False, **self.answer.as_dict(top_k=top_k), **corrections}
         if self.empty is not None:
-            return {"classified": False, **self.empty.as_dict()}
-        return {"tile": str(self.tile), "classified": False, "empty": False, "model": self.model_hash}
+            return {"classified": False, **self.empty.as_dict(), **corrections}
+        return {"tile": str(self.tile), "classified": False, "empty": False, "model": self.model_hash, **corrections}
 
 
 def report_tile(session: Session, *, tile: Tile, model_ref: str | None = None) -> TileReport:
@@ -44,4 +51,4 @@ def report_tile(session: Session, *, tile: Tile, model_ref: str | None = None) -
     digest = find_model(session, ref=model_ref).hash if model_ref else None
     answer = tile_result(session, tile=tile, model_hash=digest)
     empty = empty_result(session, tile=tile, model_hash=digest) if answer is None else None
-    return TileReport(tile, digest, answer, empty)
+    return TileReport(tile, digest, answer, empty, tuple(tile_corrections(session, tile=tile)))

@@ -60,8 +60,19 @@ def _report(report: TileReport, *, top_k: int, as_json: bool, lead: str = "") ->
     else:
         by = f"by model {report.model_hash[:12]}" if report.model_hash else "by any model"
         typer.echo(f"{lead}{tile}: not classified {by}")
+    if not as_json and report.corrections:
+        typer.echo(_corrections_text(report))
     if not report.found:
         raise typer.Exit(1)
+
+
+def _corrections_text(report: TileReport) -> str:
+    """The newest correction of the tile (a person's label, kept beside the model's result) and how many before."""
+    newest, earlier = report.corrections[0], len(report.corrections) - 1
+    origin = f", from {newest.origin}" if newest.origin else ""
+    line = (f"  corrected to {newest.label} by {newest.author} · {newest.created_at:%Y-%m-%d %H:%M:%S} UTC "
+            f"(model {newest.model_hash[:12]}{origin})")
+    return line + (f"\n  {earlier} earlier correction{'s' if earlier != 1 else ''}" if earlier else "")
 
 
 def _check_top_k(top_k: int) -> None:

@@ -65,7 +65,8 @@ def test_empty_tiles_are_counted_answered_exported_drawn_and_not_enqueued_again(
     assert json.loads(answer.stdout) | {"found_at": None} == {
         "classified": False, "empty": True, "reason": "entirely transparent", "tile": str(empty[0]),
         "z": Z, "x": empty[0].x, "y": empty[0].y, "root": status["root"], "path": empty[0].path, "label": None,
-        "confidence": None, "model": embedded.model, "job": job_id, "found_at": None}
+        "confidence": None, "model": embedded.model, "job": job_id, "found_at": None,
+        "corrections": []}
     text = cli("query", "tile", str(empty[0]))
     assert text.exit_code == 0 and text.stdout.startswith(f"{empty[0]}: empty (entirely transparent)")
     assert cli("query", "tile", str(tiles[6])).exit_code == 1  # failed: not classified, not empty

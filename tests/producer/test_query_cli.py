@@ -99,7 +99,7 @@ def test_not_classified_in_json(lisbon: str) -> None:
     code, out, _ = invoke("query", "tile", "15/15523/12541", "--model", model_hash("old"), "--json")
     assert code == 1
     assert json.loads(out) == {"tile": "15/15523/12541", "classified": False, "empty": False,
-                               "model": model_hash("old")}
+                               "model": model_hash("old"), "corrections": []}
 
 
 @pytest.mark.parametrize("lon_args", [["--lon", "-9.45"], ["--lon=-9.45"]])
