@@ -32,6 +32,7 @@ from core.sources import source_from_record
 from producer.pipeline import DEFAULT_BATCH_SIZE, PassStats, Target, TileFilter, in_batches, walk_and_filter
 from producer.publication import Publication
 from producer.publish import Publisher
+from producer.retry import RETRYING_NOTE
 
 RESUMING_NOTE = "resume in progress"
 RESUMABLE = (JobState.QUEUED, JobState.COMPLETED)
@@ -75,6 +76,9 @@ def _check_resumable(job: Job) -> None:
         raise CannotResume(f"job {job.id} is a {job.kind} job: only classify jobs can be resumed")
     if job.model_hash is None or not job.source:
         raise CannotResume(f"job {job.id} records no model or no tile source: enqueue it again instead")
+    if job.state == JobState.ENQUEUING and job.message == RETRYING_NOTE:
+        raise CannotResume(f"job {job.id}'s failed tiles are being retried (or that retry was stopped): run "
+                           f"'tileclass retry {job.id}' again to finish it, then resume it if tiles are missing")
     if job.state == JobState.ENQUEUING and job.message != RESUMING_NOTE:
         raise CannotResume(f"job {job.id} is still being enqueued (or its producer was stopped): run the same "
                            "'tileclass enqueue' command again to continue it, then resume it if tiles are missing")

@@ -82,6 +82,8 @@ def test_an_interrupted_retry_is_run_again_without_counting_twice(world: Deploym
         record.state, record.message, record.seq_reserved, record.seq_recorded = (
             JobState.ENQUEUING, RETRYING_NOTE, 3, 3)
     assert counts(job)[1:] == (6, 4, 0, 2)
+    resumed = cli("resume", str(job))
+    assert resumed.exit_code == 2 and f"run 'tileclass retry {job}' again to finish it" in resumed.output
     again = cli("retry", str(job), "--json")
     assert again.exit_code == 0, again.output
     assert (json.loads(again.stdout)["superseded_batches"], json.loads(again.stdout)["enqueued"]) == (1, 2)
