@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     @field_validator("api_token", mode="before")
     @classmethod
     def _unset_when_blank(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip() in PLACEHOLDER_PASSWORDS:
+            raise ValueError("it is the .env.example placeholder: set a real token in .env (API_TOKEN with docker "
+                             "compose), e.g. from `openssl rand -hex 24`")
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("worker_tta_views")

@@ -60,7 +60,7 @@ def test_redis_is_durable_and_protected_and_its_password_is_not_in_its_arguments
 
 def test_services_are_published_on_loopback_unless_told_otherwise(compose: dict[str, Any], tmp_path: Path) -> None:
     published = {name: service["ports"] for name, service in compose["services"].items() if service.get("ports")}
-    assert set(published) == {"redis", "postgres", "flower", "metrics"}
+    assert set(published) == {"redis", "postgres", "flower", "metrics", "api"}
     for ports in published.values():
         assert all(str(port.get("host_ip") if isinstance(port, dict) else port).startswith("127.0.0.1")
                    for port in ports), ports
@@ -84,6 +84,11 @@ def test_every_tileclass_service_refuses_the_placeholder_passwords(compose: dict
             patch.setenv(name, env[name])
             with pytest.raises(SettingsError, match=f"^{name}: its password is the .env.example placeholder"):
                 load_settings()
+    api_token = compose["services"]["api"]["environment"]["TILECLASS_API_TOKEN"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TILECLASS_API_TOKEN", api_token)
+        with pytest.raises(SettingsError, match="^TILECLASS_API_TOKEN: it is the .env.example placeholder"):
+            load_settings()
     assert Settings(broker_url="rediss://:s3cret@redis.example:6380/0").broker_url.startswith("rediss://")
 
 
@@ -121,7 +126,7 @@ def test_every_service_command_is_a_real_command(compose: dict[str, Any]) -> Non
                                     capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
             assert celery.returncode == 0, celery.stderr
         checked += 1
-    assert checked == 7
+    assert checked == 8
 
 
 def test_workers_export_metrics_and_the_exporter_runs_with_the_monitoring_profile(compose: dict[str, Any]) -> None:
@@ -132,3 +137,15 @@ def test_workers_export_metrics_and_the_exporter_runs_with_the_monitoring_profil
     assert metrics["command"][:2] == ["tileclass", "metrics"] and metrics["profiles"] == ["monitoring"]
     assert metrics["environment"]["TILECLASS_DATABASE_URL"] == compose["services"]["migrate"]["environment"][
         "TILECLASS_DATABASE_URL"]
+
+
+def test_the_api_needs_its_token_and_is_published_on_loopback(compose: dict[str, Any], tmp_path: Path) -> None:
+    api = compose["services"]["api"]
+    assert api["command"] == ["tileclass", "serve", "--host", "0.0.0.0", "--port", "8000"]
+    assert api["environment"]["TILECLASS_DATABASE_URL"] == compose["services"]["migrate"]["environment"][
+        "TILECLASS_DATABASE_URL"]
+    assert [str(port).removesuffix("/tcp") for port in api["ports"]] == ["127.0.0.1:8000:8000"]
+    assert "/tiles" in _mount_targets(api["volumes"])
+    without = (REPO_ROOT / ".env.example").read_text().replace("API_TOKEN=change-me\n", "")
+    result = _compose_config(tmp_path, without)
+    assert result.returncode != 0 and "set API_TOKEN in .env" in result.stderr

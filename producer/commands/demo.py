@@ -27,6 +27,9 @@ def demo(
     region_size: int = typer.Option(16, "--region-size", min=2, max=64, help="The region is N x N tiles."),
     zoom: int = typer.Option(16, "--zoom", min=1, max=22, help="Zoom level of the region's tiles."),
     seed: int = typer.Option(7, "--seed", help="Seed for the generated imagery, the region and training."),
+    serve: bool = typer.Option(False, "--serve", help="End by serving the results on a web map (tileclass serve) "
+                               "until Ctrl-C."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="With --serve: the map's port on 127.0.0.1."),
 ) -> None:
     """Run the whole pipeline once on this machine: make data, train, classify a region, query, draw it."""
     from producer.demo import region as demo_region
@@ -69,8 +72,12 @@ def demo(
     for args in (train_args, [*WORKER_ARGS, "  # in another terminal"], enqueue_args,
                  ["status", "--watch"], ["summary", str(job_id)],
                  ["query", "point", f"--lon={lon:.5f}", f"--lat={lat:.5f}", "--zoom", str(zoom)],
-                 ["render", str(job_id), "--out", "map.png", "--imagery"]):
+                 ["render", str(job_id), "--out", "map.png", "--imagery"],
+                 ["serve", "--port", str(port), f"  # then open http://127.0.0.1:{port}/?job={job_id}"]):
         typer.echo("  tileclass " + " ".join(args))
+    if serve:
+        typer.secho(f"\nthe map: http://127.0.0.1:{port}/?job={job_id}  (Ctrl-C stops the server)", bold=True)
+        tileclass(["serve", "--port", str(port)])
 
 
 def register(app: typer.Typer) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests.conftest import REPO_ROOT
 
@@ -26,16 +29,45 @@ def _processes_in(folder: Path) -> list[int]:
     return found
 
 
-def test_demo_runs_the_pipeline_and_stops_its_worker(tmp_path: Path) -> None:
-    out = tmp_path / "demo"
-    result = subprocess.run(
-        [sys.executable, "-m", "producer", "demo", "--out", str(out), "--train-minutes", "0.3",
-         "--region-size", "4"],
-        capture_output=True, text=True, timeout=280, cwd=REPO_ROOT,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "job 1 completed: 16 tiles classified, 0 failed" in result.stdout
-    assert "tileclass enqueue tiles --model training/model.pt" in result.stdout
+def test_demo_runs_the_pipeline_serves_the_map_and_stops_its_worker(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    import httpx
+
+    from tests.api.server_process import free_port
+
+    out, log, port = tmp_path / "demo", tmp_path / "demo.log", free_port()
+    with log.open("w") as sink:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "producer", "demo", "--out", str(out), "--train-minutes", "0.3",
+             "--region-size", "4", "--serve", "--port", str(port)],
+            stdout=sink, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT, start_new_session=True,
+        )
+    try:
+        deadline, url = time.monotonic() + 280, f"http://127.0.0.1:{port}"
+        while "tileclass serving" not in log.read_text():
+            assert demo.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        time.sleep(1)
+        job = httpx.get(f"{url}/api/jobs/1").json()
+        assert (job["state"], job["classified"]) == ("completed", 16)
+        layers = httpx.get(f"{url}/api/jobs/1/layers").json()
+        z, x, y = next(iter(json.loads((out / "truth.json").read_text()))).split("/")
+        tile = httpx.get(layers["overlay"].format(z=z, x=x, y=y))
+        label = httpx.get(f"{url}/api/tiles/{z}/{x}/{y}").json()["label"]
+        colour = next(entry["colour"] for entry in layers["classes"] if entry["label"] == label)
+        assert Image.open(io.BytesIO(tile.content)).convert("RGB").getpixel((128, 128)) == \
+            tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+        os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C in the demo's terminal
+        demo.wait(timeout=60)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+    output = log.read_text()
+    assert "job 1 completed: 16 tiles classified, 0 failed" in output
+    assert "tileclass enqueue tiles --model training/model.pt" in output
+    assert f"tileclass serve --port {port}" in output and f"http://127.0.0.1:{port}/?job=1" in output
     for picture in ("map.png", "training/loss.png", "training/confusion.png"):
         assert (out / picture).stat().st_size > 1000
     truth = json.loads((out / "truth.json").read_text())
