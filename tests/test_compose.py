@@ -87,7 +87,7 @@ def test_every_tileclass_service_refuses_the_placeholder_passwords(compose: dict
     api_token = compose["services"]["api"]["environment"]["TILECLASS_API_TOKEN"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TILECLASS_API_TOKEN", api_token)
-        with pytest.raises(SettingsError, match="^TILECLASS_API_TOKEN: it is the .env.example placeholder"):
+        with pytest.raises(SettingsError, match=r"^TILECLASS_API_TOKEN: it is the \.env\.example placeholder"):
             load_settings()
     assert Settings(broker_url="rediss://:s3cret@redis.example:6380/0").broker_url.startswith("rediss://")
 
