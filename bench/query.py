@@ -20,26 +20,16 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import random
-import statistics
-import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import mercantile
-from sqlalchemy import bindparam, create_engine, select, text
-from sqlalchemy.engine import make_url
+from bulk_results import CLASSES, COLUMNS, fill, result_rows, summary, temporary_database, timed
+from sqlalchemy import bindparam, select, text
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from core.db import dispose_engines, get_engine, session_scope
+from core.db import dispose_engines, session_scope
 from core.jobs import create_job
 from core.migrate import upgrade
 from core.queries import BBox, query_bbox, results_statement, select_results, tile_result, tile_statement
@@ -47,27 +37,8 @@ from core.results import register_model
 from core.schema import TileResult
 from core.tiles import Tile
 
-POSTGRES_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 ZOOM, X0, Y0, WIDTH, HEIGHT = 17, 62000, 50000, 1000, 500
-CLASSES = ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
-           "Residential", "River", "SeaLake"]
-COLUMNS = ("model_hash", "z", "x", "y", "root_name", "path", "label", "confidence", "probabilities", "job_id",
-           "classified_at")
 BOX_SIDE = 100
-
-
-def rows(models: list[tuple[str, int]]) -> Iterator[tuple[Any, ...]]:
-    """Every (model, tile) row; probabilities are realistic 10-class JSON objects."""
-    stamp = "2026-01-01 00:00:00.000000"
-    documents = []
-    for label in CLASSES:
-        probabilities = {name: (0.82 if name == label else 0.02) for name in CLASSES}
-        documents.append((label, json.dumps(probabilities)))
-    for digest, job in models:
-        for x in range(X0, X0 + WIDTH):
-            for y in range(Y0, Y0 + HEIGHT):
-                label, document = documents[(x * 7 + y * 3) % len(documents)]
-                yield (digest, ZOOM, x, y, "ortho", f"{ZOOM}/{x}/{y}.png", label, 0.82, document, job, stamp)
 
 
 def register(url: str) -> list[tuple[str, int]]:
@@ -80,70 +51,6 @@ def register(url: str) -> list[tuple[str, int]]:
             model.created_at = created
             models.append((digest, create_job(session, model_hash=digest).id))
     return models
-
-
-def fill_sqlite(url: str, models: list[tuple[str, int]]) -> None:
-    connection = get_engine(url).raw_connection()
-    try:
-        cursor = connection.cursor()
-        cursor.execute("BEGIN")
-        cursor.executemany(
-            f"INSERT INTO tile_results ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-            rows(models),  # type: ignore[arg-type]  # sqlite3 takes any iterable of rows
-        )
-        cursor.execute("COMMIT")
-        cursor.execute("ANALYZE")
-    finally:
-        connection.close()
-
-
-def fill_postgres(url: str, models: list[tuple[str, int]]) -> None:
-    connection = get_engine(url).raw_connection()
-    try:
-        cursor = connection.cursor()
-        with cursor.copy(f"COPY tile_results ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-            for row in rows(models):
-                copy.write_row(row)
-        connection.commit()
-    finally:
-        connection.close()
-    maintenance = create_engine(url, isolation_level="AUTOCOMMIT")  # VACUUM refuses to run in a transaction
-    with maintenance.connect() as conn:
-        conn.exec_driver_sql("VACUUM ANALYZE tile_results")
-    maintenance.dispose()
-
-
-@contextmanager
-def temporary_database(dialect: str) -> Iterator[str]:
-    if dialect == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="tileclass-bench-query-") as folder:
-            yield f"sqlite:///{folder}/results.db"
-        return
-    name = f"tileclass_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(POSTGRES_ADMIN).set(database=name).render_as_string(hide_password=False)
-    finally:
-        dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def timed(call: Callable[[], object], repeat: int) -> list[float]:
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - started)
-    return samples
-
-
-def summary(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
 def plan(session: Any, stmt: Any) -> str:
@@ -213,7 +120,7 @@ def run(dialect: str, *, points: int, boxes: int) -> None:
         upgrade(url)
         models = register(url)
         started = time.perf_counter()
-        (fill_sqlite if dialect == "sqlite" else fill_postgres)(url, models)
+        fill(url, result_rows(models, zoom=ZOOM, x0=X0, y0=Y0, width=WIDTH, height=HEIGHT))
         with session_scope(url) as session:
             count = session.scalar(select(text("count(*)")).select_from(TileResult))
         print(f"\n{dialect}: filled {count:,} rows in {time.perf_counter() - started:.1f} s")
