@@ -61,3 +61,19 @@ def test_sources_bench_compares_each_kind_of_source_with_files() -> None:
         for name in ratios:
             key = next(k for k in values if k.startswith(f"ratio_{name}"))
             assert values[key] == round(values[f"{name}_tiles_per_s"] / baseline, 2)
+
+
+def test_serve_bench_times_overlay_parts_and_the_api_against_its_baselines() -> None:
+    summary = _last_json_line([sys.executable, "bench/serve.py", "--side", "64", "--samples", "5", "--seconds",
+                               "0.5", "--only", "sqlite", "--json"])
+
+    found = summary["sqlite"]
+    assert found["rows"] == 64 * 64 and found["api_errors"] == 0
+    assert set(found["overlay"]) == {"0", "2", "4", "6", "8", "10"}
+    assert found["overlay"]["6"]["rows_per_tile"] == 64 * 64  # six zooms out: 64 x 64 result tiles under each
+    assert found["overlay"]["2"]["rows_per_tile"] == 16
+    for parts in found["overlay"].values():
+        assert all(parts[name][0] > 0 for name in ("bare", "query", "aggregation", "png"))
+    assert found["api_requests_per_s"] > 0 and found["in_process_lookups_per_s"] > 0
+    assert found["ratio_api_to_in_process"] == pytest.approx(
+        found["api_requests_per_s"] / found["in_process_lookups_per_s"], abs=0.01)
