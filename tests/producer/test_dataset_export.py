@@ -218,3 +218,30 @@ def test_the_loop_export_train_and_models_lists_both(sqlite_url: str, monkeypatc
     listed = json.loads(cli("models", "--json").stdout)
     assert len(listed) == 2 and listed[1]["hash"] == first.hash  # the new version first, beside the last one
     assert listed[0]["classes"] == 3 and listed[0]["hash"] != first.hash
+
+
+def test_file_and_folder_names_are_safe_and_other_formats_become_png() -> None:
+    """Unit checks of the writer's naming and conversion (no database)."""
+    import io
+    from datetime import UTC, datetime
+
+    from core.queries import LabelledTile, TileAnswer
+    from producer.dataset import file_stem, folder_name, image_file
+
+    def stem_of(path: str) -> str:
+        answer = TileAnswer(Tile(None, None, None, path), "scans", "m", "Forest", 0.9, {}, 1,
+                            datetime(2026, 1, 1, tzinfo=UTC))
+        return file_stem(LabelledTile(answer, None))
+
+    assert folder_name("Annual Crop") == "Annual Crop" and folder_name("../etc") == "_.._etc"
+    assert folder_name(".hidden") == "_.hidden" and folder_name("a/b") == "a_b"
+    stem = stem_of("scans/2024/a b.tif")
+    assert stem.startswith("a b-") and "/" not in stem and len(stem) == len("a b-") + 10
+    assert stem_of("other/a b.tif") != stem  # the same file name in two folders: two names
+
+    gif = io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 200, 30)).save(gif, format="GIF")
+    converted = image_file(gif.getvalue(), max_pixels=1 << 24)
+    assert isinstance(converted, tuple) and converted[1] == "png" and converted[0].startswith(b"\x89PNG")
+    assert image_file(b"not an image", max_pixels=1 << 24) == "not a readable image"
+    assert image_file(gif.getvalue(), max_pixels=16) == "image too large (8x8 pixels)"
