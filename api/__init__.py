@@ -8,6 +8,6 @@ line calls, through read-only sessions, and shape the answer.
 - ``api.routes``: one router per resource: jobs, models, tiles and points, regions (bbox and summary), overlay
   tiles, imagery, and the page;
 - ``api.auth``: the token every request must carry when one is configured; ``api.errors``: the CLI's one-line
-  messages as HTTP 400/404; ``api.overlay_png``: overlay grids as PNG; ``api.server``: uvicorn, with tokens kept out
-  of its access log.
+  messages as HTTP 400/404; ``api.overlay_png``: overlay grids as PNG; ``api.docs``: Swagger UI from the vendored
+  copy; ``api.server``: uvicorn, with tokens kept out of its access log.
 """

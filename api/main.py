@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from api import errors
+from api import docs, errors
 from api.auth import TokenGate
 from api.config import ServeConfig
 from api.imagery import ImageryReaders
@@ -26,13 +26,13 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     """The app, configured by ``config`` (default: from the settings)."""
     settings = get_settings()
     config = config or ServeConfig.from_settings(settings)
-    app = FastAPI(title="tileclass", version=_version(), docs_url="/docs", redoc_url=None,
+    app = FastAPI(title="tileclass", version=_version(), docs_url=None, redoc_url=None,
                   description="Tile classification results: jobs, models, tiles, regions, overlay tiles and imagery.")
     app.state.config = config
     app.state.imagery = ImageryReaders(settings)
     app.state.metrics = fleet_registry(settings)
     errors.install(app)
-    for module in (page, jobs, models, tiles, regions, overlay, imagery, metrics):
+    for module in (page, docs, jobs, models, tiles, regions, overlay, imagery, metrics):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Added last, so outermost: a CORS preflight is answered before the token is asked for.

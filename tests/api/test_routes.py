@@ -191,3 +191,18 @@ def test_an_unreachable_database_is_503_without_its_password(sqlite_region: Regi
         assert "s3cret-pw" not in answer.text
         assert down.get("/healthz").json() == {"status": "ok"}
         assert down.get("/readyz").status_code == 503
+
+
+def test_the_api_docs_and_the_map_load_nothing_from_elsewhere(client: TestClient) -> None:
+    import re
+
+    for page in ("/docs", "/"):
+        html = client.get(page).text
+        assert not re.search(r"(src|href)=[\"']?(https?:)?//", html), page  # no CDN, no other host
+        for asset in re.findall(r"(?:src|href)=[\"'](/static/[^\"']+)", html):
+            assert client.get(asset).status_code == 200, asset
+    assert "swagger-ui-bundle.js" in client.get("/docs").text
+    spec = client.get("/openapi.json").json()
+    assert {"/api/jobs", "/api/jobs/{job_id}/failures", "/api/models", "/api/tiles/{z}/{x}/{y}", "/api/point",
+            "/api/bbox", "/api/summary", "/overlay/{model}/{z}/{x}/{y}.png", "/overlay/{model}/tilejson.json"} \
+        <= set(spec["paths"])
