@@ -11,7 +11,9 @@ a Celery worker process:
 - a tile file containing ``POISON`` kills its worker process with SIGKILL when it is read, as the OOM killer or a
   crashing native decoder would. The tile itself is a valid JPEG that the decoder reads normally;
 - a tile file containing ``CRASH`` raises ``RuntimeError("CUDA out of memory")`` when it is read: an unexpected
-  error of the whole batch, not of that tile, which the task retries and then gives up on.
+  error of the whole batch, not of that tile, which the task retries and then gives up on;
+- with ``TILECLASS_TEST_LOG_READS=1``, every tile file read is logged as ``read <pid> <path>`` in ``runs.log``
+  (the multi-host test checks which path each simulated host read its tiles through).
 
 ``TILECLASS_TEST_NO_MARKERS=1`` switches off the run markers of ``worker.deliveries`` (to watch the poison scenario
 fail without them: the tile is then redelivered forever). The production code has no hook of its own:
@@ -39,6 +41,7 @@ def _install(folder: str) -> None:
     for kind in ("busy", "ready"):
         (state / kind).mkdir(parents=True, exist_ok=True)
     delay = float(os.environ.get("TILECLASS_TEST_TILE_DELAY", "0"))
+    log_reads = os.environ.get("TILECLASS_TEST_LOG_READS") == "1"
 
     def note(line: str) -> None:
         with (state / "runs.log").open("a") as log:
@@ -70,6 +73,8 @@ def _install(folder: str) -> None:
         def load_tile(path: Path, classifier: Any, **options: Any) -> Any:
             if delay:
                 time.sleep(delay)
+            if log_reads:
+                note(f"read {os.getpid()} {path}")
             content = path.read_bytes() if path.is_file() else b""
             if POISON in content:
                 note(f"poison {os.getpid()} {path.name}")
