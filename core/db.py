@@ -20,6 +20,7 @@ from core.settings import get_settings
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 READ_ONLY_OPTION = "tileclass_read_only"
 _engines: dict[tuple[int, str], Engine] = {}
+_factories: dict[tuple[int, str, bool], sessionmaker[Session]] = {}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -65,6 +66,7 @@ def dispose_engines() -> None:
     for engine in _engines.values():
         engine.dispose()
     _engines.clear()
+    _factories.clear()
 
 
 @contextmanager
@@ -74,9 +76,15 @@ def session_scope(url: str | None = None, *, read_only: bool = False) -> Iterato
     ``read_only`` is for sessions that only read (queries, exports): on SQLite they then take no write lock, so a
     long export never makes workers wait.
     """
-    engine = get_engine(url)
-    factory = sessionmaker(bind=engine.execution_options(**{READ_ONLY_OPTION: True}) if read_only else engine,
-                           expire_on_commit=False)
+    url = url or get_settings().database_url
+    key = (os.getpid(), url, read_only)
+    factory = _factories.get(key)
+    if factory is None:
+        # One factory per engine and mode: a sessionmaker is a new Session class, whose event set-up costs
+        # about as much as a point lookup, so making one per session would double the cost of small requests.
+        engine = get_engine(url)
+        factory = _factories[key] = sessionmaker(
+            bind=engine.execution_options(**{READ_ONLY_OPTION: True}) if read_only else engine, expire_on_commit=False)
     with factory() as session, session.begin():
         yield session
 
