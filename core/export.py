@@ -25,10 +25,11 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
-from core.queries.types import Answer, EmptyAnswer
+from core.queries.types import Answer, EmptyAnswer, TileFailure
 from core.tiles import Tile
 
 CSV_COLUMNS = ("z", "x", "y", "root", "path", "label", "confidence", "model", "job", "classified_at")
+FAILURE_CSV_COLUMNS = ("z", "x", "y", "root", "path", "reason", "attempts", "failed_at")
 PRECISION = 7
 
 
@@ -91,12 +92,31 @@ def _csv_row(answer: Answer, *, class_names: Sequence[str], with_empty: bool) ->
 
 def json_chunks(rows: Iterable[Answer], *, top_k: int = 0) -> Iterator[str]:
     """A JSON array of result objects, one per line."""
+    return json_array_chunks(answer.as_dict(top_k=top_k) for answer in rows)
+
+
+def json_array_chunks(documents: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """A JSON array of any documents, one per line."""
     yield "["
     separator = "\n"
-    for answer in rows:
-        yield separator + json.dumps(answer.as_dict(top_k=top_k))
+    for document in documents:
+        yield separator + json.dumps(document)
         separator = ",\n"
     yield "\n]\n" if separator != "\n" else "]\n"
+
+
+def failure_csv_chunks(failures: Iterable[TileFailure]) -> Iterator[str]:
+    """Failed tiles as CSV (``FAILURE_CSV_COLUMNS``), a line a piece."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(FAILURE_CSV_COLUMNS)
+    for failure in failures:
+        document = failure.as_dict()
+        writer.writerow(["" if document[key] is None else document[key] for key in FAILURE_CSV_COLUMNS])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
 
 
 def write_geojson(rows: Iterable[Answer], out: TextIO) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -12,6 +11,7 @@ from sqlalchemy.orm import Session
 from api.deps import SessionDep
 from api.job_layers import job_layers
 from api.streams import streamed
+from core.export import failure_csv_chunks, json_array_chunks
 from core.job_status import job_documents
 from core.queries.failures import iter_job_failures
 
@@ -42,9 +42,10 @@ def job_failures(job_id: int, session: SessionDep,
     next(iter_job_failures(session, job_id=job_id, reason=reason), None)  # an unknown job is 404 before streaming
 
     def pieces(stream_session: Session) -> Iterator[str]:
-        failures = (failure.as_dict() for failure in
-                    iter_job_failures(stream_session, job_id=job_id, reason=reason))
-        return _csv(failures) if format == "csv" else _json_array(failures)
+        failures = iter_job_failures(stream_session, job_id=job_id, reason=reason)
+        if format == "csv":
+            return failure_csv_chunks(failures)
+        return json_array_chunks(failure.as_dict() for failure in failures)
 
     return streamed(pieces, fmt=format, filename=f"job-{job_id}-failures")
 
@@ -54,28 +55,3 @@ def layers(job_id: int, session: SessionDep, request: Request) -> dict[str, Any]
     """What the map page needs to show a job: its model, zoom, extent, class colours and counts, and the URL
     templates of its imagery and overlay tiles."""
     return job_layers(session, job_id=job_id, base_url=str(request.base_url))
-
-
-def _json_array(items: Iterator[dict[str, Any]]) -> Iterator[str]:
-    yield "["
-    separator = "\n"
-    for item in items:
-        yield separator + json.dumps(item)
-        separator = ",\n"
-    yield "\n]\n" if separator != "\n" else "]\n"
-
-
-def _csv(items: Iterator[dict[str, Any]]) -> Iterator[str]:
-    import csv
-    import io
-
-    buffer = io.StringIO()
-    writer: csv.DictWriter[str] | None = None
-    for item in items:
-        if writer is None:
-            writer = csv.DictWriter(buffer, fieldnames=list(item), lineterminator="\n", extrasaction="ignore")
-            writer.writeheader()
-        writer.writerow(item)
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()

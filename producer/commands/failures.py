@@ -8,8 +8,6 @@ oldest failure first, so a job with millions of failures lists them in constant 
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated
@@ -22,7 +20,6 @@ if TYPE_CHECKING:
     from core.queries import TileFailure
 
 FORMATS = ("table", "csv", "json")
-CSV_COLUMNS = ("z", "x", "y", "root", "path", "reason", "attempts", "failed_at")
 
 
 def failures(
@@ -33,6 +30,7 @@ def failures(
         "--reason", metavar="TEXT", help="Only failures whose reason contains TEXT, ignoring case.")] = None,
 ) -> None:
     """List the failed tiles of JOB: coordinates or path, reason, attempts and when it last failed."""
+    from core.export import failure_csv_chunks, json_array_chunks
     from core.queries import iter_job_failures
     from producer.session import open_session
 
@@ -40,9 +38,9 @@ def failures(
     with open_session(read_only=True) as session:
         rows = iter_job_failures(session, job_id=job, reason=reason)
         if fmt == "csv":
-            _write_csv(rows)
+            _write(failure_csv_chunks(rows))
         elif fmt == "json":
-            _write_json(rows)
+            _write(json_array_chunks(failure.as_dict() for failure in rows))
         else:
             _write_table(rows, job, reason)
 
@@ -63,23 +61,9 @@ def _write_table(rows: Iterable[TileFailure], job: int, reason: str | None) -> N
         typer.echo(f"job {job} has no failed tiles{which}")
 
 
-def _write_csv(rows: Iterable[TileFailure]) -> None:
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for failure in rows:
-        document = failure.as_dict()
-        writer.writerow(["" if document[key] is None else document[key] for key in CSV_COLUMNS])
-
-
-def _write_json(rows: Iterable[TileFailure]) -> None:
-    out = sys.stdout
-    out.write("[")
-    count = 0
-    for failure in rows:
-        out.write(",\n" if count else "\n")
-        out.write(json.dumps(failure.as_dict()))
-        count += 1
-    out.write("\n]\n" if count else "]\n")
+def _write(chunks: Iterable[str]) -> None:
+    for chunk in chunks:
+        sys.stdout.write(chunk)
 
 
 def register(app: typer.Typer) -> None:
