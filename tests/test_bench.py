@@ -77,3 +77,24 @@ def test_serve_bench_times_overlay_parts_and_the_api_against_its_baselines() -> 
     assert found["api_requests_per_s"] > 0 and found["in_process_lookups_per_s"] > 0
     assert found["ratio_api_to_in_process"] == pytest.approx(
         found["api_requests_per_s"] / found["in_process_lookups_per_s"], abs=0.01)
+
+
+def test_scale_bench_measures_standin_workers_bare_upserts_metrics_and_real_workers() -> None:
+    summary = _last_json_line([sys.executable, "bench/scale.py", "--quick", "--json"])
+
+    for dialect, counts in (("postgresql", [1, 2]), ("sqlite", [1])):
+        runs = summary[dialect]
+        assert [run["workers"] for run in runs] == counts
+        for run in runs:
+            assert run["tiles"] == run["batches"] * summary["batch"] and run["tiles_per_s"] > 0
+            assert run["cpu_s"]["workers"] > 0 and run["cpu_s"]["redis"] is not None
+        assert (runs[0]["cpu_s"]["postgresql"] is None) == (dialect == "sqlite")  # SQLite runs inside the workers
+        bare = summary[f"{dialect}_bare"]
+        assert set(bare) == ({"executemany", "copy"} if dialect == "postgresql" else {"executemany"})
+        best = max(run["tiles_per_s"] for run in runs)
+        assert summary[f"{dialect}_ceiling_to_bare"] == round(best / max(bare.values()), 2)
+    assert summary["postgresql"][0]["cpu_s"]["postgresql"] > 0
+    assert summary["metrics_us_per_batch"] > 0 and 0 < summary["metrics_share_of_a_batch"] < 1
+    real = summary["real"]
+    assert [real[n]["processes"] for n in ("1", "2")] == [1, 2] and real["tiles"] == 128
+    assert real["ratio_2_to_1"] == round(real["2"]["tiles_per_s"] / real["1"]["tiles_per_s"], 2)
