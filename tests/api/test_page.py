@@ -122,3 +122,69 @@ def test_the_map_page_shows_the_job_and_a_click_opens_the_tiles_popup(browser: A
 def _inside_region(url: str) -> bool:
     z, x, y = (int(part) for part in url.split("?")[0].rstrip("/").split("/")[-3:])
     return z == ZOOM and BASE[0] <= x < BASE[0] + 8 and BASE[1] <= y < BASE[1] + 8
+
+
+def test_live_progress_class_filter_and_a_drawn_rectangles_downloads(browser: Any, server: Server,
+                                                                     sqlite_region: Region, sqlite_url: str) -> None:
+    import httpx
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    from core.db import session_scope
+    from core.jobs import create_job, record_batch_done, record_batches_enqueued
+    from core.results import record_results
+    from core.schema import JobState
+    from tests.factories import folder_source, scored
+
+    # A second job over the same region, still running: one batch of 4 tiles waits.
+    with session_scope(sqlite_url) as session:
+        job = create_job(session, model_hash=sqlite_region.model_hash, source=folder_source(sqlite_region.root,
+                                                                                           name="city"),
+                         region={"zooms": [ZOOM], "bbox": sqlite_region.bbox.as_list(), "geojson": None})
+        job.state, job.total_tiles, running = JobState.QUEUED, 4, job.id
+        record_batches_enqueued(session, job_id=running, batches=[(0, 4)])
+    browser.get(f"{server.url}/?job={running}")
+    wait_until(browser, f"document.getElementById('job-picker').value === '{running}'")
+    wait_until(browser, "document.getElementById('job-state').textContent.startsWith('queued')")
+    assert "0 classified" in browser.find_element(By.ID, "job-state").text
+
+    # The worker's results arrive: the page follows without a reload.
+    tiles = [(BASE[0] + dx, BASE[1] + 7) for dx in range(4)]
+    with session_scope(sqlite_url) as session:
+        record_results(session, model_hash=sqlite_region.model_hash, job_id=running, source_name="city",
+                       results=[scored(ZOOM, x, y, "Residential") for x, y in tiles])
+        record_batch_done(session, job_id=running, seq=0, tiles=4, classified=4, failed=0)
+    wait_until(browser, "document.getElementById('job-state').textContent.startsWith('completed')", timeout=40)
+    wait_until(browser, "document.querySelector('#legend-classes li[data-label=\"Residential\"] .count')"
+                        ".textContent === '4'", timeout=20)
+    assert "4 classified" in browser.find_element(By.ID, "job-state").text
+
+    # Untick Forest and River: the overlay asks for Residential only.
+    for label in ("Forest", "River"):
+        browser.find_element(By.CSS_SELECTOR, f'#legend-classes li[data-label="{label}"] input').click()
+    overlay_url = wait_until(browser, "window.tileclassMap.state.overlay && window.tileclassMap.state.overlay._url")
+    assert "label=Residential" in overlay_url and "label=Forest" not in overlay_url
+
+    # Draw a rectangle over the job's four tiles: its links download exactly their results.
+    corners = []
+    for x, y in (tiles[0], tiles[-1]):
+        west, south, east, north = mercantile.bounds(x, y, ZOOM)
+        corners.append(browser.execute_script(
+            "const p = window.tileclassMap.map.latLngToContainerPoint([arguments[0], arguments[1]]);"
+            "return [p.x, p.y];", (south + north) / 2, (west + east) / 2))
+    browser.find_element(By.ID, "draw").click()
+    map_element = browser.find_element(By.ID, "map")
+    size = map_element.size
+    (x0, y0), (x1, y1) = corners  # the centres of the first and last tile: a drag in two steps, as a hand would
+    dx, dy = int(x1 - x0), int(y1 - y0) + 4
+    ActionChains(browser).move_to_element_with_offset(map_element, int(x0 - size["width"] / 2),
+                                                      int(y0 - size["height"] / 2)) \
+        .click_and_hold().move_by_offset(dx // 2, dy // 2).move_by_offset(dx - dx // 2, dy - dy // 2) \
+        .release().perform()
+    href = wait_until(browser, "!document.getElementById('downloads').hidden && "
+                               "document.getElementById('download-geojson').href")
+    features = httpx.get(href).json()["features"]
+    assert sorted((f["properties"]["x"], f["properties"]["y"]) for f in features) == tiles
+    assert {f["properties"]["label"] for f in features} == {"Residential"}
+    table = httpx.get(browser.find_element(By.ID, "download-csv").get_attribute("href"))
+    assert table.headers["content-type"].startswith("text/csv") and len(table.text.strip().splitlines()) == 5
