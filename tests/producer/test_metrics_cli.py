@@ -18,8 +18,8 @@ from producer.cli import app
 from tests.integration.faults.harness import free_port
 
 
-def test_metrics_once_prints_the_up_gauges_and_the_queue_depths_of_the_embedded_default(sqlite_url: str,
-                                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_metrics_once_prints_the_up_gauges_and_the_queue_depths_of_the_embedded_default(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TILECLASS_DATABASE_URL", sqlite_url)
 
     result = CliRunner().invoke(app, ["metrics", "--once"])
