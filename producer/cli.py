@@ -19,6 +19,7 @@ from producer.commands import (
     db,
     demo,
     enqueue,
+    eval,
     export,
     failures,
     metrics,
@@ -62,7 +63,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-for command in (demo, db, train, predict, enqueue, status, resume, cancel, worker, query, summary, export, render,
+for command in (demo, db, train, predict, eval, enqueue, status, resume, cancel, worker, query, summary, export, render,
                 models, metrics, failures, retry, correct, dataset, serve):
     command.register(app)
 

@@ -158,9 +158,9 @@ def _queue(config: TrainConfig, data_dir: Path, as_json: bool) -> None:
     from core.sources import training_data
     from producer.session import open_session
 
-    for folder in (data_dir, Path(config.val_dir) if config.val_dir else None):
-        if folder is not None and not folder.is_dir():
-            raise TileclassError(f"data directory {str(folder)!r} does not exist or is not a directory")
+    for what, folder in (("data directory", data_dir), ("validation folder", config.val_dir)):
+        if folder is not None and not Path(folder).is_dir():
+            raise TileclassError(f"{what} {str(folder)!r} does not exist or is not a directory")
     with open_session() as session:
         job = create_job(session, kind=JobKind.TRAIN, source=training_data(data_dir, asdict(config)))
         job_id = job.id
