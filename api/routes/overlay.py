@@ -1,4 +1,5 @@
-"""``/overlay/{model}/{z}/{x}/{y}.png``: a model's results as an XYZ layer at any zoom, and its TileJSON.
+"""``/overlay/{model}/{z}/{x}/{y}.png``: a model's results as an XYZ layer at any zoom, the same as vector tiles
+(``.mvt``), and their TileJSON.
 
 How a tile is drawn at, below and above the results' zoom is ``core.queries.overlay``'s to say. Tiles carry an
 ETag of their bytes and ``Cache-Control: no-cache``: clients keep them and revalidate, and a tile changes (a new
@@ -8,7 +9,7 @@ ETag) as soon as new results change its picture.
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -16,10 +17,11 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from api.auth import TOKEN_PARAMETER
 from api.deps import SessionDep
 from api.job_layers import range_bounds
+from api.overlay_mvt import LAYER, MAX_ZOOMS_OUT, overlay_mvt
 from api.overlay_png import blank_png, overlay_png
 from core.bbox import TileRange
 from core.queries import Selection, extents, find_model
-from core.queries.overlay import OverlayRequest, overlay_grid, overlay_rows, results_zoom
+from core.queries.overlay import OverlayRequest, overlay_grid, overlay_rows, results_zoom, vector_rows
 from core.queries.selections import check_labels
 from core.tiles import MAX_ZOOM, Tile
 
@@ -44,16 +46,39 @@ def overlay_tile(model: ModelPath, z: int, x: int, y: int, request: Request, ses
     else:
         wanted = OverlayRequest(info, drawn_zoom, tile, tuple(dict.fromkeys(label)))
         png = overlay_png(overlay_grid(overlay_rows(session, request=wanted), request=wanted))
-    etag = f'"{hashlib.blake2b(png, digest_size=16).hexdigest()}"'
+    return _cached(png, "image/png", request)
+
+
+def _cached(body: bytes, media_type: str, request: Request) -> Response:
+    """``body`` with an ETag of its bytes, or 304 when the client already holds them."""
+    etag = f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]:
         return Response(status_code=304, headers=headers)
-    return Response(png, media_type="image/png", headers=headers)
+    return Response(body, media_type=media_type, headers=headers)
+
+
+@router.get("/{model}/{z}/{x}/{y}.mvt", response_class=Response,
+            responses={200: {"content": {"application/vnd.mapbox-vector-tile": {}}}, 304: {"description": "Not "
+                                                                                                 "modified"}})
+def vector_tile(model: ModelPath, z: int, x: int, y: int, request: Request, session: SessionDep,
+                zoom: ResultsZoom = None, label: Labels = []) -> Response:  # noqa: B006
+    """One vector tile: a square per result tile with its label and confidence (empty beyond 6 zooms out)."""
+    tile = Tile.checked(z, x, y)
+    info = find_model(session, ref=model)
+    check_labels(session, labels=label, model=info)
+    drawn_zoom = zoom if zoom is not None else results_zoom(session, model_hash=info.hash)
+    wanted = OverlayRequest(info, drawn_zoom if drawn_zoom is not None else z, tile, tuple(dict.fromkeys(label)))
+    rows = vector_rows(session, request=wanted) if drawn_zoom is not None and \
+        wanted.zooms_out <= MAX_ZOOMS_OUT else []
+    return _cached(overlay_mvt(rows, request=wanted), "application/vnd.mapbox-vector-tile", request)
 
 
 @router.get("/{model}/tilejson.json")
 def tilejson(model: ModelPath, request: Request, session: SessionDep, zoom: ResultsZoom = None,
-             label: Labels = []) -> dict[str, Any]:  # noqa: B006
+             label: Labels = [],  # noqa: B006
+             format: Annotated[Literal["png", "mvt"], Query(description="png (raster tiles) or mvt (vector "
+                                                            "tiles)")] = "png") -> dict[str, Any]:
     """TileJSON 3.0.0 for the overlay, so QGIS, MapLibre or Leaflet add it as an XYZ layer."""
     info = find_model(session, ref=model)
     check_labels(session, labels=label, model=info)
@@ -63,13 +88,18 @@ def tilejson(model: ModelPath, request: Request, session: SessionDep, zoom: Resu
     token = request.query_params.get(TOKEN_PARAMETER)
     if token is not None:  # a client that could only be given this URL needs the token in the tiles' URL too
         query.append((TOKEN_PARAMETER, token))
-    template = f"{request.base_url}overlay/{info.hash}/{{z}}/{{x}}/{{y}}.png" + (f"?{urlencode(query)}" if query
-                                                                                  else "")
+    template = f"{request.base_url}overlay/{info.hash}/{{z}}/{{x}}/{{y}}.{format}" + (
+        f"?{urlencode(query)}" if query else "")
     document: dict[str, Any] = {
         "tilejson": "3.0.0", "name": f"tileclass {info.hash[:12]}", "version": "1.0.0", "scheme": "xyz",
         "description": f"classes of model {info.hash[:12]}: {', '.join(info.class_names)}",
         "attribution": "tileclass", "tiles": [template], "minzoom": 0, "maxzoom": MAX_ZOOM,
     }
+    if format == "mvt":
+        document["minzoom"] = max((drawn_zoom or 0) - MAX_ZOOMS_OUT, 0)
+        document["vector_layers"] = [{"id": LAYER, "minzoom": document["minzoom"], "maxzoom": MAX_ZOOM,
+                                      "fields": {"label": "String", "confidence": "Number", "z": "Number",
+                                                 "x": "Number", "y": "Number"}}]
     spans = extents(session, selection=Selection(info, tiles=TileRange.whole(drawn_zoom))) \
         if drawn_zoom is not None else []
     if spans:

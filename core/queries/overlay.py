@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from core.bbox import TileRange
@@ -87,11 +87,7 @@ def results_zoom(session: Session, *, model_hash: str) -> int | None:
 
 def overlay_rows(session: Session, *, request: OverlayRequest) -> list[Any]:
     """The query: ``(x, y, label)`` per result tile, or far out ``(column, row, label, count)`` per pixel."""
-    tiles = request.results_range()
-    where = [TileResult.model_hash == request.model.hash, TileResult.z == tiles.zoom,
-             TileResult.x.between(tiles.min_x, tiles.max_x), TileResult.y.between(tiles.min_y, tiles.max_y)]
-    if request.labels:
-        where.append(TileResult.label.in_(request.labels))
+    tiles, where = request.results_range(), _under(request)
     shift = request.zooms_out - BLOCK_LEVELS
     if shift <= 0:
         return list(session.execute(select(TileResult.x, TileResult.y, TileResult.label).where(*where)))
@@ -99,6 +95,22 @@ def overlay_rows(session: Session, *, request: OverlayRequest) -> list[Any]:
     row = (TileResult.y - tiles.min_y).op(">>")(shift).label("row")
     return list(session.execute(select(column, row, TileResult.label, func.count()).where(*where)
                                 .group_by(column, row, TileResult.label)))
+
+
+def vector_rows(session: Session, *, request: OverlayRequest) -> list[Any]:
+    """``(x, y, label, confidence)`` of each result tile under (or covering) the overlay tile, for vector tiles."""
+    return list(session.execute(select(TileResult.x, TileResult.y, TileResult.label, TileResult.confidence)
+                                .where(*_under(request))))
+
+
+def _under(request: OverlayRequest) -> list[ColumnElement[bool]]:
+    """The range-scan conditions on ``uq_tile_results_model_zxy`` for the results under the overlay tile."""
+    tiles = request.results_range()
+    where = [TileResult.model_hash == request.model.hash, TileResult.z == tiles.zoom,
+             TileResult.x.between(tiles.min_x, tiles.max_x), TileResult.y.between(tiles.min_y, tiles.max_y)]
+    if request.labels:
+        where.append(TileResult.label.in_(request.labels))
+    return where
 
 
 def overlay_grid(rows: Sequence[Any], *, request: OverlayRequest) -> OverlayGrid:

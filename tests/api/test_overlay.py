@@ -133,3 +133,31 @@ def test_bad_overlay_requests(region: Region, client: TestClient) -> None:
     assert client.get(f"/overlay/{region.model_hash}/3/1/1.png", params={"zoom": 99}).status_code == 400
     empty_area = rgba(client, f"/overlay/{region.model_hash}/{ZOOM}/0/0.png")
     assert (empty_area[..., 3] == 0).all()
+
+
+def test_vector_tiles_carry_each_result_tile_with_its_label_and_confidence(region: Region,
+                                                                         client: TestClient) -> None:
+    import mapbox_vector_tile
+
+    def features(path: str, **params: object) -> list[dict[str, object]]:
+        answer = client.get(path, params=params)
+        assert answer.status_code == 200 and answer.headers["content-type"] == "application/vnd.mapbox-vector-tile"
+        layers = mapbox_vector_tile.decode(answer.content, default_options={"y_coord_down": True})
+        return list(layers["results"]["features"]) if layers else []
+
+    x, y = BASE[0] + 1, BASE[1]
+    (one,) = features(f"/overlay/{region.model_hash}/{ZOOM}/{x}/{y}.mvt")
+    assert one["properties"] == {"label": "River", "confidence": 0.7, "z": ZOOM, "x": x, "y": y}
+    quad = features(f"/overlay/{region.model_hash}/{QUAD.z}/{QUAD.x}/{QUAD.y}.mvt")
+    assert len(quad) == 15  # 16 children, one without a result
+    for feature in quad:
+        properties, ring = feature["properties"], feature["geometry"]["coordinates"][0]  # type: ignore[index]
+        column, row = properties["x"] - BASE[0], properties["y"] - BASE[1]  # type: ignore[operator]
+        assert properties["label"] == QUAD_LABELS[row * 4 + column]
+        assert min(point[0] for point in ring) == column * 1024 and min(point[1] for point in ring) == row * 1024
+    rivers = features(f"/overlay/{region.model_hash}/{QUAD.z}/{QUAD.x}/{QUAD.y}.mvt", label="River")
+    assert {f["properties"]["label"] for f in rivers} == {"River"} and len(rivers) == 7  # type: ignore[index]
+    assert features(f"/overlay/{region.model_hash}/{ZOOM - 9}/{BASE[0] >> 9}/{BASE[1] >> 9}.mvt") == []
+    document = client.get(f"/overlay/{region.model_hash}/tilejson.json", params={"format": "mvt"}).json()
+    assert document["tiles"][0].endswith(f".mvt?zoom={ZOOM}") and document["minzoom"] == ZOOM - 6
+    assert document["vector_layers"][0]["id"] == "results"
