@@ -79,7 +79,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("runs/bench-eurosat"), help="Output folder.")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda.")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="Training seed (initialisation, order, augmentation).")
+    parser.add_argument("--split-seed", type=int, default=0, help="Seed of the train/test split (all variants).")
     parser.add_argument("--parts", default="ratio,accuracy,standin", help="ratio, accuracy, standin.")
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"Of {', '.join(VARIANTS)}; the first is the one others are compared with.")
@@ -113,7 +114,7 @@ def ratio(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
 
 def accuracy(args: argparse.Namespace, base: TrainConfig) -> list[dict[str, Any]]:
     train, test = split_folder(args.data, args.out / "split", classes=args.classes, per_class=args.per_class,
-                               test_share=0.2, seed=args.seed)
+                               test_share=0.2, seed=args.split_seed)
     views = [int(v) for v in args.tta_views.split(",")]
     rows = [run_variant(name, base, train=train, test=test, out=args.out, views=views, report=print)
             for name in args.variants.split(",")]
