@@ -15,8 +15,7 @@ from sqlalchemy.orm import Session
 from core.bbox import BBox, TileRange
 from core.errors import TileError
 from core.jobs import get_job
-from core.palette import class_colour, hex_colour
-from core.queries import extents, select_results, summarize
+from core.queries import Selection, extents, select_results, summarize
 from core.region import Region
 
 
@@ -25,23 +24,14 @@ def job_layers(session: Session, *, job_id: int, base_url: str) -> dict[str, Any
     job = get_job(session, job_id)
     selection = select_results(session, job_id=job_id)
     model = selection.model
-    summary = summarize(session, selection=selection)
-    region = _recorded_region(job.region)
-    spans = extents(session, selection=selection) if region is None or region.zooms is None or \
-        region.extent is None else []
-    zoom = max(region.zooms) if region is not None and region.zooms else (
-        max(spans, key=lambda span: (span[1], span[0].zoom))[0].zoom if spans else None)
-    bounds = _bounds(region, spans, zoom)
-    counts = {entry.label: entry.count for entry in summary.classes}
-    names = list(model.class_names) if model is not None else []
-    names += [label for label in counts if label not in names]
+    summary = summarize(session, selection=selection).as_dict()
+    zoom, bounds = _zoom_and_bounds(session, selection, _recorded_region(job.region))
     layers: dict[str, Any] = {
         "job": job_id, "kind": job.kind, "source": job.source.get("name"), "zoom": zoom,
         "bounds": bounds.as_list() if bounds is not None else None,
         "model": model.hash if model is not None else None,
-        "classes": [{"label": name, "colour": hex_colour(class_colour(i)), "count": counts.get(name, 0)}
-                    for i, name in enumerate(names)],
-        "classified": summary.classified, "failed": summary.failed, "empty": summary.empty,
+        "classes": summary["classes"],  # in the model's order, each with its count and map colour
+        "classified": summary["classified"], "failed": summary["failed"]["count"], "empty": summary["empty"]["count"],
         "imagery": f"{base_url}imagery/{job_id}/{{z}}/{{x}}/{{y}}",
         "overlay": None, "tilejson": None,
     }
@@ -51,20 +41,25 @@ def job_layers(session: Session, *, job_id: int, base_url: str) -> dict[str, Any
     return layers
 
 
+def _zoom_and_bounds(session: Session, selection: Selection, region: Region | None) -> tuple[int | None,
+                                                                                          BBox | None]:
+    """The finest zoom the job asked for and its region's extent; what the job recorded where it asked for none."""
+    if region is not None and region.zooms and region.extent is not None:
+        return max(region.zooms), region.extent
+    spans = extents(session, selection=selection)  # per zoom, the tiles it recorded and how many
+    if not spans:
+        return (max(region.zooms) if region is not None and region.zooms else None), None
+    busiest, _ = max(spans, key=lambda span: (span[1], span[0].zoom))
+    zoom = max(region.zooms) if region is not None and region.zooms else busiest.zoom
+    recorded = next((span for span, _ in spans if span.zoom == zoom), busiest)
+    return zoom, region.extent if region is not None and region.extent is not None else range_bounds(recorded)
+
+
 def _recorded_region(record: dict[str, Any]) -> Region | None:
     try:
         return Region.from_record(record)
     except TileError:  # its GeoJSON changed or is gone: fall back to the tiles the job recorded
         return None
-
-
-def _bounds(region: Region | None, spans: list[tuple[TileRange, int]], zoom: int | None) -> BBox | None:
-    if region is not None and region.extent is not None:
-        return region.extent
-    chosen = [span for span, _ in spans if span.zoom == zoom] or [span for span, _ in spans]
-    if not chosen:
-        return None
-    return range_bounds(chosen[0])
 
 
 def range_bounds(tiles: TileRange) -> BBox:

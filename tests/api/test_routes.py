@@ -206,3 +206,26 @@ def test_the_api_docs_and_the_map_load_nothing_from_elsewhere(client: TestClient
     assert {"/api/jobs", "/api/jobs/{job_id}/failures", "/api/models", "/api/tiles/{z}/{x}/{y}", "/api/point",
             "/api/bbox", "/api/summary", "/overlay/{model}/{z}/{x}/{y}.png", "/overlay/{model}/tilejson.json"} \
         <= set(spec["paths"])
+
+
+def test_a_job_without_a_region_is_shown_where_its_tiles_are(sqlite_region: Region, sqlite_url: str,
+                                                              client: TestClient) -> None:
+    from core.db import session_scope
+    from core.jobs import create_job
+    from core.results import record_results
+    from tests.factories import folder_source, scored
+
+    with session_scope(sqlite_url) as session:  # a whole folder, enqueued without --zoom or --bbox
+        job = create_job(session, model_hash=sqlite_region.model_hash, source=folder_source(sqlite_region.root))
+        record_results(session, model_hash=sqlite_region.model_hash, job_id=job.id, source_name="tiles",
+                       results=[scored(ZOOM, BASE[0] + dx, BASE[1] + dy, "River") for dx in range(2)
+                                for dy in range(3)])
+        job_id = job.id
+    layers = client.get(f"/api/jobs/{job_id}/layers").json()
+    assert layers["zoom"] == ZOOM and layers["classified"] == 6
+    import mercantile
+
+    west, _, _, north = mercantile.bounds(BASE[0], BASE[1], ZOOM)
+    _, south, east, _ = mercantile.bounds(BASE[0] + 1, BASE[1] + 2, ZOOM)
+    assert layers["bounds"] == pytest.approx([west, south, east, north])
+    assert [(c["label"], c["count"]) for c in layers["classes"]] == [("Forest", 0), ("River", 6), ("Residential", 0)]
