@@ -12,10 +12,11 @@ Settings come from the same ``TILECLASS_*`` variables as everywhere else.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
-from celery.signals import worker_init, worker_process_init, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready
 
 from core.celery_app import make_app, prepare_broker
 from core.errors import TileclassError
@@ -47,6 +48,16 @@ def _start_afresh(sender: Any = None, **_: Any) -> None:
 @worker_process_init.connect
 def _check_in_pool_child(**_: Any) -> None:
     check_device()
+
+
+@worker_process_shutdown.connect
+def _forget_live_metrics(pid: int | None = None, **_: Any) -> None:
+    """A prefork child that exits takes its live gauges along (multiprocess mode: prometheus-client's own advice)."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        from prometheus_client.multiprocess import mark_process_dead
+
+        mark_process_dead(pid or os.getpid(), folder)
 
 
 def check_broker() -> None:

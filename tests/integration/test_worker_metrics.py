@@ -104,3 +104,32 @@ def test_worker_processes_export_tiles_batches_stage_times_queue_wait_model_and_
 def _state(job_id: int) -> str:
     with session_scope(read_only=True) as session:
         return str(jobs.get_job(session, job_id).state)
+
+
+def test_a_prefork_celery_worker_serves_its_childrens_metrics_and_a_child_that_exits_leaves_its_gauges(
+        tmp_path: Path, redis_url: str) -> None:
+    import subprocess
+    import sys
+
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    folder = tmp_path / "prometheus"
+    folder.mkdir()
+    port = free_port(19250)
+    env = worker_env(broker_url=redis_url, database_url=f"sqlite:///{tmp_path / 'r.db'}", data_dir=tmp_path / "s",
+                     worker_metrics_port=port) | {"PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    log = tmp_path / "prefork.log"
+    with log.open("ab") as handle:
+        worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool", "prefork",
+                                   "--concurrency", "1", "-Q", "classify", "--hostname", "prefork@%h",
+                                   "--without-mingle", "--without-gossip"], env=env, cwd=tmp_path, stdout=handle,
+                                  stderr=subprocess.STDOUT)
+    with running(worker):
+        wait_for(lambda: total(scrape(port), "tileclass_worker_device", device="cpu") == 1, timeout=120,
+                 what="the pool child's device gauge on the parent's port", logs=(log,), processes=(worker,))
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0, log.read_text()[-3000:]
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(folder))
+    assert registry.get_sample_value("tileclass_worker_device", {"device": "cpu"}) is None
