@@ -1,7 +1,8 @@
 """Sending a lost training job again: the run whose worker died mid-way (its lease expired, ``core.leases``).
 
 The job keeps its id: it goes back to ``queued`` with nobody holding it, and the same request (data folder and
-training options, as recorded when it was first queued) is sent to the ``train`` queue.
+training options, as recorded when it was first queued) is sent to the ``train`` queue. The worker that takes it
+continues from the last epoch checkpoint the lost run wrote (``train-job-<id>/epochs/``, worker/training.py).
 """
 
 from __future__ import annotations
