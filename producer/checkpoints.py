@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import NotFoundError, TileclassError
+from core.errors import TileclassError
 
 ACCEPTS = "a checkpoint file, a model name or a registered model hash"
 
@@ -28,23 +28,19 @@ class ModelFile:
 
 
 def locate_checkpoint(ref: str) -> ModelFile:
-    """The checkpoint for ``ref``; one-line errors name what was looked for and, for names, what is registered."""
+    """The checkpoint for ``ref``; one-line errors name what was looked for and, for names, what is registered
+    (``core.errors.NotFoundError``)."""
     candidate = Path(ref).expanduser()
     if candidate.is_file():
         return ModelFile(candidate, None, str(candidate))
-    if os.sep in ref or candidate.is_dir():  # model names never contain a slash: this was meant as a file
+    # Model names never contain a slash, and a .pt or .pth name is a file's: such a reference was meant as a file.
+    if os.sep in ref or candidate.suffix in (".pt", ".pth"):
         raise TileclassError(f"checkpoint {ref!r} does not exist or is not a file")
     from core.registry import checkpoint_for, find_registered
     from core.settings import get_settings
     from producer.session import open_session
 
-    try:
-        with open_session(read_only=True) as session:
-            model = find_registered(session, ref=ref, accepts=ACCEPTS)
-            path = checkpoint_for(session, model_hash=model.hash, settings=get_settings())
-            return ModelFile(path, model.hash, model.name or model.hash[:12])
-    except NotFoundError:
-        if candidate.suffix in (".pt", ".pth"):
-            raise NotFoundError(f"checkpoint {ref!r} does not exist, and no model is registered under that "
-                                "name") from None
-        raise
+    with open_session(read_only=True) as session:
+        model = find_registered(session, ref=ref, accepts=ACCEPTS)
+        path = checkpoint_for(session, model_hash=model.hash, settings=get_settings())
+        return ModelFile(path, model.hash, model.name or model.hash[:12])
