@@ -64,11 +64,12 @@ def plot_samples(path: Path, *, images: Sequence[Any], titles: Sequence[str], em
     columns = min(count, 5)
     rows = (count + columns - 1) // columns
     lines = max(title.count("\n") + 1 for title in titles)
-    fig = plt.figure(figsize=(2.4 * columns, (2.3 + 0.2 * lines) * rows), dpi=100)
+    width = 2.4 if lines == 1 else 2.9  # several lines of class names need a wider column
+    fig = plt.figure(figsize=(width * columns, (2.3 + 0.2 * lines) * rows), dpi=100)
     for index, (image, title) in enumerate(zip(images, titles, strict=True)):
         axes = fig.add_subplot(rows, columns, index + 1)
         axes.imshow(np.asarray(image))
-        axes.set_title(title, fontsize=9)
+        axes.set_title(title, fontsize=9 if lines == 1 else 8)
         axes.axis("off")
     fig.tight_layout()
     fig.savefig(path)

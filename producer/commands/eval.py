@@ -106,7 +106,7 @@ def _write_outputs(out: Path, report: dict[str, Any], worst: list[Mistake], imag
     written = {"confusion": out / "confusion.png", "mistakes": out / "mistakes.png", "report": out / "eval.json"}
     plot_confusion(written["confusion"], matrix=report["confusion_matrix"], class_names=report["class_names"])
     plot_samples(written["mistakes"], images=[images[m.index].permute(1, 2, 0).numpy() for m in worst],
-                 titles=[f"{paths[m.index].name}\ntrue {m.true_label}\npredicted {m.predicted} {m.confidence:.2f}"
+                 titles=[f"{paths[m.index].name}\ntrue: {m.true_label}\npredicted: {m.predicted} ({m.confidence:.2f})"
                          for m in worst], empty="no mistakes")
     written["report"].write_text(json.dumps(report | {"out": {k: str(v) for k, v in written.items()}}, indent=2)
                                  + "\n")
