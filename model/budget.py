@@ -33,7 +33,7 @@ PROBE_BATCH = 32
 WARMUP_STEPS = 1
 TIMED_STEPS = 2
 SMALLEST_SIZE = 16
-SIZE_PROBES = 2  # probes of smaller sizes at most
+SIZE_PROBES = 3  # probes of smaller sizes at most
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,10 @@ class BudgetEstimate:
     images_per_second: float  # measured at ``size`` (at full size with progressive resizing)
     epochs: float
     target: float = MIN_EPOCHS  # what counts as enough: MIN_EPOCHS, or fewer when --epochs asks for fewer
-    smaller_size: int | None = None
+    smaller_size: int | None = None  # a smaller size that fits, by its probe
     smaller_epochs: float | None = None
+    tried_size: int | None = None  # else the smallest size probed, which did not fit either
+    tried_epochs: float | None = None
 
     @property
     def enough(self) -> bool:
@@ -63,8 +65,12 @@ class BudgetEstimate:
                     "images/s)")
         if self.enough:
             return expected
-        advice = (f"--image-size {self.smaller_size} would allow about {self.smaller_epochs:.0f}, or"
-                  if self.smaller_size else f"no size down to {SMALLEST_SIZE} px would fit, but")
+        if self.smaller_size:
+            advice = f"--image-size {self.smaller_size} would allow about {self.smaller_epochs:.0f}, or"
+        elif self.tried_size:
+            advice = f"even --image-size {self.tried_size} would allow only {self.tried_epochs:.1f}, but"
+        else:
+            advice = f"no size down to {SMALLEST_SIZE} px would fit, but"
         wanted = f"{self.target:g}"
         return (f"warning: {expected}, fewer than the {wanted} the schedule needs to settle: {advice} "
                 f"--time-budget {math.ceil(self.minutes_for(self.target))} would allow {wanted} at {self.size} px")
@@ -96,6 +102,7 @@ def estimate_budget(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
         guess_size, (_, guess_epochs) = candidate, epochs_at(candidate)
         if guess_epochs >= target:
             return replace(estimate, smaller_size=candidate, smaller_epochs=guess_epochs)
+        estimate = replace(estimate, tried_size=candidate, tried_epochs=guess_epochs)
     return estimate
 
 

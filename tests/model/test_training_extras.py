@@ -95,6 +95,11 @@ def test_the_budget_estimate_probes_a_smaller_size_and_says_what_fits(monkeypatc
     line = short.describe()
     assert line.startswith("warning: a 10-minute budget allows about 10.0 epochs of 6,000 images at 128 px")
     assert "--image-size 104 would allow about 15" in line and "--time-budget 15 would allow 15 at 128 px" in line
+    monkeypatch.setattr(budget, "measure_rate", lambda *_, size, **__: probed.append(size) or 100.0)
+    flat = budget.estimate_budget(nn.Identity(), images, labels, config=config, device=torch.device("cpu"),
+                                  precision="fp32", size=128, train_images=6000)  # smaller is no faster here
+    assert probed[2:] == [128, 104, 80, 64] and flat.smaller_size is None  # three smaller probes at most
+    assert "even --image-size 64 would allow only 10.0, but --time-budget 15" in flat.describe()
     few = dataclasses.replace(config, epochs=5)  # the run asks for 5 epochs: 10 are plenty
     assert budget.estimate_budget(nn.Identity(), images, labels, config=few, device=torch.device("cpu"),
                                   precision="fp32", size=128, train_images=6000).enough
