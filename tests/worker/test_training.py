@@ -74,7 +74,8 @@ def test_unknown_training_options_fail_the_job(train_job: int, tmp_path: Path) -
 
 def test_a_request_naming_a_folder_outside_every_root_fails_its_job_without_reading_it(
         train_job: int, tmp_path: Path) -> None:
-    for data_dir, config in [("/etc", TINY), (str(tmp_path / "data"), {**TINY, "weights": "/etc/passwd"})]:
+    for data_dir, config in [("/etc", TINY), (str(tmp_path / "data"), {**TINY, "weights": "/etc/passwd"}),
+                             (str(tmp_path / "data"), {**TINY, "val_dir": "/etc"})]:
         summary = run_training(TrainRequest(train_job, data_dir, config), get_settings())
         assert "is not inside a tile root of this worker (TILECLASS_TILE_ROOTS: work=" in summary["failed"]
         with session_scope() as session:
