@@ -24,7 +24,6 @@ from core.db import upsert_insert
 from core.schema import EmptyTile, FailedTile, Model, TileResult, utcnow
 from core.tiles import Tile
 
-ROWS_PER_STATEMENT = 2_000  # under the drivers' bound-parameter limits (65,535 for psycopg) at any batch size
 KEYS_PER_DELETE = 500
 _UPDATED_ON_CONFLICT = ("job_id", "root_name", "path", "label", "confidence", "probabilities", "classified_at")
 
@@ -74,9 +73,12 @@ def _upsert(session: Session, table: TileTable, rows: list[dict[str, Any]],
     without = [row for row in rows if row["z"] is None]
     for part, key, where in ((with_coordinates, ["model_hash", "z", "x", "y"], table.z.is_not(None)),
                              (without, ["model_hash", "root_name", "path"], table.z.is_(None))):
-        for start in range(0, len(part), ROWS_PER_STATEMENT):
-            stmt = upsert_insert(session, table).values(part[start : start + ROWS_PER_STATEMENT])
-            session.execute(stmt.on_conflict_do_update(index_elements=key, index_where=where, set_=updates(stmt)))
+        if not part:
+            continue
+        # One statement for every row (an executemany): compiled once per process and cached, where a multi-row
+        # VALUES of each batch's size was compiled afresh for every batch, most of a worker's CPU time per batch.
+        stmt = upsert_insert(session, table.__table__)
+        session.execute(stmt.on_conflict_do_update(index_elements=key, index_where=where, set_=updates(stmt)), part)
 
 
 def same_tile(table: TileTable, tiles: Sequence[Tile],
