@@ -19,9 +19,9 @@ class ServeConfig:
     json_limit: int = 10_000
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, cors_origins: tuple[str, ...] = ()) -> ServeConfig:
+    def from_settings(cls, settings: Settings) -> ServeConfig:
         token = settings.api_token.get_secret_value() if settings.api_token is not None else None
-        return cls(token, cors_origins, settings.api_json_limit)
+        return cls(token, tuple(settings.api_cors_origins), settings.api_json_limit)
 
 
 def is_loopback(host: str) -> bool:

@@ -46,7 +46,15 @@ def log_config(level: str) -> dict[str, Any]:
     return config
 
 
-def serve(*, host: str, port: int, config: ServeConfig, log_level: str = "info") -> None:
-    """Serve until stopped (Ctrl-C or SIGTERM: uvicorn finishes the requests in flight first)."""
-    uvicorn.run(create_app(config), host=host, port=port, log_config=log_config(log_level), server_header=False,
-                proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+def serve(*, host: str, port: int, config: ServeConfig, log_level: str = "info", workers: int = 1) -> None:
+    """Serve until stopped (Ctrl-C or SIGTERM: uvicorn finishes the requests in flight first).
+
+    With ``workers`` > 1 uvicorn runs that many server processes on one socket (Python serves a request at a time
+    per process); each builds its app from the settings, so ``config`` must be what the settings say.
+    """
+    options: dict[str, Any] = {"host": host, "port": port, "log_config": log_config(log_level),
+                               "server_header": False, "proxy_headers": True, "forwarded_allow_ips": "127.0.0.1"}
+    if workers == 1:
+        uvicorn.run(create_app(config), **options)
+    else:
+        uvicorn.run("api.main:create_app", factory=True, workers=workers, **options)

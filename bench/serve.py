@@ -12,10 +12,11 @@ tiles (bulk insert), then:
    label`` with the same range, through the raw driver cursor, every row fetched). p50 and p99 of each, and the
    ratio aggregation / bare query (goal: at most 3). Far out the query groups in the database, so there its bare
    counterpart is the plain range query over every row under the tile.
-2. **``/api/tiles`` requests per second**: a real ``tileclass serve`` process on a free loopback port, and 8 client
-   threads (one keep-alive httpx client each) asking for random tiles of the block for ``--seconds``; against the
-   CLI's in-process lookup (``core.queries.report_tile`` in one session, one thread) over the same tiles. Server and
-   clients share this machine's cores, so the ratio is a floor for a server with cores of its own.
+2. **``/api/tiles`` requests per second**: a real ``tileclass serve`` on a free loopback port (``--workers 1``, then
+   2), and 8 client threads (one keep-alive httpx client each) asking for random tiles of the block for
+   ``--seconds``; against the CLI's in-process lookup (``core.queries.report_tile`` in one session, one thread) over
+   the same tiles. Server and clients share this machine's cores, so the ratio is a floor for a server with cores
+   of its own.
 
 Usage: ``.venv/bin/python bench/serve.py [--side 1000] [--samples 200] [--seconds 10] [--only sqlite|postgresql]
 [--json]``
@@ -52,6 +53,7 @@ ZOOM, X0, Y0 = 17, 62464, 50176  # the block's corner is a corner of a zoom-7 ti
 ZOOMS_OUT = (0, 2, 4, 6, 8, 10)
 GOAL_ZOOMS_OUT = (0, 2, 4, 6)
 CLIENTS = 8
+SERVER_WORKERS = (1, 2)
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -136,12 +138,14 @@ def measure_in_process(url: str, tiles: list[Tile], seconds: float) -> float:
         return done / (time.perf_counter() - started)
 
 
-def measure_server(url: str, tiles: list[Tile], seconds: float) -> tuple[float, int]:
-    """Requests per second that ``CLIENTS`` keep-alive clients get from a real ``tileclass serve``; and errors."""
+def measure_server(url: str, tiles: list[Tile], seconds: float, workers: int) -> tuple[float, int]:
+    """Requests per second that ``CLIENTS`` keep-alive clients get from a real ``tileclass serve --workers``; and
+    errors."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TILECLASS_")} | {"TILECLASS_DATABASE_URL": url}
     server = subprocess.Popen([sys.executable, "-m", "producer", "serve", "--port", str(port), "--log-level",
-                               "warning"], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                               "warning", "--workers", str(workers)], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(base, server)
@@ -198,10 +202,12 @@ def run(dialect: str, args: argparse.Namespace) -> dict[str, Any]:
         tiles = lookup_tiles(args.side, 5000)
         in_process = measure_in_process(url, tiles, args.seconds)
         dispose_engines()
-        served, errors = measure_server(url, tiles, args.seconds)
+        served = {workers: measure_server(url, tiles, args.seconds, workers) for workers in SERVER_WORKERS}
     return {"rows": args.side * args.side, "fill_seconds": round(filled, 1), "overlay": overlay,
-            "in_process_lookups_per_s": round(in_process, 1), "api_requests_per_s": round(served, 1),
-            "api_errors": errors, "ratio_api_to_in_process": round(served / in_process, 2)}
+            "in_process_lookups_per_s": round(in_process, 1),
+            "api": {str(workers): {"requests_per_s": round(rate, 1), "errors": errors,
+                                   "ratio_to_in_process": round(rate / in_process, 2)}
+                    for workers, (rate, errors) in served.items()}}
 
 
 def report(dialect: str, found: dict[str, Any]) -> None:
@@ -216,9 +222,10 @@ def report(dialect: str, found: dict[str, Any]) -> None:
         ratio = parts["aggregation"][0] / parts["bare"][0]
         note = "" if int(zooms_out) in GOAL_ZOOMS_OUT else "  (far out: grouped in the database)"
         print(f"  {zooms_out:>9} {parts['rows_per_tile']:>9.0f}  " + "  ".join(cells) + f"  {ratio:>8.2f}x{note}")
-    print(f"  /api/tiles, {CLIENTS} loopback clients: {found['api_requests_per_s']:,.0f} requests/s "
-          f"({found['api_errors']} errors); in-process lookup: {found['in_process_lookups_per_s']:,.0f}/s; "
-          f"ratio {found['ratio_api_to_in_process']:.2f}")
+    print(f"  in-process lookup (one thread): {found['in_process_lookups_per_s']:,.0f}/s")
+    for workers, api in found["api"].items():
+        print(f"  /api/tiles, {CLIENTS} loopback clients, --workers {workers}: {api['requests_per_s']:,.0f} "
+              f"requests/s ({api['errors']} errors), ratio to in-process {api['ratio_to_in_process']:.2f}")
 
 
 def main() -> None:

@@ -118,6 +118,11 @@ class Settings(BaseSettings):
         description="Token every HTTP API request must carry (bearer header, or the map page's cookie); required "
                     "to serve on an address other than loopback. Never logged.",
     )
+    api_cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Web origins whose pages may call the HTTP API from a browser (JSON list; `serve --cors-origin`); "
+                    "none: CORS off.",
+    )
     api_json_limit: int = Field(
         default=10_000, ge=1, le=10_000_000,
         description="Most tiles /api/bbox answers as one JSON document (format=json); geojson and csv stream any size.",

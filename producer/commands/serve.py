@@ -8,6 +8,8 @@ no torch.
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 from typing import Annotated
 
 import typer
@@ -23,21 +25,28 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     cors_origin: Annotated[list[str], typer.Option(
         "--cors-origin", metavar="ORIGIN", help="Let web pages from this origin (e.g. https://maps.example.org) "
-        "call the API from a browser; repeat for several. Default: none (CORS off).")] = [],  # noqa: B006
+        "call the API from a browser; repeat for several. Default: TILECLASS_API_CORS_ORIGINS (none: CORS "
+        "off).")] = [],  # noqa: B006
     insecure_no_token: Annotated[bool, typer.Option(
         "--insecure-no-token", help="Serve beyond loopback without a token: anyone who reaches the port reads every "
         "result.")] = False,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Server processes sharing the port: a Python process "
+                                         "serves one request at a time, so use about one per core for many "
+                                         "clients.")] = 1,
     log_level: Annotated[str, typer.Option(help="Server log level: " + ", ".join(LOG_LEVELS) + ".")] = "info",
 ) -> None:
     """Serve the web map (/), the JSON API (/api, OpenAPI at /docs) and overlay tiles (/overlay) of the results."""
     from api.config import ServeConfig, check_exposure
-    from core.settings import get_settings
+    from core.settings import env_name, get_settings
     from producer.session import open_session
 
     if log_level not in LOG_LEVELS:
         raise TileclassError(f"unknown --log-level {log_level!r}: choose {', '.join(LOG_LEVELS)}")
     require_serve_extra()
-    config = ServeConfig.from_settings(get_settings(), cors_origins=tuple(cors_origin))
+    if cors_origin:  # through the environment, so that every server process reads the same settings
+        os.environ[env_name("api_cors_origins")] = json.dumps(cors_origin)
+        get_settings.cache_clear()
+    config = ServeConfig.from_settings(get_settings())
     check_exposure(host, config, insecure_no_token=insecure_no_token)
     with open_session():  # a fresh SQLite file gets its tables before the first read
         pass
@@ -46,7 +55,7 @@ def serve(
                f"(the GIS layer){'; requests need TILECLASS_API_TOKEN' if config.token else ''}", err=True)
     from api.server import serve as run
 
-    run(host=host, port=port, config=config, log_level=log_level)
+    run(host=host, port=port, config=config, log_level=log_level, workers=workers)
 
 
 def require_serve_extra() -> None:

@@ -36,3 +36,18 @@ def test_a_real_server_answers_with_its_token_and_keeps_the_token_out_of_its_log
     assert "tileclass serving http://127.0.0.1:" in output
     assert f"/overlay/{sqlite_region.model_hash}/{ZOOM}/{BASE[0]}/{BASE[1]}.png?token=***" in output
     assert TOKEN not in output
+
+
+def test_several_server_processes_share_the_port_and_the_settings(sqlite_region: Region, sqlite_url: str,
+                                                                  tmp_path: Path) -> None:
+    origin = "https://maps.example.org"
+    with running_server(sqlite_url, tmp_path / "serve.log", env={"TILECLASS_API_TOKEN": TOKEN},
+                        args=("--workers", "2", "--cors-origin", origin)) as server:
+        for _ in range(6):
+            answer = httpx.get(f"{server.url}/api/tiles/{ZOOM}/{BASE[0]}/{BASE[1]}",
+                               headers={"Authorization": f"Bearer {TOKEN}", "Origin": origin})
+            assert answer.status_code == 200 and answer.json()["label"] == "Forest"
+            assert answer.headers["access-control-allow-origin"] == origin
+        assert httpx.get(f"{server.url}/api/jobs").status_code == 401
+    output = server.output()
+    assert output.count("Started server process") == 2, output
