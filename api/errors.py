@@ -11,11 +11,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from core.db import unreachable_message
 from core.errors import NotFoundError, TileclassError
-from core.settings import get_settings
 
 
 def install(app: FastAPI) -> None:
@@ -57,10 +56,4 @@ def one_line(errors: Any) -> str:
 
 
 async def _database_down(_: Request, exc: Exception) -> JSONResponse:
-    try:
-        url = make_url(get_settings().database_url).render_as_string(hide_password=True)
-    except Exception:  # a URL that does not parse: say nothing of it rather than risk its password
-        url = "the configured URL"
-    original = getattr(exc, "orig", None) or exc
-    first = (str(original).strip().splitlines() or [original.__class__.__name__])[0][:300]
-    return detail(503, f"cannot reach the results database at {url}: {first}")
+    return detail(503, unreachable_message(exc))

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import get_settings
@@ -92,3 +93,16 @@ def session_scope(url: str | None = None, *, read_only: bool = False) -> Iterato
 def upsert_insert(session: Session, entity: Any) -> Any:
     """The dialect's ``INSERT`` that supports ``on_conflict_do_update`` (SQLite and PostgreSQL share its API)."""
     return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(entity)
+
+
+def unreachable_message(exc: BaseException) -> str:
+    """The one line for a database that cannot be reached: its URL without the password, and the driver's first
+    line of why."""
+    try:
+        url = make_url(get_settings().database_url).render_as_string(hide_password=True)
+    except Exception:  # a URL that does not parse: say nothing of it rather than risk its password
+        url = "the configured URL"
+    original = getattr(exc, "orig", None) or exc
+    text = str(original).strip()
+    why = (text.splitlines()[0] if text else original.__class__.__name__)[:300]
+    return f"cannot reach the results database at {url}: {why}"

@@ -18,7 +18,9 @@ def user_error(exc: BaseException) -> str | None:
         return _needs_ml()
     database = sys.modules.get("sqlalchemy.exc")
     if database is not None and isinstance(exc, database.OperationalError | database.InterfaceError):
-        return f"cannot reach the results database at {_database_url()}: {_first_line(exc.orig or exc)}"
+        from core.db import unreachable_message
+
+        return unreachable_message(exc)
     return None
 
 
@@ -37,19 +39,3 @@ def _missing(module: str) -> bool:
         return importlib.util.find_spec(module) is None
     except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules, i.e. blocked
         return True
-
-
-def _database_url() -> str:
-    from sqlalchemy.engine import make_url
-
-    from core.settings import get_settings
-
-    try:
-        return make_url(get_settings().database_url).render_as_string(hide_password=True)
-    except Exception:  # a URL that does not parse: say nothing of it rather than risk its password
-        return "the configured URL"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else exc.__class__.__name__)[:300]
