@@ -5,9 +5,9 @@ times; on EuroSAT, accuracy kept climbing until about epoch 15 of 23 (docs/BENCH
 run starts, ``fit`` says how many epochs it expects and, below ``MIN_EPOCHS``, which smaller size would fit.
 
 How the estimate is made (measured, not guessed): a throwaway copy of the network trains ``WARMUP_STEPS`` +
-``TIMED_STEPS`` steps of ``PROBE_BATCH`` real images of the data set, exactly as the run will (augmentation,
-resize, autocast precision, optimizer, frozen layers), and the timed steps give images per second on this machine
-at this size. Expected epochs = budget x rate x (progressive resizing's speed-up, model/schedule.py) / training
+``TIMED_STEPS`` steps of the run's batch size (at most ``PROBE_IMAGES``) of real images of the data set, exactly
+as the run will (augmentation, resize, autocast precision, optimizer, frozen layers), and the timed steps give
+images per second on this machine at this size. Expected epochs = budget x rate x (progressive resizing's speed-up, model/schedule.py) / training
 images. For a smaller size, a ResNet's cost is taken as proportional to the pixel count (its convolutions are
 nearly all of its time), which gives a first guess; that guess is then probed too, and shrunk again if the probe
 disagrees (small images cost more than their pixels, per-step overheads do not shrink). The probe runs in a
@@ -29,9 +29,11 @@ from model.loop import make_optimizer, prepare_batch, set_train_mode, training_s
 from model.schedule import SIZE_MULTIPLE, progressive_speedup
 
 MIN_EPOCHS = 15
-PROBE_BATCH = 32
-WARMUP_STEPS = 1
-TIMED_STEPS = 2
+PROBE_IMAGES = 64  # images of the data set loaded for the probe; its batches are the run's, up to this many
+# Two warm-up steps: the first backward pass at a shape still creates the CPU's kernels (oneDNN primitives), and
+# with one warm-up the timed steps ran at about half the rate training then reached (EuroSAT, 64 px, AMD EPYC).
+WARMUP_STEPS = 2
+TIMED_STEPS = 3
 SMALLEST_SIZE = 16
 SIZE_PROBES = 3  # probes of smaller sizes at most
 
@@ -114,17 +116,18 @@ def measure_rate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # dropout here must not move the run's random stream
         generator = torch.Generator().manual_seed(config.seed)
+        batch_size = min(config.batch_size, len(images))
         started = 0.0
         for step in range(WARMUP_STEPS + TIMED_STEPS):
             if step == WARMUP_STEPS:
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 started = time.perf_counter()
-            batch = torch.randint(0, len(images), (PROBE_BATCH,), generator=generator)
+            batch = torch.randint(0, len(images), (batch_size,), generator=generator)
             inputs = prepare_batch(images[batch], augmented=config.augment == "overhead", generator=generator,
                                    size=size, device=device)
             set_train_mode(probe, config.freeze)
             loss = training_step(probe, optimizer, inputs, labels[batch].to(device), device=device,
                                  precision=precision, label_smoothing=config.label_smoothing)
             loss.item()  # waits for the device
-    return TIMED_STEPS * PROBE_BATCH / max(time.perf_counter() - started, 1e-9)
+    return TIMED_STEPS * batch_size / max(time.perf_counter() - started, 1e-9)

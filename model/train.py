@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from model.arch import build_model
-from model.budget import PROBE_BATCH, BudgetEstimate, estimate_budget
+from model.budget import PROBE_IMAGES, BudgetEstimate, estimate_budget
 from model.checkpoint import CheckpointMeta, save_checkpoint
 from model.classes import match_classes
 from model.config import TrainConfig
@@ -146,8 +146,8 @@ def _budget(config: TrainConfig, model: Normalized, folder: ImageFolder,
     labels = [label for _, label in folder.samples]
     train_images = len(labels) if val_samples is not None else len(
         stratified_split(labels, val_fraction=config.val_split, seed=config.seed)[0])
-    step = max(1, len(folder.samples) // PROBE_BATCH)
-    sample = load_images(folder.samples[::step][:PROBE_BATCH], size=min(size, native), workers=config.workers)
+    step = max(1, len(folder.samples) // PROBE_IMAGES)
+    sample = load_images(folder.samples[::step][:PROBE_IMAGES], size=min(size, native), workers=config.workers)
     estimate = estimate_budget(model, sample.images, sample.labels, config=config, device=device,
                                precision=precision, size=size, train_images=train_images)
     say(estimate.describe())
