@@ -96,17 +96,27 @@ def same_tile(table: TileTable, tiles: Sequence[Tile],
     return conditions
 
 
+# A batch's write transaction never waits on its client; idle this long, its client is stuck, not busy.
+LOCK_HOLDER_IDLE_TIMEOUT_S = 30
+
+
 def lock_tiles(session: Session, *, model_hash: str, source_name: str, tiles: Iterable[Tile]) -> None:
     """On PostgreSQL, hold a transaction lock per (model, tile) until commit, taken in one sorted order.
 
     A success and a failure of one tile written by two transactions at once would otherwise each miss the other's
     uncommitted row, and both rows would stay: "no tile is both failed and classified" needs the second writer to
     wait for the first. SQLite serialises its writers already.
+
+    The holder must not sit on the locks: a writer frozen mid-transaction (SIGSTOP, a paused VM, a lost network)
+    would block the redelivered run of its batch for ever. PostgreSQL ends such a session after
+    LOCK_HOLDER_IDLE_TIMEOUT_S idle, releasing its locks; the frozen writer's next statement then fails and its
+    retry writes the same rows again.
     """
     if session.get_bind().dialect.name != "postgresql":
         return
     keys = sorted({_lock_key(model_hash, source_name, tile) for tile in tiles})
     if keys:
+        session.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = '{LOCK_HOLDER_IDLE_TIMEOUT_S}s'"))
         session.execute(text("SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(CAST(:keys AS bigint[])) "
                              "AS k ORDER BY k) AS ordered"), {"keys": keys})
 

@@ -37,11 +37,18 @@ class ModelUnavailable(TileclassError):
     """No worker can use the batch's model: it is not registered, or its checkpoint is unsafe or inconsistent."""
 
 
+# SQLSTATEs of a session the server ended that psycopg does not class as operational: the idle timeout of a
+# writer that was frozen holding tile locks (core.results.lock_tiles). A new transaction goes through.
+SERVER_ENDED_SESSION = frozenset({"25P03"})
+
+
 def is_transient_db_error(exc: BaseException) -> bool:
     """Whether a database error may go away by itself (connection lost, server restarting, lock timeout)."""
     if isinstance(exc, OperationalError | InterfaceError):
         return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+    if not isinstance(exc, DBAPIError):
+        return False
+    return bool(exc.connection_invalidated) or getattr(exc.orig, "sqlstate", None) in SERVER_ENDED_SESSION
 
 
 def with_db_retry(action: Callable[[], T], *, what: str, attempts: int = DB_RETRIES,
