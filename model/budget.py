@@ -7,10 +7,11 @@ run starts, ``fit`` says how many epochs it expects and, below ``MIN_EPOCHS``, w
 How the estimate is made (measured, not guessed): a throwaway copy of the network trains ``WARMUP_STEPS`` +
 ``TIMED_STEPS`` steps of the run's batch size (at most ``PROBE_IMAGES``) of real images of the data set, exactly
 as the run will (augmentation, resize, autocast precision, optimizer, frozen layers), and the timed steps give
-images per second on this machine at this size. Expected epochs = budget x rate x (progressive resizing's speed-up, model/schedule.py) / training
-images. For a smaller size, a ResNet's cost is taken as proportional to the pixel count (its convolutions are
-nearly all of its time), which gives a first guess; that guess is then probed too, and shrunk again if the probe
-disagrees (small images cost more than their pixels, per-step overheads do not shrink). The probe runs in a
+images per second on this machine at this size. Expected epochs = budget x rate x (progressive resizing's
+speed-up, model/schedule.py) / training images. For a smaller size, a ResNet's cost is taken as proportional to
+the pixel count (its convolutions are nearly all of its time), which gives a first guess; that guess is then probed
+too, and shrunk again if the probe disagrees (small images cost more than their pixels, per-step overheads do not
+shrink). The probe runs in a
 forked random stream, so the run trains exactly as it would without it, and its seconds are not in the budget.
 """
 
