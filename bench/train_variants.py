@@ -31,7 +31,7 @@ from model.ema import weight_average
 from model.eval_folder import predict_images, score
 from model.loop import make_optimizer, prepare_batch, set_train_mode, training_step
 from model.predict import Classifier
-from model.schedule import progressive_size
+from model.schedule import progressive_rate, progressive_size
 from model.train import fit
 from model.transforms import IMAGENET_MEAN, IMAGENET_STD, Normalized
 
@@ -103,7 +103,7 @@ def standin_speed(images: torch.Tensor, labels: torch.Tensor, *, size: int, base
         start = progressive_size(0.0, full=size, start_share=config.progressive_start)
         middle = progressive_size(0.375, full=size, start_share=config.progressive_start)
         measured = {s: rate(config, s) for s in sorted({start, middle, size})}
-        rates[name] = _rate_over_schedule(measured, full=size, start_share=config.progressive_start)
+        rates[name] = progressive_rate(measured, full=size, start_share=config.progressive_start)
     return rates
 
 
@@ -148,21 +148,3 @@ def _timed_steps(images: torch.Tensor, labels: torch.Tensor, *, config: TrainCon
             average.update_parameters(model)
         loss.item()
     return steps * config.batch_size / (time.perf_counter() - began)
-
-
-def _rate_over_schedule(measured: dict[int, float], *, full: int, start_share: float, points: int = 400) -> float:
-    """Images/s over a whole budget with progressive resizing: the time per image at each moment of the schedule,
-    interpolated linearly in the pixel count between the measured sizes, then images = time / time per image."""
-    sizes = sorted(measured)
-    seconds_per_image = {s: 1 / measured[s] for s in sizes}
-
-    def cost(size: int) -> float:
-        if size in seconds_per_image:
-            return seconds_per_image[size]
-        low = max(s for s in sizes if s < size)
-        high = min(s for s in sizes if s > size)
-        share = (size**2 - low**2) / (high**2 - low**2)
-        return seconds_per_image[low] + share * (seconds_per_image[high] - seconds_per_image[low])
-
-    moments = [progressive_size((i + 0.5) / points, full=full, start_share=start_share) for i in range(points)]
-    return sum(1 / cost(size) for size in moments) / points

@@ -7,12 +7,13 @@ run starts, ``fit`` says how many epochs it expects and, below ``MIN_EPOCHS``, w
 How the estimate is made (measured, not guessed): a throwaway copy of the network trains ``WARMUP_STEPS`` +
 ``TIMED_STEPS`` steps of the run's batch size (at most ``PROBE_IMAGES``) of real images of the data set, exactly
 as the run will (augmentation, resize, autocast precision, optimizer, frozen layers), and the timed steps give
-images per second on this machine at this size. Expected epochs = budget x rate x (progressive resizing's
-speed-up, model/schedule.py) / training images. For a smaller size, a ResNet's cost is taken as proportional to
-the pixel count (its convolutions are nearly all of its time), which gives a first guess; that guess is then probed
+images per second on this machine at this size. Expected epochs = budget x rate / training images; with
+progressive resizing the start size is probed too, and the rate is the schedule's average
+(``model.schedule.progressive_rate``). For a smaller size, a ResNet's cost is taken as proportional to the
+pixel count (its convolutions are nearly all of its time), which gives a first guess; that guess is then probed
 too, and shrunk again if the probe disagrees (small images cost more than their pixels, per-step overheads do not
-shrink). The probe runs in a
-forked random stream, so the run trains exactly as it would without it, and its seconds are not in the budget.
+shrink). The probe runs in a forked random stream, so the run trains exactly as it would without it, and its
+seconds are not in the budget.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from torch import nn
 
 from model.config import TrainConfig
 from model.loop import make_optimizer, prepare_batch, set_train_mode, training_step
-from model.schedule import SIZE_MULTIPLE, progressive_speedup
+from model.schedule import SIZE_MULTIPLE, progressive_rate, progressive_size
 
 MIN_EPOCHS = 15
 PROBE_IMAGES = 64  # images of the data set loaded for the probe; its batches are the run's, up to this many
@@ -85,13 +86,19 @@ def estimate_budget(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     estimate what ``config.time_budget_minutes`` allows (see the module docstring)."""
     assert config.time_budget_minutes is not None
     budget_s = config.time_budget_minutes * 60
-    speedup = (progressive_speedup(full=size, start_share=config.progressive_start)
-               if config.progressive_resize else 1.0)
+
+    def rate_at(probe_size: int) -> float:
+        return measure_rate(model, images, labels, config=config, device=device, precision=precision,
+                            size=probe_size)
 
     def epochs_at(probe_size: int) -> tuple[float, float]:
-        rate = measure_rate(model, images, labels, config=config, device=device, precision=precision,
-                            size=probe_size)
-        return rate, budget_s * rate * (speedup if probe_size == size else 1.0) / max(train_images, 1)
+        rate = rate_at(probe_size)
+        if config.progressive_resize:  # the run's average rate: its start size is probed too
+            start = progressive_size(0.0, full=probe_size, start_share=config.progressive_start)
+            measured = {start: rate_at(start), probe_size: rate} if start < probe_size else {probe_size: rate}
+            rate_over_run = progressive_rate(measured, full=probe_size, start_share=config.progressive_start)
+            return rate, budget_s * rate_over_run / max(train_images, 1)
+        return rate, budget_s * rate / max(train_images, 1)
 
     rate, epochs = epochs_at(size)
     target = min(MIN_EPOCHS, config.epochs)  # a run asked for 5 epochs needs no more than 5

@@ -8,6 +8,7 @@ need no state of their own in an epoch checkpoint: a resumed run finds them agai
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 RAMP_END = 0.75  # progressive resizing reaches the full size here, so the last quarter trains (and settles) at it
 SIZE_MULTIPLE = 8  # sizes in between are multiples of 8: a ResNet's strides divide them cleanly
@@ -41,12 +42,27 @@ def progressive_size(done: float, *, full: int, start_share: float) -> int:
     return min(full, max(start, int(size) // SIZE_MULTIPLE * SIZE_MULTIPLE))
 
 
-def progressive_speedup(*, full: int, start_share: float, points: int = 200) -> float:
-    """How many more images a time budget trains with progressive resizing than at ``full`` size throughout.
+def progressive_rate(measured: Mapping[int, float], *, full: int, start_share: float, points: int = 400) -> float:
+    """Training images/s over a whole run with progressive resizing, from rates ``measured`` at some sizes (the
+    start and ``full`` at least).
 
-    A model, not a measurement: the cost of an image is taken as proportional to its pixel count (true of a
-    ResNet's convolutions, which are nearly all of its time), averaged over the run's time.
+    The time per image at each moment of the schedule is interpolated linearly in the pixel count between the
+    measured sizes: a ResNet's convolutions grow with the pixels, while its per-step overheads do not, which is why
+    two measured points beat the pixel count alone (at 64 px on EuroSAT that alone predicted a 2.05x speed-up
+    where runs got 1.4-1.5x).
     """
-    shares = [(full / progressive_size((i + 0.5) / points, full=full, start_share=start_share)) ** 2
-              for i in range(points)]
-    return sum(shares) / points
+    sizes = sorted(measured)
+    seconds_per_image = {size: 1 / measured[size] for size in sizes}
+
+    def cost(size: int) -> float:
+        if size in seconds_per_image:
+            return seconds_per_image[size]
+        low = max((s for s in sizes if s < size), default=sizes[0])
+        high = min((s for s in sizes if s > size), default=sizes[-1])
+        if low == high:
+            return seconds_per_image[low]
+        share = (size**2 - low**2) / (high**2 - low**2)
+        return seconds_per_image[low] + share * (seconds_per_image[high] - seconds_per_image[low])
+
+    moments = [progressive_size((i + 0.5) / points, full=full, start_share=start_share) for i in range(points)]
+    return sum(1 / cost(size) for size in moments) / points  # images = time / time per image, at each moment

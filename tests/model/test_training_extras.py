@@ -18,7 +18,7 @@ from model.epochs import epoch_files, latest_epoch
 from model.errors import DataError
 from model.predict import Classifier
 from model.safe_load import safe_torch_load
-from model.schedule import progressive_size, progressive_speedup
+from model.schedule import progressive_rate, progressive_size
 from model.train import fit
 from model.tta import check_views, dihedral_view
 from tests.conftest import copy_eurosat_subset
@@ -32,10 +32,23 @@ def test_progressive_sizes_grow_in_steps_of_8_to_the_full_size_at_three_quarters
     assert sizes[0] == 32 and sizes[74] < 64 and set(sizes[75:]) == {64}
     assert sizes == sorted(sizes) and all(s % 8 == 0 for s in sizes)
     assert progressive_size(0.0, full=64, start_share=1.0) == 64
-    # A quarter of the pixels at first, then growing: the budget trains about 1.8x the images of a full-size run
-    # (the ramp averages 1/share^2 over shares 0.5..1, i.e. 2x, over 3/4 of the time).
-    assert 1.75 <= progressive_speedup(full=256, start_share=0.5) < 1.85
-    assert progressive_speedup(full=64, start_share=1.0) == 1.0
+
+
+def test_the_rate_over_a_progressive_run_interpolates_the_time_per_image_in_the_pixel_count() -> None:
+    # Time per image proportional to the pixels (measured at the start and full size): a quarter of the pixels at
+    # first, then growing, trains about 1.8x the images of a full-size run (the ramp averages 1/share^2 over shares
+    # 0.5..1, i.e. 2x, over 3/4 of the time).
+    by_pixels = {128: 4 * 10.0, 256: 10.0}
+    assert 1.75 <= progressive_rate(by_pixels, full=256, start_share=0.5) / 10.0 < 1.85
+    # A fixed cost per image whatever its size: nothing to gain.
+    assert progressive_rate({128: 10.0, 256: 10.0}, full=256, start_share=0.5) == pytest.approx(10.0)
+    # A half-fixed cost (per-step overheads that do not shrink) gains less than the pixel count alone promises.
+    half_fixed = {128: 1 / (0.5 / 10 + 0.5 / 40), 256: 10.0}
+    assert 1.0 < progressive_rate(half_fixed, full=256, start_share=0.5) / 10.0 < 1.5
+    # A middle measurement is used between its neighbours, and no ramp means the full size's rate.
+    assert progressive_rate({128: 40.0, 192: 10.0, 256: 10.0}, full=256, start_share=0.5) < \
+        progressive_rate(by_pixels, full=256, start_share=0.5)
+    assert progressive_rate({64: 7.0}, full=64, start_share=1.0) == 7.0
 
 
 def test_the_weight_average_warms_up_then_follows_its_decay() -> None:
@@ -104,6 +117,24 @@ def test_the_budget_estimate_probes_a_smaller_size_and_says_what_fits(monkeypatc
     assert budget.estimate_budget(nn.Identity(), images, labels, config=few, device=torch.device("cpu"),
                                   precision="fp32", size=128, train_images=6000).enough
 
+
+
+def test_with_progressive_resizing_the_budget_probes_the_start_size_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    probed: list[int] = []
+
+    def rate(*_: object, size: int, **__: object) -> float:  # half of each image's time does not shrink with size
+        probed.append(size)
+        return 1 / (0.005 + 0.005 * (size / 128) ** 2)
+
+    monkeypatch.setattr(budget, "measure_rate", rate)
+    config = TrainConfig(time_budget_minutes=20, epochs=50, progressive_resize=True)
+    images, labels = torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64)
+    estimate = budget.estimate_budget(nn.Identity(), images, labels, config=config, device=torch.device("cpu"),
+                                      precision="fp32", size=128, train_images=6000)
+    assert probed == [128, 64] and estimate.images_per_second == 100.0  # the full size's rate, as described
+    expected = 1200 * progressive_rate({64: rate(size=64), 128: 100.0}, full=128, start_share=0.5) / 6000
+    # More than the 20 epochs of full size throughout, less than the pixel count alone would promise (about 1.9x).
+    assert estimate.epochs == pytest.approx(expected) and 20.0 < estimate.epochs < 20.0 * 1.5 and estimate.enough
 
 @pytest.mark.slow
 def test_a_stopped_run_continues_from_its_epoch_checkpoint_exactly(tmp_path: Path) -> None:
