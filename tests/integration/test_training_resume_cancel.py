@@ -10,29 +10,17 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from typer.testing import CliRunner
 
 from core import jobs
 from core.db import session_scope
 from core.schema import JobState, Model
 from core.settings import get_settings
 from model.epochs import epoch_files
-from producer.cli import app
+from tests.integration.test_training_lease import cli, shown_state
 from tests.worker.support import running, start_celery, wait_for, worker_env
 from tests.worker.test_training import image_folder
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def cli(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.output
-
-
-def shown_state(job_id: int) -> str:
-    code, out = cli("status", str(job_id), "--json")
-    assert code == 0, out
-    return str(json.loads(out)["state"])
 
 
 def last_epoch(folder: Path) -> int:
