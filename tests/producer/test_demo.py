@@ -40,7 +40,7 @@ def test_demo_runs_the_pipeline_serves_the_map_and_stops_its_worker(tmp_path: Pa
     out, log, port = tmp_path / "demo", tmp_path / "demo.log", free_port()
     with log.open("w") as sink:
         demo = subprocess.Popen(
-            [sys.executable, "-m", "producer", "demo", "--out", str(out), "--train-minutes", "0.3",
+            [sys.executable, "-m", "producer", "demo", "--out", str(out), "--train-minutes", "0.15",
              "--region-size", "4", "--serve", "--port", str(port)],
             stdout=sink, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT, start_new_session=True,
         )
