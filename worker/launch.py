@@ -52,6 +52,7 @@ class WorkerOptions:
     gpus: str = "all"
     device: str = "auto"
     processes: int | None = None
+    per_gpu: int | None = None  # processes per GPU (--per-gpu); on a GPU host --processes means the same
     threads_per_process: int | None = None
     batch_size: int | None = None
     compile: bool | None = None
@@ -125,14 +126,22 @@ def children_for(options: WorkerOptions, *, gpus: Sequence[str], cores: int, pyt
     check_choice("device", options.device, DEVICE_KINDS, error=LaunchError)
     if options.precision is not None:
         check_choice("precision", options.precision, INFERENCE_PRECISIONS, error=LaunchError)
-    for name, value in (("--processes", options.processes), ("--threads-per-process", options.threads_per_process),
-                        ("--batch-size", options.batch_size)):
+    for name, value in (("--processes", options.processes), ("--per-gpu", options.per_gpu),
+                        ("--threads-per-process", options.threads_per_process), ("--batch-size", options.batch_size)):
         if value is not None and value < 1:
             raise LaunchError(f"{name} must be at least 1 (got {value})")
+    if options.per_gpu is not None and options.processes is not None and options.per_gpu != options.processes:
+        raise LaunchError(f"--per-gpu {options.per_gpu} and --processes {options.processes} disagree: on a GPU "
+                          "host both count the processes per GPU; give one")
     chosen = _chosen_gpus(options, gpus)
+    if options.per_gpu is not None and not chosen:
+        raise LaunchError("--per-gpu: this run has no GPU (--device cpu, or none visible); on the CPU use "
+                          "--processes and --threads-per-process")
     common = _common_env(options)
     if chosen:
-        per_gpu = options.processes or 1
+        # Several processes per GPU, for when one cannot feed a large GPU: each decodes on its own cores and the
+        # GPU interleaves their kernels.
+        per_gpu = options.per_gpu or options.processes or 1
         # The GPU runs the model: a process's CPU work is reading and decoding tiles, so its share of the cores
         # goes to decode threads, each running single-threaded torch ops (the resize) to avoid oversubscription.
         share = max(2, cores // (len(chosen) * per_gpu))

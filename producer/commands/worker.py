@@ -19,6 +19,11 @@ def worker(
         None, "--processes", "--concurrency", "-c",
         help="Worker processes: per GPU on a GPU host (default 1); on a CPU host default cores / threads (at most 8).",
     ),
+    per_gpu: int | None = typer.Option(
+        None, "--per-gpu",
+        help="Worker processes per GPU (default 1): more than one when a single process cannot keep a large GPU "
+             "busy (each reads and decodes on its own share of the cores). GPU hosts only.",
+    ),
     threads_per_process: int | None = typer.Option(
         None, help="Torch CPU threads per process. Default: the cores divided among the processes."
     ),
@@ -62,7 +67,7 @@ def worker(
     if chosen_device.startswith("cuda:"):  # TILECLASS_DEVICE=cuda:N pins the one worker to GPU N
         chosen_device, chosen_gpus = "cuda", chosen_device.removeprefix("cuda:") if gpus == "all" else gpus
     options = WorkerOptions(
-        queues=parse_queues(queues), gpus=chosen_gpus, device=chosen_device, processes=processes,
+        queues=parse_queues(queues), gpus=chosen_gpus, device=chosen_device, processes=processes, per_gpu=per_gpu,
         threads_per_process=threads_per_process, batch_size=batch_size, compile=compile_model, precision=precision,
         loglevel=loglevel.lower(), metrics_port=metrics_port, metrics_host=metrics_host,
     )

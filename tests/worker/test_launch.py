@@ -57,6 +57,15 @@ def test_chosen_gpus_map_onto_the_visible_ones() -> None:
     assert children[0].argv[children[0].argv.index("-Q") + 1] == "classify,train"
 
 
+def test_several_processes_per_gpu_each_pinned_to_it_with_a_share_of_the_cores() -> None:
+    children = children_for(WorkerOptions(per_gpu=2), gpus=["0", "1"], cores=16)
+    assert [(c.name, c.env["CUDA_VISIBLE_DEVICES"]) for c in children] == [
+        ("gpu0-0@%h", "0"), ("gpu0-1@%h", "0"), ("gpu1-0@%h", "1"), ("gpu1-1@%h", "1")]
+    assert {c.env["TILECLASS_WORKER_DECODE_THREADS"] for c in children} == {"4"}  # 16 cores over 4 processes
+    assert [c.name for c in children_for(WorkerOptions(processes=2), gpus=["0"], cores=8)] == ["gpu0-0@%h",
+                                                                                              "gpu0-1@%h"]
+
+
 def test_cpu_host_splits_cores_into_single_thread_processes() -> None:
     children = children_for(WorkerOptions(), gpus=[], cores=2)
     assert [c.name for c in children] == ["cpu0@%h", "cpu1@%h"]
@@ -91,6 +100,10 @@ def test_device_cpu_ignores_gpus_and_options_travel_as_settings() -> None:
     (WorkerOptions(device="cpu", gpus="0"), ["0"], "--gpus cannot be combined with --device cpu"),
     (WorkerOptions(device="tpu"), [], "unknown device 'tpu': choose one of auto, cpu, cuda"),
     (WorkerOptions(processes=0), [], "--processes must be at least 1"),
+    (WorkerOptions(per_gpu=0), ["0"], "--per-gpu must be at least 1"),
+    (WorkerOptions(per_gpu=2), [], "--per-gpu: this run has no GPU"),
+    (WorkerOptions(per_gpu=2, device="cpu"), ["0"], "--per-gpu: this run has no GPU"),
+    (WorkerOptions(per_gpu=2, processes=3), ["0"], "--per-gpu 2 and --processes 3 disagree"),
 ])
 def test_options_that_do_not_fit_the_host_are_refused(options: WorkerOptions, gpus: list[str], message: str) -> None:
     with pytest.raises(LaunchError, match=message):
@@ -128,6 +141,10 @@ def test_cli_reports_bad_options_in_one_line(monkeypatch: pytest.MonkeyPatch) ->
         "Error: --device cuda: no GPU is visible (nvidia-smi -L / CUDA_VISIBLE_DEVICES); use --device cpu"]
     result = runner.invoke(app, ["worker", "--queues", "fast"])
     assert result.exit_code == 2 and "unknown queue 'fast'" in result.output
+    result = runner.invoke(app, ["worker", "--per-gpu", "2"])
+    assert result.exit_code == 2 and result.output.strip().splitlines() == [
+        "Error: --per-gpu: this run has no GPU (--device cpu, or none visible); on the CPU use --processes and "
+        "--threads-per-process"]
 
 
 SIGNAL_CHILD = textwrap.dedent("""
