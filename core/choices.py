@@ -18,6 +18,8 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 # Training computes in fp32 or bf16 autocast; inference may also run quantized to int8 (CPU only).
 TRAIN_PRECISIONS = ("auto", "fp32", "bf16")
 INFERENCE_PRECISIONS = (*TRAIN_PRECISIONS, "int8")
+# Where workers decode JPEG tiles: "auto" is on the GPU (nvJPEG) when the model runs on CUDA, else on the CPU.
+DECODE_CHOICES = ("auto", "cpu", "gpu")
 # What a tile file may be (the layouts' {ext}); training folders may hold more kinds of image.
 TILE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 IMAGE_EXTENSIONS = (*TILE_EXTENSIONS, ".tif", ".tiff", ".bmp", ".gif")

@@ -27,7 +27,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
-from core.choices import DEVICE_CHOICES, INFERENCE_PRECISIONS, is_device
+from core.choices import DECODE_CHOICES, DEVICE_CHOICES, INFERENCE_PRECISIONS, is_device
 from core.errors import SettingsError
 
 ENV_PREFIX = "TILECLASS_"
@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     )
     worker_threads: int = Field(default=0, ge=0, description="Torch CPU threads per worker process (0: automatic).")
     worker_decode_threads: int = Field(default=2, ge=1, le=64, description="Threads per worker decoding ahead.")
+    worker_decode: str = Field(
+        default="auto", description="Where JPEG tiles are decoded: auto (on the GPU when the model runs on CUDA), "
+                                    "cpu, or gpu (nvJPEG; other formats and refused tiles fall back to the CPU).")
     worker_compile: bool = Field(default=True, description="torch.compile the model in workers (slow first batch).")
     worker_precision: str = Field(
         default="auto", description="auto (bf16 where the hardware has it), fp32, bf16 or int8 (CPU only)."
@@ -133,6 +136,13 @@ class Settings(BaseSettings):
     def _valid_device(cls, value: str) -> str:
         if not is_device(value):
             raise ValueError(f"must be one of {DEVICE_CHOICES} (got {value!r})")
+        return value
+
+    @field_validator("worker_decode")
+    @classmethod
+    def _valid_decode(cls, value: str) -> str:
+        if value not in DECODE_CHOICES:
+            raise ValueError(f"must be one of {', '.join(DECODE_CHOICES)} (got {value!r})")
         return value
 
     @field_validator("worker_precision")

@@ -157,7 +157,7 @@ class Classifier:
         return self._forward(batch)
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
-        if self.device.type == "cuda":
+        if self.device.type == "cuda" and batch.device.type == "cpu":  # (tiles decoded on the GPU are there already)
             batch = batch.pin_memory().to(self.device, non_blocking=True)
         batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(self.device, self.precision):

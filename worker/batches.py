@@ -38,6 +38,7 @@ from core.schema import Job, JobKind, JobState, Model
 from core.settings import Settings, get_settings
 from core.sources import FolderSource, source_from_record
 from worker import deliveries, metrics, runtime
+from worker.device_decode import uses_device_decode
 from worker.pipeline import TileFile, classify_tiles
 from worker.recording import BatchOutcome, record_outcome
 
@@ -115,9 +116,10 @@ def _classify(batch: ClassifyBatch, settings: Settings, context: BatchContext, m
         log.error("batch %d of job %d: %s", batch.seq, batch.job_id, exc)
         return BatchOutcome.all_failed(batch, str(exc))
     files = tile_files(batch, settings, context.source)
+    device_decode = uses_device_decode(settings.worker_decode, classifier.device)
     if not mode.isolate:
         return classify_tiles(classifier, files, chunk_size=settings.worker_batch_size, pool=state.pool,
-                              max_pixels=settings.worker_max_pixels, times=times)
+                              max_pixels=settings.worker_max_pixels, times=times, device_decode=device_decode)
     outcome = BatchOutcome()
     for tile_file in files:
         name = tile_file.tile.path or str(tile_file.tile)
@@ -129,7 +131,7 @@ def _classify(batch: ClassifyBatch, settings: Settings, context: BatchContext, m
         if tile_file.readable:
             markers.classifying(name)
         alone = classify_tiles(classifier, [tile_file], chunk_size=1, pool=state.pool,
-                               max_pixels=settings.worker_max_pixels, times=times)
+                               max_pixels=settings.worker_max_pixels, times=times, device_decode=device_decode)
         markers.classified()
         outcome.extend(alone)
     return outcome

@@ -139,8 +139,7 @@ def children_for(options: WorkerOptions, *, gpus: Sequence[str], cores: int, pyt
                           "--processes and --threads-per-process")
     common = _common_env(options)
     if chosen:
-        # Several processes per GPU, for when one cannot feed a large GPU: each decodes on its own cores and the
-        # GPU interleaves their kernels.
+        # Several processes per GPU when one cannot feed it: each decodes on its own cores, the GPU interleaves them.
         per_gpu = options.per_gpu or options.processes or 1
         # The GPU runs the model: a process's CPU work is reading and decoding tiles, so its share of the cores
         # goes to decode threads, each running single-threaded torch ops (the resize) to avoid oversubscription.

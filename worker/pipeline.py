@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 
@@ -32,6 +32,7 @@ from core.sources.files import read_tile_file
 from core.tiles import Tile
 from model.errors import EmptyImage, ImageError
 from model.images import DEFAULT_MAX_PIXELS, decode_tile
+from worker.device_decode import DeviceJpeg, decode_chunk, device_decodable
 from worker.metrics import StageTimes
 from worker.recording import BatchOutcome
 
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from model.predict import Classifier
 
 CHUNKS_AHEAD = 2
+# What the pool hands back for a tile: its model input, or (device decoding) its JPEG bytes.
+Loaded = torch.Tensor | DeviceJpeg
 log = logging.getLogger(__name__)
 
 
@@ -64,10 +67,11 @@ class TileFile:
 
 
 def load_tile(path: Path, classifier: Classifier, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-              root: Path | None = None, times: StageTimes | None = None) -> torch.Tensor:
+              root: Path | None = None, times: StageTimes | None = None, device_decode: bool = False) -> Loaded:
     """Read, decode and resize one tile file to the model's input: a uint8 (3, S, S) tensor, or ``TileFailed``.
 
     ``times`` (the batch's, for its metrics) gets the seconds spent reading and decoding, failed tiles included.
+    ``device_decode``: a JPEG the device can decode is returned undecoded (``DeviceJpeg``), for its chunk's batch.
     """
     started = time.perf_counter()
     try:
@@ -75,11 +79,12 @@ def load_tile(path: Path, classifier: Classifier, *, max_pixels: int = DEFAULT_M
     finally:
         if times is not None:
             times.add("read", time.perf_counter() - started)
-    return _decode_timed(data, classifier, max_pixels, times)
+    return _decode_timed(data, classifier, max_pixels, times, device_decode)
 
 
 def load_from_archive(tile: Tile, archive: TileReader, classifier: Classifier, *,
-                      max_pixels: int = DEFAULT_MAX_PIXELS, times: StageTimes | None = None) -> torch.Tensor:
+                      max_pixels: int = DEFAULT_MAX_PIXELS, times: StageTimes | None = None,
+                      device_decode: bool = False) -> Loaded:
     """``load_tile`` for a tile of an archive or a tile server (whose fetch counts as its read)."""
     started = time.perf_counter()
     try:
@@ -87,10 +92,13 @@ def load_from_archive(tile: Tile, archive: TileReader, classifier: Classifier, *
     finally:
         if times is not None:
             times.add("read", time.perf_counter() - started)
-    return _decode_timed(data, classifier, max_pixels, times)
+    return _decode_timed(data, classifier, max_pixels, times, device_decode)
 
 
-def _decode_timed(data: bytes, classifier: Classifier, max_pixels: int, times: StageTimes | None) -> torch.Tensor:
+def _decode_timed(data: bytes, classifier: Classifier, max_pixels: int, times: StageTimes | None,
+                  device_decode: bool) -> Loaded:
+    if device_decode and device_decodable(data, max_pixels=max_pixels):
+        return DeviceJpeg(data)
     started = time.perf_counter()
     try:
         return decode_for(data, classifier, max_pixels=max_pixels)
@@ -115,9 +123,11 @@ def decode_for(data: bytes, classifier: Classifier, *, max_pixels: int) -> torch
 
 def classify_tiles(classifier: Classifier, files: Sequence[TileFile], *, chunk_size: int,
                    pool: Executor, max_pixels: int = DEFAULT_MAX_PIXELS,
-                   times: StageTimes | None = None) -> BatchOutcome:
-    """Classify ``files`` in chunks of ``chunk_size``, decoding ahead on ``pool``; ``times`` gets the seconds per
-    stage (``worker.metrics``)."""
+                   times: StageTimes | None = None, device_decode: bool = False) -> BatchOutcome:
+    """Classify ``files`` in chunks of ``chunk_size``, reading (and decoding) ahead on ``pool``; ``times`` gets the
+    seconds per stage (``worker.metrics``). ``device_decode``: JPEGs are decoded on the model's device, a chunk at
+    a time (worker.device_decode)."""
+    load = Loader(classifier, pool, max_pixels, times, device_decode)
     outcome = BatchOutcome()
     readable = []
     for tile_file in files:
@@ -126,16 +136,16 @@ def classify_tiles(classifier: Classifier, files: Sequence[TileFile], *, chunk_s
         else:
             readable.append(tile_file)
     chunks = [readable[i : i + chunk_size] for i in range(0, len(readable), chunk_size)]
-    pending: deque[list[tuple[TileFile, Future[torch.Tensor]]]] = deque()
+    pending: deque[list[tuple[TileFile, Future[Loaded]]]] = deque()
     upcoming = iter(chunks)
-    chunk: list[tuple[TileFile, Future[torch.Tensor]]] = []
+    chunk: list[tuple[TileFile, Future[Loaded]]] = []
     try:
         for _ in range(CHUNKS_AHEAD):
-            _submit_next(upcoming, pending, classifier, pool, max_pixels, times)
+            _submit_next(upcoming, pending, load)
         while pending:
             chunk = pending.popleft()
-            _submit_next(upcoming, pending, classifier, pool, max_pixels, times)
-            _run_chunk(classifier, chunk, outcome, times)
+            _submit_next(upcoming, pending, load)
+            _run_chunk(load, chunk, outcome)
     except BaseException:
         # The batch is abandoned (a host error, say): reads not started yet must not hold the pool for the next one.
         for _, future in [*chunk, *(pair for waiting in pending for pair in waiting)]:
@@ -144,39 +154,70 @@ def classify_tiles(classifier: Classifier, files: Sequence[TileFile], *, chunk_s
     return outcome
 
 
-def _submit_next(upcoming: Iterator[list[TileFile]], pending: deque[list[tuple[TileFile, Future[torch.Tensor]]]],
-                 classifier: Classifier, pool: Executor, max_pixels: int, times: StageTimes | None) -> None:
+@dataclass(frozen=True)
+class Loader:
+    """How a batch's tiles are loaded: for which model, on which pool, within which limits."""
+
+    classifier: Classifier
+    pool: Executor
+    max_pixels: int
+    times: StageTimes | None
+    device_decode: bool
+
+    def submit(self, tile_file: TileFile) -> Future[Loaded]:
+        if tile_file.archive is not None:
+            return self.pool.submit(load_from_archive, tile_file.tile, tile_file.archive, self.classifier,
+                                    max_pixels=self.max_pixels, times=self.times, device_decode=self.device_decode)
+        assert tile_file.path is not None  # classify_tiles submits readable tiles only
+        return self.pool.submit(load_tile, tile_file.path, self.classifier, root=tile_file.root,
+                                max_pixels=self.max_pixels, times=self.times, device_decode=self.device_decode)
+
+    def decode_on_device(self, datas: list[bytes]) -> list[torch.Tensor | TileUnreadable | TileAbsent]:
+        started = time.perf_counter()
+        try:
+            return decode_chunk(datas, self.classifier,
+                                lambda data: decode_for(data, self.classifier, max_pixels=self.max_pixels))
+        finally:
+            if self.times is not None:
+                self.times.add("decode", time.perf_counter() - started)
+
+
+def _submit_next(upcoming: Iterator[list[TileFile]], pending: deque[list[tuple[TileFile, Future[Loaded]]]],
+                 load: Loader) -> None:
     chunk = next(upcoming, None)
     if chunk is not None:
-        pending.append([(f, _submit_load(pool, f, classifier, max_pixels, times)) for f in chunk])
+        pending.append([(f, load.submit(f)) for f in chunk])
 
 
-def _submit_load(pool: Executor, tile_file: TileFile, classifier: Classifier, max_pixels: int,
-                 times: StageTimes | None) -> Future[torch.Tensor]:
-    if tile_file.archive is not None:
-        return pool.submit(load_from_archive, tile_file.tile, tile_file.archive, classifier, max_pixels=max_pixels,
-                           times=times)
-    assert tile_file.path is not None  # classify_tiles submits readable tiles only
-    return pool.submit(load_tile, tile_file.path, classifier, max_pixels=max_pixels, root=tile_file.root,
-                       times=times)
-
-
-def _run_chunk(classifier: Classifier, chunk: list[tuple[TileFile, Future[torch.Tensor]]],
-               outcome: BatchOutcome, times: StageTimes | None = None) -> None:
-    tiles: list[Tile] = []
-    tensors: list[torch.Tensor] = []
+def _run_chunk(load: Loader, chunk: list[tuple[TileFile, Future[Loaded]]], outcome: BatchOutcome) -> None:
+    loaded: list[tuple[Tile, Loaded | TileUnreadable | TileAbsent]] = []
     for tile_file, future in chunk:
         try:
-            tensors.append(future.result())
-            tiles.append(tile_file.tile)
-        except TileUnreadable as exc:
-            outcome.failures.append(Failure(tile_file.tile, exc.reason))
-        except TileAbsent as exc:
-            outcome.empty.append(Empty(tile_file.tile, exc.reason))
+            loaded.append((tile_file.tile, future.result()))
+        except (TileUnreadable, TileAbsent) as exc:
+            loaded.append((tile_file.tile, exc))
+    jpegs = [index for index, (_, item) in enumerate(loaded) if isinstance(item, DeviceJpeg)]
+    if jpegs:
+        decoded = load.decode_on_device([cast(DeviceJpeg, loaded[i][1]).data for i in jpegs])
+        for index, result in zip(jpegs, decoded, strict=True):
+            loaded[index] = (loaded[index][0], result)
+    tiles: list[Tile] = []
+    tensors: list[torch.Tensor] = []
+    for tile, outcome_of_tile in loaded:
+        if isinstance(outcome_of_tile, TileUnreadable):
+            outcome.failures.append(Failure(tile, outcome_of_tile.reason))
+        elif isinstance(outcome_of_tile, TileAbsent):
+            outcome.empty.append(Empty(tile, outcome_of_tile.reason))
+        else:
+            tiles.append(tile)
+            tensors.append(cast(torch.Tensor, outcome_of_tile))
     if not tensors:
         return
+    classifier, times = load.classifier, load.times
     started = time.perf_counter()
-    probabilities = _predict(classifier, torch.stack(tensors))
+    # Tiles decoded on the device and on the CPU meet on the device (a copy only for the CPU's).
+    images = torch.stack([t.to(classifier.device) for t in tensors]) if jpegs else torch.stack(tensors)
+    probabilities = _predict(classifier, images)
     predictions = classifier.to_predictions(probabilities)
     if times is not None:
         times.add("inference", time.perf_counter() - started)
