@@ -2,16 +2,21 @@
 
 Steps, each bounded in time (the whole run aims at under 5 minutes on one H100-class GPU):
 
-1. tiles: real EuroSAT JPEGs from ``--tiles-dir`` (default ``../shared/data/eurosat-rgb``; 64 px, resized to the
-   model's 224 px input by the pipeline) if present, else generated 256 px JPEG tiles (smooth random colour fields);
+1. tiles: 256 px JPEG files (a map tile's size), EuroSAT patches from ``--tiles-dir`` (default
+   ``../shared/data/eurosat-rgb``) upscaled, else generated smooth random colour fields;
 2. a random-weight ResNet50 checkpoint (224 px, 10 classes) saved with ``model.checkpoint.save_checkpoint``;
 3. CPU reference: fp32 predictions of the first ``--check`` tiles on this machine's CPU;
 4. on ``cuda`` in fp32 and bf16 (and bf16 compiled unless ``--no-compile``): the predictions of the same tiles
    must match the CPU's (fp32: probabilities within 1e-3; bf16: within 0.05, and top-1 the same wherever the CPU's
-   top two differ by more than 0.05); then tiles/s of the bare predictor on pre-made tensors and of the worker's
-   pipeline (``worker.pipeline.classify_tiles``: read, decode on a thread pool, resize, chunked forward passes).
+   top two differ by more than 0.05), and how often bf16's top-1 is the device's fp32 one; then tiles/s of the
+   bare predictor on pre-made tensors (over chunk sizes), and end to end through the worker's pipeline
+   (``worker.pipeline.classify_tiles``: read, decode, resize, chunked forward passes) with the JPEGs decoded on the
+   CPU's threads and then on the device (``worker.device_decode``), with the GPU's busy share from ``nvidia-smi``
+   and its peak memory.
 
-Prints one line per measurement and a JSON summary last; exits 1 if a check fails, 3 if a dependency is missing.
+Prints one line per measurement and a JSON summary last (``--out`` writes it to a file too: ``device``,
+``bare_images_per_s`` by precision, ``e2e_tiles_per_s`` by decode path and precision, ``agreement``, and every
+run); exits 1 if a check fails, 3 if a dependency is missing.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import argparse
 import io
 import json
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,25 +49,29 @@ def say(text: str) -> None:
 
 
 def tiles(folder: Path, count: int, eurosat: Path) -> tuple[list[Path], str]:
-    """``count`` tile files: real EuroSAT JPEGs when ``eurosat`` holds them, else generated 256 px JPEGs."""
-    files = [eurosat / name / f"{name}_{i}.jpg" for i in range(1, count // len(CLASSES) + 2) for name in CLASSES]
-    files = [path for path in files if path.is_file()]
-    if files:
-        return files[:count], f"{min(count, len(files))} EuroSAT 64 px JPEGs from {eurosat}"
+    """``count`` 256 px JPEG tile files (a map tile's size): EuroSAT patches upscaled when ``eurosat`` holds them
+    (real content; upscaling adds no detail, but decoding costs what a real tile's does), else generated ones."""
     import numpy as np
     from PIL import Image
 
+    sources = [eurosat / name / f"{name}_{i}.jpg" for i in range(1, count // len(CLASSES) + 2) for name in CLASSES]
+    sources = [path for path in sources if path.is_file()][:count]
     rng = np.random.default_rng(0)
     files = []
-    for i in range(count):
-        coarse = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
-        image = Image.fromarray(coarse).resize((256, 256), Image.Resampling.BICUBIC)
+    for i in range(count if not sources else len(sources)):
+        if sources:
+            image = Image.open(sources[i]).convert("RGB").resize((256, 256), Image.Resampling.BICUBIC)
+        else:
+            coarse = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+            image = Image.fromarray(coarse).resize((256, 256), Image.Resampling.BICUBIC)
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=90)
         path = folder / "tiles" / f"{i}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(buffer.getvalue())
         files.append(path)
+    if sources:
+        return files, f"{len(files)} EuroSAT patches from {eurosat} as 256 px JPEG tiles"
     return files, "generated 256 px JPEG tiles (no ../shared/data here)"
 
 
@@ -118,15 +129,18 @@ def predictor_rate(classifier: Any, batch: Any, seconds: float) -> float:
     return images / (time.perf_counter() - started)
 
 
-def pipeline_rate(classifier: Any, files: list[Path], chunk: int, decode_threads: int) -> float:
+def pipeline_rate(classifier: Any, files: list[Path], chunk: int, decode_threads: int, *,
+                  device_decode: bool) -> float:
+    """Tiles/s of the worker's pipeline (read, decode, resize, chunked forward passes) over ``files``."""
     from core.tiles import Tile
     from worker.pipeline import TileFile, classify_tiles
 
     sources = [TileFile(Tile(None, None, None, str(path)), path) for path in files]
     with ThreadPoolExecutor(decode_threads) as pool:
-        classify_tiles(classifier, sources[: chunk * 2], chunk_size=chunk, pool=pool)  # warm-up
+        classify_tiles(classifier, sources[: chunk * 2], chunk_size=chunk, pool=pool,
+                       device_decode=device_decode)  # warm-up
         started = time.perf_counter()
-        outcome = classify_tiles(classifier, sources, chunk_size=chunk, pool=pool)
+        outcome = classify_tiles(classifier, sources, chunk_size=chunk, pool=pool, device_decode=device_decode)
         seconds = time.perf_counter() - started
     if outcome.failures:
         raise SystemExit(f"the pipeline failed {len(outcome.failures)} tiles: {outcome.failures[0]}")
@@ -143,6 +157,10 @@ def main() -> int:
     parser.add_argument("--tiles-dir", type=Path, default=EUROSAT,
                         help="EuroSAT RGB folder (<Class>/<Class>_<n>.jpg) to read tiles from; generated if absent.")
     parser.add_argument("--device", default="cuda", help="Device to check (cpu: a dry run of this script).")
+    parser.add_argument("--out", type=Path, help="Also write the JSON summary to this file.")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="A trained checkpoint, for an agreement that means something (default: a random-weight "
+                             "ResNet50 at 224 px, which measures speed only).")
     args = parser.parse_args()
     # A dry run on the CPU checks that the script works end to end; GPU-sized work would take it past its time limit.
     sizes = DRY_RUN_SIZES if args.device == "cpu" else GPU_SIZES
@@ -161,7 +179,7 @@ def main() -> int:
         say("no CUDA device is visible to torch: nothing to check")
         return 3
     name = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu (dry run)"
-    summary: dict[str, Any] = {"gpu": name, "torch": torch.__version__,
+    summary: dict[str, Any] = {"device": name, "torch": torch.__version__,
                                "cpu_cores": len(os.sched_getaffinity(0)), "chunk": args.chunk, "runs": []}
     failed = False
     with tempfile.TemporaryDirectory(prefix="tileclass-gpu-check-") as tmp:
@@ -169,9 +187,10 @@ def main() -> int:
         files, source = tiles(folder, args.tiles, args.tiles_dir)
         files = (files * (args.tiles // len(files) + 1))[: args.tiles]
         summary["tiles"] = source
-        say(f"{summary['gpu']}, torch {torch.__version__}, {summary['cpu_cores']} CPU cores; "
+        say(f"{summary['device']}, torch {torch.__version__}, {summary['cpu_cores']} CPU cores; "
             f"{args.tiles} tiles: {source}")
-        path = checkpoint(folder)
+        path = args.checkpoint or checkpoint(folder)
+        summary["checkpoint"] = str(args.checkpoint) if args.checkpoint else "random-weight ResNet50, 224 px"
         cpu = Classifier.load(path, device="cpu", precision="fp32")
         check = stacked(cpu, files[: args.check])
         started = time.perf_counter()
@@ -179,6 +198,7 @@ def main() -> int:
         say(f"CPU fp32 reference on {args.check} tiles: {time.perf_counter() - started:.1f} s")
         torch.set_num_threads(1)  # as in a GPU worker (worker/launch.py): the cores go to the decode threads
         configs = [("fp32", False), ("bf16", False)] + ([("bf16", True)] if args.compile else [])
+        fp32_probabilities = reference  # the device's own fp32 predictions once its fp32 run has made them
         for precision, compiled in configs:
             started = time.perf_counter()
             # As the worker loads it: a compiled graph is built for the one chunk size.
@@ -192,23 +212,87 @@ def main() -> int:
             sweep = () if compiled or args.device == "cpu" else (64, 1024)
             by_chunk = {size: round(predictor_rate(gpu, repeated(check, size), 3.0), 1) for size in sweep}
             threads = min(16, max(2, summary["cpu_cores"]))
-            piped = pipeline_rate(gpu, files, args.chunk, threads)
+            # End to end from 256 px JPEG files: decoded on the CPU's threads, then on the device (nvJPEG; in a CPU
+            # dry run torchvision's batched CPU decoder, through the same code).
+            piped, busy = {}, {}
+            for path_name, on_device in (("cpu", False), ("gpu", True)):
+                with GpuSampler(enabled=args.device.startswith("cuda")) as sampler:
+                    piped[path_name] = round(pipeline_rate(gpu, files, args.chunk, threads,
+                                                           device_decode=on_device), 1)
+                busy[path_name] = sampler.busy_fraction()
+            peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
+            if precision == "fp32" and not compiled:
+                fp32_probabilities = gpu.predict_tensors(check)
+            versus_fp32 = agreement(fp32_probabilities, gpu.predict_tensors(check))
             label = f"{precision}{' compiled' if getattr(gpu, 'compiled', False) else ''}"
             say(f"{args.device} {label:14s} predictions vs CPU: max |dp| {match['max_abs_diff']:.2e}, top-1 agreement "
                 f"{match['top1_agreement']:.3f} on {match['decided']} tiles -> {'OK' if match['ok'] else 'MISMATCH'}; "
-                f"bare predictor {bare:8.1f} images/s {by_chunk or ''}; "
-                f"worker pipeline ({threads} decode threads) {piped:8.1f} tiles/s; "
-                f"load{' + compile' if compiled else ''} {load_seconds:.0f} s")
+                f"top-1 same as the device's fp32 on {versus_fp32:.4f} of tiles; "
+                f"bare predictor {bare:8.1f} images/s {by_chunk or ''}; worker pipeline ({threads} decode threads) "
+                f"{piped['cpu']:8.1f} tiles/s with CPU decoding, {piped['gpu']:8.1f} with device decoding "
+                f"(GPU busy {busy}); peak GPU memory {peak} GiB; load{' + compile' if compiled else ''} "
+                f"{load_seconds:.0f} s")
             summary["runs"].append({"precision": precision, "compiled": getattr(gpu, "compiled", False), **match,
+                                    "agreement_with_fp32": versus_fp32,
                                     "predictor_images_per_s": round(bare, 1), "predictor_by_chunk": by_chunk,
-                                    "pipeline_tiles_per_s": round(piped, 1),
+                                    "e2e_tiles_per_s": piped, "gpu_busy_fraction": busy, "peak_memory_gib": peak,
                                     "load_seconds": round(load_seconds, 1)})
             failed |= not match["ok"]
             del gpu
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+    summary |= headline(summary["runs"])
+    if args.out is not None:
+        args.out.write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary), flush=True)
     return 1 if failed else 0
+
+
+def headline(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The summary's fixed keys (what bench/results/gpu-*.json holds): per precision, the best of its runs."""
+    bare: dict[str, float] = {}
+    e2e: dict[str, dict[str, float]] = {}
+    agree: dict[str, float] = {}
+    for run in runs:
+        precision = run["precision"]
+        bare[precision] = max(bare.get(precision, 0.0), run["predictor_images_per_s"])
+        for path_name, rate in run["e2e_tiles_per_s"].items():
+            e2e.setdefault(f"{path_name}_decode", {})[precision] = max(
+                e2e.get(f"{path_name}_decode", {}).get(precision, 0.0), rate)
+        agree[f"{precision}_vs_cpu_fp32"] = min(agree.get(f"{precision}_vs_cpu_fp32", 1.0), run["top1_agreement"])
+        if precision != "fp32":
+            agree[f"{precision}_vs_fp32"] = min(agree.get(f"{precision}_vs_fp32", 1.0), run["agreement_with_fp32"])
+    return {"bare_images_per_s": bare, "e2e_tiles_per_s": e2e, "agreement": agree}
+
+
+def agreement(reference: Any, probabilities: Any) -> float:
+    """The share of tiles whose top-1 class is the same in both."""
+    return round(float((reference.argmax(1) == probabilities.argmax(1)).float().mean()), 4)
+
+
+class GpuSampler:
+    """The GPU's utilisation while a block runs, sampled by ``nvidia-smi`` every 100 ms (None without one)."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled and shutil.which("nvidia-smi") is not None
+        self.samples: list[float] = []
+        self._process: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> GpuSampler:
+        if self.enabled:
+            self._process = subprocess.Popen(
+                ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "100", "-i",
+                 "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            output, _ = self._process.communicate(timeout=10)
+            self.samples = [float(line) for line in output.split() if line.strip().replace(".", "", 1).isdigit()]
+
+    def busy_fraction(self) -> float | None:
+        return round(sum(self.samples) / len(self.samples) / 100, 3) if self.samples else None
 
 
 if __name__ == "__main__":

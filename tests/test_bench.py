@@ -31,13 +31,21 @@ def test_gpu_check_dry_run_compares_every_precision_with_the_cpu() -> None:
     summary = _last_json_line(["bash", "bench/gpu_check.sh", "--device", "cpu", "--no-compile", "--tiles", "24",
                                "--check", "8", "--chunk", "8", "--seconds", "0.5"])
 
-    assert summary["gpu"] == "cpu (dry run)"
-    assert summary["chunk"] == 8
+    assert summary["device"] == "cpu (dry run)"
+    assert summary["chunk"] == 8 and "256 px JPEG" in summary["tiles"]
     assert [run["precision"] for run in summary["runs"]] == ["fp32", "bf16"]
     for run in summary["runs"]:
         assert run["ok"] and run["decided"] > 0
-        assert run["pipeline_tiles_per_s"] > 0 and run["predictor_images_per_s"] > 0
+        assert run["predictor_images_per_s"] > 0 and set(run["e2e_tiles_per_s"]) == {"cpu", "gpu"}
+        assert all(rate > 0 for rate in run["e2e_tiles_per_s"].values())
+        assert run["gpu_busy_fraction"] == {"cpu": None, "gpu": None}  # no nvidia-smi samples on a CPU
     assert summary["runs"][0]["max_abs_diff"] < 1e-3  # fp32 on the same CPU: the same numbers
+    assert summary["runs"][0]["agreement_with_fp32"] == 1.0
+    # The fixed keys of bench/results/gpu-*.json, from the runs.
+    assert summary["bare_images_per_s"] == {run["precision"]: run["predictor_images_per_s"] for run in summary["runs"]}
+    assert summary["e2e_tiles_per_s"] == {f"{path}_decode": {run["precision"]: run["e2e_tiles_per_s"][path]
+                                                             for run in summary["runs"]} for path in ("cpu", "gpu")}
+    assert set(summary["agreement"]) == {"fp32_vs_cpu_fp32", "bf16_vs_cpu_fp32", "bf16_vs_fp32"}
 
 
 def test_worker_bench_json_reports_the_tutorial_baseline_by_thread_count() -> None:
