@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
@@ -138,18 +138,12 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {DEVICE_CHOICES} (got {value!r})")
         return value
 
-    @field_validator("worker_decode")
+    @field_validator("worker_decode", "worker_precision")
     @classmethod
-    def _valid_decode(cls, value: str) -> str:
-        if value not in DECODE_CHOICES:
-            raise ValueError(f"must be one of {', '.join(DECODE_CHOICES)} (got {value!r})")
-        return value
-
-    @field_validator("worker_precision")
-    @classmethod
-    def _valid_precision(cls, value: str) -> str:
-        if value not in INFERENCE_PRECISIONS:
-            raise ValueError(f"must be one of {', '.join(INFERENCE_PRECISIONS)} (got {value!r})")
+    def _one_of_its_choices(cls, value: str, info: ValidationInfo) -> str:
+        choices = {"worker_decode": DECODE_CHOICES, "worker_precision": INFERENCE_PRECISIONS}[str(info.field_name)]
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)} (got {value!r})")
         return value
 
     @field_validator("api_token", mode="before")
