@@ -3,8 +3,10 @@
 A task's batch (say 64-256 tiles) is run in device-sized chunks (``TILECLASS_WORKER_BATCH_SIZE``). Decoding is
 submitted up to two chunks ahead, so the pool reads and decodes chunk k+1 (libjpeg-turbo and libpng release the
 GIL) while chunk k runs on the device. Each tile is decoded and resized to the model's input size in the pool
-thread; the main thread only stacks the chunk and runs the model (``Classifier.predict_tensors`` pins a chunk
-bound for CUDA and copies it without blocking, in channels_last, under bf16 autocast where the device has it).
+thread (or, with device decoding on CUDA, the pool reads a JPEG's bytes and the main thread decodes the chunk's
+JPEGs on the GPU in one call: worker/device_decode.py); the main thread only stacks the chunk and runs the model
+(``Classifier.predict_tensors`` pins a chunk bound for CUDA and copies it without blocking, in channels_last, under
+bf16 autocast where the device has it).
 
 A tile that cannot be read or decoded fails alone, with the short reason that ``failed_tiles`` stores; the
 rest of its chunk is classified. A tile with nothing in it (its source has none there, or it is entirely
