@@ -205,7 +205,8 @@ def main() -> int:
             gpu = Classifier.load(path, device=args.device, precision=precision, compile=compiled,
                                   batch_size=args.chunk if compiled else None)
             load_seconds = time.perf_counter() - started
-            match = compare(reference, gpu.predict_tensors(check), precision)
+            probabilities = gpu.predict_tensors(check)
+            match = compare(reference, probabilities, precision)
             bare = predictor_rate(gpu, repeated(check, args.chunk), args.seconds)
             # Other chunk sizes, where the graph takes any (what the worker's batch size setting changes); a CPU dry
             # run would take minutes over them.
@@ -222,8 +223,8 @@ def main() -> int:
                 busy[path_name] = sampler.busy_fraction()
             peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
             if precision == "fp32" and not compiled:
-                fp32_probabilities = gpu.predict_tensors(check)
-            versus_fp32 = agreement(fp32_probabilities, gpu.predict_tensors(check))
+                fp32_probabilities = probabilities
+            versus_fp32 = agreement(fp32_probabilities, probabilities)
             label = f"{precision}{' compiled' if getattr(gpu, 'compiled', False) else ''}"
             say(f"{args.device} {label:14s} predictions vs CPU: max |dp| {match['max_abs_diff']:.2e}, top-1 agreement "
                 f"{match['top1_agreement']:.3f} on {match['decided']} tiles -> {'OK' if match['ok'] else 'MISMATCH'}; "
@@ -257,8 +258,8 @@ def headline(runs: list[dict[str, Any]]) -> dict[str, Any]:
         precision = run["precision"]
         bare[precision] = max(bare.get(precision, 0.0), run["predictor_images_per_s"])
         for path_name, rate in run["e2e_tiles_per_s"].items():
-            e2e.setdefault(f"{path_name}_decode", {})[precision] = max(
-                e2e.get(f"{path_name}_decode", {}).get(precision, 0.0), rate)
+            by_precision = e2e.setdefault(f"{path_name}_decode", {})
+            by_precision[precision] = max(by_precision.get(precision, 0.0), rate)
         agree[f"{precision}_vs_cpu_fp32"] = min(agree.get(f"{precision}_vs_cpu_fp32", 1.0), run["top1_agreement"])
         if precision != "fp32":
             agree[f"{precision}_vs_fp32"] = min(agree.get(f"{precision}_vs_fp32", 1.0), run["agreement_with_fp32"])

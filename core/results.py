@@ -98,6 +98,7 @@ def same_tile(table: TileTable, tiles: Sequence[Tile],
 
 # A batch's write transaction never waits on its client; idle this long, its client is stuck, not busy.
 LOCK_HOLDER_IDLE_TIMEOUT_S = 30
+_IDLE_TIMEOUT_SET_FOR = "tileclass.lock_holder_idle_timeout"  # session.info key: the transaction it was set in
 
 
 def lock_tiles(session: Session, *, model_hash: str, source_name: str, tiles: Iterable[Tile]) -> None:
@@ -116,7 +117,10 @@ def lock_tiles(session: Session, *, model_hash: str, source_name: str, tiles: It
         return
     keys = sorted({_lock_key(model_hash, source_name, tile) for tile in tiles})
     if keys:
-        session.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = '{LOCK_HOLDER_IDLE_TIMEOUT_S}s'"))
+        transaction = session.get_transaction()
+        if session.info.get(_IDLE_TIMEOUT_SET_FOR) is not transaction:  # once per transaction, not per call
+            session.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = '{LOCK_HOLDER_IDLE_TIMEOUT_S}s'"))
+            session.info[_IDLE_TIMEOUT_SET_FOR] = transaction
         session.execute(text("SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(CAST(:keys AS bigint[])) "
                              "AS k ORDER BY k) AS ordered"), {"keys": keys})
 
