@@ -57,6 +57,20 @@ class _Probabilities(nn.Module):
         return torch.softmax(self.net(images).float(), dim=1)
 
 
+@dataclass(frozen=True)
+class PendingProbabilities:
+    """A batch's probabilities on their way back from the device (``Classifier.launch``)."""
+
+    probabilities: torch.Tensor  # float32 (N, C) on the CPU; on CUDA, filled in when ``ready`` has passed
+    ready: torch.cuda.Event | None
+
+    def result(self) -> torch.Tensor:
+        """The probabilities, once the device has finished them (a device failure surfaces here or at launch)."""
+        if self.ready is not None:
+            self.ready.synchronize()
+        return self.probabilities
+
+
 class Classifier:
     """A loaded checkpoint ready for batched inference; build it with ``Classifier.load``."""
 
@@ -71,6 +85,7 @@ class Classifier:
         self.batch_size = batch_size
         self.tta_views = check_views(tta_views)
         self.compiled = False
+        self._copy_stream: torch.cuda.Stream | None = None  # made on the first upload to a CUDA device
 
     @classmethod
     def load(cls, path: Path, *, device: str = "auto", precision: str = "auto", expected_sha256: str | None = None,
@@ -136,17 +151,36 @@ class Classifier:
     def predict_tensors(self, batch: torch.Tensor) -> torch.Tensor:
         """Class probabilities, float32 (N, C) on the CPU, for a uint8 (N, 3, S, S) batch (averaged over the
         test-time augmentation views, if any)."""
+        return self.launch(batch).result()
+
+    def launch(self, batch: torch.Tensor) -> PendingProbabilities:
+        """Start ``predict_tensors`` on ``batch`` and return without waiting for a CUDA device to finish it.
+
+        The worker launches chunk k+1 (its upload runs on a copy stream beside chunk k's compute) before it
+        collects chunk k's result, so the device never waits for the host between chunks. On the CPU the work is
+        done when this returns.
+        """
         if batch.dtype != torch.uint8 or batch.dim() != 4 or batch.shape[1] != 3:
             raise ValueError(f"expected a uint8 (N, 3, H, W) batch, got {batch.dtype} {tuple(batch.shape)}")
+        if self.device.type == "cuda" and batch.device.type == "cpu":  # (tiles decoded on the GPU are there already)
+            batch = self._upload(batch)
         if self.tta_views == 1:
-            return self._predict_view(batch)
-        views = [self._predict_view(dihedral_view(batch, index)) for index in range(self.tta_views)]
-        return torch.stack(views).mean(dim=0)
+            probabilities = self._predict_view(batch)
+        else:
+            probabilities = torch.stack([self._predict_view(dihedral_view(batch, index))
+                                         for index in range(self.tta_views)]).mean(dim=0)
+        if self.device.type != "cuda":
+            return PendingProbabilities(probabilities, None)
+        # A non-blocking copy to the CPU lands in pinned memory; the event says when it has.
+        on_host = probabilities.to("cpu", non_blocking=True)
+        ready = torch.cuda.Event()
+        ready.record(torch.cuda.current_stream(self.device))
+        return PendingProbabilities(on_host, ready)
 
     def _predict_view(self, batch: torch.Tensor) -> torch.Tensor:
         count = batch.shape[0]
         if count == 0:
-            return torch.empty(0, len(self.class_names))
+            return torch.empty(0, len(self.class_names), device=self.device)
         if self.batch_size is not None:
             size = self.batch_size
             return torch.cat([self._forward(pad_to(batch[start : start + size], size))[: min(size, count - start)]
@@ -157,12 +191,25 @@ class Classifier:
         return self._forward(batch)
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
-        if self.device.type == "cuda" and batch.device.type == "cpu":  # (tiles decoded on the GPU are there already)
-            batch = batch.pin_memory().to(self.device, non_blocking=True)
+        """float32 probabilities, left on the model's device."""
         batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(self.device, self.precision):
             probabilities = self.module(batch)
-        return probabilities.float().cpu()
+        return probabilities.float()
+
+    def _upload(self, batch: torch.Tensor) -> torch.Tensor:
+        """Copy a CPU batch to the device from pinned memory on a stream of its own, so that it overlaps the
+        compute already queued (the previous chunk's); the compute stream waits for the copy, nothing else does."""
+        if self._copy_stream is None:
+            self._copy_stream = torch.cuda.Stream(self.device)
+        compute = torch.cuda.current_stream(self.device)
+        pinned = batch.pin_memory()
+        with torch.cuda.stream(self._copy_stream):
+            on_device = pinned.to(self.device, non_blocking=True)
+        compute.wait_stream(self._copy_stream)
+        # Allocated on the copy stream, used on the compute stream: the allocator must not reuse it before that ends.
+        on_device.record_stream(compute)
+        return on_device
 
     def to_predictions(self, probabilities: torch.Tensor) -> list[Prediction]:
         """One ``Prediction`` per row of an (N, C) probability tensor."""

@@ -4,9 +4,10 @@ A task's batch (say 64-256 tiles) is run in device-sized chunks (``TILECLASS_WOR
 submitted up to two chunks ahead, so the pool reads and decodes chunk k+1 (libjpeg-turbo and libpng release the
 GIL) while chunk k runs on the device. Each tile is decoded and resized to the model's input size in the pool
 thread (or, with device decoding on CUDA, the pool reads a JPEG's bytes and the main thread decodes the chunk's
-JPEGs on the GPU in one call: worker/device_decode.py); the main thread only stacks the chunk and runs the model
-(``Classifier.predict_tensors`` pins a chunk bound for CUDA and copies it without blocking, in channels_last, under
-bf16 autocast where the device has it).
+JPEGs on the GPU in one call: worker/device_decode.py); the main thread only stacks the chunk and launches the
+model on it (``Classifier.launch``: a chunk bound for CUDA is pinned and uploaded on a copy stream, then run in
+channels_last under bf16 autocast where the device has it). Chunk k+1 is launched before chunk k's result is
+collected, so on a GPU the host's work between chunks overlaps the device's.
 
 A tile that cannot be read or decoded fails alone, with the short reason that ``failed_tiles`` stores; the
 rest of its chunk is classified. A tile with nothing in it (its source has none there, or it is entirely
@@ -21,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -39,7 +41,7 @@ from worker.metrics import StageTimes
 from worker.recording import BatchOutcome
 
 if TYPE_CHECKING:
-    from model.predict import Classifier
+    from model.predict import Classifier, PendingProbabilities
 
 CHUNKS_AHEAD = 2
 # What the pool hands back for a tile: its model input, or (device decoding) its JPEG bytes.
@@ -141,13 +143,21 @@ def classify_tiles(classifier: Classifier, files: Sequence[TileFile], *, chunk_s
     pending: deque[list[tuple[TileFile, Future[Loaded]]]] = deque()
     upcoming = iter(chunks)
     chunk: list[tuple[TileFile, Future[Loaded]]] = []
+    in_flight: LaunchedChunk | None = None
     try:
         for _ in range(CHUNKS_AHEAD):
             _submit_next(upcoming, pending, load)
         while pending:
             chunk = pending.popleft()
             _submit_next(upcoming, pending, load)
-            _run_chunk(load, chunk, outcome)
+            # Chunk k+1 is launched before chunk k is collected: its stacking, device decoding and upload overlap
+            # chunk k's compute instead of leaving the device idle between chunks.
+            launched = _launch_chunk(load, chunk, outcome)
+            if in_flight is not None:
+                _collect(load, in_flight, outcome)
+            in_flight = launched
+        if in_flight is not None:
+            _collect(load, in_flight, outcome)
     except BaseException:
         # The batch is abandoned (a host error, say): reads not started yet must not hold the pool for the next one.
         for _, future in [*chunk, *(pair for waiting in pending for pair in waiting)]:
@@ -191,7 +201,17 @@ def _submit_next(upcoming: Iterator[list[TileFile]], pending: deque[list[tuple[T
         pending.append([(f, load.submit(f)) for f in chunk])
 
 
-def _run_chunk(load: Loader, chunk: list[tuple[TileFile, Future[Loaded]]], outcome: BatchOutcome) -> None:
+@dataclass(frozen=True)
+class LaunchedChunk:
+    """A chunk whose forward pass is under way: its classifiable tiles, in the order of its probabilities."""
+
+    tiles: list[Tile]
+    pending: PendingProbabilities
+
+
+def _launch_chunk(load: Loader, chunk: list[tuple[TileFile, Future[Loaded]]],
+                  outcome: BatchOutcome) -> LaunchedChunk | None:
+    """Wait for a chunk's tiles, record those that failed or hold nothing, and launch the model on the rest."""
     loaded: list[tuple[Tile, Loaded | TileUnreadable | TileAbsent]] = []
     for tile_file, future in chunk:
         try:
@@ -214,23 +234,38 @@ def _run_chunk(load: Loader, chunk: list[tuple[TileFile, Future[Loaded]]], outco
             tiles.append(tile)
             tensors.append(cast(torch.Tensor, outcome_of_tile))
     if not tensors:
-        return
-    classifier, times = load.classifier, load.times
+        return None
+    classifier = load.classifier
     started = time.perf_counter()
     # Tiles decoded on the device and on the CPU meet on the device (a copy only for the CPU's).
     images = torch.stack([t.to(classifier.device) for t in tensors]) if jpegs else torch.stack(tensors)
-    probabilities = _predict(classifier, images)
-    predictions = classifier.to_predictions(probabilities)
-    if times is not None:
-        times.add("inference", time.perf_counter() - started)
-    for tile, prediction in zip(tiles, predictions, strict=True):
+    with _device_errors(classifier):
+        pending = classifier.launch(images)
+    _add_time(load, "inference", started)
+    return LaunchedChunk(tiles, pending)
+
+
+def _collect(load: Loader, launched: LaunchedChunk, outcome: BatchOutcome) -> None:
+    """Wait for a launched chunk's probabilities and record its tiles as classified."""
+    started = time.perf_counter()
+    with _device_errors(load.classifier):
+        probabilities = launched.pending.result()
+    predictions = load.classifier.to_predictions(probabilities)
+    _add_time(load, "inference", started)
+    for tile, prediction in zip(launched.tiles, predictions, strict=True):
         outcome.classified.append(Classified(tile, prediction.label, prediction.confidence, prediction.probabilities))
 
 
-def _predict(classifier: Classifier, images: torch.Tensor) -> torch.Tensor:
-    """The chunk's probabilities; a device failure is the host's (``HostError``), never the tiles'."""
+def _add_time(load: Loader, stage: str, started: float) -> None:
+    if load.times is not None:
+        load.times.add(stage, time.perf_counter() - started)
+
+
+@contextmanager
+def _device_errors(classifier: Classifier) -> Iterator[None]:
+    """A device failure, when a chunk is launched or collected, is the host's (``HostError``), never the tiles'."""
     try:
-        return classifier.predict_tensors(images)
+        yield
     except torch.OutOfMemoryError as exc:
         raise HostError(f"device {classifier.device} out of memory: {str(exc).splitlines()[0][:200]}") from None
     except RuntimeError as exc:
