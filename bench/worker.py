@@ -29,14 +29,14 @@ import multiprocessing as mp
 import os
 import platform
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from worker_runs import Region, timed_job, use_results_database
 
 REPO = Path(__file__).resolve().parent.parent
 EUROSAT = REPO.parent / "shared" / "data" / "eurosat-rgb"
@@ -213,122 +213,16 @@ def bare_forward(checkpoint: Path, plan: Plan) -> tuple[float, float, str, bool 
 
 def end_to_end(folder: Path, checkpoint: Path, plan: Plan) -> dict[str, Any]:
     """Tiles/s of real worker processes over a region, after a warm-up job; returns the measurements."""
-    if plan.broker.startswith("redis"):
-        import redis
-
-        redis.Redis.from_url(plan.broker).flushdb()
-    env = {"TILECLASS_DATABASE_URL": f"sqlite:///{folder / 'results.db'}", "TILECLASS_BROKER_URL": plan.broker,
-           "TILECLASS_DATA_DIR": str(folder / "state"), "TILECLASS_MODEL_DIR": str(folder / "models"),
-           "TILECLASS_VISIBILITY_TIMEOUT": "3600"}
-    os.environ.update(env)
-    from core.db import session_scope
-    from core.migrate import upgrade
-    from core.registry import register_checkpoint
-    from core.settings import get_settings
-
-    get_settings.cache_clear()
-    upgrade()
-    with session_scope() as session:
-        model_hash = register_checkpoint(session, checkpoint=checkpoint, settings=get_settings()).hash
-    warm_root, timed_root = folder / "warm", folder / "region"
-    warm_rows = make_region(warm_root, plan.processes * plan.chunk, plan.eurosat)
-    rows = make_region(timed_root, plan.tiles, plan.eurosat)
-    log = folder / "workers.log"
-    argv = [str(Path(sys.executable).parent / "tileclass"), "worker", "--device", "cpu", "--processes",
-            str(plan.processes), "--threads-per-process", str(plan.threads), "--batch-size", str(plan.chunk),
-            "--precision", plan.precision, "--compile" if plan.compile else "--no-compile", "--loglevel", "info"]
-    with log.open("wb") as handle:
-        launcher = subprocess.Popen(argv, env=os.environ.copy(), cwd=folder, stdout=handle, stderr=subprocess.STDOUT)
-    try:
-        started = time.perf_counter()
-        # One chunk-sized batch per process: each process loads and compiles the model on its batch.
-        warm = _send_job(model_hash, warm_root,
-                         [warm_rows[i * plan.chunk : (i + 1) * plan.chunk] for i in range(plan.processes)])
-        _wait(warm, launcher, log, timeout=900)
-        warm_seconds = time.perf_counter() - started
-        workers = _children(launcher.pid)
-        cpu = _cpu_seconds(workers)
-        started = time.perf_counter()
-        job = _send_job(model_hash, timed_root, [rows[i : i + plan.message] for i in range(0, len(rows), plan.message)])
-        _wait(job, launcher, log, timeout=900)
-        seconds = time.perf_counter() - started
-        cpu = _cpu_seconds(workers) - cpu
-    finally:
-        launcher.send_signal(signal.SIGTERM)
-        code = launcher.wait(timeout=120)
-    classified, failed = _job_counts(job)
-    if classified != plan.tiles or failed:
-        raise SystemExit(f"the workers classified {classified} and failed {failed} of {plan.tiles} tiles; see {log}")
-    return {"tiles_per_second": plan.tiles / seconds, "tiles_per_cpu_second": plan.tiles / cpu, "seconds": seconds,
-            "warmup_seconds": warm_seconds, "launcher_exit": code}
-
-
-def _children(pid: int) -> list[int]:
-    """Process ids whose parent is ``pid`` (the launcher's worker processes)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds used so far by ``pids`` (all their threads)."""
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def _send_job(model_hash: str, root: Path, batches: list[list[tuple[int, int, int, str]]]) -> int:
-    from core import jobs
-    from core.celery_app import connected_app
-    from core.db import session_scope
-    from core.messages import CLASSIFY_TASK, ClassifyBatch
-    from core.settings import get_settings
-    from core.tiles import Tile
-
-    app = connected_app(get_settings())
-    with session_scope() as session:
-        source = {"kind": "folder", "name": root.name, "path": str(root), "layout": "xyz:{z}/{x}/{y}.{ext}"}
-        job_id = jobs.create_job(session, model_hash=model_hash, source=source).id
-    for seq, tiles in enumerate(batches):
-        app.send_task(CLASSIFY_TASK, kwargs={"batch": ClassifyBatch(job_id, seq, model_hash, root.name,
-                                                                    [Tile(*row) for row in tiles]).to_message()})
-    with session_scope() as session:
-        jobs.finish_enqueue(session, job_id=job_id, total_tiles=sum(map(len, batches)), total_batches=len(batches),
-                            skipped=0)
-    return job_id
-
-
-def _wait(job_id: int, launcher: subprocess.Popen[bytes], log: Path, *, timeout: float) -> None:
-    from core import jobs
-    from core.db import session_scope
-    from core.schema import JobState
-
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        with session_scope() as session:
-            if jobs.get_job(session, job_id).state == JobState.COMPLETED:
-                return
-        if launcher.poll() is not None:
-            raise SystemExit(f"the workers exited with code {launcher.returncode}; see {log}")
-        time.sleep(0.05)
-    raise SystemExit(f"job {job_id} did not complete within {timeout:.0f} s; see {log}")
-
-
-def _job_counts(job_id: int) -> tuple[int, int]:
-    from core import jobs
-    from core.db import session_scope
-
-    with session_scope() as session:
-        progress = jobs.progress(session, job_id=job_id)
-        return progress.classified, progress.failed
+    model_hash = use_results_database(folder, plan.broker, checkpoint)
+    warm_rows = make_region(folder / "warm", plan.processes * plan.chunk, plan.eurosat)
+    rows = make_region(folder / "region", plan.tiles, plan.eurosat)
+    argv = ["--device", "cpu", "--processes", str(plan.processes), "--threads-per-process", str(plan.threads),
+            "--batch-size", str(plan.chunk), "--precision", plan.precision,
+            "--compile" if plan.compile else "--no-compile", "--loglevel", "info"]
+    # One chunk-sized batch per process: each process loads and compiles the model on its batch.
+    warm = Region(folder / "warm", [warm_rows[i * plan.chunk : (i + 1) * plan.chunk] for i in range(plan.processes)])
+    timed = Region(folder / "region", [rows[i : i + plan.message] for i in range(0, len(rows), plan.message)])
+    return timed_job(folder, model_hash, argv, warm=warm, timed=timed)
 
 
 # ------------------------------------------------------------------------------------------------- report

@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+from model.predict import Classifier
 from tests.conftest import EUROSAT, REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -21,18 +24,56 @@ pytestmark = pytest.mark.slow
 def _last_json_line(command: list[str]) -> dict[str, Any]:
     if not EUROSAT.is_dir():
         pytest.fail(f"the benchmarks read real tiles from {EUROSAT}, which is missing (see ../shared/README.md)")
-    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    summary: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    summary: dict[str, Any] = json.loads(_run(command).strip().splitlines()[-1])
     return summary
 
 
-def test_gpu_check_dry_run_compares_every_precision_with_the_cpu() -> None:
+def _run(command: list[str]) -> str:
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What bench/gpu_prepare.py carries to a GPU machine, on a small scale: held-out patches and a trained model."""
+    out = tmp_path_factory.mktemp("gpu") / ".gpu"
+    _run([sys.executable, "bench/gpu_prepare.py", "--train-minutes", "0.05", "--per-class", "3", "--out", str(out)])
+    return out
+
+
+def test_gpu_prepare_holds_out_the_check_tiles_and_stores_a_bf16_checkpoint(prepared: Path) -> None:
+    assert sorted(p.name for p in (prepared / "eurosat").iterdir()) == sorted(p.name for p in EUROSAT.iterdir())
+    assert sorted(p.name for p in (prepared / "eurosat" / "Forest").iterdir()) == [
+        "Forest_1.jpg", "Forest_2.jpg", "Forest_3.jpg"]
+    state = torch.load(prepared / "model.pt", weights_only=True)["state_dict"]
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.bfloat16}
+    classifier = Classifier.load(prepared / "model.pt", device="cpu", precision="fp32")  # loads into fp32
+    assert classifier.class_names == sorted(p.name for p in EUROSAT.iterdir())
+    assert next(classifier.module.parameters()).dtype == torch.float32
+
+
+def test_gpu_prepare_trains_on_every_patch_but_the_held_out_ones(tmp_path: Path) -> None:
+    from bench.gpu_prepare import split
+
+    for name in ("Forest", "River"):
+        (tmp_path / "src" / name).mkdir(parents=True)
+        for i in (1, 2, 3, 10, 11):
+            (tmp_path / "src" / name / f"{name}_{i}.jpg").write_bytes(f"{name}{i}".encode())
+    assert split(tmp_path / "src", tmp_path / "held", tmp_path / "train", per_class=3) == 4
+    for name in ("Forest", "River"):
+        assert sorted(p.name for p in (tmp_path / "held" / name).iterdir()) == [f"{name}_{i}.jpg" for i in (1, 2, 3)]
+        assert sorted(p.name for p in (tmp_path / "train" / name).iterdir()) == [f"{name}_{i}.jpg" for i in (10, 11)]
+
+
+def test_gpu_check_dry_run_compares_every_precision_with_the_cpu(prepared: Path) -> None:
     summary = _last_json_line(["bash", "bench/gpu_check.sh", "--device", "cpu", "--no-compile", "--tiles", "24",
-                               "--check", "8", "--chunk", "8", "--seconds", "0.5"])
+                               "--check", "8", "--chunk", "8", "--seconds", "0.5", "--worker-tiles", "24",
+                               "--checkpoint", str(prepared / "model.pt"), "--tiles-dir", str(prepared / "eurosat")])
 
     assert summary["device"] == "cpu (dry run)"
-    assert summary["chunk"] == 8 and "256 px JPEG" in summary["tiles"]
+    assert summary["chunk"] == 8 and "256 px JPEG" in summary["tiles"] and str(prepared) in summary["tiles"]
+    assert summary["checkpoint"] == str(prepared / "model.pt")
     assert [run["precision"] for run in summary["runs"]] == ["fp32", "bf16"]
     for run in summary["runs"]:
         assert run["ok"] and run["decided"] > 0
@@ -41,10 +82,18 @@ def test_gpu_check_dry_run_compares_every_precision_with_the_cpu() -> None:
         assert run["gpu_busy_fraction"] == {"cpu": None, "gpu": None}  # no nvidia-smi samples on a CPU
     assert summary["runs"][0]["max_abs_diff"] < 1e-3  # fp32 on the same CPU: the same numbers
     assert summary["runs"][0]["agreement_with_fp32"] == 1.0
+    # Real tileclass worker processes classified the whole timed job (they raise otherwise).
+    workers = summary["workers"]
+    assert list(workers) == ["1_process_cpu_decode"] and workers["1_process_cpu_decode"]["tiles"] == 24
     # The fixed keys of bench/results/gpu-*.json, from the runs.
     assert summary["bare_images_per_s"] == {run["precision"]: run["predictor_images_per_s"] for run in summary["runs"]}
     assert summary["e2e_tiles_per_s"] == {f"{path}_decode": {run["precision"]: run["e2e_tiles_per_s"][path]
                                                              for run in summary["runs"]} for path in ("cpu", "gpu")}
+    assert summary["workers_tiles_per_s"] == {"1_process_cpu_decode": workers["1_process_cpu_decode"]["tiles_per_s"]}
+    bare = summary["bare_images_per_s"]["bf16"]
+    best_pipeline = max(rate for run in summary["runs"] for rate in run["e2e_tiles_per_s"].values())
+    assert summary["e2e_over_bare"] == {"pipeline": round(best_pipeline / bare, 3),
+                                        "workers": round(workers["1_process_cpu_decode"]["tiles_per_s"] / bare, 3)}
     assert set(summary["agreement"]) == {"fp32_vs_cpu_fp32", "bf16_vs_cpu_fp32", "bf16_vs_fp32"}
 
 
