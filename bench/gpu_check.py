@@ -6,22 +6,24 @@ Steps, each bounded in time (the whole run aims at under 5 minutes on one H100-c
    ``../shared/data/eurosat-rgb``) upscaled, else generated smooth random colour fields;
 2. a random-weight ResNet50 checkpoint (224 px, 10 classes) saved with ``model.checkpoint.save_checkpoint``: the
    model every speed is measured with;
-3. CPU reference: fp32 predictions of the first ``--check`` tiles on this machine's CPU by ``--checkpoint`` (a
+3. the host's own rate: 256 px JPEG files read, decoded and resized to 224 px on 1 and on all (up to 16) threads,
+   without a model: what host-side decoding could feed a GPU at best;
+4. CPU reference: fp32 predictions of the first ``--check`` tiles on this machine's CPU by ``--checkpoint`` (a
    trained model: agreement between random weights' near-uniform outputs means little), else by the ResNet50;
-4. on ``cuda`` in fp32 and bf16 (and bf16 compiled unless ``--no-compile``): the predictions of the same tiles
+5. on ``cuda`` in fp32 and bf16 (and bf16 compiled unless ``--no-compile``): the predictions of the same tiles
    must match the CPU's (fp32: probabilities within 1e-3; bf16: within 0.05, and top-1 the same wherever the CPU's
    top two differ by more than 0.05), and how often bf16's top-1 is the device's fp32 one; then images/s of the
    bare predictor on pre-made tensors (over chunk sizes), and end to end through the worker's pipeline
    (``worker.pipeline.classify_tiles``: read, decode, resize, chunked forward passes) with the JPEGs decoded on the
    CPU's threads and then on the device (``worker.device_decode``), with the GPU's busy share from ``nvidia-smi``
    and its peak memory;
-5. end to end through real ``tileclass worker`` processes on the embedded broker and SQLite, with CPU and device
+6. end to end through real ``tileclass worker`` processes on the embedded broker and SQLite, with CPU and device
    decoding and one or two processes per GPU (bench/gpu_workers.py; ``--no-workers`` skips it).
 
 Prints one line per measurement and a JSON summary last (``--out`` writes it to a file too: ``device``,
 ``bare_images_per_s`` by precision, ``e2e_tiles_per_s`` by decode path and precision, ``workers_tiles_per_s`` by
-configuration, ``e2e_over_bare``, ``agreement``, and every run); exits 1 if a check fails, 3 if a dependency is
-missing.
+configuration, ``e2e_over_bare``, ``agreement``, ``host_decode_tiles_per_s`` by threads, and every run); exits 1
+if a check fails, 3 if a dependency is missing.
 """
 
 from __future__ import annotations
@@ -134,6 +136,18 @@ def predictor_rate(classifier: Any, batch: Any, seconds: float) -> float:
     return images / (time.perf_counter() - started)
 
 
+def host_decode_rate(classifier: Any, files: list[Path], threads: int) -> float:
+    """Tiles/s of the worker's CPU path alone (read, decode, resize to the model's input) on ``threads`` threads:
+    the most a GPU worker decoding on the host could be fed with."""
+    from worker.pipeline import load_tile
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda path: load_tile(path, classifier), files[: threads * 4]))  # warm-up
+        started = time.perf_counter()
+        list(pool.map(lambda path: load_tile(path, classifier), files))
+        return len(files) / (time.perf_counter() - started)
+
+
 def pipeline_rate(classifier: Any, files: list[Path], chunk: int, decode_threads: int, *,
                   device_decode: bool) -> float:
     """Tiles/s of the worker's pipeline (read, decode, resize, chunked forward passes) over ``files``."""
@@ -208,6 +222,11 @@ def main() -> int:
         reference = cpu.predict_tensors(check)
         say(f"CPU fp32 reference on {args.check} tiles: {time.perf_counter() - started:.1f} s")
         torch.set_num_threads(1)  # as in a GPU worker (worker/launch.py): the cores go to the decode threads
+        threads = min(16, max(2, summary["cpu_cores"]))
+        speed_model = Classifier.load(speed_path, device="cpu", precision="fp32")
+        summary["host_decode_tiles_per_s"] = {str(n): round(host_decode_rate(speed_model, files, n), 1)
+                                              for n in sorted({1, threads})}
+        say(f"host read + decode + resize to 224 px, no model, by threads: {summary['host_decode_tiles_per_s']}")
         configs = [("fp32", False), ("bf16", False)] + ([("bf16", True)] if args.compile else [])
         fp32_probabilities = reference  # the device's own fp32 predictions once its fp32 run has made them
         for precision, compiled in configs:
@@ -227,7 +246,6 @@ def main() -> int:
             # run would take minutes over them.
             sweep = () if compiled or args.device == "cpu" else (64, 512, 1024)
             by_chunk = {size: round(predictor_rate(gpu, repeated(images, size), 3.0), 1) for size in sweep}
-            threads = min(16, max(2, summary["cpu_cores"]))
             # End to end from 256 px JPEG files: decoded on the CPU's threads, then on the device (nvJPEG; in a CPU
             # dry run torchvision's batched CPU decoder, through the same code).
             piped, busy = {}, {}

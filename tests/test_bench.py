@@ -156,3 +156,10 @@ def test_scale_bench_measures_standin_workers_bare_upserts_metrics_and_real_work
     real = summary["real"]
     assert [real[n]["processes"] for n in ("1", "2")] == [1, 2] and real["tiles"] == 128
     assert real["ratio_2_to_1"] == round(real["2"]["tiles_per_s"] / real["1"]["tiles_per_s"], 2)
+
+
+def test_resize_bench_compares_the_uint8_kernel_with_the_float_baseline() -> None:
+    summary = _last_json_line([sys.executable, "bench/resize.py", "--tiles", "20", "--json"])
+
+    assert summary["tiles"] == 20 and summary["max_pixel_difference"] <= 1
+    assert summary["speedup"] == round(summary["float_ms"] / summary["uint8_ms"], 2)

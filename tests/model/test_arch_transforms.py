@@ -90,3 +90,18 @@ def test_resize_keeps_uint8_and_values() -> None:
     batch = torch.randint(0, 256, (2, 3, 20, 30), dtype=torch.uint8)
     assert resize(batch, 24).shape == (2, 3, 24, 24)
     assert resize(flat, 64) is flat
+
+
+@pytest.mark.parametrize(("source", "target"), [(256, 224), (64, 224), (300, 64)])
+def test_resize_stays_within_one_of_antialiased_float_bilinear(source: int, target: int) -> None:
+    # Smooth content with edges, as tiles have: PyTorch's uint8 kernel must give what the float path would, to 1.
+    generator = torch.Generator().manual_seed(0)
+    coarse = torch.randint(0, 256, (2, 3, 9, 9), dtype=torch.uint8, generator=generator).float()
+    images = torch.nn.functional.interpolate(coarse, size=(source, source), mode="bicubic").clamp(0, 255)
+    images = images.round().to(torch.uint8)
+    reference = torch.nn.functional.interpolate(images.float(), size=(target, target), mode="bilinear",
+                                                antialias=True, align_corners=False).round().clamp(0, 255)
+    got = resize(images, target)
+    assert got.dtype == torch.uint8 and got.shape == (2, 3, target, target)
+    assert int((got.int() - reference.int()).abs().max()) <= 1
+    assert torch.equal(resize(images[0], target), got[0])  # one image or a batch: the same pixels
