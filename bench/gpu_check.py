@@ -175,6 +175,9 @@ def main() -> int:
     parser.add_argument("--worker-tiles", type=int,
                         help="Tiles per timed job of the real workers (16384; dry run 64).")
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="Skip the compiled bf16 run.")
+    parser.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune"), default="default",
+                        help="torch.compile mode of the compiled bf16 run: reduce-overhead replays CUDA graphs; "
+                             "max-autotune tunes kernels for minutes (default: default).")
     parser.add_argument("--no-workers", dest="workers", action="store_false",
                         help="Skip the end-to-end runs through real tileclass worker processes.")
     parser.add_argument("--tiles-dir", type=Path, default=EUROSAT,
@@ -233,7 +236,8 @@ def main() -> int:
             started = time.perf_counter()
             # As the worker loads it: a compiled graph is built for the one chunk size.
             gpu = Classifier.load(speed_path, device=args.device, precision=precision, compile=compiled,
-                                  batch_size=args.chunk if compiled else None)
+                                  batch_size=args.chunk if compiled else None,
+                                  compile_mode=None if args.compile_mode == "default" else args.compile_mode)
             load_seconds = time.perf_counter() - started
             # The trained model is judged eagerly (compiling it too would cost the run another minute).
             judged = gpu if args.checkpoint is None else Classifier.load(judged_path, device=args.device,
@@ -266,7 +270,8 @@ def main() -> int:
                 f"{piped['cpu']:8.1f} tiles/s with CPU decoding, {piped['gpu']:8.1f} with device decoding "
                 f"(GPU busy {busy}); peak GPU memory {peak} GiB; load{' + compile' if compiled else ''} "
                 f"{load_seconds:.0f} s")
-            summary["runs"].append({"precision": precision, "compiled": getattr(gpu, "compiled", False), **match,
+            summary["runs"].append({"precision": precision, "compiled": getattr(gpu, "compiled", False),
+                                    "compile_mode": args.compile_mode if compiled else None, **match,
                                     "agreement_with_fp32": versus_fp32,
                                     "predictor_images_per_s": round(bare, 1), "predictor_by_chunk": by_chunk,
                                     "e2e_tiles_per_s": piped, "gpu_busy_fraction": busy, "peak_memory_gib": peak,

@@ -89,7 +89,8 @@ class Classifier:
 
     @classmethod
     def load(cls, path: Path, *, device: str = "auto", precision: str = "auto", expected_sha256: str | None = None,
-             compile: bool = False, batch_size: int | None = None, tta_views: int = 1) -> Classifier:
+             compile: bool = False, batch_size: int | None = None, tta_views: int = 1,
+             compile_mode: str | None = None) -> Classifier:
         """Load ``path`` for inference.
 
         Args:
@@ -105,6 +106,8 @@ class Classifier:
                 the exact shape (int8 runs at about twice the speed of a graph of dynamic shape). None: any batch size.
             tta_views: 1 (no test-time augmentation), or 2, 4 or 8 flipped and turned views of each image whose
                 probabilities are averaged (model/tta.py); each view costs one more forward pass.
+            compile_mode: with compile, torch.compile's mode: None (its default), "reduce-overhead" (CUDA graphs,
+                with a fixed batch_size) or "max-autotune"; bench/gpu_check.py --compile-mode measures them.
 
         Raises:
             CheckpointError: the file is refused (see ``read_checkpoint``), its hash is not ``expected_sha256``, or
@@ -137,7 +140,7 @@ class Classifier:
                          precision=resolved, sha256=digest, batch_size=batch_size if compile else None,
                          tta_views=tta_views)
         if compile:
-            classifier._compile()
+            classifier._compile(compile_mode)
         return classifier
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
@@ -229,7 +232,7 @@ class Classifier:
             predictions.extend(self.to_predictions(self.predict_tensors(chunk)))
         return predictions
 
-    def _compile(self) -> None:
+    def _compile(self, mode: str | None = None) -> None:
         """torch.compile the inference module, proven on a warm-up batch; eager stays on any failure."""
         import torch._inductor.config as inductor_config
 
@@ -240,7 +243,7 @@ class Classifier:
         try:
             # Without a fixed batch size, dynamic=True compiles one graph for every batch size >= 2 (the warm-up
             # below) instead of one per size.
-            self.module = torch.compile(eager, dynamic=self.batch_size is None)  # type: ignore[assignment]
+            self.module = torch.compile(eager, dynamic=self.batch_size is None, mode=mode)  # type: ignore[assignment]
             self.compiled = True
             self._predict_view(torch.zeros(self.batch_size or 2, 3, self.image_size, self.image_size,
                                              dtype=torch.uint8))
