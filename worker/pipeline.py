@@ -190,8 +190,7 @@ class Loader:
             return decode_chunk(datas, self.classifier,
                                 lambda data: decode_for(data, self.classifier, max_pixels=self.max_pixels))
         finally:
-            if self.times is not None:
-                self.times.add("decode", time.perf_counter() - started)
+            _add_time(self, "decode", started)
 
 
 def _submit_next(upcoming: Iterator[list[TileFile]], pending: deque[list[tuple[TileFile, Future[Loaded]]]],
