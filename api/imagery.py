@@ -2,8 +2,9 @@
 
 Each job's source is opened once per server process (``core.sources``: a folder read through its layout, an
 MBTiles/PMTiles archive, a tile server fetched with the workers' retries, a GeoTIFF cut by rio-tiler) and asked
-only for tiles of the job: at the zooms it asked for, inside its region's extent. Anything else is 404, and a
-folder's reader never reads a path outside the folder.
+only for tiles of the job: at the zooms it asked for, inside its region's extent. Anything else is ``OutsideTheJob``
+(an empty 204: nothing to draw there, not an error), a tile the source lacks is 404, and a folder's reader never reads
+a path outside the folder.
 
 JPEG, PNG, WebP and GIF tiles are sent as they are stored (their type is read from their first bytes, never from a
 name), anything else (a raster's TIFF) is re-encoded as PNG.
@@ -34,6 +35,10 @@ MAX_PIXELS = 4096 * 4096
 PASSED_THROUGH = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png", b"GIF87a": "image/gif",
                   b"GIF89a": "image/gif"}
 _OPEN_JOBS = 64
+
+
+class OutsideTheJob(Exception):
+    """The tile is outside the job's extent or zooms: the job has no imagery there, and its source is not asked."""
 
 
 @dataclass(frozen=True)
@@ -88,10 +93,11 @@ class ImageryReaders:
         return opened
 
     def picture(self, session: Session, *, job_id: int, tile: Tile) -> Picture:
-        """The job's image of ``tile``; ``NotFoundError`` where the job has none."""
+        """The job's image of ``tile``; ``OutsideTheJob`` outside its extent, ``NotFoundError`` where its source has
+        none."""
         imagery = self.for_job(session, job_id)
         if not imagery.allows(tile):
-            raise NotFoundError(f"tile {tile} is outside job {job_id}'s region")
+            raise OutsideTheJob(f"tile {tile} is outside job {job_id}'s region")
         try:
             data = imagery.reader.read(tile)
         except (TileAbsent, TileUnreadable) as exc:

@@ -5,18 +5,22 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from api.deps import SessionDep
-from api.imagery import ImageryReaders
+from api.imagery import ImageryReaders, OutsideTheJob
 from core.tiles import Tile
 
 router = APIRouter(prefix="/imagery", tags=["imagery"])
 
 
 @router.get("/{job_id}/{z}/{x}/{y}", response_class=Response,
-            responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}}})
+            responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}},
+                       204: {"description": "Outside the job's extent or zooms: no imagery there."}})
 def imagery(job_id: int, z: int, x: int, y: int, request: Request, session: SessionDep) -> Response:
-    """The job's image of one tile, read from its source; 404 outside its region or where it has none."""
+    """The job's image of one tile, read from its source; empty (204) outside its extent, 404 where it has none."""
     readers: ImageryReaders = request.app.state.imagery
-    picture = readers.picture(session, job_id=job_id, tile=Tile.checked(z, x, y))
+    try:
+        picture = readers.picture(session, job_id=job_id, tile=Tile.checked(z, x, y))
+    except OutsideTheJob:  # a map or GIS client drawing around the job: nothing there, which is no error
+        return Response(status_code=204, headers={"Cache-Control": "private, max-age=300"})
     # Imagery changes rarely and is the job's own: let the browser keep it for a while.
     return Response(picture.data, media_type=picture.media_type,
                     headers={"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff"})
