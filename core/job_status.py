@@ -1,5 +1,9 @@
 """What ``tileclass status --json`` prints and ``/api/jobs`` answers: one document per job, newest first, with its
-progress, its speed over the last minute and its workers' host problems.
+progress, its speed and its workers' host problems.
+
+Speed: a running job's ``tiles_per_second`` is over the last minute, with the ETA it gives; a finished job's is
+the average over its active time (``core.job_speed``; ``active_seconds``). The Prometheus gauge
+(``core.metrics.fleet``) stays the last minute's rate.
 
 A queued classify job whose last batch is done reads as ``completed``; with ``refresh`` (the CLI) that state is
 also written, so the job stays completed for every later reader. The HTTP API reads without writing.
@@ -14,7 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import host_problems, jobs, leases
+from core.job_speed import average_speeds
 from core.schema import Job, JobKind, JobState
+
+FINISHED_STATES = (JobState.COMPLETED, JobState.CANCELLED, JobState.FAILED)  # a classify job's batches are settled
 
 
 def job_documents(session: Session, *, job_id: int | None = None, limit: int = 10,
@@ -34,13 +41,18 @@ def job_documents(session: Session, *, job_id: int | None = None, limit: int = 1
         if refresh and job.state == JobState.QUEUED and job.kind == JobKind.CLASSIFY:
             jobs.refresh_state(session, job_id=job.id)
         current = jobs.progress(session, job_id=job.id)
+        state = _state(job, current)
+        finished = job.kind == JobKind.CLASSIFY and state in FINISHED_STATES
+        speed = average_speeds(session, chosen=[job])[job.id] if finished else None
         rows.append({
-            "job_id": job.id, "kind": job.kind, "state": _state(job, current),
+            "job_id": job.id, "kind": job.kind, "state": state,
             "total": current.total,
             "classified": current.classified, "failed": current.failed, "empty": current.empty,
             "pending": current.pending,
             "skipped": job.skipped_tiles, "batches_total": current.batches_total,
-            "batches_done": current.batches_done, "tiles_per_second": round(current.tiles_per_second, 2),
+            "batches_done": current.batches_done,
+            "tiles_per_second": round(current.tiles_per_second if speed is None else speed.tiles_per_second, 2),
+            "active_seconds": None if speed is None else round(speed.active_seconds, 1),
             "eta_seconds": None if current.eta_seconds is None else round(current.eta_seconds, 1),
             "root": job.source.get("name"), "model": job.model_hash, "message": job.message,
             "created_at": _iso(job.created_at), "finished_at": _iso(job.finished_at),

@@ -1,5 +1,7 @@
-"""``tileclass status``: how far jobs are — total, classified, failed, empty, pending, tiles/s over the last minute,
-ETA.
+"""``tileclass status``: how far jobs are — total, classified, failed, empty, pending, tiles/s, ETA.
+
+A running job's tiles/s is over the last minute (its ETA follows from it); a finished job's is its average over its
+active time (``core.job_speed``: a job of 10 s is not spread over a minute).
 
 A job whose batches a worker put back because of its own host (a tile root not mounted there, no checkpoint
 there) shows that worker's newest problem in the note column; ``--json`` lists them all under ``host_problems``.

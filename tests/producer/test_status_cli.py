@@ -1,15 +1,18 @@
-"""``tileclass status``: progress from batch rows, tiles/s over the last minute, ETA, train jobs, --watch."""
+"""``tileclass status``: progress from batch rows, tiles/s (a running job's over the last minute, a finished one's over
+its active time), ETA, train jobs, --watch."""
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from core import jobs
 from core.db import session_scope
-from core.schema import JobKind, JobState
+from core.schema import Job, JobBatch, JobKind, JobState, utcnow
 from tests.producer.conftest import Deployment, cli, make_tree, xyz
 
 pytestmark = pytest.mark.integration
@@ -47,6 +50,33 @@ def test_status_reports_counts_rate_and_eta(embedded: Deployment, tmp_path: Path
     line = next(line.split() for line in table.stdout.splitlines() if line.split()[:1] == [str(job_id)])
     assert line[:8] == [str(job_id), "classify", "queued", "100", "18", "2", "0", "80"]
     assert line[9] == "4m00s"
+
+
+def test_a_finished_job_shows_its_average_over_its_active_time_not_a_minute(embedded: Deployment,
+                                                                            tmp_path: Path) -> None:
+    job_id = enqueued_job(embedded, tmp_path / "tiles")  # 100 tiles in 10 batches
+    start = utcnow() - timedelta(hours=3)
+    with session_scope() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(created_at=start))
+        for seq in range(10):
+            jobs.record_batch_done(session, job_id=job_id, seq=seq, tiles=10, classified=9, failed=0, empty=1)
+        # 8 batches run from the job's creation to 8 s later (the first one's row written by its worker, as when
+        # it finishes before the producer records it); 2 more an hour later (a retry): 8 + 2 = 10 s active.
+        for seq in range(8):
+            session.execute(update(JobBatch).where(JobBatch.job_id == job_id, JobBatch.seq == seq).values(
+                enqueued_at=start + timedelta(seconds=seq + 1 if seq == 0 else 0.2),
+                finished_at=start + timedelta(seconds=seq + 1)))
+        for seq in (8, 9):
+            session.execute(update(JobBatch).where(JobBatch.job_id == job_id, JobBatch.seq == seq).values(
+                enqueued_at=start + timedelta(hours=1), finished_at=start + timedelta(hours=1, seconds=seq - 7)))
+    row = status_json(job_id)
+    assert isinstance(row, dict)
+    assert (row["state"], row["classified"], row["empty"], row["pending"]) == ("completed", 90, 10, 0)
+    assert (row["active_seconds"], row["tiles_per_second"]) == (10.0, 10.0)  # not 100 / 60, nor 0 three hours on
+    line = next(line.split() for line in cli("status").stdout.splitlines() if line.split()[:1] == [str(job_id)])
+    assert line[8:10] == ["10.0", "-"]
+    again = status_json(job_id)
+    assert isinstance(again, dict) and (again["active_seconds"], again["tiles_per_second"]) == (10.0, 10.0)
 
 
 def test_status_lists_recent_jobs_and_shows_train_messages(embedded: Deployment, tmp_path: Path) -> None:
