@@ -16,13 +16,15 @@ by the walker (``core.tiles.flip_row``), so everything downstream is XYZ.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, cast
 
 from core.choices import TILE_EXTENSIONS, check_choice
 from core.errors import TileError
-from core.tiles import flip_row
+from core.tiles import MAX_ZOOM, fits, flip_row
 
 Scheme = Literal["xyz", "tms"]
 SCHEMES: tuple[Scheme, ...] = ("xyz", "tms")
@@ -77,6 +79,25 @@ class Layout:
             return [spelled]
         extensions = dict.fromkeys(e.lstrip(".") for ext in TILE_EXTENSIONS for e in (ext, ext.upper()))
         return [spelled.replace("{ext}", ext) for ext in extensions]
+
+    def tree_root_above(self, folder: Path) -> tuple[Path, dict[str, int]] | None:
+        """Where the tree is when ``folder`` looks like one of its directories rather than its root: ``tiles/16``
+        of a ``{z}/{x}/{y}.{ext}`` tree is the folder of zoom 16, whose root is ``tiles``. Returns that root and the
+        coordinates the folder's names fix (``{"z": 16}``), or None when its names do not fit the layout's
+        directory levels as coordinates of a real tile. The deepest reading wins (``tiles/16/34000``: zoom 16,
+        column 34000)."""
+        names = Path(os.path.abspath(folder)).parts
+        for depth in range(min(len(self.levels) - 1, len(names) - 1), 0, -1):
+            coords: dict[str, int] = {}
+            for level, name in zip(self.levels[:depth], names[len(names) - depth:], strict=True):
+                values = level.match(name)
+                if values is None:
+                    break
+                coords |= dict(zip(level.fields, values, strict=True))
+            else:
+                if coords and fits(coords.get("z", MAX_ZOOM), coords.get("x", 0), coords.get("y", 0)):
+                    return Path(*names[: len(names) - depth]), coords
+        return None
 
     @classmethod
     def parse(cls, template: str | None = None, scheme: str = "xyz") -> Layout:

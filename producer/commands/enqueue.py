@@ -3,8 +3,9 @@
 SOURCE is a folder of tile files, an ``.mbtiles`` or ``.pmtiles`` archive, a GeoTIFF/COG raster, a tile server's URL
 template, or ``@NAME`` (``TILECLASS_SOURCES``); ``core.sources.spec`` tells them apart.
 
-Prints the job id (``--json``: one JSON object on stdout). Exit codes: 0 done (also when there was nothing to
-enqueue: an empty tree or a region whose tiles are all classified), 2 bad input, 130 interrupted (the job stays
+Prints the job id (``--json``: one JSON object on stdout). Exit codes: 0 done (also when every tile found already
+has a result: running the same command again is how a job resumes), 2 bad input (also a source without a single
+tile in the region, with a hint when SOURCE looks like a zoom folder of a tree), 130 interrupted (the job stays
 resumable: run the same command again).
 """
 
@@ -146,9 +147,12 @@ def _run(request: EnqueueRequest, max_queued: int, as_json: bool) -> None:
                                                  "state": result.state}
     if as_json:
         typer.echo(json.dumps(summary))
-        return
-    warn_left_out(result.stats.report)
-    typer.echo(_outcome_line(request, summary))
+    else:
+        warn_left_out(result.stats.report)
+    if result.job_id is None:
+        _fail_if_nothing_found(request, result.stats)
+    if not as_json:
+        typer.echo(_outcome_line(request, summary))
 
 
 @contextmanager
@@ -198,8 +202,6 @@ def _zkey(item: tuple[int | None, int]) -> int:
 def _outcome_line(request: EnqueueRequest, summary: dict[str, Any]) -> str:
     job, model = summary["job_id"], request.target.model_hash[:12]
     if job is None:
-        if summary["found"] == 0:
-            return f"No tiles found in {request.target.source.path} for this layout and region: nothing enqueued."
         return (f"All {summary['found']:,} tiles found already have a result for model {model}: nothing enqueued "
                 "(--force classifies them again).")
     if summary["resumed"] and summary["found"] == 0 and summary["enqueued"] == 0 and summary["state"] != "enqueuing":
@@ -213,8 +215,11 @@ def _print_dry_run(request: EnqueueRequest, stats: PassStats, as_json: bool) -> 
     summary = _summary(request, stats) | {"job_id": None, "resumed": False, "state": None, "dry_run": True}
     if as_json:
         typer.echo(json.dumps(summary))
+    else:
+        warn_left_out(stats.report)
+    _fail_if_nothing_found(request, stats)
+    if as_json:
         return
-    warn_left_out(stats.report)
     size = request.target.batch_size
     typer.echo(f"dry run: nothing enqueued (batch size {size})")
     typer.echo(f"{'zoom':>6} {'tiles':>12} {'batches':>9}")
@@ -223,6 +228,29 @@ def _print_dry_run(request: EnqueueRequest, stats: PassStats, as_json: bool) -> 
     typer.echo(f"{'total':>6} {stats.enqueued:>12,} {stats.batches:>9,}")
     typer.echo(f"found {stats.found:,} tiles; {stats.skipped:,} already have a result for model "
                f"{request.target.model_hash[:12]}")
+
+
+def _fail_if_nothing_found(request: EnqueueRequest, stats: PassStats) -> None:
+    """A source without a single tile (in the region) is a mistake to name, not a job done: ``TileError``, with a
+    hint when the folder looks like a zoom folder of a tree instead of its root. Tiles found that all have a result
+    already are not: that is a rerun, the documented way to resume."""
+    if stats.found:
+        return
+    from core.sources import FolderSource
+
+    source, region = request.target.source, request.target.region
+    where = f"{source.path or source.name}{' within --zoom/--bbox/--geojson' if region is not None else ''}"
+    if not isinstance(source, FolderSource) or source.layout.is_plain:
+        raise TileError(f"no tiles found in {where}: nothing enqueued")
+    template = source.layout.template
+    above = source.layout.tree_root_above(Path(source.path)) if source.path else None
+    if above is not None:
+        root, coords = above
+        folder = ", ".join(f"{'zoom' if name == 'z' else name} {value}" for name, value in coords.items())
+        raise TileError(f"no tiles found in {source.path}: it looks like the folder of {folder} in a '{template}' "
+                        f"tree, not the tree's root; give the root instead: tileclass enqueue {root} ...")
+    raise TileError(f"no tiles named like '{template}' ({source.layout.scheme}) found in {where}: nothing "
+                    "enqueued; --layout names another layout, e.g. '{z}-{x}-{y}.jpg' or 'plain'")
 
 
 def register(app: typer.Typer) -> None:

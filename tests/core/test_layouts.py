@@ -85,3 +85,19 @@ def test_labelmaker_tiles_inside_a_bbox_only() -> None:
     assert found == everything & inside
     assert 0 < len(found) < len(everything)
     assert tiles_of(root, layout, Region(zooms=[16])) == []
+
+
+@pytest.mark.parametrize(("template", "folder", "expected"), [
+    (None, "/data/tiles/16", ("/data/tiles", {"z": 16})),
+    (None, "/data/tiles/16/34000", ("/data/tiles", {"z": 16, "x": 34000})),
+    ("z{z}/{x}/{y}.png", "/data/z5", ("/data", {"z": 5})),
+    (None, "/data/tiles", None),  # not numbers: a root
+    (None, "/data/tiles/25", None),  # no zoom 25
+    (None, "/data/16/99999", None),  # zoom 16 has no column 99999, and zoom 99999 does not exist
+    ("{z}-{x}-{y}.jpg", "/data/16", None),  # one folder: nothing above it
+    ("plain", "/data/16", None),
+])
+def test_a_folder_inside_a_tree_names_the_tree_root(template: str | None, folder: str,
+                                                    expected: tuple[str, dict[str, int]] | None) -> None:
+    found = Layout.parse(template).tree_root_above(Path(folder))
+    assert found == (None if expected is None else (Path(expected[0]), expected[1]))

@@ -161,12 +161,47 @@ def test_rerun_continues_the_same_job_and_skips_classified_tiles(
     assert (forced["job_id"], forced["skipped"], forced["enqueued"]) == (3, 0, 20)
 
 
-def test_empty_tree_enqueues_nothing_and_says_so(embedded: Deployment, tmp_path: Path) -> None:
+def test_empty_tree_enqueues_nothing_and_fails_in_one_line(embedded: Deployment, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    result = cli("enqueue", tmp_path / "empty", "--model", embedded.model)
-    assert result.exit_code == 0, result.output
-    assert "No tiles found" in result.output and "nothing enqueued" in result.output
+    for dry_run in ([], ["--dry-run"]):
+        result = cli("enqueue", tmp_path / "empty", "--model", embedded.model, *dry_run)
+        assert result.exit_code == 2, result.output
+        assert result.output.strip() == (
+            f"Error: no tiles named like '{{z}}/{{x}}/{{y}}.{{ext}}' (xyz) found in {tmp_path / 'empty'}: nothing "
+            "enqueued; --layout names another layout, e.g. '{z}-{x}-{y}.jpg' or 'plain'")
     assert queued_messages(CLASSIFY_QUEUE, embedded.app()) == 0
+    outside = cli("enqueue", tmp_path / "empty", "--model", embedded.model, "--zoom", "3", "--json")
+    assert (outside.exit_code, json.loads(outside.stdout)["found"]) == (2, 0)  # the summary, then the one line
+    assert outside.stderr.strip() == (
+        f"Error: no tiles named like '{{z}}/{{x}}/{{y}}.{{ext}}' (xyz) found in {tmp_path / 'empty'} within "
+        "--zoom/--bbox/--geojson: nothing enqueued; --layout names another layout, e.g. '{z}-{x}-{y}.jpg' or 'plain'")
+
+
+@pytest.mark.parametrize("inside", ["16", "16/34000"])
+def test_a_zoom_folder_given_for_the_tree_names_the_tree_and_fails(embedded: Deployment, tmp_path: Path,
+                                                                    inside: str) -> None:
+    make_tree(tmp_path / "tiles", xyz(16, range(34000, 34016), [22000]))
+    for dry_run in ([], ["--dry-run"]):
+        result = cli("enqueue", tmp_path / "tiles" / inside, "--model", embedded.model, *dry_run)
+        assert result.exit_code == 2, result.output
+        folder = "zoom 16" if inside == "16" else "zoom 16, x 34000"
+        assert result.output.splitlines()[-1] == (
+            f"Error: no tiles found in {tmp_path / 'tiles' / inside}: it looks like the folder of {folder} in a "
+            f"'{{z}}/{{x}}/{{y}}.{{ext}}' tree, not the tree's root; give the root instead: tileclass enqueue "
+            f"{tmp_path / 'tiles'} ...")
+    assert queued_messages(CLASSIFY_QUEUE, embedded.app()) == 0
+    assert enqueue_json(tmp_path / "tiles", "--model", embedded.model)["enqueued"] == 16  # the root it named
+
+
+def test_a_rerun_whose_tiles_all_have_results_exits_0(embedded: Deployment, tmp_path: Path) -> None:
+    make_tree(tmp_path / "tiles", xyz(9, range(3), range(2)))
+    first = enqueue_json(tmp_path / "tiles", "--model", embedded.model)
+    classify(consume(embedded.app()))
+    result = cli("enqueue", tmp_path / "tiles", "--model", embedded.model)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == (f"All 6 tiles found already have a result for model {embedded.model[:12]}: "
+                                     "nothing enqueued (--force classifies them again).")
+    assert (first["enqueued"], queued_messages(CLASSIFY_QUEUE, embedded.app())) == (6, 0)
 
 
 @pytest.mark.parametrize(("args", "problem"), [
