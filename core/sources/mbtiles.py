@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import quote
 
-from core.errors import TileRootError
+from core.errors import HostError, TileRootError
 from core.region import Region
 from core.sources.archive import MAX_TILE_BYTES, ArchiveSource, TileUnreadable, capped
 from core.tiles import MAX_ZOOM, Tile, flip_row
@@ -28,8 +29,11 @@ _ROWS = ("SELECT tile_column, tile_row FROM tiles WHERE zoom_level = ? AND tile_
          " AND tile_row BETWEEN ? AND ? AND (tile_column > ? OR (tile_column = ? AND tile_row > ?))"
          " ORDER BY tile_column, tile_row LIMIT ?")
 _ALL_ROWS = _ROWS.replace(" AND tile_row BETWEEN ? AND ?", "")  # a region without extent: no row test at all
-_TILE = ("SELECT CASE WHEN length(tile_data) > ? THEN NULL ELSE tile_data END, length(tile_data) FROM tiles"
-         " WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?")
+# The row's bytes only when they are a BLOB of a usable size: TEXT, a number or NULL is this tile's problem.
+_TILE = ("SELECT CASE WHEN typeof(tile_data) = 'blob' AND length(tile_data) <= ? THEN tile_data END,"
+         " typeof(tile_data), length(tile_data) FROM tiles WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?")
+QUERY_SECONDS = 10.0  # one query of the spec's indexed lookups takes milliseconds; a view may never end
+_CHECK_EVERY = 10_000  # SQLite virtual machine steps between two looks at the clock
 
 
 class MBTilesFile:
@@ -43,35 +47,77 @@ class MBTilesFile:
         except sqlite3.Error as exc:
             raise TileRootError(f"{str(path)!r} is not a readable MBTiles file ({exc})") from None
         self._lock = threading.Lock()
+        self._deadline = float("inf")
+        # A query past its deadline is interrupted (sqlite3.OperationalError): a ``tiles`` view that never ends
+        # (a recursive CTE) or a table without the spec's index cannot hold a producer or a worker for ever.
+        self.connection.set_progress_handler(lambda: time.monotonic() > self._deadline, _CHECK_EVERY)
+
+    def _query(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+        """The rows of one query, interrupted after ``QUERY_SECONDS``; callers hold the lock."""
+        self._deadline = time.monotonic() + QUERY_SECONDS
+        try:
+            return self.connection.execute(sql, parameters).fetchall()
+        except sqlite3.OperationalError:
+            if time.monotonic() > self._deadline:
+                raise _Overdue(f"{str(self.path)!r}: a query of its tiles ran past {QUERY_SECONDS:.0f} s (is "
+                               "'tiles' a view that never ends, or a table without the MBTiles index on "
+                               "zoom_level, tile_column, tile_row?)") from None
+            raise
+        finally:
+            self._deadline = float("inf")
+
+    def _listing(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+        """``_query`` for the producer's listing: whatever goes wrong is a one-line ``TileRootError``."""
+        try:
+            with self._lock:
+                return self._query(sql, parameters)
+        except _Overdue as exc:
+            raise TileRootError(str(exc)) from None
+        except sqlite3.Error as exc:
+            raise TileRootError(f"{str(self.path)!r}: its tiles cannot be listed ({exc})") from None
 
     def zooms(self, region: Region) -> list[int]:
         """The zoom levels that have tiles and that the region wants (one indexed probe per zoom)."""
-        with self._lock:
-            return [z for z in range(MAX_ZOOM + 1) if region.allows_zoom(z) and self.connection.execute(
-                "SELECT 1 FROM tiles WHERE zoom_level = ? LIMIT 1", (z,)).fetchone()]
+        return [z for z in range(MAX_ZOOM + 1) if region.allows_zoom(z) and self._listing(
+            "SELECT 1 FROM tiles WHERE zoom_level = ? LIMIT 1", (z,))]
 
     def rows(self, zoom: int, columns: tuple[int, int], tms_rows: tuple[int, int], after: tuple[int, int],
              limit: int) -> list[tuple[int, int]]:
         """Up to ``limit`` (column, TMS row) pairs of ``zoom`` in ``columns`` and ``tms_rows``, after ``after``, in
-        index order."""
+        index order; ``TileRootError`` for a row whose coordinates are not integers of the zoom."""
         top = (1 << zoom) - 1
         query, span = (_ALL_ROWS, ()) if tms_rows == (0, top) else (_ROWS, tms_rows)
-        with self._lock:
-            return self.connection.execute(query, (zoom, *columns, *span, after[0], after[0], after[1], limit))\
-                .fetchall()
+        found = self._listing(query, (zoom, *columns, *span, after[0], after[0], after[1], limit))
+        for column, row in found:
+            if type(column) is not int or type(row) is not int or not 0 <= row <= top:
+                raise TileRootError(f"{str(self.path)!r} has a tile at zoom {zoom} with tile_column {column!r} and "
+                                    f"tile_row {row!r}: MBTiles coordinates are integers 0..{top} at zoom {zoom}")
+        return found
 
     def read(self, tile: Tile) -> bytes:
+        """The tile's bytes; ``TileUnreadable`` for a missing, damaged or non-BLOB row, ``HostError`` when the
+        lookup runs past its deadline (this host's disk or copy of the file, not the tile)."""
         if tile.z is None or tile.x is None or tile.y is None:
             raise TileUnreadable("a tile of an MBTiles archive needs coordinates")
         try:
             with self._lock:
-                row = self.connection.execute(_TILE, (MAX_TILE_BYTES, tile.z, tile.x, flip_row(tile.z, tile.y)))\
-                    .fetchone()
+                rows = self._query(_TILE, (MAX_TILE_BYTES, tile.z, tile.x, flip_row(tile.z, tile.y)))
+        except _Overdue as exc:
+            raise HostError(str(exc)) from None
         except sqlite3.DatabaseError as exc:  # a damaged page: this tile's problem
             raise TileUnreadable(f"unreadable MBTiles row ({exc})") from None
-        if row is not None and row[0] is None and row[1] is not None:
-            raise TileUnreadable(f"tile too large: {row[1]} bytes > {MAX_TILE_BYTES}")
-        return capped(None if row is None else bytes(row[0]), tile, "MBTiles")
+        if not rows:
+            return capped(None, tile, "MBTiles")
+        data, kind, size = rows[0]
+        if kind != "blob":
+            raise TileUnreadable(f"tile_data is {kind.upper()}, not a BLOB of image bytes")
+        if data is None:
+            raise TileUnreadable(f"tile too large: {size} bytes > {MAX_TILE_BYTES}")
+        return capped(bytes(data), tile, "MBTiles")
+
+
+class _Overdue(Exception):
+    """A query ran past ``QUERY_SECONDS``."""
 
 
 @dataclass(frozen=True)

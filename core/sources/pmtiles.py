@@ -1,40 +1,37 @@
-"""PMTiles archives (v3), through the ``pmtiles`` package's header and directory codecs; the file is memory-mapped.
+"""PMTiles archives (v3): the header through the ``pmtiles`` package's codec, the directories through
+``core.sources.pmtiles_directory`` (decoded with bounds); the file is memory-mapped.
 
 Tiles are addressed by Hilbert tile id, ids of one zoom forming one contiguous range. The producer walks the
 directories in id order and opens only the leaf directories whose id range meets a wanted zoom after the resume
-position, expanding run-length entries (one stored tile for many ids); a chunk's key is ``(last tile id,)``.
-Workers look a tile id up through the same directories, the ones they decoded last kept in a small cache.
+position, cutting run-length entries (one stored tile for many ids) to the wanted ranges; a chunk's key is
+``(last tile id,)``. Workers look a tile id up through the same directories, the ones they decoded last kept in a
+cache bounded by their entries. Nothing is inflated without a bound: a gzip tile to ``MAX_TILE_BYTES`` (the cap on
+any tile's bytes), a directory to ``MAX_DIRECTORY_BYTES``.
 """
 
 from __future__ import annotations
 
-import gzip
 import mmap
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pmtiles.tile import (
-    Compression,
-    Entry,
-    TileType,
-    deserialize_directory,
-    deserialize_header,
-    find_tile,
-    tileid_to_zxy,
-    zxy_to_tileid,
-)
+from pmtiles.tile import Compression, TileType, deserialize_header, tileid_to_zxy, zxy_to_tileid
 
 from core.errors import TileRootError
 from core.region import Region
-from core.sources.archive import ArchiveSource, TileUnreadable, capped
+from core.sources.archive import MAX_TILE_BYTES, ArchiveSource, TileUnreadable, capped
+from core.sources.decompress import Damaged, TooLarge, gunzip
+from core.sources.pmtiles_directory import MAX_TILE_ID, DamagedDirectory, Directory, DirectoryCache, decode
 from core.tiles import MAX_ZOOM, Tile
 from core.walk import Chunk, Key
 
 IMAGE_TYPES = (TileType.PNG, TileType.JPEG, TileType.WEBP)
+READ_COMPRESSIONS = (Compression.NONE, Compression.UNKNOWN, Compression.GZIP)
 MAX_DEPTH = 4  # root plus leaf levels, as the spec bounds it
+HEADER_BYTES = 127
+Ranges = list[tuple[int, int]]  # [first, end) tile id ranges, in order and apart
 
 
 def first_id(zoom: int) -> int:
@@ -43,14 +40,18 @@ def first_id(zoom: int) -> int:
 
 
 class PMTilesFile:
-    """A PMTiles file, memory-mapped read-only; safe to read from several threads."""
+    """A PMTiles file, memory-mapped read-only; safe to read from several threads.
+
+    A file shorter than the sections its header declares (a copy cut short or still under way) is refused when it
+    is opened (``TileRootError``: on a worker, the host's problem); so is a damaged root directory.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
             with path.open("rb") as handle:
                 self.data: Any = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-            self.header = deserialize_header(self.data[:127])
+            self.header: dict[str, Any] = dict(deserialize_header(self.data[:HEADER_BYTES]))
         except Exception as exc:  # the codec raises exceptions of its own (a bad magic number, a v2 file)
             raise TileRootError(f"{str(path)!r} is not a readable PMTiles v3 file "
                                 f"({exc.__class__.__name__}: {str(exc)[:120]})") from None
@@ -58,56 +59,123 @@ class PMTilesFile:
         if kind not in IMAGE_TYPES:
             raise TileRootError(f"{str(path)!r} holds {getattr(kind, 'name', kind)} tiles, not imagery: tileclass "
                                 f"reads {', '.join(t.name for t in IMAGE_TYPES)} tiles")
+        for part, field in (("tiles", "tile_compression"), ("directories", "internal_compression")):
+            if self.header[field] not in READ_COMPRESSIONS:
+                raise TileRootError(f"{str(path)!r} compresses its {part} with {self.header[field].name}: tileclass "
+                                    f"reads uncompressed or gzip {part}")
         self.compression = self.header["tile_compression"]
-        if self.compression not in (Compression.NONE, Compression.UNKNOWN, Compression.GZIP):
-            raise TileRootError(f"{str(path)!r} compresses its tiles with {self.compression.name}: tileclass reads "
-                                "uncompressed or gzip tiles")
-        self.directory = lru_cache(maxsize=256)(self._directory)
+        self._check_length()
+        self._cache = DirectoryCache()
+        try:
+            self.root = self.directory(self.header["root_offset"], self.header["root_length"])
+        except DamagedDirectory as exc:
+            raise TileRootError(f"{str(path)!r} has a damaged root directory ({exc})") from None
 
-    def _directory(self, offset: int, length: int) -> list[Entry]:
-        return deserialize_directory(self.data[offset : offset + length])
+    def _check_length(self) -> None:
+        size = len(self.data)
+        for section in ("root", "metadata", "leaf_directory", "tile_data"):
+            end = self.header[f"{section}_offset"] + self.header[f"{section}_length"]
+            if end > size:
+                name = {"root": "root directory", "leaf_directory": "leaf directories"}.get(section, section)
+                raise TileRootError(f"{str(self.path)!r} is shorter than its header says: its "
+                                    f"{name.replace('_', ' ')} ends at byte {end}, the file has {size} bytes "
+                                    "(a copy cut short, or still being copied?)")
+
+    def directory(self, offset: int, length: int) -> Directory:
+        """The directory stored at ``offset`` (decoded once, then kept in the cache); ``DamagedDirectory``."""
+        cached = self._cache.get((offset, length))
+        if cached is None:
+            cached = self._decode(offset, length)
+            self._cache.put((offset, length), cached)
+        return cached
+
+    def _decode(self, offset: int, length: int) -> Directory:
+        return decode(self.data[offset : offset + length],
+                      gzipped=self.header["internal_compression"] != Compression.NONE,
+                      tile_data=self.header["tile_data_length"], leaves=self.header["leaf_directory_length"])
 
     def zoom_range(self, region: Region) -> list[int]:
         return [z for z in range(self.header["min_zoom"], min(self.header["max_zoom"], MAX_ZOOM) + 1)
                 if region.allows_zoom(z)]
 
-    def tile_ids(self, wanted: list[tuple[int, int]], after: int) -> Iterator[int]:
-        """Every stored tile id in one of the ``wanted`` [first, end) ranges and above ``after``, in order."""
-        yield from self._ids(self.header["root_offset"], self.header["root_length"], 0, wanted, after)
+    def tile_ids(self, wanted: Ranges, after: int) -> Iterator[int]:
+        """Every stored tile id in one of the ``wanted`` [first, end) ranges and above ``after``, in order;
+        ``TileRootError`` for a damaged directory."""
+        # A valid archive stores each directory once: reading more directory bytes than it holds means that its
+        # entries point at the same directories again and again.
+        budget = [self.header["root_length"] + self.header["leaf_directory_length"]]
+        try:
+            yield from self._ids(self.root, clip(wanted, after + 1, MAX_TILE_ID), 0, budget)
+        except DamagedDirectory as exc:
+            raise TileRootError(f"{str(self.path)!r} has a damaged directory ({exc})") from None
 
-    def _ids(self, offset: int, length: int, depth: int, wanted: list[tuple[int, int]],
-             after: int) -> Iterator[int]:
-        entries = self._directory(offset, length)  # not cached: a listing reads each directory once
-        for index, entry in enumerate(entries):
-            if entry.run_length:
-                for tile_id in range(max(entry.tile_id, after + 1), entry.tile_id + entry.run_length):
-                    if any(low <= tile_id < high for low, high in wanted):
-                        yield tile_id
-                continue
-            end = entries[index + 1].tile_id if index + 1 < len(entries) else 1 << 62
-            if depth + 1 < MAX_DEPTH and end > after + 1 and any(low < end and entry.tile_id < high
-                                                                 for low, high in wanted):
-                yield from self._ids(self.header["leaf_directory_offset"] + entry.offset, entry.length, depth + 1,
-                                     wanted, after)
+    def _ids(self, entries: Directory, wanted: Ranges, depth: int, budget: list[int]) -> Iterator[int]:
+        """The ids of ``entries`` (and of the leaves they point to) within ``wanted``, in order, each entry's run
+        cut to the ranges by arithmetic: a run of billions of ids costs no more than its tiles in the ranges."""
+        for start, stop in _entry_spans(entries, wanted):
+            for index in range(start, stop):
+                tile_id, offset, length, run = entries.entry(index)
+                if run:
+                    for low, high in clip(wanted, tile_id, tile_id + run):
+                        yield from range(low, high)
+                    continue
+                end = int(entries.tile_ids[index + 1]) if index + 1 < len(entries) else wanted[-1][1]
+                inside = clip(wanted, tile_id, end)
+                if not inside or depth + 1 >= MAX_DEPTH:
+                    continue
+                budget[0] -= length
+                if budget[0] < 0:
+                    raise DamagedDirectory("its entries point to more directory bytes than the file holds")
+                leaf = self._decode(self.header["leaf_directory_offset"] + offset, length)  # read once: not cached
+                yield from self._ids(leaf, inside, depth + 1, budget)
 
     def read(self, tile: Tile) -> bytes:
         if tile.z is None or tile.x is None or tile.y is None:
             raise TileUnreadable("a tile of a PMTiles archive needs coordinates")
         tile_id = zxy_to_tileid(tile.z, tile.x, tile.y)
-        offset, length = self.header["root_offset"], self.header["root_length"]
+        entries = self.root
         try:
             for _ in range(MAX_DEPTH):
-                entry = find_tile(self.directory(offset, length), tile_id)
-                if entry is None:
+                index = entries.find(tile_id)
+                if index is None:
                     break
-                if entry.run_length:
-                    start = self.header["tile_data_offset"] + entry.offset
-                    data = capped(self.data[start : start + entry.length], tile, "PMTiles")
-                    return gzip.decompress(data) if self.compression == Compression.GZIP else data
-                offset, length = self.header["leaf_directory_offset"] + entry.offset, entry.length
-        except (OSError, EOFError, ValueError) as exc:  # a damaged directory or gzip stream
-            raise TileUnreadable(f"unreadable PMTiles entry ({exc.__class__.__name__}: {str(exc)[:120]})") from None
+                _, offset, length, run = entries.entry(index)
+                if run:
+                    if length > MAX_TILE_BYTES:  # refused before it is copied out of the file
+                        raise TileUnreadable(f"tile too large: {length} bytes > {MAX_TILE_BYTES}")
+                    start = self.header["tile_data_offset"] + offset
+                    return capped(self._inflated(self.data[start : start + length]), tile, "PMTiles")
+                entries = self.directory(self.header["leaf_directory_offset"] + offset, length)
+        except DamagedDirectory as exc:
+            raise TileUnreadable(f"damaged PMTiles directory ({exc})") from None
         return capped(None, tile, "PMTiles")
+
+    def _inflated(self, data: bytes) -> bytes:
+        if self.compression != Compression.GZIP:
+            return data
+        try:
+            return gunzip(data, limit=MAX_TILE_BYTES, what="tile")
+        except TooLarge:
+            raise TileUnreadable(f"tile too large: inflates to more than {MAX_TILE_BYTES} bytes") from None
+        except Damaged as exc:
+            raise TileUnreadable(str(exc)) from None
+
+
+def clip(ranges: Ranges, low: int, high: int) -> Ranges:
+    """``ranges`` cut to [low, high)."""
+    return [(max(first, low), min(end, high)) for first, end in ranges if max(first, low) < min(end, high)]
+
+
+def _entry_spans(entries: Directory, wanted: Ranges) -> Iterator[tuple[int, int]]:
+    """[start, stop) index spans of the entries that may hold ids in ``wanted``, in order and apart."""
+    spans: list[tuple[int, int]] = []
+    for low, high in wanted:
+        start, stop = entries.first_at(low), entries.end_before(high)
+        if spans and start <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(stop, spans[-1][1]))
+        elif start < stop:
+            spans.append((start, stop))
+    return iter(spans)
 
 
 @dataclass(frozen=True)
