@@ -30,12 +30,13 @@ _UPDATED_ON_CONFLICT = ("job_id", "root_name", "path", "label", "confidence", "p
 
 @dataclass(frozen=True, slots=True)
 class Classified:
-    """One tile's prediction."""
+    """One tile's prediction, and the share of its pixels that held data (``coverage``; 1.0: all of them)."""
 
     tile: Tile
     label: str
     confidence: float
     probabilities: dict[str, float]
+    coverage: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)

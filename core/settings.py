@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         default=4096 * 4096, ge=256 * 256, le=100_000_000,
         description="Largest image (width x height) a worker decodes; a tile declaring more fails as too large.",
     )
+    min_coverage: float = Field(
+        default=0.5, ge=0, le=1,  # model.inputs.DEFAULT_MIN_COVERAGE
+        description="Share of a tile's pixels that must hold data (alpha > 0, not nodata) for it to be classified; "
+                    "below it the tile is recorded as empty ('partial: 6% data').",
+    )
     worker_host_cooldown: float = Field(
         default=60, ge=1, le=3600,
         description="Seconds a worker pauses a job after a problem of its own host with it (e.g. its root missing).",

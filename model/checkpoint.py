@@ -6,6 +6,7 @@ without running any pickled code::
     {"format": "tileclass-checkpoint/1",
      "meta": {"arch": "resnet18", "class_names": ["AnnualCrop", ...], "image_size": 64,
               "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "head": "linear",
+              "fill_pixel": [118, 120, 98],   # the training data's mean pixel (model/inputs.py)
               "train_config": {...TrainConfig fields...}, "metrics": {"val_accuracy": 0.97, ...},
               "format": "tileclass-checkpoint/1"},
      "state_dict": {"conv1.weight": tensor, ..., "fc.weight": tensor},
@@ -33,6 +34,7 @@ from core.sidecar import SIDECAR_FORMAT, file_sha256, sidecar_path, sidecar_text
 from model.arch import build_model, head_output_key, strip_prefixes
 from model.config import ARCHS, HEADS
 from model.errors import CheckpointError, DataError
+from model.inputs import DEFAULT_FILL, Fill, check_fill
 from model.safe_load import safe_torch_load
 
 CHECKPOINT_FORMAT = SIDECAR_FORMAT
@@ -52,6 +54,8 @@ class CheckpointMeta:
         head: classification head layout (``model.arch.HEADS``).
         train_config: the ``TrainConfig`` fields the model was trained with.
         metrics: summary validation metrics.
+        fill_pixel: the training data's mean pixel (uint8 RGB), which the pixels of a tile without data become
+            (``model.inputs``); checkpoints from before it get ``DEFAULT_FILL``, the ImageNet mean pixel.
         format: the checkpoint format version.
     """
 
@@ -63,12 +67,14 @@ class CheckpointMeta:
     head: str = "linear"
     train_config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    fill_pixel: Fill = DEFAULT_FILL
     format: str = CHECKPOINT_FORMAT
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (lists, not tuples), as stored in the checkpoint."""
         data = asdict(self)
-        return data | {"class_names": list(self.class_names), "mean": list(self.mean), "std": list(self.std)}
+        return data | {"class_names": list(self.class_names), "mean": list(self.mean), "std": list(self.std),
+                       "fill_pixel": list(self.fill_pixel)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CheckpointMeta:
@@ -81,6 +87,7 @@ class CheckpointMeta:
                 image_size=int(data["image_size"]), mean=(mean[0], mean[1], mean[2]), std=(std[0], std[1], std[2]),
                 head=str(data.get("head", "linear")), train_config=dict(data.get("train_config") or {}),
                 metrics=dict(data.get("metrics") or {}), format=str(data.get("format", CHECKPOINT_FORMAT)),
+                fill_pixel=check_fill(data.get("fill_pixel", DEFAULT_FILL)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(

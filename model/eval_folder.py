@@ -1,8 +1,9 @@
 """Evaluating a loaded classifier on a labelled ImageFolder (``tileclass eval``).
 
-The folder's images are decoded once at the model's input size (``model.data.load_labelled``, class folders
-matched to the model's classes case-insensitively) and classified in batches by ``Classifier.predict_tensors``,
-exactly as a worker classifies tiles (precision, int8, test-time augmentation included). From the probabilities:
+The folder's images are decoded once into the model's input (``model.data.load_labelled`` with the model's fill
+pixel: ``model.inputs.model_input``, the worker's own preprocessing; class folders matched to the model's classes
+case-insensitively) and classified in batches by ``Classifier.predict_tensors``, exactly as a worker classifies
+tiles (precision, int8, test-time augmentation included). From the probabilities:
 
 - ``score``: accuracy, the mean cross-entropy of the true class, per-class precision, recall and F1 with their
   macro averages over the classes present, and the confusion matrix over all the model's classes (row: true

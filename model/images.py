@@ -1,16 +1,17 @@
-"""Safe image decoding: any file a tile root may hold becomes an RGB image, or an ``ImageError`` with a short reason.
+"""Safe image decoding: any file a tile root may hold becomes 8-bit RGB pixels, or an ``ImageError`` with its reason.
 
 Two entry points:
 
-- ``open_image`` decodes with Pillow and converts every mode to 8-bit RGB:
+- ``decode_tile`` (``decoding_tile``: the same, holding the large-image gate) gives a ``DecodedTile``: uint8 RGB
+  pixels and which of them hold data. ``model.inputs.model_input`` alone turns it into the model's input (training,
+  ``predict``, ``eval``, the worker, every tile source):
 
   ======================  ==================================================================================
-  mode                    conversion
+  mode                    pixels (``DecodedTile.pixels``) and validity (``DecodedTile.valid``)
   ======================  ==================================================================================
-  RGB                     unchanged
-  P, PA                   through RGBA (the palette's transparency kept), then composited like RGBA
-  RGBA, LA, La, RGBa      composited on **black**: transparent areas of map tiles are "no data", which is
-                          what nodata (value 0) looks like in orthophoto sources, so black matches the imagery
+  RGB                     unchanged; every pixel valid
+  RGBA, LA, La, RGBa,     their colour, **not** composited: valid where alpha > 0 (transparent = "no data", a
+  P, PA, colour keys      raster's nodata or mask included); an opaque alpha gives exactly its RGB tile
   L, 1, CMYK, YCbCr, ...  Pillow's own conversion
   I;16 (all byte orders)  16-bit range 0..65535 scaled to 0..255 (``v >> 8``), not clipped
   I                       if every value fits 0..65535 it is 16-bit data (Pillow opens 16-bit PNG/TIFF as I)
@@ -18,21 +19,21 @@ Two entry points:
   F                       values within 0..1 are multiplied by 255; anything else is stretched min..max
   ======================  ==================================================================================
 
-  Multi-frame files (GIF, APNG, multi-page TIFF) give their first frame.
+  Entirely transparent: ``EmptyImage`` (nothing to classify; a flat opaque colour is not empty, water is a class).
+  8-bit RGB JPEG and PNG take libjpeg-turbo / libpng directly (2-3x faster than Pillow, the same pixels); anything
+  else, or anything that path is unsure of, Pillow. Multi-frame files (GIF, APNG, TIFF) give their first frame.
 
-- ``decode_tile`` returns a uint8 CHW tensor for the worker, or ``EmptyImage`` for a tile that is entirely
-  transparent (an empty tile: nothing to classify; a flat opaque colour is not empty, open water is a class).
-  Plain 8-bit RGB JPEG and PNG go through ``torchvision.io.decode_image`` (libjpeg-turbo/libpng, 2-3x faster than
-  Pillow on 256 px tiles); anything else, and anything the fast path is unsure of, goes through ``open_image`` so
-  errors and conversions are the same.
+- ``open_image``: a Pillow RGB image for what is not the model's input (a size, a picture to show), transparent
+  areas composited on black (``to_rgb``).
 
 Both refuse an image whose header declares more than ``max_pixels`` pixels before any pixel is decoded
 (a decompression bomb), and truncated files raise instead of being padded with grey.
 
 Memory. A small file can declare a large image (a 124 KB 16-bit PNG of 8000 x 8000). The default cap is what
 tiles need (4096 x 4096), high-depth images become 8 bits a block of rows at a time (no float64 copy of the whole
-image), ``decode_tile(fit=...)`` reduces a large image before it becomes a tensor, and only one image above
-``LARGE_IMAGE_PIXELS`` is decoded at a time in a process, however many decode threads there are.
+image), and only one image above ``LARGE_IMAGE_PIXELS`` is decoded at a time in a process, however many decode
+threads there are: ``decoding_tile`` holds that gate until its caller has made the (small) model input. (No
+reduction precedes the one resize: it would make the input depend on the file's format and differ from training.)
 
 Only the formats of ``core.choices.IMAGE_FORMATS`` (PNG, JPEG, WebP, TIFF, GIF) are ever opened, whatever the
 file's name: anything else Pillow could read (EPS, which hands the file to Ghostscript, PSD, ICO, …), and PDF or SVG,
@@ -51,6 +52,7 @@ import warnings
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,10 +64,11 @@ from model.errors import EmptyImage, ImageError
 from model.image_headers import JPEG_SOI, fast_path_size, format_of, strict_jpeg
 
 DEFAULT_MAX_PIXELS = 4096 * 4096  # tiles are 256-1024 px; TILECLASS_WORKER_MAX_PIXELS raises it for big chips
-LARGE_IMAGE_PIXELS = 2048 * 2048  # above this, one decode at a time per process (``_decoding``)
+LARGE_IMAGE_PIXELS = 2048 * 2048  # above this, one decode at a time per process (``_large_image_gate``)
 _ROWS_PER_BLOCK = 256
 _large_images = threading.Lock()
 _ALPHA_MODES = {"RGBA", "LA", "La", "RGBa", "PA"}
+_KEYED_MODES = {"P", "L", "RGB"}
 _PIL_LIMIT = re.compile(r"\((\d+) pixels\)")
 _ALLOWED = ", ".join(IMAGE_FORMATS)
 # torchvision 0.29 deprecates its decoders in favour of TorchCodec but they remain the fastest here; one targeted
@@ -81,46 +84,76 @@ def open_image(source: Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         ImageError: the file is missing, empty, not an image, truncated, corrupt, or too large.
     """
     label = str(source) if isinstance(source, Path) else None
-    data = _read(source, label)
+    data = read_image_bytes(source)
     try:
         image = _open(data, max_pixels)
-        with _decoding(image.size):
+        with _large_image_gate(image.size):
             _load(data, image)
             return to_rgb(image)
     except ImageError as exc:
         raise ImageError(exc.reason, source=label) from None
 
 
-def decode_tile(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, fit: int | None = None) -> torch.Tensor:
-    """Decode a tile's bytes into a uint8 tensor of shape (3, H, W), RGB.
+@dataclass(frozen=True)
+class DecodedTile:
+    """A decoded tile: its uint8 RGB ``pixels`` (3, H, W) and ``valid``, a bool (H, W) mask of the pixels that
+    hold data (alpha above 0), or None when every pixel does."""
 
-    ``fit``: the size the caller will resize to; an image at least four times larger on its short side is first
-    reduced by an integer factor (a box filter) to about twice that, so a large image never becomes a full-size
-    tensor (the antialiased resize afterwards makes the result the same to within rounding).
+    pixels: torch.Tensor
+    valid: torch.Tensor | None = None
+
+    @property
+    def coverage(self) -> float:
+        """The share of the tile's pixels that hold data, 0..1."""
+        if self.valid is None:
+            return 1.0
+        return int(self.valid.count_nonzero()) / self.valid.numel()
+
+
+def decode_tile(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedTile:
+    """Decode a tile's bytes into RGB pixels and their validity (see the module docstring).
 
     Raises:
         ImageError: as ``open_image``.
         EmptyImage: every pixel is transparent.
     """
+    with decoding_tile(data, max_pixels=max_pixels) as tile:
+        return tile
+
+
+@contextmanager
+def decoding_tile(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[DecodedTile]:
+    """``decode_tile`` as a block that holds the large-image gate (for a large image) until it ends: make the model
+    input inside it, and a full-size large tile is never held by more than one thread of the process."""
     if not data:
         raise ImageError("zero-byte file")
     size = fast_path_size(data)
     if size is not None:
         if size[0] * size[1] > max_pixels:
             raise ImageError(f"decompression bomb: {size[0] * size[1]} pixels > {max_pixels}")
-        with _decoding(size):
+        with _large_image_gate(size):
             tensor = _fast_decode(data, size)
-        if tensor is not None:
-            return tensor
+            if tensor is not None:
+                yield DecodedTile(tensor)
+                return
     image = _open(data, max_pixels)
-    with _decoding(image.size):
+    with _large_image_gate(image.size):
         _load(data, image)
-        if _transparent(image):
+        tile = image_tile(image)
+        del image
+        if tile.valid is not None and not tile.valid.any():
             raise EmptyImage("entirely transparent")
-        rgb = to_rgb(image)
-        if fit is not None and min(rgb.size) >= 4 * fit:
-            rgb = rgb.reduce(min(rgb.size) // (2 * fit))
-        return pil_to_tensor(rgb)
+        yield tile
+
+
+def image_tile(image: Image.Image) -> DecodedTile:
+    """A decoded Pillow image of any mode as a ``DecodedTile``: its colour, valid where its alpha is above 0."""
+    if not _has_alpha(image):
+        return DecodedTile(pil_to_tensor(to_rgb(image)))
+    rgba = np.asarray(image.convert("RGBA"), dtype=np.uint8)
+    valid = torch.from_numpy(rgba[:, :, 3] > 0)
+    pixels = torch.from_numpy(rgba[:, :, :3].copy()).permute(2, 0, 1).contiguous()
+    return DecodedTile(pixels, None if bool(valid.all()) else valid)
 
 
 def _fast_decode(data: bytes, size: tuple[int, int]) -> torch.Tensor | None:
@@ -140,7 +173,7 @@ def _fast_decode(data: bytes, size: tuple[int, int]) -> torch.Tensor | None:
 
 
 @contextmanager
-def _decoding(size: tuple[int, int]) -> Iterator[None]:
+def _large_image_gate(size: tuple[int, int]) -> Iterator[None]:
     """Hold the large-image gate while an image of ``size`` is decoded, if it is large: decode threads then never
     hold more than one large image's buffers at once, whatever the tiles of a batch are."""
     if size[0] * size[1] <= LARGE_IMAGE_PIXELS:
@@ -156,19 +189,16 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
-def _transparent(image: Image.Image) -> bool:
-    """Whether every pixel of ``image`` has alpha 0 (an image without alpha never is)."""
-    if not ((image.mode == "P" and "transparency" in image.info) or image.mode in _ALPHA_MODES):
-        return False
-    return image.convert("RGBA").getchannel("A").getextrema()[1] == 0
+def _has_alpha(image: Image.Image) -> bool:
+    """Whether ``image`` says which pixels are transparent: an alpha channel, or a colour key (PNG, GIF)."""
+    return image.mode in _ALPHA_MODES or (image.mode in _KEYED_MODES and "transparency" in image.info)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert a decoded image of any Pillow mode to 8-bit RGB (see the module docstring for the rules)."""
+    """Convert a decoded image of any Pillow mode to 8-bit RGB (see the module docstring for the rules), for display:
+    transparent areas are composited on black (``image_tile`` keeps them apart for the model instead)."""
     mode = image.mode
-    if mode == "RGB":
-        return image
-    if (mode == "P" and "transparency" in image.info) or mode in _ALPHA_MODES:
+    if _has_alpha(image):
         rgba = image.convert("RGBA")
         black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
         return Image.alpha_composite(black, rgba).convert("RGB")
@@ -202,7 +232,9 @@ def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
     return Image.fromarray(gray, mode="L").convert("RGB")
 
 
-def _read(source: Path | bytes, label: str | None) -> bytes:
+def read_image_bytes(source: Path | bytes) -> bytes:
+    """A file's bytes (or ``source`` itself, when bytes), or ``ImageError`` naming the file: missing, empty, ..."""
+    label = str(source) if isinstance(source, Path) else None
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
     else:

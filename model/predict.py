@@ -1,7 +1,9 @@
 """Batched prediction with a checkpoint: what the worker and ``tileclass predict`` use.
 
-The pipeline is uint8 end to end until the device: decode (``model.images``), resize to the checkpoint's size
-(``Classifier.preprocess`` / ``resize_tensor``), stack, then one forward pass of an inference module that
+The pipeline is uint8 end to end until the device: decode (``model.images``: RGB pixels and which hold data),
+the one model input (``model.inputs.model_input``: pixels without data set to the checkpoint's fill pixel, one
+resize to its size; ``Classifier.decode``, ``preprocess`` and ``model_input`` call it), stack, then one forward
+pass of an inference module that
 normalises, runs the network in channels_last under bf16 autocast where the device computes bf16 (or quantized to
 int8 on the CPU, see model/quantize.py), and returns float32 softmax probabilities, averaged over flipped and
 turned views of each image with test-time augmentation (model/tta.py). Preprocessing comes from the checkpoint,
@@ -24,7 +26,8 @@ from model.arch import build_model
 from model.checkpoint import read_checkpoint
 from model.device import autocast, resolve_device, resolve_inference_precision
 from model.errors import CheckpointError, ChecksumMismatch
-from model.images import pil_to_tensor, to_rgb
+from model.images import DEFAULT_MAX_PIXELS, DecodedTile, image_tile
+from model.inputs import DEFAULT_FILL, Fill, ModelInput, decode_input, model_input
 from model.transforms import Normalized, pad_to, resize
 from model.tta import check_views, dihedral_view
 
@@ -75,10 +78,12 @@ class Classifier:
     """A loaded checkpoint ready for batched inference; build it with ``Classifier.load``."""
 
     def __init__(self, module: nn.Module, *, class_names: Sequence[str], image_size: int, device: torch.device,
-                 precision: str, sha256: str, batch_size: int | None = None, tta_views: int = 1) -> None:
+                 precision: str, sha256: str, batch_size: int | None = None, tta_views: int = 1,
+                 input_fill: Fill = DEFAULT_FILL) -> None:
         self.module = module
         self.class_names = list(class_names)
         self.image_size = image_size
+        self.input_fill = input_fill  # what pixels without data become: the training data's mean pixel
         self.device = device
         self.precision = precision
         self.sha256 = sha256
@@ -138,18 +143,26 @@ class Classifier:
         compile = compile or resolved == "int8"  # int8's graph runs at reference speed until inductor lowers it
         classifier = cls(module, class_names=meta.class_names, image_size=meta.image_size, device=torch_device,
                          precision=resolved, sha256=digest, batch_size=batch_size if compile else None,
-                         tta_views=tta_views)
+                         tta_views=tta_views, input_fill=meta.fill_pixel)
         if compile:
             classifier._compile(compile_mode)
         return classifier
 
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """A decoded image (any mode) as a uint8 (3, S, S) tensor at the checkpoint's input size."""
-        return self.resize_tensor(pil_to_tensor(to_rgb(image)))
+    def model_input(self, decoded: DecodedTile) -> torch.Tensor:
+        """A decoded tile as this model's uint8 (3, S, S) input (``model.inputs.model_input``)."""
+        return model_input(decoded, size=self.image_size, fill=self.input_fill)
 
-    def resize_tensor(self, tensor: torch.Tensor) -> torch.Tensor:
-        """A uint8 (3, H, W) tensor (e.g. from ``model.images.decode_tile``) resized to the input size."""
-        return resize(tensor, self.image_size)
+    def preprocess(self, image: DecodedTile | Image.Image) -> torch.Tensor:
+        """A decoded tile, or a decoded Pillow image of any mode, as this model's input."""
+        return self.model_input(image if isinstance(image, DecodedTile) else image_tile(image))
+
+    def decode(self, data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ModelInput:
+        """A tile file's bytes as this model's input, with their coverage (``model.inputs.decode_input``).
+
+        Raises:
+            ImageError: not a usable image; EmptyImage: every pixel is transparent.
+        """
+        return decode_input(data, size=self.image_size, fill=self.input_fill, max_pixels=max_pixels)
 
     def predict_tensors(self, batch: torch.Tensor) -> torch.Tensor:
         """Class probabilities, float32 (N, C) on the CPU, for a uint8 (N, 3, S, S) batch (averaged over the
@@ -224,8 +237,9 @@ class Classifier:
                                           dict(zip(self.class_names, map(float, row), strict=True))))
         return predictions
 
-    def predict_batch(self, images: Sequence[Image.Image], *, batch_size: int = 256) -> list[Prediction]:
-        """Predictions for decoded images of any mode and size, in order."""
+    def predict_batch(self, images: Sequence[DecodedTile | Image.Image], *,
+                      batch_size: int = 256) -> list[Prediction]:
+        """Predictions for decoded tiles or Pillow images of any mode and size, in order."""
         predictions: list[Prediction] = []
         for start in range(0, len(images), batch_size):
             chunk = torch.stack([self.preprocess(image) for image in images[start : start + batch_size]])

@@ -106,7 +106,8 @@ def fit(config: TrainConfig, *, data_dir: Path, out_dir: Path, progress: bool = 
     metrics = _metrics(history, summary, final.loss, data, folder.ignored, loop) | {
         "budget_estimate": asdict(estimate) if estimate else None}
     meta = CheckpointMeta(arch=config.arch, class_names=tuple(folder.class_names), image_size=size, mean=mean,
-                          std=std, head=config.head, train_config=asdict(config), metrics=_summary_metrics(metrics))
+                          std=std, head=config.head, train_config=asdict(config), metrics=_summary_metrics(metrics),
+                          fill_pixel=data.fill)
     checkpoint = out_dir / CHECKPOINT_NAME
     digest = save_checkpoint(checkpoint, model=evaluated, meta=meta,
                              calibration=calibration_sample(data, train_idx, seed=config.seed))
@@ -156,7 +157,8 @@ def _budget(config: TrainConfig, model: Normalized, folder: ImageFolder,
 
 def _load(config: TrainConfig, folder: ImageFolder, val_samples: list[tuple[Path, int]] | None, *, size: int,
           progress: bool) -> tuple[LoadedImages, torch.Tensor, torch.Tensor]:
-    """The decoded images and the indices of the training and validation ones."""
+    """The decoded images and the indices of the training and validation ones. The fill of pixels without data is
+    the mean pixel of ``data_dir`` (the training data), validation images included when they are split from it."""
     data = load_images(folder.samples, size=size, workers=config.workers, progress=progress)
     missing = set(range(len(folder.class_names))) - set(data.labels.unique().tolist())
     if missing:
@@ -165,9 +167,9 @@ def _load(config: TrainConfig, folder: ImageFolder, val_samples: list[tuple[Path
     if val_samples is None:
         train_idx, val_idx = stratified_split(data.labels, val_fraction=config.val_split, seed=config.seed)
         return data, train_idx, val_idx
-    val = load_images(val_samples, size=size, workers=config.workers, progress=progress)
+    val = load_images(val_samples, size=size, fill=data.fill, workers=config.workers, progress=progress)
     both = LoadedImages(torch.cat([data.images, val.images]), torch.cat([data.labels, val.labels]),
-                        data.paths + val.paths, data.skipped + val.skipped)
+                        data.paths + val.paths, data.skipped + val.skipped, data.fill)
     return both, torch.arange(len(data.labels)), torch.arange(len(data.labels), len(both.labels))
 
 

@@ -119,7 +119,8 @@ def _classify(batch: ClassifyBatch, settings: Settings, context: BatchContext, m
     device_decode = uses_device_decode(settings.worker_decode, classifier.device)
     if not mode.isolate:
         return classify_tiles(classifier, files, chunk_size=settings.worker_batch_size, pool=state.pool,
-                              max_pixels=settings.worker_max_pixels, times=times, device_decode=device_decode)
+                              max_pixels=settings.worker_max_pixels, times=times, device_decode=device_decode,
+                              min_coverage=settings.min_coverage)
     outcome = BatchOutcome()
     for tile_file in files:
         name = tile_file.tile.path or str(tile_file.tile)
@@ -131,7 +132,8 @@ def _classify(batch: ClassifyBatch, settings: Settings, context: BatchContext, m
         if tile_file.readable:
             markers.classifying(name)
         alone = classify_tiles(classifier, [tile_file], chunk_size=1, pool=state.pool,
-                               max_pixels=settings.worker_max_pixels, times=times, device_decode=device_decode)
+                               max_pixels=settings.worker_max_pixels, times=times, device_decode=device_decode,
+                               min_coverage=settings.min_coverage)
         markers.classified()
         outcome.extend(alone)
     return outcome

@@ -2,8 +2,10 @@
 
 At GPU speed the host's decoding can become the limit (a 224 px JPEG costs about 0.25 ms of a core; a ResNet50 in
 bf16 classifies 10,000+ images a second). With device decoding, the pool threads only read a tile's bytes; the
-main thread sends a chunk's JPEGs to the device in one batched ``decode_jpeg`` call and resizes them there, so only
-the compressed bytes cross to the device.
+main thread sends a chunk's JPEGs to the device in one batched ``decode_jpeg`` call and makes their model input
+there through the one function every path uses (``model.inputs.model_input``: a JPEG has no pixel without data, so
+that is its float resize on the device, within 1 level per pixel of the CPU's uint8 resize), so only the compressed
+bytes cross to the device.
 
 Only what the CPU path's own fast lane decodes (an 8-bit, 3-component JPEG with its end marker, within
 ``max_pixels``: ``model.image_headers.fast_path_size``) goes to the device. Other formats and kinds of JPEG are
@@ -22,6 +24,8 @@ import torch
 from core.errors import HostError
 from core.sources import TileAbsent, TileUnreadable
 from model.image_headers import JPEG_SOI, fast_path_size
+from model.images import DecodedTile
+from model.inputs import ModelInput
 
 if TYPE_CHECKING:
     from model.predict import Classifier
@@ -63,8 +67,9 @@ def decode_jpegs_on_device(datas: Sequence[bytes], device: torch.device) -> list
 
 
 def decode_chunk(datas: Sequence[bytes], classifier: Classifier,
-                 cpu_decode: Callable[[bytes], torch.Tensor]) -> list[torch.Tensor | TileUnreadable | TileAbsent]:
-    """Each JPEG of a chunk decoded and resized to the model's input, on its device where it can be.
+                 cpu_decode: Callable[[bytes], ModelInput]) -> list[ModelInput | TileUnreadable | TileAbsent]:
+    """Each JPEG of a chunk decoded into the model's input, on its device where it can be (coverage 1: a JPEG has
+    no transparency).
 
     One batched call first; if the device refuses it, each tile alone, so that one bad file costs only itself. A
     tile the device refuses is decoded by ``cpu_decode`` (the CPU path); its error, if it fails there too, takes the
@@ -76,10 +81,10 @@ def decode_chunk(datas: Sequence[bytes], classifier: Classifier,
         decoded: list[torch.Tensor | None] = list(decode_jpegs_on_device(datas, classifier.device))
     except RuntimeError:
         decoded = [_alone(data, classifier.device) for data in datas]
-    results: list[torch.Tensor | TileUnreadable | TileAbsent] = []
+    results: list[ModelInput | TileUnreadable | TileAbsent] = []
     for data, tensor in zip(datas, decoded, strict=True):
         if tensor is not None:
-            results.append(classifier.resize_tensor(tensor))
+            results.append(ModelInput(classifier.model_input(DecodedTile(tensor))))
             continue
         try:
             results.append(cpu_decode(data))

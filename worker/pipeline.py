@@ -2,17 +2,20 @@
 
 A task's batch (say 64-256 tiles) is run in device-sized chunks (``TILECLASS_WORKER_BATCH_SIZE``). Decoding is
 submitted up to two chunks ahead, so the pool reads and decodes chunk k+1 (libjpeg-turbo and libpng release the
-GIL) while chunk k runs on the device. Each tile is decoded and resized to the model's input size in the pool
-thread (or, with device decoding on CUDA, the pool reads a JPEG's bytes and the main thread decodes the chunk's
-JPEGs on the GPU in one call: worker/device_decode.py); the main thread only stacks the chunk and launches the
-model on it (``Classifier.launch``: a chunk bound for CUDA is pinned and uploaded on a copy stream, then run in
-channels_last under bf16 autocast where the device has it). Chunk k+1 is launched before chunk k's result is
-collected, so on a GPU the host's work between chunks overlaps the device's.
+GIL) while chunk k runs on the device. Each tile becomes the model's input in the pool thread through the one
+function every path uses (``model.inputs.model_input``: pixels without data set to the checkpoint's fill pixel, one
+resize); with device decoding on CUDA, the pool reads a JPEG's bytes and the main thread decodes the chunk's JPEGs
+on the GPU in one call, then the same function (worker/device_decode.py). The main thread stacks the chunk and
+launches the model on it (``Classifier.launch``: pinned, uploaded on a copy stream, channels_last, bf16 autocast
+where the device has it); chunk k+1 is launched before chunk k's result is collected, so the host's work between
+chunks overlaps the device's. Coverage (the share of pixels with data: alpha above 0, a raster's nodata and mask)
+is measured at decode: below ``min_coverage`` (``TILECLASS_MIN_COVERAGE``) a tile is empty (``partial: 6%
+data``); at or above it is classified, its ``Classified.coverage`` kept.
 
 A tile that cannot be read or decoded fails alone, with the short reason that ``failed_tiles`` stores; the
-rest of its chunk is classified. A tile with nothing in it (its source has none there, or it is entirely
-transparent) is recorded as empty, neither classified nor failed. A device that runs out of memory or fails
-raises ``HostError``: no tile fails.
+rest of its chunk is classified. A tile with nothing in it (its source has none there, it is entirely
+transparent, or its coverage is below the bound) is recorded as empty, neither classified nor failed. A device
+that runs out of memory or fails raises ``HostError``: no tile fails.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ from core.sources import TileAbsent, TileReader, TileUnreadable
 from core.sources.files import read_tile_file
 from core.tiles import Tile
 from model.errors import EmptyImage, ImageError
-from model.images import DEFAULT_MAX_PIXELS, decode_tile
+from model.images import DEFAULT_MAX_PIXELS
+from model.inputs import DEFAULT_MIN_COVERAGE, ModelInput, coverage_shortfall
 from worker.device_decode import DeviceJpeg, decode_chunk, device_decodable
 from worker.metrics import StageTimes
 from worker.recording import BatchOutcome
@@ -45,7 +49,7 @@ if TYPE_CHECKING:
 
 CHUNKS_AHEAD = 2
 # What the pool hands back for a tile: its model input, or (device decoding) its JPEG bytes.
-Loaded = torch.Tensor | DeviceJpeg
+Loaded = ModelInput | DeviceJpeg
 log = logging.getLogger(__name__)
 
 
@@ -71,8 +75,9 @@ class TileFile:
 
 
 def load_tile(path: Path, classifier: Classifier, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-              root: Path | None = None, times: StageTimes | None = None, device_decode: bool = False) -> Loaded:
-    """Read, decode and resize one tile file to the model's input: a uint8 (3, S, S) tensor, or ``TileFailed``.
+              root: Path | None = None, times: StageTimes | None = None, device_decode: bool = False,
+              min_coverage: float = DEFAULT_MIN_COVERAGE) -> Loaded:
+    """Read and decode one tile file into the model's input (``decode_for``), or ``TileFailed``.
 
     ``times`` (the batch's, for its metrics) gets the seconds spent reading and decoding, failed tiles included.
     ``device_decode``: a JPEG the device can decode is returned undecoded (``DeviceJpeg``), for its chunk's batch.
@@ -83,12 +88,12 @@ def load_tile(path: Path, classifier: Classifier, *, max_pixels: int = DEFAULT_M
     finally:
         if times is not None:
             times.add("read", time.perf_counter() - started)
-    return _decode_timed(data, classifier, max_pixels, times, device_decode)
+    return _decode_timed(data, classifier, max_pixels, times, device_decode, min_coverage)
 
 
 def load_from_archive(tile: Tile, archive: TileReader, classifier: Classifier, *,
                       max_pixels: int = DEFAULT_MAX_PIXELS, times: StageTimes | None = None,
-                      device_decode: bool = False) -> Loaded:
+                      device_decode: bool = False, min_coverage: float = DEFAULT_MIN_COVERAGE) -> Loaded:
     """``load_tile`` for a tile of an archive or a tile server (whose fetch counts as its read)."""
     started = time.perf_counter()
     try:
@@ -96,25 +101,28 @@ def load_from_archive(tile: Tile, archive: TileReader, classifier: Classifier, *
     finally:
         if times is not None:
             times.add("read", time.perf_counter() - started)
-    return _decode_timed(data, classifier, max_pixels, times, device_decode)
+    return _decode_timed(data, classifier, max_pixels, times, device_decode, min_coverage)
 
 
 def _decode_timed(data: bytes, classifier: Classifier, max_pixels: int, times: StageTimes | None,
-                  device_decode: bool) -> Loaded:
+                  device_decode: bool, min_coverage: float) -> Loaded:
     if device_decode and device_decodable(data, max_pixels=max_pixels):
         return DeviceJpeg(data)
     started = time.perf_counter()
     try:
-        return decode_for(data, classifier, max_pixels=max_pixels)
+        return decode_for(data, classifier, max_pixels=max_pixels, min_coverage=min_coverage)
     finally:
         if times is not None:
             times.add("decode", time.perf_counter() - started)
 
 
-def decode_for(data: bytes, classifier: Classifier, *, max_pixels: int) -> torch.Tensor:
-    """Decode a tile's bytes and resize them to the model's input, or ``TileFailed`` naming why not."""
+def decode_for(data: bytes, classifier: Classifier, *, max_pixels: int,
+               min_coverage: float = DEFAULT_MIN_COVERAGE) -> ModelInput:
+    """A tile's bytes as the model's input with their coverage (``Classifier.decode``); ``TileFailed`` naming why
+    not, or ``TileAbsent`` for a tile with nothing to classify (entirely transparent, or ``partial: 6% data``
+    below ``min_coverage``)."""
     try:
-        tensor = decode_tile(data, max_pixels=max_pixels, fit=classifier.image_size)
+        loaded = classifier.decode(data, max_pixels=max_pixels)
     except EmptyImage as exc:
         raise TileAbsent(exc.reason) from None
     except ImageError as exc:
@@ -122,16 +130,20 @@ def decode_for(data: bytes, classifier: Classifier, *, max_pixels: int) -> torch
     except (RuntimeError, ValueError, MemoryError) as exc:
         # A decoder problem model.images did not word: still this file's problem, not the batch's.
         raise TileFailed(f"undecodable image ({exc.__class__.__name__}: {str(exc)[:120]})") from None
-    return classifier.resize_tensor(tensor)
+    shortfall = coverage_shortfall(loaded.coverage, min_coverage=min_coverage)
+    if shortfall is not None:
+        raise TileAbsent(shortfall)
+    return loaded
 
 
 def classify_tiles(classifier: Classifier, files: Sequence[TileFile], *, chunk_size: int,
                    pool: Executor, max_pixels: int = DEFAULT_MAX_PIXELS,
-                   times: StageTimes | None = None, device_decode: bool = False) -> BatchOutcome:
+                   times: StageTimes | None = None, device_decode: bool = False,
+                   min_coverage: float = DEFAULT_MIN_COVERAGE) -> BatchOutcome:
     """Classify ``files`` in chunks of ``chunk_size``, reading (and decoding) ahead on ``pool``; ``times`` gets the
     seconds per stage (``worker.metrics``). ``device_decode``: JPEGs are decoded on the model's device, a chunk at
-    a time (worker.device_decode)."""
-    load = Loader(classifier, pool, max_pixels, times, device_decode)
+    a time (worker.device_decode). ``min_coverage``: the share of pixels with data below which a tile is empty."""
+    load = Loader(classifier, pool, max_pixels, times, device_decode, min_coverage)
     outcome = BatchOutcome()
     readable = []
     for tile_file in files:
@@ -175,20 +187,23 @@ class Loader:
     max_pixels: int
     times: StageTimes | None
     device_decode: bool
+    min_coverage: float
 
     def submit(self, tile_file: TileFile) -> Future[Loaded]:
         if tile_file.archive is not None:
             return self.pool.submit(load_from_archive, tile_file.tile, tile_file.archive, self.classifier,
-                                    max_pixels=self.max_pixels, times=self.times, device_decode=self.device_decode)
+                                    max_pixels=self.max_pixels, times=self.times, device_decode=self.device_decode,
+                                    min_coverage=self.min_coverage)
         assert tile_file.path is not None  # classify_tiles submits readable tiles only
         return self.pool.submit(load_tile, tile_file.path, self.classifier, root=tile_file.root,
-                                max_pixels=self.max_pixels, times=self.times, device_decode=self.device_decode)
+                                max_pixels=self.max_pixels, times=self.times, device_decode=self.device_decode,
+                                min_coverage=self.min_coverage)
 
-    def decode_on_device(self, datas: list[bytes]) -> list[torch.Tensor | TileUnreadable | TileAbsent]:
+    def decode_on_device(self, datas: list[bytes]) -> list[ModelInput | TileUnreadable | TileAbsent]:
         started = time.perf_counter()
         try:
-            return decode_chunk(datas, self.classifier,
-                                lambda data: decode_for(data, self.classifier, max_pixels=self.max_pixels))
+            return decode_chunk(datas, self.classifier, lambda data: decode_for(
+                data, self.classifier, max_pixels=self.max_pixels, min_coverage=self.min_coverage))
         finally:
             _add_time(self, "decode", started)
 
@@ -202,9 +217,11 @@ def _submit_next(upcoming: Iterator[list[TileFile]], pending: deque[list[tuple[T
 
 @dataclass(frozen=True)
 class LaunchedChunk:
-    """A chunk whose forward pass is under way: its classifiable tiles, in the order of its probabilities."""
+    """A chunk whose forward pass is under way: its classifiable tiles and their coverage, in the order of its
+    probabilities."""
 
     tiles: list[Tile]
+    coverages: list[float]
     pending: PendingProbabilities
 
 
@@ -223,7 +240,7 @@ def _launch_chunk(load: Loader, chunk: list[tuple[TileFile, Future[Loaded]]],
         for index, result in zip(jpegs, decoded, strict=True):
             loaded[index] = (loaded[index][0], result)
     tiles: list[Tile] = []
-    tensors: list[torch.Tensor] = []
+    inputs: list[ModelInput] = []
     for tile, outcome_of_tile in loaded:
         if isinstance(outcome_of_tile, TileUnreadable):
             outcome.failures.append(Failure(tile, outcome_of_tile.reason))
@@ -231,17 +248,18 @@ def _launch_chunk(load: Loader, chunk: list[tuple[TileFile, Future[Loaded]]],
             outcome.empty.append(Empty(tile, outcome_of_tile.reason))
         else:
             tiles.append(tile)
-            tensors.append(cast(torch.Tensor, outcome_of_tile))
-    if not tensors:
+            inputs.append(cast(ModelInput, outcome_of_tile))
+    if not inputs:
         return None
     classifier = load.classifier
     started = time.perf_counter()
     # Tiles decoded on the device and on the CPU meet on the device (a copy only for the CPU's).
+    tensors = [item.tensor for item in inputs]
     images = torch.stack([t.to(classifier.device) for t in tensors]) if jpegs else torch.stack(tensors)
     with _device_errors(classifier):
         pending = classifier.launch(images)
     _add_time(load, "inference", started)
-    return LaunchedChunk(tiles, pending)
+    return LaunchedChunk(tiles, [item.coverage for item in inputs], pending)
 
 
 def _collect(load: Loader, launched: LaunchedChunk, outcome: BatchOutcome) -> None:
@@ -251,8 +269,9 @@ def _collect(load: Loader, launched: LaunchedChunk, outcome: BatchOutcome) -> No
         probabilities = launched.pending.result()
     predictions = load.classifier.to_predictions(probabilities)
     _add_time(load, "inference", started)
-    for tile, prediction in zip(launched.tiles, predictions, strict=True):
-        outcome.classified.append(Classified(tile, prediction.label, prediction.confidence, prediction.probabilities))
+    for tile, coverage, prediction in zip(launched.tiles, launched.coverages, predictions, strict=True):
+        outcome.classified.append(Classified(tile, prediction.label, prediction.confidence, prediction.probabilities,
+                                             coverage=coverage))
 
 
 def _add_time(load: Loader, stage: str, started: float) -> None:

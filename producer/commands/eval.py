@@ -74,7 +74,7 @@ def eval_(
 
     classifier = load(precision)
     data = load_labelled(data_dir, known=classifier.class_names, known_as=f"model {located.label}",
-                         size=classifier.image_size, workers=workers, progress=progress)
+                         size=classifier.image_size, fill=classifier.input_fill, workers=workers, progress=progress)
     probabilities = predict_images(classifier, data.images, batch_size=batch_size, progress=progress)
     report = score(probabilities, data.labels, classifier.class_names) | {
         "model": located.label, "sha256": classifier.sha256, "data_dir": str(data_dir), "images": len(data.labels),

@@ -1,7 +1,10 @@
 """``tileclass predict MODEL IMAGE...``: classify image files with a checkpoint, top-k with probabilities.
 
 MODEL is a checkpoint file, or a registered model's name or hash (producer/checkpoints.py). ``--tta`` averages
-each image's probabilities over flipped and turned copies (model/tta.py).
+each image's probabilities over flipped and turned copies (model/tta.py). Each image becomes the model's input
+exactly as a worker makes a tile's (``Classifier.decode``: ``model.inputs``), so a file gets the worker's answer;
+with the worker's coverage rule too: an image with less than ``--min-coverage`` of its pixels holding data (alpha
+above 0) is shown as empty (``partial: 6% data``), and ``coverage`` is given for every image decoded.
 
 ``--sample N DATA_DIR --plot FILE`` is the tutorial's check: N random images of an ImageFolder directory,
 predicted and drawn side by side, titled "predicted:correct?". Unreadable images are reported one line each
@@ -43,6 +46,9 @@ def predict(
     ),
     tta: Tta = False,
     tta_views: TtaViews = 8,
+    min_coverage: float | None = typer.Option(
+        None, min=0.0, max=1.0, help="Share of an image's pixels that must hold data (alpha > 0) for it to be "
+                                     "classified; below it the image is empty. Default: TILECLASS_MIN_COVERAGE (0.5)."),
 ) -> None:
     """Classify images with a trained checkpoint and print the top classes with their probabilities."""
     from producer.commands.errors import require_ml
@@ -67,9 +73,12 @@ def predict(
     else:
         labelled = [(path, None) for path in images]
     located = locate_checkpoint(model)
-    classifier = Classifier.load(located.path, device=device or get_settings().device, precision=precision,
+    settings = get_settings()
+    classifier = Classifier.load(located.path, device=device or settings.device, precision=precision,
                                  expected_sha256=located.sha256, tta_views=tta_views if tta else 1)
-    results, pictures = _classify(classifier, labelled, top_k)
+    bound = settings.min_coverage if min_coverage is None else min_coverage
+    results, pictures = _classify(classifier, labelled, top_k, max_pixels=settings.worker_max_pixels,
+                                  min_coverage=bound)
     _print(results, as_json)
     if plot is not None and pictures:
         from model.plots import plot_samples
@@ -91,30 +100,48 @@ def _sample(data_dir: Path, count: int, seed: int | None) -> list[tuple[Path, st
     return [(path, folder.class_names[label]) for path, label in chosen]
 
 
-def _classify(classifier: Classifier, labelled: list[tuple[Path, str | None]],
-              top_k: int) -> tuple[list[dict[str, Any]], list[Any]]:
-    """Results in input order (errors included) and the decoded images, for the figure."""
-    from model.errors import ImageError
-    from model.images import open_image
+def _classify(classifier: Classifier, labelled: list[tuple[Path, str | None]], top_k: int, *, max_pixels: int,
+              min_coverage: float, batch_size: int = 256) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Results in input order (errors and empty images included) and the model inputs classified, for the figure."""
+    import torch
 
-    decoded: list[tuple[int, Any, str | None]] = []
+    from model.errors import EmptyImage, ImageError
+    from model.images import read_image_bytes
+    from model.inputs import coverage_shortfall
+
     results: list[dict[str, Any]] = []
+    inputs: list[tuple[dict[str, Any], torch.Tensor, str | None]] = []
     for path, truth in labelled:
+        result: dict[str, Any] = {"image": str(path)}
+        results.append(result)
         try:
-            decoded.append((len(results), open_image(path), truth))
-            results.append({"image": str(path)})
+            loaded = classifier.decode(read_image_bytes(path), max_pixels=max_pixels)
+        except EmptyImage as exc:
+            result |= {"empty": exc.reason, "coverage": 0.0}
+            continue
         except ImageError as exc:
-            results.append({"image": str(path), "error": exc.reason})
-    predictions = classifier.predict_batch([image for _, image, _ in decoded])
-    for (index, _, truth), prediction in zip(decoded, predictions, strict=True):
-        results[index] |= {"label": prediction.label, "confidence": prediction.confidence,
-                           "top_k": [{"label": name, "probability": p} for name, p in prediction.top(top_k)]}
-        if truth is not None:
-            results[index] |= {"true_label": truth, "correct": prediction.label == truth}
-    return results, [image for _, image, _ in decoded]
+            result["error"] = exc.reason
+            continue
+        result["coverage"] = loaded.coverage
+        shortfall = coverage_shortfall(loaded.coverage, min_coverage=min_coverage)
+        if shortfall is not None:
+            result["empty"] = shortfall
+            continue
+        inputs.append((result, loaded.tensor, truth))
+    for start in range(0, len(inputs), batch_size):
+        chunk = inputs[start : start + batch_size]
+        probabilities = classifier.predict_tensors(torch.stack([tensor for _, tensor, _ in chunk]))
+        for (result, _, truth), prediction in zip(chunk, classifier.to_predictions(probabilities), strict=True):
+            result |= {"label": prediction.label, "confidence": prediction.confidence,
+                       "top_k": [{"label": name, "probability": p} for name, p in prediction.top(top_k)]}
+            if truth is not None:
+                result |= {"true_label": truth, "correct": prediction.label == truth}
+    return results, [tensor.permute(1, 2, 0).numpy() for _, tensor, _ in inputs]
 
 
 def _print(results: list[dict[str, Any]], as_json: bool) -> None:
+    from model.inputs import partial
+
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return
@@ -122,9 +149,13 @@ def _print(results: list[dict[str, Any]], as_json: bool) -> None:
         if "error" in result:
             typer.echo(f"Error: {result['image']}: {result['error']}", err=True)
             continue
+        if "empty" in result:
+            typer.echo(f"{result['image']}  empty: {result['empty']}")
+            continue
         check = f"  (true: {result['true_label']}, {'correct' if result['correct'] else 'wrong'})" \
             if "true_label" in result else ""
-        typer.echo(f"{result['image']}{check}")
+        shown = f"  ({partial(result['coverage'])})" if result["coverage"] < 1 else ""
+        typer.echo(f"{result['image']}{check}{shown}")
         for entry in result["top_k"]:
             typer.echo(f"  {entry['label']:<24} {entry['probability']:.4f}")
 

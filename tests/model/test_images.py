@@ -33,7 +33,7 @@ def pixels(image: Image.Image) -> np.ndarray:
 
 def both(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """The same bytes through open_image and decode_tile (HWC arrays)."""
-    return pixels(open_image(data)), decode_tile(data).permute(1, 2, 0).numpy()
+    return pixels(open_image(data)), decode_tile(data).pixels.permute(1, 2, 0).numpy()
 
 
 def test_rgb_jpeg_fast_path_matches_pillow_exactly() -> None:
@@ -50,12 +50,20 @@ def test_rgb_png_fast_path_matches_pillow_exactly() -> None:
     assert np.array_equal(via_pil, array) and np.array_equal(via_tile, array)
 
 
-def test_rgba_is_composited_on_black() -> None:
+def test_rgba_keeps_its_colour_and_says_which_pixels_hold_data() -> None:
     array = np.array([[[255, 255, 255, 128], [255, 0, 0, 0]], [[0, 255, 0, 255], [10, 20, 30, 255]]], np.uint8)
-    via_pil, via_tile = both(encode(Image.fromarray(array, "RGBA")))
-    expected = np.array([[[128, 128, 128], [0, 0, 0]], [[0, 255, 0], [10, 20, 30]]], np.uint8)
-    assert np.array_equal(via_pil, expected)
-    assert np.array_equal(via_tile, expected)
+    data = encode(Image.fromarray(array, "RGBA"))
+    tile = decode_tile(data)
+    assert np.array_equal(tile.pixels.permute(1, 2, 0).numpy(), array[:, :, :3])  # not composited on anything
+    assert tile.valid is not None and tile.valid.tolist() == [[True, False], [True, True]]  # alpha > 0
+    assert tile.coverage == 0.75
+    # For display (not the model), open_image still composites on black.
+    assert pixels(open_image(data)).tolist() == [[[128, 128, 128], [0, 0, 0]], [[0, 255, 0], [10, 20, 30]]]
+    opaque = array.copy()
+    opaque[:, :, 3] = 255
+    rgb = decode_tile(encode(Image.fromarray(array[:, :, :3])))
+    assert decode_tile(encode(Image.fromarray(opaque, "RGBA"))).valid is None and rgb.valid is None
+    assert torch.equal(decode_tile(encode(Image.fromarray(opaque, "RGBA"))).pixels, rgb.pixels)
 
 
 def test_la_is_composited_on_black() -> None:
@@ -69,9 +77,10 @@ def test_palette_keeps_colours_and_treats_transparent_index_as_nodata() -> None:
     image.putdata([1, 2])
     assert pixels(open_image(encode(image))).tolist() == [[[255, 0, 0], [0, 0, 255]]]
     transparent = encode(image, transparency=1)
-    via_pil, via_tile = both(transparent)
-    assert via_pil.tolist() == [[[0, 0, 0], [0, 0, 255]]]
-    assert np.array_equal(via_tile, via_pil)
+    assert pixels(open_image(transparent)).tolist() == [[[0, 0, 0], [0, 0, 255]]]
+    tile = decode_tile(transparent)
+    assert tile.pixels.permute(1, 2, 0).tolist() == [[[255, 0, 0], [0, 0, 255]]]
+    assert tile.valid is not None and tile.valid.tolist() == [[False, True]] and tile.coverage == 0.5
 
 
 def test_pa_goes_through_rgba() -> None:
@@ -84,7 +93,7 @@ def test_pa_goes_through_rgba() -> None:
 def test_grey_and_bilevel() -> None:
     grey = Image.fromarray(np.array([[0, 100, 255]], np.uint8), "L")
     assert pixels(open_image(encode(grey))).tolist() == [[[0] * 3, [100] * 3, [255] * 3]]
-    assert np.array_equal(decode_tile(encode(grey)).permute(1, 2, 0).numpy(), pixels(open_image(encode(grey))))
+    assert np.array_equal(decode_tile(encode(grey)).pixels.permute(1, 2, 0).numpy(), pixels(open_image(encode(grey))))
     bilevel = grey.convert("1")
     assert pixels(open_image(encode(bilevel))).tolist() == [[[0] * 3, [0] * 3, [255] * 3]]
 
@@ -93,7 +102,7 @@ def test_cmyk() -> None:
     image = Image.new("CMYK", (2, 1))
     image.putdata([(255, 0, 0, 0), (0, 0, 0, 0)])
     assert pixels(open_image(encode(image, "TIFF"))).tolist() == [[[0, 255, 255], [255, 255, 255]]]
-    decoded = decode_tile(encode(image, "JPEG", quality=95))
+    decoded = decode_tile(encode(image, "JPEG", quality=95)).pixels
     assert decoded.shape == (3, 1, 2) and decoded.dtype == torch.uint8
 
 
@@ -102,7 +111,7 @@ def test_sixteen_bit_png_is_scaled_not_clipped() -> None:
     expected = [0, 255, 128, 4]  # 32896 = 128 * 257; clipping would give 255 for everything above 255
     data = encode(Image.fromarray(values))
     assert [p[0] for p in pixels(open_image(data))[0]] == expected
-    assert decode_tile(data)[0, 0].tolist() == expected
+    assert decode_tile(data).pixels[0, 0].tolist() == expected
 
 
 @pytest.mark.parametrize("mode", ["I;16", "I;16B", "I;16L"])
@@ -238,6 +247,6 @@ def test_a_jpeg_corrupted_in_the_middle_fails_as_corrupt() -> None:
     Image.open(io.BytesIO(data)).load()  # Pillow alone decodes it without a word: the check is ours
     pil, tile = bad_reason(data)
     assert pil == tile and pil.startswith("corrupt image (Corrupt JPEG data")
-    assert decode_tile(original.read_bytes()).shape == (3, 64, 64)
+    assert decode_tile(original.read_bytes()).pixels.shape == (3, 64, 64)
     grey = encode(Image.open(original).convert("L"), "JPEG")  # the Pillow path (one channel) is checked too
     assert bad_reason(corrupted_in_the_middle(grey))[0].startswith("corrupt image (Corrupt JPEG data")

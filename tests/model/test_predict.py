@@ -27,7 +27,7 @@ def held_out() -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = [], []
     for label, name in enumerate(SUBSET_CLASSES):
         for index in range(1001, 1101):
-            images.append(decode_tile((EUROSAT / name / f"{name}_{index}.jpg").read_bytes()))
+            images.append(decode_tile((EUROSAT / name / f"{name}_{index}.jpg").read_bytes()).pixels)
             labels.append(label)
     return torch.stack(images), torch.tensor(labels)
 
@@ -68,8 +68,9 @@ def test_any_mode_and_size_gives_the_same_answer_as_rgb(trained_checkpoint: Path
     assert set(results[3].probabilities) == set(SUBSET_CLASSES)
     assert torch.equal(classifier.preprocess(opaque_rgba), classifier.preprocess(rgb))
     assert classifier.preprocess(bigger).shape == (3, 64, 64)
-    tensor = decode_tile((EUROSAT / "SeaLake" / "SeaLake_1001.jpg").read_bytes())
-    assert torch.equal(classifier.resize_tensor(tensor), classifier.preprocess(rgb))
+    tile = decode_tile((EUROSAT / "SeaLake" / "SeaLake_1001.jpg").read_bytes())
+    assert torch.equal(classifier.model_input(tile), classifier.preprocess(rgb))
+    assert torch.equal(classifier.preprocess(tile), classifier.preprocess(rgb))
 
 
 def test_bf16_and_fp32_agree_on_real_validation_images(

@@ -36,7 +36,8 @@ def tiny_checkpoint(folder: Path, *, image_size: int = 32, seed: int = 0, arch: 
     meta = CheckpointMeta(arch=arch, class_names=CLASSES, image_size=image_size, mean=IMAGENET_MEAN,
                           std=IMAGENET_STD)
     path = folder / f"{arch}-{image_size}-{seed}{'-calibrated' if calibration else ''}.pt"
-    images = torch.stack([decode_tile(f.read_bytes()) for f in eurosat_files(calibration)]) if calibration else None
+    images = (torch.stack([decode_tile(f.read_bytes()).pixels for f in eurosat_files(calibration)]) if calibration
+              else None)
     save_checkpoint(path, model=build_model(arch, len(CLASSES)), meta=meta, calibration=images)
     return path
 

@@ -67,7 +67,7 @@ def test_oversized_and_unreadable_files_are_refused_before_decoding(tmp_path: Pa
         read_tile_file(tmp_path)
 
 
-def test_entirely_transparent_tiles_are_empty_and_flat_or_partly_transparent_ones_are_classified(
+def test_entirely_transparent_tiles_are_empty_flat_ones_classified_and_partial_ones_follow_the_coverage_bound(
         tmp_path: Path, classifier: Classifier) -> None:
     from PIL import Image
 
@@ -87,12 +87,17 @@ def test_entirely_transparent_tiles_are_empty_and_flat_or_partly_transparent_one
         save("corner.png", partly),
     ]
     with ThreadPoolExecutor(2) as pool:
-        outcome = classify_tiles(classifier, files, chunk_size=4, pool=pool)
+        outcome = classify_tiles(classifier, files, chunk_size=4, pool=pool)  # the default bound: 0.5
+        everything = classify_tiles(classifier, files, chunk_size=4, pool=pool, min_coverage=0)
+    transparent = [("clear-grey.png", "entirely transparent"), ("clear-palette.png", "entirely transparent"),
+                   ("clear.png", "entirely transparent")]
     assert sorted((e.tile.path, e.reason) for e in outcome.empty) == [
-        ("clear-grey.png", "entirely transparent"), ("clear-palette.png", "entirely transparent"),
-        ("clear.png", "entirely transparent")]
-    assert sorted(c.tile.path for c in outcome.classified) == ["corner.png", "water.png"]
-    assert outcome.failures == []
+        *transparent, ("corner.png", "partial: 0% data")]  # 64 of 65,536 pixels hold data
+    assert [(c.tile.path, c.coverage) for c in outcome.classified] == [("water.png", 1.0)]
+    assert sorted((e.tile.path, e.reason) for e in everything.empty) == transparent
+    assert sorted((c.tile.path, c.coverage) for c in everything.classified) == [
+        ("corner.png", 64 / 65536), ("water.png", 1.0)]
+    assert outcome.failures == everything.failures == []
     with pytest.raises(EmptyImage, match="entirely transparent"):
         decode_tile((tmp_path / "clear.png").read_bytes())
-    assert open_image(tmp_path / "clear.png").size == (256, 256)  # prediction and training still read it
+    assert open_image(tmp_path / "clear.png").size == (256, 256)  # a picture of it can still be shown

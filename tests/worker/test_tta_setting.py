@@ -13,6 +13,7 @@ from core.errors import SettingsError
 from core.settings import load_settings
 from core.sidecar import file_sha256
 from core.tiles import Tile
+from model.images import DecodedTile
 from model.tta import dihedral_view
 from tests.worker.support import eurosat_files, tiny_checkpoint
 from worker.pipeline import TileFile, classify_tiles
@@ -35,7 +36,7 @@ def test_the_worker_classifies_with_the_views_its_setting_asks_for(tmp_path: Pat
     with ThreadPoolExecutor(1) as pool:
         found = classify_tiles(averaged, [TileFile(Tile(None, None, None, str(f)), f) for f in files], chunk_size=4,
                                pool=pool)
-    images = torch.stack([averaged.resize_tensor(_decode(path)) for path in files])
+    images = torch.stack([averaged.model_input(_decode(path)) for path in files])
     expected = torch.stack([plain.predict_tensors(dihedral_view(images, i)) for i in range(4)]).mean(dim=0)
     confidences = [result.confidence for result in found.classified]
     assert confidences == pytest.approx(expected.max(dim=1).values.tolist(), abs=1e-5)
@@ -47,7 +48,7 @@ def test_a_view_count_other_than_2_4_or_8_stops_the_worker_with_one_line(monkeyp
         load_settings()
 
 
-def _decode(path: Path) -> torch.Tensor:
+def _decode(path: Path) -> DecodedTile:
     from model.images import decode_tile
 
     return decode_tile(path.read_bytes())
