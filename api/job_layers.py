@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import mercantile
 from sqlalchemy.orm import Session
 
 from core.bbox import BBox, TileRange
@@ -64,6 +63,4 @@ def _recorded_region(record: dict[str, Any]) -> Region | None:
 
 def range_bounds(tiles: TileRange) -> BBox:
     """The WGS84 box that a range of tiles covers."""
-    west, _, _, north = mercantile.bounds(tiles.min_x, tiles.min_y, tiles.zoom)
-    _, south, east, _ = mercantile.bounds(tiles.max_x, tiles.max_y, tiles.zoom)
-    return BBox.of([west, south, east, north])
+    return tiles.bounds()

@@ -47,6 +47,16 @@ class TileRange:
         last = 2 ** check_zoom(zoom) - 1
         return cls(zoom, 0, last, 0, last)
 
+    def holds(self, x: int, y: int) -> bool:
+        """Whether the tile at column ``x``, row ``y`` of this zoom is in the range."""
+        return self.min_x <= x <= self.max_x and self.min_y <= y <= self.max_y
+
+    def bounds(self) -> BBox:
+        """The WGS84 box that the range's tiles cover."""
+        west, _, _, north = mercantile.bounds(self.min_x, self.min_y, self.zoom)
+        _, south, east, _ = mercantile.bounds(self.max_x, self.max_y, self.zoom)
+        return BBox.of([west, south, east, north])
+
     def __str__(self) -> str:
         return f"zoom {self.zoom}, x {self.min_x}..{self.max_x}, y {self.min_y}..{self.max_y}"
 

@@ -1,5 +1,6 @@
 """``/api/tiles/{z}/{x}/{y}`` and ``/api/point``: what ``tileclass query tile --json`` prints, or 404 when the tile
-has neither a result nor an empty record (the body then says so in the same document)."""
+has neither a result nor an empty record (the body then says so in the same document, and its ``detail`` says where
+the model's results are, as the command line's hint does)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ TopK = Annotated[int, Query(ge=0, le=1000, description="How many of the most pro
 @router.get("/tiles/{z}/{x}/{y}")
 def tile(z: int, x: int, y: int, session: SessionDep, model: ModelQuery = None, top_k: TopK = 3) -> Any:
     """One tile's label, confidence and top classes, or its empty record."""
-    return _answer(session, Tile.checked(z, x, y), model, top_k)
+    return _answer(session, Tile.checked(z, x, y), model, top_k, None)
 
 
 @router.get("/point")
@@ -31,13 +32,16 @@ def point(session: SessionDep,
           zoom: Annotated[int, Query(ge=0, le=MAX_ZOOM, description="Zoom of the tile to read.")],
           model: ModelQuery = None, top_k: TopK = 3) -> Any:
     """The same as ``/api/tiles``, for the tile of ``zoom`` under a point."""
-    return _answer(session, Tile.at_point(lon, lat, zoom), model, top_k)
+    return _answer(session, Tile.at_point(lon, lat, zoom), model, top_k, (lon, lat))
 
 
-def _answer(session: SessionDep, wanted: Tile, model: str | None, top_k: int) -> Any:
+def _answer(session: SessionDep, wanted: Tile, model: str | None, top_k: int,
+            point: tuple[float, float] | None) -> Any:
     report = report_tile(session, tile=wanted, model_ref=model)
     document: dict[str, Any] = report.as_dict(top_k=top_k)
     if not report.found:
         by = f"by model {report.model_hash[:12]}" if report.model_hash else "by any model"
-        return JSONResponse({"detail": f"tile {wanted} is not classified {by}", **document}, status_code=404)
+        hint = report.hint(point=point)
+        detail = f"tile {wanted} is not classified {by}" + (f"; {hint}" if hint else "")
+        return JSONResponse({"detail": detail, **document}, status_code=404)
     return document

@@ -10,6 +10,7 @@
 - ``core.queries.corrections``: the labels people gave tiles (``tile_corrections``), a job's tiles with the label
   to train on (``iter_job_labels``).
 - ``core.queries.reports``: the one document of a tile that the CLI and the HTTP API both give (``report_tile``).
+- ``core.queries.coverage``: where a model's results are, and the hint for a tile that has none (``coverage``).
 
 Every function takes a session and keyword arguments; everything is re-exported here, so
 ``from core.queries import BBox, query_bbox, select_results, summarize, tile_result`` works.
@@ -23,6 +24,7 @@ from core.queries.corrections import (
     iter_job_labels,
     tile_corrections,
 )
+from core.queries.coverage import Coverage, ZoomCoverage, coverage
 from core.queries.failures import count_job_failures, iter_job_failures
 from core.queries.lookups import empty_result, find_model, point_result, tile_result, tile_statement
 from core.queries.reports import TileReport, report_tile
@@ -58,6 +60,7 @@ __all__ = [
     "BBox",
     "ClassCount",
     "CorrectionAnswer",
+    "Coverage",
     "EmptyAnswer",
     "LabelledTile",
     "MapCell",
@@ -69,9 +72,11 @@ __all__ = [
     "TileFailure",
     "TileRange",
     "TileReport",
+    "ZoomCoverage",
     "count_job_failures",
     "count_job_labels",
     "count_selected",
+    "coverage",
     "empty_result",
     "extents",
     "find_model",

@@ -1,7 +1,8 @@
 """``tileclass query``: what is this tile, what is under this point, what is in this bbox.
 
 ``tile`` and ``point`` exit 0 with the answer ("empty" for a tile found empty: nothing to classify there), or 1
-with "not classified" when neither a result nor an empty record exists; bad input
+with "not classified" when neither a result nor an empty record exists, and a hint on stderr saying where the
+model's results are (``core.queries.coverage``: another zoom, x and y or lon and lat swapped); bad input
 (a tile out of range, a malformed bbox, an unknown model, job or label) exits 2 with one line.
 """
 
@@ -46,7 +47,8 @@ def _answer_text(answer: TileAnswer, top_k: int) -> list[str]:
     return lines
 
 
-def _report(report: TileReport, *, top_k: int, as_json: bool, lead: str = "") -> None:
+def _report(report: TileReport, *, top_k: int, as_json: bool, lead: str = "",
+            point: tuple[float, float] | None = None) -> None:
     tile, answer, empty = report.tile, report.answer, report.empty
     if as_json:
         typer.echo(json.dumps(report.as_dict(top_k=top_k), indent=2 if report.found else None))
@@ -60,6 +62,8 @@ def _report(report: TileReport, *, top_k: int, as_json: bool, lead: str = "") ->
     else:
         by = f"by model {report.model_hash[:12]}" if report.model_hash else "by any model"
         typer.echo(f"{lead}{tile}: not classified {by}")
+        if (hint := report.hint(point=point)) is not None:
+            typer.echo(f"hint: {hint}", err=True)
     if not as_json and report.corrections:
         typer.echo(_corrections_text(report))
     if not report.found:
@@ -104,17 +108,18 @@ def point(
     from core.tiles import Tile
 
     lead = "" if as_json else f"point ({lon:g}, {lat:g}) at zoom {zoom} is tile "
-    _look_up(Tile.at_point(lon, lat, zoom), model, top_k, as_json, lead=lead)
+    _look_up(Tile.at_point(lon, lat, zoom), model, top_k, as_json, lead=lead, point=(lon, lat))
 
 
-def _look_up(wanted: Tile, model: str | None, top_k: int, as_json: bool, *, lead: str = "") -> None:
+def _look_up(wanted: Tile, model: str | None, top_k: int, as_json: bool, *, lead: str = "",
+             point: tuple[float, float] | None = None) -> None:
     from core.queries import report_tile
     from producer.session import open_session
 
     _check_top_k(top_k)
     with open_session(read_only=True) as session:
         report = report_tile(session, tile=wanted, model_ref=model)
-    _report(report, top_k=top_k, as_json=as_json, lead=lead)
+    _report(report, top_k=top_k, as_json=as_json, lead=lead, point=point)
 
 
 def bbox(

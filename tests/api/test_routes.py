@@ -77,7 +77,12 @@ def test_a_tile_answers_what_query_tile_json_prints(region: Region, client: Test
     body = answer.json()
     if (x, y) == QUAD_HOLE:  # neither classified nor empty: 404, and the same document beside the reason
         assert answer.status_code == 404
-        assert body.pop("detail") == f"tile {ZOOM}/{x}/{y} is not classified by any model"
+        hint = CliRunner().invoke(cli, ["query", "tile", f"{ZOOM}/{x}/{y}"]).stderr.removeprefix("hint: ").strip()
+        assert body.pop("detail") == f"tile {ZOOM}/{x}/{y} is not classified by any model; {hint}"  # as the CLI's
+        assert hint.startswith(f"{ZOOM}/{x}/{y} lies within the results of any model at zoom {ZOOM}: x "
+                               f"{BASE[0]}..{BASE[0] + SIDE - 1}, y {BASE[1]}..{BASE[1] + SIDE - 1} (lon ")
+        assert body["coverage"] == [{"zoom": ZOOM, "x": [BASE[0], BASE[0] + SIDE - 1],
+                                     "y": [BASE[1], BASE[1] + SIDE - 1], "bbox": region.bbox.as_list()}]
     else:
         assert answer.status_code == 200
     assert body == printed
@@ -95,6 +100,10 @@ def test_a_point_is_the_tile_under_it(region: Region, client: TestClient) -> Non
     assert (answer.json()["x"], answer.json()["y"], answer.json()["label"]) == (x, y, "River")
     assert answer.json()["top"][0]["label"] == "River"
     assert client.get("/api/point", params={"lon": 200, "lat": 0, "zoom": ZOOM}).status_code == 400
+    swapped = client.get("/api/point", params={"lon": (south + north) / 2, "lat": (west + east) / 2, "zoom": ZOOM})
+    assert swapped.status_code == 404
+    assert swapped.json()["detail"].endswith(f"; lon and lat swapped? the point (lon {(west + east) / 2:g}, lat "
+                                             f"{(south + north) / 2:g}) is inside")
     assert client.get("/api/point", params={"lon": 0, "lat": 0, "zoom": ZOOM, "model": "nosuchmodel"}) \
         .status_code == 404
 

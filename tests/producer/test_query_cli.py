@@ -82,24 +82,60 @@ def test_query_tile_json_with_another_model_and_top_k(lisbon: str) -> None:
 EAST = mercantile.tile(9.45, 38.84, Z)
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["query", "tile", "15/1/1"], "15/1/1: not classified by any model"),
+# Where model 'm' (and any model) has results: the ring around LISBON's tiles; model 'old': one tile.
+RING = "zoom 15: x 15521..15526, y 12538..12545 (lon -9.48120..-9.41528, lat 38.80547..38.87393)"
+OLD = "zoom 15: x 15522..15522, y 12539..12539 (lon -9.47021..-9.45923, lat 38.85682..38.86537)"
+
+
+@pytest.mark.parametrize(("args", "expected", "hint"), [
+    (["query", "tile", "15/1/1"], "15/1/1: not classified by any model",
+     f"15/1/1 lies outside the results of any model at {RING}"),
     (["query", "tile", "15/15523/12541", "--model", model_hash("old")[:12]],
-     f"15/15523/12541: not classified by model {model_hash('old')[:12]}"),
+     f"15/15523/12541: not classified by model {model_hash('old')[:12]}",
+     f"15/15523/12541 lies outside the results of model {model_hash('old')[:12]} at {OLD}"),
     (["query", "point", "--lon", "9.45", "--lat", "38.84", "--zoom", "15"],
-     f"point (9.45, 38.84) at zoom 15 is tile 15/{EAST.x}/{EAST.y}: not classified by any model"),
+     f"point (9.45, 38.84) at zoom 15 is tile 15/{EAST.x}/{EAST.y}: not classified by any model",
+     f"15/{EAST.x}/{EAST.y} lies outside the results of any model at {RING}"),
+    # the usual mistakes: x and y swapped, lon and lat swapped, another zoom
+    (["query", "tile", "15/12541/15523"], "15/12541/15523: not classified by any model",
+     f"15/12541/15523 lies outside the results of any model at {RING}; x and y swapped? 15/15523/12541 is inside"),
+    (["query", "point", "--lon", "38.84", "--lat", "-9.45", "--zoom", "15"],
+     f"point (38.84, -9.45) at zoom 15 is tile 15/{mercantile.tile(38.84, -9.45, 15).x}/"
+     f"{mercantile.tile(38.84, -9.45, 15).y}: not classified by any model",
+     f"15/{mercantile.tile(38.84, -9.45, 15).x}/{mercantile.tile(38.84, -9.45, 15).y} lies outside the results of "
+     f"any model at {RING}; lon and lat swapped? the point (lon -9.45, lat 38.84) is inside"),
+    (["query", "tile", "17/62090/50160"], "17/62090/50160: not classified by any model",
+     f"no result of any model at zoom 17; the results are at {RING}"),
 ])
-def test_a_tile_without_a_result_is_not_classified_with_exit_code_1(lisbon: str, args: list[str],
-                                                                     expected: str) -> None:
+def test_a_tile_without_a_result_is_not_classified_with_exit_code_1_and_a_hint(lisbon: str, args: list[str],
+                                                                               expected: str, hint: str) -> None:
     code, out, err = invoke(*args)
-    assert (code, out, err) == (1, expected + "\n", "")
+    assert (code, out, err) == (1, expected + "\n", f"hint: {hint}\n")
+
+
+def test_a_hole_in_the_results_and_an_empty_database_say_so(lisbon: str, sqlite_url: str) -> None:
+    from sqlalchemy import delete
+
+    from core.schema import TileResult
+
+    with session_scope(sqlite_url) as session:
+        session.execute(delete(TileResult).where(TileResult.x == 15523, TileResult.y == 12541))
+    assert invoke("query", "tile", "15/15523/12541")[2] == (
+        f"hint: 15/15523/12541 lies within the results of any model at {RING}, but has none itself: not classified "
+        "yet, or failed ('tileclass failures JOB' lists why)\n")
+    with session_scope(sqlite_url) as session:
+        session.execute(delete(TileResult))
+    assert invoke("query", "tile", "15/15523/12541")[2] == (
+        "hint: there is no result of any model yet: 'tileclass status' shows the jobs\n")
 
 
 def test_not_classified_in_json(lisbon: str) -> None:
-    code, out, _ = invoke("query", "tile", "15/15523/12541", "--model", model_hash("old"), "--json")
-    assert code == 1
+    code, out, err = invoke("query", "tile", "15/15523/12541", "--model", model_hash("old"), "--json")
+    assert (code, err) == (1, "")
     assert json.loads(out) == {"tile": "15/15523/12541", "classified": False, "empty": False,
-                               "model": model_hash("old"), "corrections": []}
+                               "model": model_hash("old"), "corrections": [], "coverage": [
+                                   {"zoom": 15, "x": [15522, 15522], "y": [12539, 12539],
+                                    "bbox": pytest.approx([-9.47021, 38.85682, -9.45923, 38.86537], abs=1e-5)}]}
 
 
 @pytest.mark.parametrize("lon_args", [["--lon", "-9.45"], ["--lon=-9.45"]])
