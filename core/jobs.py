@@ -22,8 +22,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core.db import upsert_insert
-from core.errors import NotFoundError
-from core.schema import BatchState, Job, JobBatch, JobKind, JobState, utcnow
+from core.errors import NotFoundError, TileclassError
+from core.schema import MAX_INTEGER, BatchState, Job, JobBatch, JobKind, JobState, utcnow
 
 
 @dataclass(frozen=True)
@@ -69,11 +69,19 @@ def find_unfinished(session: Session, *, model_hash: str, source: dict[str, Any]
     return next((job for job in candidates if job.source == source and job.region == region), None)
 
 
-MAX_JOB_ID = 2**63 - 1  # the largest integer either database stores
+MAX_JOB_ID = MAX_INTEGER  # jobs.id is an Integer column (int4 on PostgreSQL)
+
+
+def check_job_id(job_id: int) -> int:
+    """``job_id`` if a job could have it; ``TileclassError`` (a malformed request, not an unknown job) if not, before
+    PostgreSQL would refuse it with a ``NumericValueOutOfRange``."""
+    if not 1 <= job_id <= MAX_JOB_ID:
+        raise TileclassError(f"job {job_id} does not exist: job ids are 1..{MAX_JOB_ID}")
+    return job_id
 
 
 def get_job(session: Session, job_id: int) -> Job:
-    job = session.get(Job, job_id) if 1 <= job_id <= MAX_JOB_ID else None
+    job = session.get(Job, check_job_id(job_id))
     if job is None:
         latest = session.scalar(select(func.max(Job.id)))
         raise NotFoundError(f"job {job_id} does not exist (job ids run 1..{latest or 0})")
@@ -197,13 +205,17 @@ def progress_of(session: Session, *, chosen: Sequence[Job]) -> list[JobProgress]
             func.count().filter(done),
             func.coalesce(func.sum(JobBatch.classified + JobBatch.failed + JobBatch.empty).filter(
                 done, JobBatch.finished_at >= since), 0),
+            func.coalesce(func.sum(JobBatch.tiles - JobBatch.retried).filter(counted), 0),
         ).where(JobBatch.job_id.in_([job.id for job in chosen])).group_by(JobBatch.job_id)
     ).all()
     counts = {int(row[0]): [int(value) for value in row[1:]] for row in rows}
     answers = []
     for job in chosen:
-        classified, failed, empty, batches_total, batches_done, recent = counts.get(job.id, [0] * 6)
-        answers.append(JobProgress(job.id, job.kind, job.state, job.total_tiles, classified, failed, batches_total,
+        classified, failed, empty, batches_total, batches_done, recent, enqueued = counts.get(job.id, [0] * 7)
+        # A batch a worker finished before the producer recorded it counts in its row before the job's total:
+        # the total is never less than the tiles of the batches, so the counts never exceed it.
+        total = max(job.total_tiles, enqueued)
+        answers.append(JobProgress(job.id, job.kind, job.state, total, classified, failed, batches_total,
                                    batches_done, recent / 60.0, empty))
     return answers
 

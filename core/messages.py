@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.schema import MAX_INTEGER
 from core.tiles import Tile
 
 CLASSIFY_QUEUE = "classify"
@@ -101,14 +102,15 @@ def _check_object(message: Any, kind: str) -> None:
 
 
 def _integer(message: dict[str, Any], key: str) -> int:
+    """A job id or batch number: it goes into an ``Integer`` column, so it must fit one (int4 on PostgreSQL)."""
     value = message[key]
-    if type(value) is not int or not 0 <= value < 2**63:
-        raise ValueError(f"{key} must be a non-negative integer, not {value!r}")
+    if type(value) is not int or not 0 <= value <= MAX_INTEGER:
+        raise ValueError(f"{key} must be an integer 0..{MAX_INTEGER}, not {value!r}")
     return value
 
 
 def _text(message: dict[str, Any], key: str, value: Any = None) -> str:
     value = message[key] if value is None else value
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{key} must be a non-empty string, not {value!r}")
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise ValueError(f"{key} must be a non-empty string without NUL bytes, not {value!r}")
     return value

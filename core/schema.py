@@ -38,6 +38,10 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+# The largest value an ``Integer`` column holds: int4 on PostgreSQL (SQLite would take 2**63 - 1). Ids and numbers
+# that reach such a column from outside (job ids, batch numbers) are bounded by it wherever they come in.
+MAX_INTEGER = 2**31 - 1
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -99,6 +99,8 @@ class Tile(NamedTuple):
             raise ValueError(f"malformed tile row {row!r}: coordinates must be a tile of zoom 0..{MAX_ZOOM}")
         elif path is not None and not isinstance(path, str):
             raise ValueError(f"malformed tile row {row!r}: path must be a string or null")
+        if path is not None and "\0" in path:  # no file name holds one, and PostgreSQL's text refuses it
+            raise ValueError(f"malformed tile row {row!r}: a path cannot contain a NUL byte")
         return cls(z, x, y, None if path is None else normal_path(path))
 
     @property

@@ -41,6 +41,23 @@ def test_batch_message_round_trips_with_its_format_and_rejects_malformed_rows() 
         ClassifyBatch.from_message(message | {"format": 3})
 
 
+def test_numbers_beyond_the_integer_columns_and_nul_bytes_are_malformed() -> None:
+    """What would pass as JSON but not into PostgreSQL (int4 ids and batch numbers, text without NUL) is refused
+    here, so a worker drops it at once instead of retrying a database error."""
+    message = ClassifyBatch(3, 0, "ab", "r", [Tile(17, 1, 2, "17/1/2.png")]).to_message()
+    assert ClassifyBatch.from_message(message | {"job_id": 2**31 - 1, "seq": 2**31 - 1}).seq == 2**31 - 1
+    for key, value in (("seq", 2**62), ("seq", 2**31), ("job_id", 2**31), ("seq", -1)):
+        with pytest.raises(ValueError, match=rf"^{key} must be an integer 0\.\.2147483647, not {value}$"):
+            ClassifyBatch.from_message(message | {key: value})
+    for key in ("model_hash", "source"):
+        with pytest.raises(ValueError, match=f"{key} must be a non-empty string without NUL bytes"):
+            ClassifyBatch.from_message(message | {key: "a\0b"})
+    with pytest.raises(ValueError, match="a path cannot contain a NUL byte"):
+        ClassifyBatch.from_message(message | {"tiles": [[17, 1, 2, "17/1/2\0.png"]]})
+    with pytest.raises(ValueError, match=r"^job_id must be an integer 0\.\.2147483647"):
+        TrainRequest.from_message({"format": 1, "job_id": 2**40, "data_dir": "/data"})
+
+
 def test_a_format_1_message_left_in_a_queue_reads_as_the_same_batch() -> None:
     """What producers before format 2 sent: no format key, the source under 'root', every tile with a path."""
     old = {"job_id": 7, "seq": 2, "model_hash": "ab", "root": "ortho", "tiles": [[17, 1, 2, "17/1/2.png"]]}
