@@ -5,7 +5,11 @@ holding nothing but what its ``manifest.csv`` lists: a file someone added (a han
 refuse, naming the file, rather than delete it. Anything else that is not empty is refused.
 
 The new export is written into a hidden staging folder beside ``--out`` and moved into place only when complete,
-so an interrupted export leaves the previous one as it was; the previous one is deleted only after the swap.
+so an interrupted export leaves the previous one as it was; the previous one is deleted only after the swap. The
+staging folder never outlives the command: it is removed on any error, the swap's included.
+
+An ``--out`` that is a symbolic link is followed once (``real_out``): the export is staged beside the folder it
+names and swapped into it, so the link still leads to the export.
 """
 
 from __future__ import annotations
@@ -23,6 +27,14 @@ MARKER = "dataset.json"
 
 class OutFolderError(TileclassError):
     """``--out`` is neither new, nor empty, nor a previous export."""
+
+
+def real_out(out: Path) -> Path:
+    """Where ``out`` really is, every symbolic link followed (also one to a folder that does not exist yet)."""
+    try:
+        return out.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python before 3.13)
+        raise OutFolderError(f"cannot follow --out {str(out)!r}: {exc}") from None
 
 
 def check_out(out: Path) -> bool:
@@ -61,20 +73,33 @@ def _unlisted(out: Path) -> list[str]:
 def staging_folder(out: Path) -> Path:
     """A new hidden folder beside ``out`` to write the export into."""
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
+    try:
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir()
+    except OSError as exc:
+        raise OutFolderError(f"cannot write beside --out {str(out)!r}: {exc.strerror or exc}") from None
     return staging
 
 
 def move_into_place(staging: Path, out: Path, *, replaces: bool) -> None:
-    """Put the finished export at ``out``; a previous export there is deleted once the new one is in place."""
+    """Put the finished export at ``out`` (a real path: ``real_out``); a previous export there is deleted once the
+    new one is in place. On an error the previous export stays (or is put back) and the staging folder goes."""
+    previous = out.parent / f".{out.name}.previous-{os.getpid()}"
+    try:
+        if replaces:
+            os.rename(out, previous)
+            try:
+                os.rename(staging, out)
+            except OSError:
+                os.rename(previous, out)
+                raise
+        elif out.exists():  # an empty folder: a rename replaces it
+            os.replace(staging, out)
+        else:
+            os.rename(staging, out)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OutFolderError(f"cannot put the export in place at {str(out)!r}: {exc.strerror or exc}") from None
     if replaces:
-        previous = out.parent / f".{out.name}.previous-{os.getpid()}"
-        os.rename(out, previous)
-        os.rename(staging, out)
         shutil.rmtree(previous)
-    elif out.exists():  # an empty folder: a rename replaces it
-        os.replace(staging, out)
-    else:
-        os.rename(staging, out)

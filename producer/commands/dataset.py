@@ -51,7 +51,7 @@ def export(
     from core.settings import get_settings
     from core.sources import source_from_record
     from producer.dataset import ExportCounts, capped, write_images
-    from producer.dataset_folder import MANIFEST, check_out, move_into_place, staging_folder
+    from producer.dataset_folder import MANIFEST, check_out, move_into_place, real_out, staging_folder
     from producer.session import open_session
 
     if per_class is not None and per_class < 1:
@@ -59,7 +59,8 @@ def export(
     settings = get_settings()
     with open_session(read_only=True) as session:
         record = _classify_job(session, job)
-        replaces = check_out(out)
+        target = real_out(out)
+        replaces = check_out(target)
         source = source_from_record(record.source)
         reader = source.reader(settings)
         rows: Any = iter_job_labels(session, job_id=job, min_confidence=min_confidence)
@@ -69,7 +70,7 @@ def export(
                                                                          min_confidence=min_confidence)
         if not total:
             raise TileclassError(_nothing_message(job, min_confidence, ExportCounts()))
-        staging = staging_folder(out)
+        staging = staging_folder(target)
         try:
             bar = progress_bar(not as_json, transient=False)
             task = bar.add_task(f"exporting job {job}", total=total, status="")
@@ -83,7 +84,7 @@ def export(
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-    move_into_place(staging, out, replaces=replaces)
+    move_into_place(staging, target, replaces=replaces)
     _print(summary, counts, out, as_json)
 
 

@@ -245,3 +245,37 @@ def test_file_and_folder_names_are_safe_and_other_formats_become_png() -> None:
     assert isinstance(converted, tuple) and converted[1] == "png" and converted[0].startswith(b"\x89PNG")
     assert image_file(b"not an image", max_pixels=1 << 24) == "not a readable image"
     assert image_file(gif.getvalue(), max_pixels=16) == "image too large (8x8 pixels)"
+
+
+def test_a_symlinked_out_is_followed_and_no_staging_folder_outlives_the_command(
+        folder_job: tuple[int, list[Tile], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 32, item 17: a link to a folder (empty, a previous export, or one not made yet) gets the export, and
+    stays a link to it; a link loop, and a swap that fails, are one line each, leaving no ``.partial`` folder."""
+    job, _, _ = folder_job
+    disk, links = tmp_path / "disk", tmp_path / "links"
+    disk.mkdir()
+    links.mkdir()
+    (disk / "empty").mkdir()
+    for name, target in (("empty", disk / "empty"), ("later", disk / "later")):
+        (links / name).symlink_to(target)
+        for _ in range(2):  # the second time, over the previous export
+            result = cli("dataset", "export", "--job", job, "--out", links / name)
+            assert result.exit_code == 0, result.output
+            assert (links / name).is_symlink() and (links / name).resolve() == target
+            assert len(manifest(target)) == 6 and (target / "dataset.json").is_file()
+
+    (links / "loop").symlink_to(links / "loop")
+    looped = cli("dataset", "export", "--job", job, "--out", links / "loop")
+    assert looped.exit_code == 2 and len(looped.output.strip().splitlines()) == 1, looped.output
+    assert "cannot follow --out" in looped.output
+
+    import producer.dataset_folder
+
+    def full_disk(source: object, target: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(producer.dataset_folder.os, "rename", full_disk)
+    failed = cli("dataset", "export", "--job", job, "--out", links / "fresh", "--json")  # --json: no progress bar
+    assert failed.exit_code == 2 and len(failed.output.strip().splitlines()) == 1, failed.output
+    assert f"cannot put the export in place at {str(tmp_path / 'links' / 'fresh')!r}: No space left" in failed.output
+    assert sorted(p.name for p in tmp_path.rglob(".*")) == []  # no staging or previous folder anywhere
