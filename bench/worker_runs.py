@@ -124,6 +124,9 @@ def _send_job(model_hash: str, region: Region) -> int:
     with session_scope() as session:
         source = {"kind": "folder", "name": root.name, "path": str(root), "layout": "xyz:{z}/{x}/{y}.{ext}"}
         job_id = jobs.create_job(session, model_hash=model_hash, source=source).id
+        # Recorded before they are sent, as the producer does: workers run only batches their job handed out.
+        jobs.record_batches_enqueued(session, job_id=job_id, batches=[(seq, len(tiles))
+                                                                      for seq, tiles in enumerate(region.batches)])
     for seq, tiles in enumerate(region.batches):
         app.send_task(CLASSIFY_TASK, kwargs={"batch": ClassifyBatch(job_id, seq, model_hash, root.name,
                                                                     [Tile(*row) for row in tiles]).to_message()})

@@ -10,7 +10,8 @@ tiles whose interior meets it: column ``x``'s strip is intersected with the poly
 area gives one y range (a connected piece meets every row between its north and south edge, so the ranges are
 exact).
 
-``Region.describe()`` is what a job records: ``{"zooms": [...], "bbox": [w, s, e, n], "geojson": {...}}``.
+``Region.describe()`` is what a job records: ``{"zooms": [...], "bbox": [w, s, e, n], "geojson": {...}}``, and for
+a polygon its ``"extent"`` (the box it lies in), so that hosts without the GeoJSON file can bound the region.
 """
 
 from __future__ import annotations
@@ -135,6 +136,18 @@ class Region:
                                 "region is no longer known; enqueue a new job")
         return cls(zooms=zooms, bbox=BBox.of(bbox) if bbox else None, area=area)
 
+    @classmethod
+    def outline(cls, record: dict[str, Any]) -> Region | None:
+        """The zooms and box of the region a job recorded, without its polygon (None: everything).
+
+        Every tile of the region lies in it, and no GeoJSON file is read: a worker, which may not have the file,
+        checks a batch's tiles against it (``worker.admission``). A polygon's box is the ``extent`` it recorded.
+        """
+        zooms, box = record.get("zooms"), record.get("bbox") or record.get("extent")
+        if not (zooms or box):
+            return None
+        return cls(zooms=zooms, bbox=BBox.of(box) if box else None)
+
     @property
     def extent(self) -> BBox | None:
         """The box the region lies in (its bbox, or its polygon's bounds within it); None: no limit."""
@@ -185,12 +198,15 @@ class Region:
         return ranges is None or any(lo <= y <= hi for lo, hi in ranges)
 
     def describe(self) -> dict[str, Any]:
-        """What the user asked for, as a job records it."""
-        return {
+        """What the user asked for, as a job records it; with a polygon, also its ``extent`` (``outline``)."""
+        record = {
             "zooms": sorted(self.zooms) if self.zooms is not None else None,
             "bbox": self.bbox.as_list() if self.bbox is not None else None,
             "geojson": {"path": self.area.path, "sha256": self.area.sha256} if self.area is not None else None,
         }
+        if self.area is not None and self._extent is not None:
+            record["extent"] = self._extent.as_list()
+        return record
 
 
 def _polygon_rows(shape: Any, zoom: int, x: int) -> Rows:

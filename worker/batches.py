@@ -3,7 +3,8 @@
 Steps, each database step one transaction retried on transient errors:
 
 1. Read the job (its tile source, whether it was cancelled) and find the model's checkpoint.
-   A batch of an unknown or cancelled job is dropped.
+   A batch of an unknown or cancelled job is dropped, and so is one its job never handed out; tiles outside the
+   job's region and repeats are left out (``worker.admission``).
 2. Count the run in Redis (``worker.deliveries``): after a run whose worker process died, classify one tile at a
    time and fail a tile that kills the process again, so a poison tile cannot be redelivered forever.
 3. Load the model through the process's cache. A model that is not registered, or whose checkpoint is unsafe or
@@ -23,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from core.schema import Job, JobKind, JobState, Model
 from core.settings import Settings, get_settings
 from core.sources import FolderSource, source_from_record
 from worker import deliveries, metrics, runtime
+from worker.admission import admit as admission_of
 from worker.device_decode import uses_device_decode
 from worker.pipeline import TileFile, classify_tiles
 from worker.recording import BatchOutcome, record_outcome
@@ -58,6 +60,8 @@ class BatchContext:
     problem: str | None = None  # why the model cannot be loaded here, if it cannot
     model_dir_broken: bool = False  # the model folder exists but cannot be read: no model can be loaded here
     mismatch: str | None = None  # how the message contradicts its job's row (then it is dropped)
+    admitted: ClassifyBatch | None = None  # what of the message to run (worker.admission)
+    left_out: int = 0  # tiles of the message outside the job's region or repeated
 
     def checkpoint_or_raise(self) -> Path:
         if self.checkpoint is None:  # registered, but this host has no copy: the host's problem, not the tiles'
@@ -78,6 +82,7 @@ def run_batch(batch: ClassifyBatch, settings: Settings) -> dict[str, int | str]:
     if context.cancelled:
         log.info("dropping batch %d of job %d: the job was cancelled", batch.seq, batch.job_id)
         return {"dropped": "cancelled"}
+    batch = _admitted(batch, context)
     # A run whose worker process dies leaves its markers behind; the next run then isolates the tile that kills.
     markers = deliveries.RunMarkers(settings, job_id=batch.job_id, seq=batch.seq)
     mode = markers.begin()
@@ -140,9 +145,15 @@ def _classify(batch: ClassifyBatch, settings: Settings, context: BatchContext, m
 
 
 def fail_batch(batch: ClassifyBatch, reason: str) -> None:
-    """Record every tile of ``batch`` as failed with ``reason`` (a batch that kept failing), and count it done."""
-    registered = runtime.with_db_retry(lambda: _model_registered(batch.model_hash), what="model lookup")
-    record_outcome(batch, BatchOutcome.all_failed(batch, reason), model_registered=registered)
+    """Record every tile of ``batch`` as failed with ``reason`` (a batch that kept failing), and count it done;
+    only the tiles its job counts (``worker.admission``)."""
+    context = runtime.with_db_retry(lambda: _admission(batch), what=f"job {batch.job_id} batch {batch.seq}")
+    if context.admitted is None:
+        log.error("not recording batch %d of job %d as failed: the message %s", batch.seq, batch.job_id,
+                  context.mismatch or "names no job")
+        return
+    batch = _admitted(batch, context)
+    record_outcome(batch, BatchOutcome.all_failed(batch, reason), model_registered=context.model_registered)
     deliveries.RunMarkers(get_settings(), job_id=batch.job_id, seq=batch.seq).settled()
     metrics.batch_recorded(job_id=batch.job_id, model_hash=batch.model_hash, classified=0, failed=len(batch.tiles),
                            empty=0)
@@ -188,22 +199,44 @@ def _check_mounted(root: Path, name: str, settings: Settings) -> None:
                     + (": and no configured tile root is a folder here" if broken else ""), broken=broken)
 
 
+def _admitted(batch: ClassifyBatch, context: BatchContext) -> ClassifyBatch:
+    """The part of ``batch`` to run and record, after logging what was left out of it."""
+    assert context.admitted is not None
+    if context.left_out:
+        log.warning("job %d batch %d: left out %d of its %d tiles, outside the job's region or repeated", batch.job_id,
+                    batch.seq, context.left_out, len(batch.tiles))
+    return context.admitted
+
+
+def _admission(batch: ClassifyBatch, session: Session | None = None) -> BatchContext:
+    """Whether ``batch`` belongs to the job it names, and what of it to run (``job`` and ``mismatch`` only)."""
+    if session is None:
+        with session_scope() as own:
+            return _admission(batch, own)
+    job = session.get(Job, batch.job_id)
+    if job is None:
+        return BatchContext(job_found=False)
+    mismatch = _mismatch(batch, job)
+    admission = admission_of(session, batch, job) if mismatch is None else None
+    if admission is None or admission.problem is not None:
+        return BatchContext(job_found=True, mismatch=mismatch or (admission.problem if admission else None))
+    return BatchContext(job_found=True, cancelled=job.state == JobState.CANCELLED, source=dict(job.source),
+                        model_registered=_is_registered(session, batch.model_hash), admitted=admission.batch,
+                        left_out=admission.left_out)
+
+
 def _lookup(batch: ClassifyBatch, settings: Settings) -> BatchContext:
     with session_scope() as session:
-        job = session.get(Job, batch.job_id)
-        if job is None:
-            return BatchContext(job_found=False)
-        mismatch = _mismatch(batch, job)
-        if mismatch is not None:
-            return BatchContext(job_found=True, mismatch=mismatch)
+        context = _admission(batch, session)
+        if not context.job_found or context.mismatch is not None:
+            return context
         checkpoint, problem = None, None
         try:
             checkpoint = checkpoint_for(session, model_hash=batch.model_hash, settings=settings)
         except NotFoundError as exc:
             problem = str(exc)  # matters only if this process has not loaded the model already
-        return BatchContext(job_found=True, cancelled=job.state == JobState.CANCELLED, source=dict(job.source),
-                            model_registered=_is_registered(session, batch.model_hash), checkpoint=checkpoint,
-                            problem=problem, model_dir_broken=checkpoint is None and _unreadable(settings.model_dir))
+        return replace(context, checkpoint=checkpoint, problem=problem,
+                       model_dir_broken=checkpoint is None and _unreadable(settings.model_dir))
 
 
 def _mismatch(batch: ClassifyBatch, job: Job) -> str | None:
@@ -223,8 +256,3 @@ def _unreadable(folder: Path) -> bool:
 
 def _is_registered(session: Session, model_hash: str) -> bool:
     return session.get(Model, model_hash) is not None
-
-
-def _model_registered(model_hash: str) -> bool:
-    with session_scope() as session:
-        return _is_registered(session, model_hash)

@@ -45,11 +45,14 @@ class Deployment:
     model_hash: str
 
     def send_job(self, batches: list[list[Tile]], *, model_hash: str | None = None) -> int:
-        """Create a job, send its batches to the broker and finish the enqueue, as the producer does."""
+        """Create a job, record and send its batches and finish the enqueue, as the producer does (a worker runs only
+        batches its job handed out)."""
         app = connected_app(get_settings())
         with session_scope() as session:
             job_id = jobs.create_job(session, model_hash=self.model_hash,
                                      source=folder_source(self.root, name="tiles")).id
+            jobs.record_batches_enqueued(session, job_id=job_id, batches=[(seq, len(rows))
+                                                                          for seq, rows in enumerate(batches)])
         for seq, rows in enumerate(batches):
             message = ClassifyBatch(job_id, seq, model_hash or self.model_hash, "tiles", rows).to_message()
             app.send_task(CLASSIFY_TASK, kwargs={"batch": message})
