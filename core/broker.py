@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kombu import Connection, Exchange, Queue
+from kombu.utils.url import maybe_sanitize_url
 
 from core.messages import QUEUES
 from core.settings import Settings
@@ -27,6 +28,14 @@ def embedded_folders(settings: Settings) -> dict[str, str]:
     # Without control_folder kombu keeps its exchange table in ./control of whatever the working directory is.
     control = str(settings.broker_dir.resolve().parent / "broker-control")
     return {"data_folder_in": folder, "data_folder_out": folder, "control_folder": control}
+
+
+def describe_broker(settings: Settings) -> str:
+    """The broker as a person should see it: the embedded one with its absolute folder (it is relative to the
+    working directory by default), a broker server by its URL without the password."""
+    if settings.is_embedded_broker:
+        return f"{settings.broker_url} (folder {embedded_folders(settings)['data_folder_in']})"
+    return maybe_sanitize_url(settings.broker_url)
 
 
 def prepare_folders(settings: Settings) -> None:

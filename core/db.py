@@ -95,6 +95,15 @@ def upsert_insert(session: Session, entity: Any) -> Any:
     return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(entity)
 
 
+def describe_database(url: str) -> str:
+    """The database URL as a person should see it: without its password, a SQLite file by its absolute path (the
+    default one is relative to the working directory)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        parsed = parsed.set(database=os.path.abspath(parsed.database))
+    return parsed.render_as_string(hide_password=True)
+
+
 def unreachable_message(exc: BaseException) -> str:
     """The one line for a database that cannot be reached: its URL without the password, and the driver's first
     line of why."""

@@ -104,6 +104,11 @@ class Settings(BaseSettings):
         default=60, ge=1, le=3600,
         description="Seconds a worker pauses a job after a problem of its own host with it (e.g. its root missing).",
     )
+    worker_idle_warning: float = Field(
+        default=60, ge=0, le=86400,
+        description="Seconds after which a worker that has had no task, and whose results database holds no job, "
+                    "warns that it may not share the producer's broker and database; 0: never.",
+    )
     # Prometheus metrics (docs: README "Metrics"); the servers bind to loopback unless told otherwise.
     worker_metrics_port: int = Field(
         default=0, ge=0, le=65535,

@@ -21,7 +21,7 @@ from celery.signals import worker_init, worker_process_init, worker_process_shut
 from core.celery_app import make_app, prepare_broker
 from core.errors import TileclassError
 from core.settings import get_settings
-from worker import host_errors, metrics, tasks
+from worker import host_errors, idle, metrics, tasks
 
 __all__ = ["app"]
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ def _check_before_consuming(sender: Any = None, **_: Any) -> None:
 @worker_ready.connect
 def _start_afresh(sender: Any = None, **_: Any) -> None:
     host_errors.host_started(str(getattr(sender, "hostname", "") or "worker"))
+    idle.start(str(getattr(sender, "hostname", "") or "worker"), get_settings())
 
 
 @worker_process_init.connect
