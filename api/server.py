@@ -10,14 +10,15 @@ from __future__ import annotations
 import copy
 import logging
 import re
+import socket
 from typing import Any
 
-import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from api.auth import TOKEN_PARAMETER
 from api.config import ServeConfig
 from api.main import create_app
+from api.sockets import run
 
 _TOKEN_VALUE = re.compile(rf"([?&]{TOKEN_PARAMETER}=)[^&#\s]*")
 
@@ -46,15 +47,14 @@ def log_config(level: str) -> dict[str, Any]:
     return config
 
 
-def serve(*, host: str, port: int, config: ServeConfig, log_level: str = "info", workers: int = 1) -> None:
+def serve(*, listener: socket.socket, config: ServeConfig, log_level: str = "info", workers: int = 1) -> None:
     """Serve until stopped (Ctrl-C or SIGTERM: uvicorn finishes the requests in flight first).
 
     With ``workers`` > 1 uvicorn runs that many server processes on one socket (Python serves a request at a time
-    per process); each builds its app from the settings, so ``config`` must be what the settings say.
+    per process); each builds its app from the settings, so ``config`` must be what the settings say. They serve on
+    ``listener``, bound beforehand (``api.sockets.listen``).
     """
+    host, port = listener.getsockname()[:2]  # for uvicorn's own lines
     options: dict[str, Any] = {"host": host, "port": port, "log_config": log_config(log_level),
                                "server_header": False, "proxy_headers": True, "forwarded_allow_ips": "127.0.0.1"}
-    if workers == 1:
-        uvicorn.run(create_app(config), **options)
-    else:
-        uvicorn.run("api.main:create_app", factory=True, workers=workers, **options)
+    run(listener, app=create_app(config) if workers == 1 else "api.main:create_app", workers=workers, options=options)

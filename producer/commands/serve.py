@@ -1,8 +1,9 @@
 """``tileclass serve``: the web map, the JSON API and overlay tiles over the configured results database.
 
 It binds 127.0.0.1 unless ``--host`` says otherwise; another address needs ``TILECLASS_API_TOKEN`` (every request
-then carries it) or the explicit ``--insecure-no-token``. The server needs the ``serve`` extra (FastAPI, uvicorn),
-no torch.
+then carries it) or the explicit ``--insecure-no-token``. The port is bound before the "serving http://…" line is
+printed; a port in use is one line and exit code 2. The server needs the ``serve`` extra (FastAPI, uvicorn), no
+torch.
 """
 
 from __future__ import annotations
@@ -50,12 +51,14 @@ def serve(
     check_exposure(host, config, insecure_no_token=insecure_no_token)
     with open_session():  # a fresh SQLite file gets its tables before the first read
         pass
+    from api.server import serve as run
+    from api.sockets import listen
+
+    listener = listen(host, port)  # the line below announces a port that is already ours
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"tileclass serving http://{shown}:{port}/ (the map), /docs (the API), /overlay/MODEL/tilejson.json "
                f"(the GIS layer){'; requests need TILECLASS_API_TOKEN' if config.token else ''}", err=True)
-    from api.server import serve as run
-
-    run(host=host, port=port, config=config, log_level=log_level, workers=workers)
+    run(listener=listener, config=config, log_level=log_level, workers=workers)
 
 
 def require_serve_extra() -> None:
