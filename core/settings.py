@@ -33,6 +33,7 @@ from core.errors import SettingsError
 ENV_PREFIX = "TILECLASS_"
 ROOT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 EMBEDDED_BROKER = "filesystem://"
+ENV_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class Settings(BaseSettings):
@@ -61,6 +62,17 @@ class Settings(BaseSettings):
     tile_cache: Path | None = Field(
         default=None, description="Workers: a folder keeping tiles fetched from tile servers, so a rerun downloads "
                                   "nothing again (unset: no cache).")
+    source_env: list[str] = Field(
+        default_factory=list,
+        description="Environment variables a tile URL template may read as {env:VAR} on this host (JSON list of "
+                    "names, e.g. [\"MAPTOKEN\"]); a template naming any other is refused, and TILECLASS_* never "
+                    "reach a tile server.",
+    )
+    fetch_deadline: float = Field(
+        default=60, ge=1, le=3600,
+        description="Seconds one tile fetch from a tile server may take in all (retries and waits included); "
+                    "past it the server is too slow: a host problem, no tile fails.",
+    )
     model_dir: Path = Field(default=Path("models"), description="Where checkpoints are stored and found by hash.")
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
     max_queued_batches: int = Field(
@@ -192,6 +204,14 @@ class Settings(BaseSettings):
         for name in value:
             if not ROOT_NAME_PATTERN.match(name):
                 raise ValueError(f"name {name!r} must be letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("source_env")
+    @classmethod
+    def _variable_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not ENV_VARIABLE.match(name):
+                raise ValueError(f"{name!r} is not an environment variable's name (letters, digits and '_')")
         return value
 
     @property

@@ -15,8 +15,10 @@ from urllib.parse import urlsplit
 
 # A fault, applied to one request of a tile: "404", "204", "500", "429:SECONDS" (with Retry-After), "slow:SECONDS",
 # "truncate" (a Content-Length longer than the body), "drop" (close without answering), "html" (a wrong content
-# type), "ftp" (a redirect to ftp://). A tile's faults are used one per request, then it is served normally;
-# "always:FAULT" applies FAULT to every request.
+# type), "ftp" (a redirect to ftp://), "redirect:LOCATION" (a 302 to LOCATION), "drip:SECONDS" (the whole answer,
+# status line and headers included, one byte every SECONDS: each wait inside any read timeout, the whole far
+# longer). A tile's faults are used one per request, then it is served normally; "always:FAULT" applies FAULT to
+# every request. ``dripping`` counts the drips under way.
 
 
 class TileServer:
@@ -25,6 +27,7 @@ class TileServer:
         self.faults: dict[str, list[str]] = {}
         self.requests: Counter[str] = Counter()
         self.queries: list[str] = []
+        self.dripping = 0
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -83,6 +86,27 @@ class TileServer:
                     self._send(200, b"<html>login</html>", {"Content-Type": "text/html"})
                 elif fault == "ftp":
                     self._send(302, b"", {"Location": "ftp://127.0.0.1/tile.jpg"})
+                elif fault.startswith("redirect:"):
+                    self._send(302, b"", {"Location": fault.removeprefix("redirect:")})
+                elif fault.startswith("drip:"):
+                    self._drip(file.read_bytes(), float(fault.split(":")[1]))
+
+            def _drip(self, body: bytes, every: float) -> None:
+                answer = (f"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n"
+                          .encode() + body)
+                self.close_connection = True
+                with server._lock:
+                    server.dripping += 1
+                try:
+                    for byte in answer:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(every)
+                except OSError:  # the client went away: stop dripping
+                    pass
+                finally:
+                    with server._lock:
+                        server.dripping -= 1
 
             def _send(self, status: int, body: bytes | None, headers: dict[str, str] | None = None) -> None:
                 if body is None:

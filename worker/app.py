@@ -16,16 +16,18 @@ import os
 import sys
 from typing import Any
 
-from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready, worker_shutting_down
 
 from core.celery_app import make_app, prepare_broker
 from core.errors import TileclassError
 from core.settings import get_settings
+from core.sources.deadline import stop_fetches
 from worker import host_errors, idle, metrics, tasks
+from worker.startup import settings_or_exit
 
 __all__ = ["app"]
 log = logging.getLogger(__name__)
-app = make_app()
+app = make_app(settings_or_exit())  # a bad setting is one line here, not Celery's traceback of this import
 tasks.register(app)
 
 
@@ -44,6 +46,14 @@ def _check_before_consuming(sender: Any = None, **_: Any) -> None:
 def _start_afresh(sender: Any = None, **_: Any) -> None:
     host_errors.host_started(str(getattr(sender, "hostname", "") or "worker"))
     idle.start(str(getattr(sender, "hostname", "") or "worker"), get_settings())
+
+
+@worker_shutting_down.connect
+def _stop_fetching(**_: Any) -> None:
+    """SIGTERM or Ctrl-C (sent from the signal handler of the process running the tasks, the solo pool's): the
+    batch's tile fetches end now, whatever their servers are doing, and ``worker.tasks`` puts the batch back, so
+    the warm shutdown is not held by a slow tile server (``core.sources.deadline``)."""
+    stop_fetches()
 
 
 @worker_process_init.connect

@@ -6,7 +6,8 @@ more tries (re-sent with a short, growing delay); after the last one its tiles a
 message is acknowledged, so a poison batch can never block the queue. Transient database errors are retried
 inside each step first (``runtime.with_db_retry``). A problem of the host rather than the batch (``HostError``, or
 the database still unreachable after those retries) goes to ``worker.host_errors``: the batch is put back, no
-tile fails, and the job pauses on this worker for a cooldown.
+tile fails, and the job pauses on this worker for a cooldown. A batch whose tile fetches were stopped by the
+worker's shutdown (``FetchStopped``) is put back as it is, with no pause or host problem recorded.
 
 ``tileclass.train`` is acknowledged when it starts, not when it ends: a training run outlives Redis's visibility
 timeout, and a late ack would let the broker hand the same run to a second worker while the first still trains.
@@ -23,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from core.errors import HostError
 from core.messages import CLASSIFY_TASK, CLASSIFY_TASK_V1, SENT_AT_HEADER, TRAIN_TASK, ClassifyBatch, TrainRequest
 from core.settings import Settings, get_settings
+from core.sources.deadline import FetchStopped
 from worker import host_errors, metrics
 from worker.runtime import is_transient_db_error
 
@@ -65,6 +67,10 @@ def _classify_batch(self: Task, batch: dict[str, Any]) -> dict[str, Any]:
         return {"put_back": reason}
     try:
         summary = batches.run_batch(request, settings)
+    except FetchStopped as exc:  # the worker is shutting down: not this host's problem with the job
+        wait = host_errors.put_back(self, request, settings)
+        log.warning("job %d batch %d: %s; batch put back in %.0f s", request.job_id, request.seq, exc.reason, wait)
+        return {"put_back": exc.reason}
     except HostError as exc:
         return host_errors.handle(self, request, exc, settings)
     except DBAPIError as exc:

@@ -1,15 +1,18 @@
-"""Fetching one tile over HTTP with httpx: retries, ``Retry-After``, a size cap, a content-type check, redirects
-only within the URL's own scheme, and a request rate shared by every worker of a source.
+"""Fetching one tile over HTTP with httpx: retries, ``Retry-After``, a size cap, a content-type check, a total
+deadline, redirects only within the URL's own host, and a request rate shared by every worker of a source.
 
 What becomes of a request, after up to ``tries`` attempts (0.5, 1, 2 … s apart, or what ``Retry-After`` asks,
-at most ``MAX_WAIT``):
+at most ``MAX_WAIT``), all within ``deadline`` seconds (``TILECLASS_FETCH_DEADLINE``):
 
 - 200 with an image: its bytes. 204 or 404: ``TileAbsent`` (no tile there: an empty tile).
 - 429, 5xx, a timeout, a dropped connection or a truncated body: tried again; then ``TileUnreadable`` with the
   status or reason (the tile fails alone).
 - A wrong content type, a body over the cap, another 4xx, a redirect to another scheme: ``TileUnreadable`` at once.
-- Connection refused or a name that does not resolve, every time; or 401/403 (a missing or wrong token):
-  ``SourceDown``, a host error: the batch goes back to the queue and no tile fails.
+  A redirect to another host (or port) than the request's: ``RedirectRefused`` (a ``TileUnreadable``), unless
+  the source lists that host (``FetchPolicy.redirect_hosts``, ``enqueue --allow-redirect-host``).
+- Connection refused or a name that does not resolve, every time; or 401/403 (a missing or wrong token); or no
+  whole answer by the deadline (a server dripping its bytes: ``core.sources.deadline``): ``SourceDown``, a host
+  error: the batch goes back to the queue and no tile fails. So does ``FetchStopped`` when the process stops.
 
 Messages name the URL as ``UrlTemplate.shown`` gives it, never with a secret; httpx's own request log is quieted
 for the same reason (it prints full URLs).
@@ -24,11 +27,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import httpx
 
 from core.errors import HostError
+from core.sources import deadline
 from core.sources.archive import MAX_TILE_BYTES, TileAbsent, TileUnreadable
 
 MAX_WAIT = 30.0
@@ -39,22 +43,33 @@ log = logging.getLogger(__name__)
 
 
 class SourceDown(HostError):
-    """The tile server cannot be reached (or refuses this host's credentials): not the tiles' fault."""
+    """The tile server cannot be reached, refuses this host's credentials or is too slow: not the tiles' fault."""
+
+
+class RedirectRefused(TileUnreadable):
+    """The server redirected a tile to a host the source does not allow."""
 
 
 @dataclass(frozen=True)
 class FetchPolicy:
+    """How one source is fetched. ``deadline``: seconds for a whole fetch, tries and waits included;
+    ``redirect_hosts``: other hosts (``HOST`` or ``HOST:PORT``) its redirects may lead to."""
+
     tries: int = 4
     backoff: float = 0.5
     connect_timeout: float = 5.0
     read_timeout: float = 20.0
     max_bytes: int = MAX_TILE_BYTES
+    deadline: float = 60.0
+    redirect_hosts: tuple[str, ...] = ()
 
 
 def new_client(policy: FetchPolicy) -> httpx.Client:
-    """A keep-alive connection pool for one process (httpx clients are thread-safe)."""
+    """A keep-alive connection pool for one process (httpx clients are thread-safe) whose connections keep to the
+    fetches' deadlines (``core.sources.deadline``)."""
     timeout = httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout)
-    return httpx.Client(timeout=timeout, follow_redirects=False, limits=httpx.Limits(max_connections=32),
+    limits = httpx.Limits(max_connections=32)
+    return httpx.Client(timeout=timeout, follow_redirects=False, transport=deadline.new_transport(limits),
                         headers={"User-Agent": "tileclass"})
 
 
@@ -63,7 +78,7 @@ class RateLimiter:
     worker on the Redis broker), else in this process. ``rate`` 0: no limit."""
 
     def __init__(self, rate: float, *, redis: Any = None, key: str = "", clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = deadline.wait) -> None:
         self.rate, self.redis, self.key, self.clock, self.sleep = rate, redis, key, clock, sleep
         self._lock = threading.Lock()
         self._next = 0.0
@@ -98,20 +113,38 @@ class RateLimiter:
 
 
 def fetch(client: httpx.Client, url: str, shown: str, *, policy: FetchPolicy, limiter: RateLimiter,
-          sleep: Callable[[float], None] = time.sleep) -> bytes:
+          sleep: Callable[[float], None] = deadline.wait) -> bytes:
     """The tile at ``url`` (``shown``: the same URL without secrets, for messages); see the module docstring."""
     last = _Retry("no request made")
-    for attempt in range(policy.tries):
-        if attempt:
-            sleep(min(last.after if last.after is not None else policy.backoff * 2 ** (attempt - 1), MAX_WAIT))
-        limiter.wait()
-        try:
-            return _one_request(client, url, policy)
-        except _Retry as retry:
-            last = retry
+    with deadline.within(policy.deadline) as ends:
+        for attempt in range(policy.tries):
+            if attempt:
+                wait = min(last.after if last.after is not None else policy.backoff * 2 ** (attempt - 1), MAX_WAIT)
+                if time.monotonic() + wait >= ends:
+                    raise _too_slow(shown, policy, f"; last try: {last.reason}")
+                sleep(wait)
+            limiter.wait()
+            try:
+                return _one_request(client, url, policy)
+            except _Retry as retry:
+                last = retry
+            except deadline.DeadlinePassed:
+                raise _too_slow(shown, policy, "") from None
     if last.down:
-        raise SourceDown(f"tile server unreachable: {last.reason} ({urlsplit(shown).netloc}, {policy.tries} tries)")
+        raise SourceDown(f"tile server unreachable: {last.reason} ({host_of(urlsplit(shown))}, {policy.tries} "
+                         "tries)")
     raise TileUnreadable(f"{last.reason} after {policy.tries} tries")
+
+
+def host_of(parts: SplitResult) -> str:
+    """``host`` or ``host:port`` of a URL, never the user and password a URL may carry before them."""
+    netloc = parts.netloc.rpartition("@")[2]
+    return netloc.lower()
+
+
+def _too_slow(shown: str, policy: FetchPolicy, last: str) -> SourceDown:
+    return SourceDown(f"tile server too slow: no whole answer within the {policy.deadline:g} s deadline "
+                      f"({host_of(urlsplit(shown))}, TILECLASS_FETCH_DEADLINE{last})")
 
 
 class _Retry(Exception):
@@ -123,15 +156,14 @@ class _Retry(Exception):
 
 
 def _one_request(client: httpx.Client, url: str, policy: FetchPolicy) -> bytes:
-    scheme = urlsplit(url).scheme
+    origin = urlsplit(url)
     for _ in range(MAX_REDIRECTS + 1):
         try:
             with client.stream("GET", url) as response:
                 status = response.status_code
                 if status in (301, 302, 303, 307, 308):
                     url = urljoin(url, response.headers.get("location", ""))
-                    if urlsplit(url).scheme != scheme:
-                        raise TileUnreadable(f"redirected from {scheme} to {urlsplit(url).scheme or 'nothing'}")
+                    _check_redirect(origin, urlsplit(url), policy.redirect_hosts)
                     continue
                 return _body(response, status, policy)
         except httpx.ConnectError:
@@ -141,6 +173,48 @@ def _one_request(client: httpx.Client, url: str, policy: FetchPolicy) -> bytes:
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
             raise _Retry("connection dropped or body truncated") from None
     raise TileUnreadable(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _check_redirect(origin: SplitResult, target: SplitResult, allowed: tuple[str, ...]) -> None:
+    """``TileUnreadable`` unless a redirect from ``origin`` to ``target`` keeps its scheme and its host and port,
+    or leads to a host the source allows."""
+    if target.scheme != origin.scheme:
+        raise TileUnreadable(f"redirected from {origin.scheme} to {target.scheme or 'nothing'}")
+    where = _host_and_port(target)
+    if where == _host_and_port(origin) or any(_allows(entry, where) for entry in allowed):
+        return
+    shown = host_of(target) or "nowhere"
+    raise RedirectRefused(f"redirected to another host, {shown} (enqueue --allow-redirect-host {shown} follows it)")
+
+
+def _allows(entry: str, where: tuple[str, int | None]) -> bool:
+    """Whether ``HOST`` (any port) or ``HOST:PORT`` names the host and port ``where``."""
+    listed = urlsplit(f"//{entry}")
+    try:
+        port = listed.port
+    except ValueError:
+        return False
+    return listed.hostname == where[0] and (port is None or port == where[1])
+
+
+def _host_and_port(parts: SplitResult) -> tuple[str, int | None]:
+    try:
+        port = parts.port
+    except ValueError:  # not a number: never the origin's
+        return (parts.hostname or "", -1)
+    return (parts.hostname or "", port if port is not None else {"http": 80, "https": 443}.get(parts.scheme))
+
+
+def check_redirect_host(entry: str) -> str:
+    """``entry`` as ``FetchPolicy.redirect_hosts`` keeps it (lower case), or ``ValueError`` naming the forms."""
+    listed = urlsplit(f"//{entry.strip().lower()}")
+    try:
+        _ = listed.port
+    except ValueError:
+        listed = listed._replace(netloc="")
+    if not listed.hostname or listed.path or listed.query or "@" in listed.netloc:
+        raise ValueError(f"{entry!r} is not a host: give HOST or HOST:PORT, e.g. tiles.example.com or 127.0.0.1:8080")
+    return listed.netloc
 
 
 def _body(response: httpx.Response, status: int, policy: FetchPolicy) -> bytes:

@@ -24,7 +24,7 @@ KNOWN = "a folder, a .mbtiles, .pmtiles, .tif or .tiff file, an http(s):// URL t
 
 
 def source_for(spec: str, *, layout: Layout, settings: Settings, subdomains: str = "",
-               max_rate: float = 0.0) -> TileSource:
+               max_rate: float = 0.0, redirect_hosts: tuple[str, ...] = ()) -> TileSource:
     """The source ``spec`` names; ``TileRootError`` in one line saying what is wrong and what is accepted."""
     name = None
     if spec.startswith("@"):
@@ -35,9 +35,10 @@ def source_for(spec: str, *, layout: Layout, settings: Settings, subdomains: str
             raise TileRootError(f"unknown source @{name}: this host names {names}")
         spec = str(known[name])
     if is_url(spec):
-        return UrlSource.at(spec, settings=settings, subdomains=subdomains, max_rate=max_rate, name=name)
-    if subdomains or max_rate:
-        raise TileRootError("--subdomains and --max-rate apply to tile server URLs")
+        return UrlSource.at(spec, settings=settings, subdomains=subdomains, max_rate=max_rate, name=name,
+                            redirect_hosts=redirect_hosts)
+    if subdomains or max_rate or redirect_hosts:
+        raise TileRootError("--subdomains, --max-rate and --allow-redirect-host apply to tile server URLs")
     source = _at(Path(spec), layout, settings)
     return replace(source, name=name) if name is not None else source
 

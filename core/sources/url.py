@@ -8,6 +8,10 @@ Each worker process keeps one httpx connection pool per source (``reader``) and 
 ahead of the device. With ``TILECLASS_TILE_CACHE`` every fetched tile is kept on disk under the source's name, so a
 rerun downloads nothing again. The source's ``max_rate`` (requests per second, ``enqueue --max-rate``) is shared by
 all workers through the Redis broker. A host may name its own template for the source in ``TILECLASS_SOURCES``.
+
+Each fetch ends within ``TILECLASS_FETCH_DEADLINE`` seconds; ``{env:VAR}`` reads only what ``TILECLASS_SOURCE_ENV``
+lists on the host resolving it; redirects are followed within the template's host, or to the hosts the source lists
+(``redirect_hosts``: ``enqueue --allow-redirect-host``, recorded with the job).
 """
 
 from __future__ import annotations
@@ -29,12 +33,20 @@ from core.roots import is_url
 from core.settings import ROOT_NAME_PATTERN, Settings
 from core.sources.archive import TileAbsent, TileUnreadable
 from core.sources.cover import cover
-from core.sources.fetch import FetchPolicy, RateLimiter, SourceDown, fetch, new_client
+from core.sources.fetch import (
+    FetchPolicy,
+    RateLimiter,
+    RedirectRefused,
+    SourceDown,
+    check_redirect_host,
+    fetch,
+    new_client,
+)
 from core.sources.url_template import UrlTemplate
 from core.tiles import Tile
 from core.walk import Chunk, Key, WalkReport
 
-_readers: dict[tuple[int, str, str], UrlReader] = {}
+_readers: dict[tuple[int, UrlSource, str, float], UrlReader] = {}
 _readers_lock = threading.Lock()
 
 
@@ -44,30 +56,39 @@ class UrlSource:
     template: str
     subdomains: str = ""
     max_rate: float = 0.0
+    redirect_hosts: tuple[str, ...] = ()  # other hosts its redirects may lead to: HOST or HOST:PORT
     kind: ClassVar[str] = "url"
 
     @classmethod
     def at(cls, template: str, *, settings: Settings, subdomains: str = "", max_rate: float = 0.0,
-           name: str | None = None) -> UrlSource:
-        """The source for a URL template the user gave, checked (no request is made)."""
-        UrlTemplate.parse(template, subdomains)
+           name: str | None = None, redirect_hosts: tuple[str, ...] = ()) -> UrlSource:
+        """The source for a URL template the user gave, checked (no request is made); ``{env:VAR}`` must be in
+        this host's ``TILECLASS_SOURCE_ENV``."""
+        UrlTemplate.parse(template, subdomains).check_env(settings.source_env)
         if max_rate < 0:
             raise TileRootError(f"--max-rate must be 0 (no limit) or more requests per second (got {max_rate})")
+        try:
+            hosts = tuple(dict.fromkeys(check_redirect_host(host) for host in redirect_hosts))
+        except ValueError as exc:
+            raise TileRootError(f"--allow-redirect-host {exc}") from None
         if name is None:
             named = [known for known, value in settings.sources.items() if value == template]
             digest = hashlib.sha1(template.encode()).hexdigest()[:8]
             host = "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in urlsplit(template).hostname or "")
             name = named[0] if named else f"{host.strip('-.') or 'tiles'}"[:55] + f"-{digest}"
-        return cls(name, template, subdomains, float(max_rate))
+        return cls(name, template, subdomains, float(max_rate), hosts)
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> UrlSource:
+        hosts = record.get("redirect_hosts") or []
         return cls(str(record["name"]), str(record["template"]), str(record.get("subdomains") or ""),
-                   float(record.get("max_rate") or 0.0))
+                   float(record.get("max_rate") or 0.0), tuple(str(host) for host in hosts))
 
     def to_record(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "template": self.template, "subdomains": self.subdomains,
-                "max_rate": self.max_rate}
+        record = {"kind": self.kind, "name": self.name, "template": self.template, "subdomains": self.subdomains,
+                  "max_rate": self.max_rate}
+        # Only when set: the record of a source without them stays what it was, so its unfinished jobs still match.
+        return record | {"redirect_hosts": list(self.redirect_hosts)} if self.redirect_hosts else record
 
     @property
     def path(self) -> str:
@@ -90,13 +111,16 @@ class UrlSource:
         return UrlTemplate.parse(configured if configured and is_url(configured) else self.template, self.subdomains)
 
     def reader(self, settings: Settings) -> UrlReader:
-        """This process's reader of the source; ``TileRootError`` when this host cannot use it (a secret unset)."""
+        """This process's reader of the source; ``TileRootError`` when this host cannot use it (a secret unset, or
+        not in its ``TILECLASS_SOURCE_ENV``)."""
         template = self.local_template(settings)
+        template.check_env(settings.source_env)
         missing = template.missing_env()
         if missing:
             raise TileRootError(f"tile source {self.name!r} needs {', '.join(missing)} set in the environment of "
                                 "this host (its URL uses {env:…})")
-        key = (os.getpid(), self.name, template.text)
+        # The whole source (its rate, the hosts its redirects may go to) and this host's template and deadline.
+        key = (os.getpid(), self, template.text, settings.fetch_deadline)
         with _readers_lock:
             if key not in _readers:
                 _readers[key] = UrlReader(self, template, settings)
@@ -114,6 +138,8 @@ class UrlSource:
                 answered += 1
             except TileAbsent:
                 absent += 1
+            except RedirectRefused as exc:  # every tile would be: say so before anything is enqueued
+                raise TileRootError(f"{exc.reason}: nothing enqueued") from None
             except TileUnreadable:  # one tile's problem: the workers will fail it alone
                 pass
             except SourceDown as exc:
@@ -147,7 +173,8 @@ class UrlReader:
             raise TileRootError(f"tile source name {source.name!r} is not a plain name (letters, digits, '.', '_', "
                                 "'-')")
         self.source, self.template = source, template
-        self.policy = FetchPolicy()
+        self.secrets = template.secrets(settings.source_env)  # the only values of the environment a URL can carry
+        self.policy = FetchPolicy(deadline=settings.fetch_deadline, redirect_hosts=source.redirect_hosts)
         self.client = new_client(self.policy)
         self.limiter = RateLimiter(source.max_rate, redis=_redis(settings), key=f"tileclass:rate:{source.name}")
         self.cache = settings.tile_cache / source.name if settings.tile_cache is not None else None
@@ -174,8 +201,8 @@ class UrlReader:
             raise down[1]
         z, x, y = tile.xyz()
         try:
-            return fetch(self.client, self.template.url(z, x, y), self.template.shown(z, x, y), policy=self.policy,
-                         limiter=self.limiter)
+            return fetch(self.client, self.template.url(z, x, y, self.secrets), self.template.shown(z, x, y),
+                         policy=self.policy, limiter=self.limiter)
         except SourceDown as exc:
             self._down = (time.monotonic() + self.down_for, exc)
             raise

@@ -62,6 +62,10 @@ def enqueue(
     max_rate: float = typer.Option(
         0.0, "--max-rate", help="Tile URLs: at most this many requests per second to the server, shared by every "
                                 "worker on the Redis broker; 0: no limit."),
+    allow_redirect_host: list[str] | None = typer.Option(
+        None, "--allow-redirect-host", metavar="HOST",
+        help="Tile URLs: follow the server's redirects to this other host too (HOST, or HOST:PORT for that port "
+             "only); repeat for several. Default: redirects are followed only within the URL's own host and port."),
     batch_size: int | None = typer.Option(None, help="Tiles per message (a worker task). Default: 1024."),
     max_queued: MaxQueued = None,
     force: bool = typer.Option(False, "--force", help="Classify tiles again even if they have a result; new job."),
@@ -74,7 +78,7 @@ def enqueue(
 
     bound = check_batching(batch_size, max_queued, get_settings().max_queued_batches)
     request = _request(source, model, zoom, bbox, geojson, scheme, layout, batch_size, force, register=not dry_run,
-                       url_options=(subdomains, max_rate, 0 if dry_run else probe))
+                       url_options=(subdomains, max_rate, 0 if dry_run else probe, tuple(allow_redirect_host or ())))
     if dry_run:
         with walk_progress(not as_json, _describe) as show:
             stats = count_tiles(request.target, on_progress=show, skip_classified=not request.force)
@@ -85,9 +89,10 @@ def enqueue(
 
 def _request(spec: str, model: str, zoom: list[str] | None, bbox: str | None, geojson: Path | None,
              scheme: str | None, layout: str | None, batch_size: int | None, force: bool, *,
-             register: bool, url_options: tuple[str, float, int] = ("", 0.0, 0)) -> EnqueueRequest:
+             register: bool, url_options: tuple[str, float, int, tuple[str, ...]] = ("", 0.0, 0, ()),
+             ) -> EnqueueRequest:
     """The request the options describe, checked; a tile server is probed (``url_options``: subdomains, rate,
-    probes) before anything is registered or enqueued."""
+    probes, other hosts its redirects may go to) before anything is registered or enqueued."""
     from core.bbox import BBox
     from core.layouts import Layout
     from core.region import Region, load_geojson
@@ -101,9 +106,9 @@ def _request(spec: str, model: str, zoom: list[str] | None, bbox: str | None, ge
     from producer.session import open_session
 
     settings = get_settings()
-    subdomains, max_rate, probes = url_options
+    subdomains, max_rate, probes, redirect_hosts = url_options
     source = source_for(spec, layout=Layout.parse(layout, scheme or "xyz"), settings=settings, subdomains=subdomains,
-                        max_rate=max_rate)
+                        max_rate=max_rate, redirect_hosts=redirect_hosts)
     if not isinstance(source, FolderSource) and (layout is not None or scheme is not None):
         raise TileError(f"--layout and --scheme apply to folders; a {source.kind} source addresses its own tiles")
     zooms = parse_zooms(zoom or [])

@@ -1,21 +1,24 @@
 """Tile-server sources against a real loopback server with injected faults: templates, retries and Retry-After,
 empty and failed tiles, a server that is down, the cache, the shared rate limit (real Redis, a fake clock), the
-region cover and the probe."""
+region cover and the probe; a server dripping its answer ends by the deadline or when the process stops,
+``{env:VAR}`` reads only what ``TILECLASS_SOURCE_ENV`` lists, and redirects stay on the template's host."""
 
 from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from core.bbox import BBox
-from core.errors import TileRootError
+from core.errors import SettingsError, TileRootError
 from core.region import Region
 from core.settings import load_settings
-from core.sources import TileAbsent, TileUnreadable, UrlSource
-from core.sources.fetch import FetchPolicy, RateLimiter, SourceDown, fetch, new_client
+from core.sources import TileAbsent, TileUnreadable, UrlSource, deadline
+from core.sources.fetch import FetchPolicy, RateLimiter, RedirectRefused, SourceDown, fetch, new_client
 from core.sources.url_template import UrlTemplate
 from core.tiles import Tile
 from tests.tile_server import TileServer, serving
@@ -31,13 +34,14 @@ def server(tmp_path: Path):
         yield tiles
 
 
-def get(server: TileServer, tile: str, *, tries: int = 4, timeout: float = 5.0) -> tuple[bytes, list[float]]:
+def get(server: TileServer, tile: str, *, tries: int = 4, timeout: float = 5.0,
+        redirect_hosts: tuple[str, ...] = ()) -> tuple[bytes, list[float]]:
     """Fetch ``tile`` with the workers' code; returns the bytes and the waits between tries (no real sleeping)."""
     waits: list[float] = []
     z, x, y = map(int, tile.split("/"))
     template = UrlTemplate.parse(server.template)
-    policy = FetchPolicy(tries=tries, read_timeout=timeout, connect_timeout=timeout)
-    data = fetch(new_client(policy), template.url(z, x, y), template.shown(z, x, y), policy=policy,
+    policy = FetchPolicy(tries=tries, read_timeout=timeout, connect_timeout=timeout, redirect_hosts=redirect_hosts)
+    data = fetch(new_client(policy), template.url(z, x, y, {}), template.shown(z, x, y), policy=policy,
                  limiter=RateLimiter(0), sleep=waits.append)
     return data, waits
 
@@ -167,7 +171,7 @@ def test_a_named_tile_server_and_a_host_that_names_its_own_template_for_it(
     # This worker reaches the same imagery through its own mirror: same name, its own template.
     monkeypatch.setenv("TILECLASS_SOURCES", json.dumps({"ortho": server.template}))
     assert named.reader(load_settings()).read(Tile(17, 70000, 42000))[:3] == b"\xff\xd8\xff"
-    with pytest.raises(TileRootError, match="--subdomains and --max-rate apply to tile server URLs"):
+    with pytest.raises(TileRootError, match="--subdomains, --max-rate and --allow-redirect-host apply to tile server"):
         source_for(".", layout=Layout.parse(), settings=load_settings(), subdomains="abc")
 
 
@@ -181,3 +185,102 @@ def test_a_source_name_from_the_database_never_becomes_a_path_of_the_cache(
         hostile.reader(load_settings())
     assert not (tmp_path / "outside").exists()
     assert UrlSource.at("http://[::1]:8080/{z}/{x}/{y}.png", settings=load_settings()).name.startswith("1-")
+
+
+def test_a_server_dripping_its_answer_is_too_slow_by_the_deadline_a_host_problem_not_the_tiles(
+        server: TileServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One byte every 0.5 s: each wait far inside the 20 s read timeout, the whole answer some 30 minutes long.
+    server.fault("17/70000/42000", "always:drip:0.5")
+    monkeypatch.setenv("TILECLASS_FETCH_DEADLINE", "2")
+    reader = UrlSource.at(server.template, settings=load_settings()).reader(load_settings())
+    started = time.monotonic()
+    with pytest.raises(SourceDown) as caught:
+        reader.read(Tile(17, 70000, 42000))
+    assert time.monotonic() - started < 15  # instead of running for half an hour
+    assert caught.value.reason == ("tile server too slow: no whole answer within the 2 s deadline "
+                                   f"(127.0.0.1:{server.port}, TILECLASS_FETCH_DEADLINE)")
+    assert server.requests["17/70000/42000"] == 1  # the deadline covers the retries too: none was made
+
+
+def test_stopping_the_process_ends_a_dripping_fetch_at_once_whatever_its_deadline(server: TileServer) -> None:
+    server.fault("17/70000/42000", "always:drip:0.5")
+    template = UrlTemplate.parse(server.template)
+    policy = FetchPolicy(deadline=3600)
+    client = new_client(policy)
+    stop = threading.Timer(1.0, deadline.stop_fetches)
+    stop.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(deadline.FetchStopped):
+            fetch(client, template.url(17, 70000, 42000, {}), template.shown(17, 70000, 42000), policy=policy,
+                  limiter=RateLimiter(0))
+        assert time.monotonic() - started < 15
+        with pytest.raises(deadline.FetchStopped):  # and no new one starts
+            fetch(client, template.url(17, 70001, 42000, {}), template.shown(17, 70001, 42000), policy=policy,
+                  limiter=RateLimiter(0))
+    finally:
+        stop.cancel()
+        deadline.resume_fetches()
+    assert fetch(client, template.url(17, 70001, 42000, {}), template.shown(17, 70001, 42000), policy=policy,
+                 limiter=RateLimiter(0))[:3] == b"\xff\xd8\xff"
+
+
+def test_redirects_are_followed_within_the_templates_host_and_to_another_only_when_the_source_allows_it(
+        server: TileServer, tmp_path: Path) -> None:
+    expected = (tmp_path / "tree" / "17/70000/42000.jpg").read_bytes()
+    with serving(tmp_path / "tree") as other:
+        elsewhere = f"http://127.0.0.1:{other.port}/tiles/17/70001/42000.jpg"
+        server.fault("17/70000/42000", "redirect:/tiles/17/70000/42000.jpg?moved=1")
+        assert get(server, "17/70000/42000")[0] == expected  # same host and port: followed
+        assert "moved=1" in server.queries
+        server.fault("17/70000/42000", "redirect:" + elsewhere)
+        with pytest.raises(RedirectRefused) as caught:
+            get(server, "17/70000/42000")
+        assert caught.value.reason == (f"redirected to another host, 127.0.0.1:{other.port} "
+                                       f"(enqueue --allow-redirect-host 127.0.0.1:{other.port} follows it)")
+        assert sum(other.requests.values()) == 0  # the other host was never asked
+        for allowed in (f"127.0.0.1:{other.port}", "127.0.0.1"):  # that port, or the host on any port
+            server.fault("17/70000/42000", "redirect:" + elsewhere)
+            assert get(server, "17/70000/42000", redirect_hosts=(allowed,))[0] != expected
+        server.fault("17/70000/42000", "redirect:" + elsewhere)
+        with pytest.raises(RedirectRefused):  # another port of an allowed host:port is another host
+            get(server, "17/70000/42000", redirect_hosts=(f"127.0.0.1:{other.port + 1}",))
+    source = UrlSource.at(server.template, settings=load_settings(), redirect_hosts=("Tiles.Example:8443",))
+    assert source.to_record()["redirect_hosts"] == ["tiles.example:8443"]
+    assert UrlSource.from_record(source.to_record()) == source
+    assert "redirect_hosts" not in UrlSource.at(server.template, settings=load_settings()).to_record()
+    with pytest.raises(TileRootError, match=r"--allow-redirect-host 'http://x/y' is not a host: give HOST or "):
+        UrlSource.at(server.template, settings=load_settings(), redirect_hosts=("http://x/y",))
+
+
+def test_env_placeholders_read_only_the_variables_this_host_lists_and_never_tileclass_settings(
+        server: TileServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.sources import source_from_record
+
+    monkeypatch.setenv("MAPKEY", TOKEN)
+    monkeypatch.setenv("TILECLASS_API_TOKEN", "the-servers-own-api-token")
+    with_key = server.template + "?key={env:MAPKEY}"
+    with pytest.raises(TileRootError) as caught:
+        UrlSource.at(with_key, settings=load_settings())
+    assert str(caught.value) == (f"tile URL {server.template!r}: {{env:MAPKEY}} is not allowed on this host: list it "
+                                 "in TILECLASS_SOURCE_ENV (a JSON list of names; listed now: none)")
+    monkeypatch.setenv("TILECLASS_SOURCE_ENV", json.dumps(["MAPKEY", "TILECLASS_API_TOKEN"]))
+    source = UrlSource.at(with_key, settings=load_settings())
+    assert source.reader(load_settings()).read(Tile(17, 70000, 42000))[:3] == b"\xff\xd8\xff"
+    assert server.queries == [f"key={TOKEN}"]
+    for name in ("TILECLASS_API_TOKEN", "TILECLASS_DATABASE_URL"):  # even when listed
+        leaky = server.template + f"?t={{env:{name}}}"
+        with pytest.raises(TileRootError, match=rf"\{{env:{name}\}} is refused: tileclass's own TILECLASS_\* "
+                                                "settings are never sent to a tile server"):
+            UrlSource.at(leaky, settings=load_settings())
+        # A job recorded elsewhere (or forged) with such a template: this host refuses to resolve it.
+        forged = source_from_record({"kind": "url", "name": f"forged-{name.lower()}", "template": leaky})
+        with pytest.raises(TileRootError, match="is refused"):
+            forged.reader(load_settings())
+    monkeypatch.setenv("TILECLASS_SOURCE_ENV", "[]")  # a worker that does not list it: refused there too
+    with pytest.raises(TileRootError, match="is not allowed on this host"):
+        source.reader(load_settings())
+    assert server.queries == [f"key={TOKEN}"]  # nothing more was sent
+    monkeypatch.setenv("TILECLASS_SOURCE_ENV", '["not a name"]')
+    with pytest.raises(SettingsError, match="TILECLASS_SOURCE_ENV: 'not a name' is not an environment variable's"):
+        load_settings()

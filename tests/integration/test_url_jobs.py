@@ -1,11 +1,13 @@
 """Real `tileclass worker` processes (Redis, a SQLite file) fetching from a real loopback tile server with faults:
 the same labels as the folder, tiles the server lacks empty, a tile that keeps answering 500 failed alone, a 429
 retried, a rerun served from the cache, a dead server failing nothing while another job completes, and the token
-nowhere."""
+nowhere; a server dripping its answers holds a worker neither past the fetch deadline nor past SIGTERM, and a
+redirect to another host is never followed."""
 
 from __future__ import annotations
 
 import json
+import signal
 import socket
 from pathlib import Path
 
@@ -54,7 +56,8 @@ def rows_of(table: type, job_id: int) -> dict[tuple[int, int, int], str]:
 def test_a_tile_server_job_matches_the_folder_and_survives_faults_and_a_dead_server(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str, sqlite_url: str) -> None:
     settings = {"database_url": sqlite_url, "broker_url": redis_url, "model_dir": tmp_path / "models",
-                "data_dir": tmp_path / "state", "worker_host_cooldown": "1", "tile_cache": tmp_path / "cache"}
+                "data_dir": tmp_path / "state", "worker_host_cooldown": "1", "tile_cache": tmp_path / "cache",
+                "source_env": '["TILE_TOKEN"]'}
     for key, value in settings.items():
         monkeypatch.setenv(f"TILECLASS_{key.upper()}", str(value))
     monkeypatch.setenv("TILE_TOKEN", TOKEN)
@@ -120,3 +123,57 @@ def test_a_tile_server_job_matches_the_folder_and_survives_faults_and_a_dead_ser
 def problems() -> list[host_problems.HostProblemRow]:
     with session_scope() as session:
         return host_problems.problems(session)
+
+
+def test_a_dripping_server_holds_a_worker_neither_past_the_deadline_nor_past_sigterm_and_no_tile_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str, sqlite_url: str) -> None:
+    settings = {"database_url": sqlite_url, "broker_url": redis_url, "model_dir": tmp_path / "models",
+                "data_dir": tmp_path / "state", "worker_host_cooldown": "1"}
+    for key, value in settings.items():
+        monkeypatch.setenv(f"TILECLASS_{key.upper()}", str(value))
+    get_settings.cache_clear()
+    with session_scope() as session:
+        model = register_checkpoint(session, checkpoint=tiny_checkpoint(tmp_path / "trained"),
+                                    settings=get_settings()).hash
+    folder = tmp_path / "tiles"
+    tree = tile_tree(folder, 8, width=4)
+    options = ["--device", "cpu", "--processes", "1", "--no-compile", "--batch-size", "8"]
+    with serving(folder) as server, serving(folder) as other:
+        for tile in tree:  # one byte every half second: each wait far inside the read timeout, each tile ~30 min
+            server.fault(str(tile), "always:drip:0.5")
+        # SIGTERM while a fetch drips, with a deadline of an hour: the worker stops at once, its batch goes back.
+        first_log = tmp_path / "first.log"
+        first = start_launcher(options, worker_env(**settings, fetch_deadline="3600"), cwd=tmp_path, log=first_log)
+        with running(first):
+            dripping = enqueue(server.template, model, *region(tree), "--probe", "0")
+            wait_for(lambda: server.dripping > 0, what="a fetch dripping", timeout=180, logs=(first_log,),
+                     processes=(first,))
+            first.send_signal(signal.SIGTERM)
+            assert first.wait(timeout=60) == 0, first_log.read_text()  # within its warm-shutdown window
+        assert "put back" in first_log.read_text() and "NotImplementedError" not in first_log.read_text()
+        assert rows_of(FailedTile, dripping) == {} and rows_of(TileResult, dripping) == {}
+
+        # The batch is back in the queue. With a 3 s deadline the still dripping server is a host problem: no tile
+        # fails, and a folder job queued behind it completes.
+        log = tmp_path / "second.log"
+        second = start_launcher(options, worker_env(**settings, fetch_deadline="3"), cwd=tmp_path, log=log)
+        with running(second):
+            wait = {"timeout": 180, "logs": (log,), "processes": (second,)}
+            wait_for(lambda: any(p.job_id == dripping and "tile server too slow" in p.reason for p in problems()),
+                     what="the dripping server's host problem", **wait)
+            tile_tree(tmp_path / "elsewhere", 8, width=4, x0=71000)  # other tiles: their results are not the job's
+            beside = enqueue(str(tmp_path / "elsewhere"), model)
+            wait_for(lambda: finished(beside), what="a folder job behind the dripping one", **wait)
+            assert len(rows_of(TileResult, beside)) == 8
+            assert rows_of(FailedTile, dripping) == {}
+            # The server heals, but sends one tile to another host (never followed: that tile fails alone) and
+            # another to the same host (followed).
+            elsewhere = other.template.format(z=17, x=tree[0].x, y=tree[0].y)
+            server.faults = {str(tree[0]): ["always:redirect:" + elsewhere],
+                             str(tree[1]): [f"redirect:/tiles/{tree[1]}.jpg?moved=1"]}
+            wait_for(lambda: finished(dripping), what="the healed job", **wait)
+    refused = f"redirected to another host, 127.0.0.1:{other.port} (enqueue --allow-redirect-host " \
+              f"127.0.0.1:{other.port} follows it)"
+    assert rows_of(FailedTile, dripping) == {tree[0].xyz(): refused}
+    assert set(rows_of(TileResult, dripping)) == {tile.xyz() for tile in tree[1:]}
+    assert sum(other.requests.values()) == 0 and "moved=1" in server.queries

@@ -1,6 +1,8 @@
 """``tileclass enqueue URL`` against a real loopback tile server and real Redis: the region's cover is enqueued,
 the probe stops a wrong URL, a dead server or a missing secret in one line before anything is enqueued, and a
-token in the URL never reaches the job row, the messages or the output."""
+token in the URL never reaches the job row, the messages or the output; ``{env:VAR}`` only for the variables
+``TILECLASS_SOURCE_ENV`` lists (never ``TILECLASS_*``), and a redirect to another host only with
+``--allow-redirect-host``."""
 
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ def jobs_count() -> int:
 def test_a_url_source_enqueues_the_cover_and_its_token_never_leaves_the_environment(
         on_redis: Deployment, server: TileServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TILE_TOKEN", TOKEN)
+    monkeypatch.setenv("TILECLASS_SOURCE_ENV", '["TILE_TOKEN"]')
     url = server.template + "?access_token={env:TILE_TOKEN}"
     counted = cli("enqueue", url, "--model", on_redis.model, *region(), "--dry-run", "--json")
     assert counted.exit_code == 0, counted.output
@@ -78,6 +81,7 @@ def test_the_probe_stops_a_wrong_url_a_dead_server_and_a_missing_secret_before_a
         ("https://tiles.example/{z}/{x}.png", "needs {z}, {x} and {y} (or {-y}), or {q}"),
     ]
     monkeypatch.delenv("NOT_SET_HERE", raising=False)
+    monkeypatch.setenv("TILECLASS_SOURCE_ENV", '["NOT_SET_HERE"]')
     for url, message in cases:
         result = cli("enqueue", url, "--model", on_redis.model, *region())
         assert result.exit_code == 2, result.output
@@ -86,3 +90,55 @@ def test_the_probe_stops_a_wrong_url_a_dead_server_and_a_missing_secret_before_a
     assert listing.exit_code == 2 and "a tile server cannot be listed: give --zoom and --bbox" in listing.output
     assert cli("enqueue", server.template, "--model", on_redis.model, *region(), "--layout", "plain").exit_code == 2
     assert jobs_count() == 0 and redis.Redis.from_url(on_redis.broker_url).llen(CLASSIFY_QUEUE) == 0
+
+
+def test_env_placeholders_need_the_operators_list_and_tileclass_settings_are_refused_even_when_listed(
+        on_redis: Deployment, server: TileServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.settings import get_settings
+
+    monkeypatch.setenv("MAPKEY", TOKEN)
+    monkeypatch.setenv("TILECLASS_API_TOKEN", "the-api-token-of-this-host")
+    cases = [
+        ("?key={env:MAPKEY}", "{env:MAPKEY} is not allowed on this host: list it in TILECLASS_SOURCE_ENV (a JSON "
+                              "list of names; listed now: none)"),
+        ("?t={env:TILECLASS_API_TOKEN}", "{env:TILECLASS_API_TOKEN} is refused: tileclass's own TILECLASS_* "
+                                         "settings are never sent to a tile server"),
+        ("?db={env:TILECLASS_DATABASE_URL}", "{env:TILECLASS_DATABASE_URL} is refused"),
+    ]
+    for listed in ("[]", '["TILECLASS_API_TOKEN", "TILECLASS_DATABASE_URL"]'):
+        monkeypatch.setenv("TILECLASS_SOURCE_ENV", listed)
+        get_settings.cache_clear()
+        for query, message in cases[1:] if listed != "[]" else cases:
+            result = cli("enqueue", server.template + query, "--model", on_redis.model, *region(), "--probe", "1")
+            assert result.exit_code == 2, result.output
+            assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert sum(server.requests.values()) == 0 and jobs_count() == 0  # nothing was sent, nothing enqueued
+    monkeypatch.setenv("TILECLASS_SOURCE_ENV", '["MAPKEY"]')
+    get_settings.cache_clear()
+    allowed = cli("enqueue", server.template + "?key={env:MAPKEY}", "--model", on_redis.model, *region(),
+                  "--probe", "1", "--json")
+    assert allowed.exit_code == 0, allowed.output
+    assert server.queries == [f"key={TOKEN}"] and TOKEN not in allowed.output
+
+
+def test_a_redirect_to_another_host_stops_the_probe_unless_the_source_allows_that_host(
+        on_redis: Deployment, server: TileServer, tmp_path: Path) -> None:
+    with serving(tmp_path / "tree") as other:
+        for x in range(70000, 70004):
+            for y in range(42000, 42003):
+                server.fault(f"17/{x}/{y}", "always:redirect:" + other.template.format(z=17, x=x, y=y))
+        refused = cli("enqueue", server.template, "--model", on_redis.model, *region(), "--probe", "2")
+        assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1, refused.output
+        assert (f"redirected to another host, 127.0.0.1:{other.port} (enqueue --allow-redirect-host "
+                f"127.0.0.1:{other.port} follows it): nothing enqueued") in refused.output
+        assert sum(other.requests.values()) == 0 and jobs_count() == 0
+        allowed = cli("enqueue", server.template, "--model", on_redis.model, *region(), "--probe", "2",
+                      "--allow-redirect-host", f"127.0.0.1:{other.port}", "--json")
+        assert allowed.exit_code == 0, allowed.output
+        assert json.loads(allowed.stdout)["source"]["redirect_hosts"] == [f"127.0.0.1:{other.port}"]
+        assert sum(other.requests.values()) == 2
+    folder = cli("enqueue", str(tmp_path / "tree"), "--model", on_redis.model, "--allow-redirect-host", "x.org")
+    assert folder.exit_code == 2 and "--allow-redirect-host apply to tile server URLs" in folder.output
+    bad = cli("enqueue", server.template, "--model", on_redis.model, *region(), "--allow-redirect-host", "http://a/b")
+    assert bad.exit_code == 2 and "--allow-redirect-host 'http://a/b' is not a host: give HOST or HOST:PORT" in \
+        bad.output
