@@ -1,7 +1,9 @@
 """The command line's one-line messages as HTTP answers: a malformed request is 400, something unknown 404.
 
 Every error body is ``{"detail": "<one line>"}``: the same line ``tileclass`` would print, so a script reads the
-same words from either. An unreachable database is 503 with the URL's password hidden.
+same words from either. An unreachable database is 503 with the URL's password hidden. What cannot answer now but
+may later (a job's tile server down or too slow, every imagery slot busy: ``Unavailable``, or any other
+``HostError``) is 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -14,11 +16,23 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from core.db import unreachable_message
-from core.errors import NotFoundError, TileclassError
+from core.errors import HostError, NotFoundError, TileclassError
+
+RETRY_AFTER = 30  # seconds, for a HostError that does not say
+
+
+class Unavailable(TileclassError):
+    """Something an answer needs cannot give it now, and may later: 503, asking to retry after ``retry_after`` s."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
+    app.add_exception_handler(Unavailable, _unavailable)
+    app.add_exception_handler(HostError, _unavailable)
     app.add_exception_handler(NotFoundError, _not_found)
     app.add_exception_handler(TileclassError, _bad_request)
     app.add_exception_handler(RequestValidationError, _invalid)
@@ -28,6 +42,11 @@ def install(app: FastAPI) -> None:
 
 def detail(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"detail": message, **extra}, status_code=status)
+
+
+async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+    retry_after = exc.retry_after if isinstance(exc, Unavailable) else RETRY_AFTER
+    return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(retry_after)})
 
 
 async def _not_found(_: Request, exc: Exception) -> JSONResponse:

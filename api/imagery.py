@@ -4,7 +4,9 @@ Each job's source is opened once per server process (``core.sources``: a folder 
 MBTiles/PMTiles archive, a tile server fetched with the workers' retries, a GeoTIFF cut by rio-tiler) and asked
 only for tiles of the job: at the zooms it asked for, inside its region's extent. Anything else is ``OutsideTheJob``
 (an empty 204: nothing to draw there, not an error), a tile the source lacks is 404, and a folder's reader never reads
-a path outside the folder.
+a path outside the folder. A source that cannot be read now but may be later (a tile server down or too slow: a
+``HostError``) is 503 with ``Retry-After``. The route runs these reads on threads of their own
+(``api.imagery_gate``).
 
 JPEG, PNG, WebP and GIF tiles are sent as they are stored (their type is read from their first bytes, never from a
 name), anything else (a raster's TIFF) is re-encoded as PNG.
@@ -22,9 +24,10 @@ import mercantile
 from PIL import Image
 from sqlalchemy.orm import Session
 
+from api.errors import Unavailable
 from core.bbox import BBox
 from core.choices import IMAGE_FORMATS
-from core.errors import NotFoundError, TileError, TileRootError
+from core.errors import HostError, NotFoundError, TileError, TileRootError
 from core.jobs import get_job
 from core.region import Region
 from core.settings import Settings
@@ -35,6 +38,8 @@ MAX_PIXELS = 4096 * 4096
 PASSED_THROUGH = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png", b"GIF87a": "image/gif",
                   b"GIF89a": "image/gif"}
 _OPEN_JOBS = 64
+# About how long a tile server's reader keeps answering "down" once it found the server down (core.sources.url).
+SOURCE_RETRY_AFTER = 30
 
 
 class OutsideTheJob(Exception):
@@ -102,8 +107,11 @@ class ImageryReaders:
             data = imagery.reader.read(tile)
         except (TileAbsent, TileUnreadable) as exc:
             raise NotFoundError(f"no image of tile {tile} in job {job_id}'s source: {exc.reason}") from None
-        except TileRootError as exc:  # a tile server that is down: the same 404, with why
+        except TileRootError as exc:  # an archive missing on this host: the same 404, with why
             raise NotFoundError(f"job {job_id}'s source cannot be read now: {exc}") from None
+        except HostError as exc:  # a tile server down or too slow: the map may ask again later
+            raise Unavailable(f"job {job_id}'s source cannot be read now: {exc.reason}",
+                              retry_after=SOURCE_RETRY_AFTER) from None
         return as_web_image(data)
 
 

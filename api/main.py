@@ -6,6 +6,8 @@ passes its own ``ServeConfig`` and runs the app under uvicorn (``api.server``).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
@@ -16,6 +18,7 @@ from api import docs, errors
 from api.auth import TokenGate
 from api.config import ServeConfig
 from api.imagery import ImageryReaders
+from api.imagery_gate import ImageryGate
 from api.routes import imagery, jobs, metrics, models, overlay, page, regions, tiles
 from api.routes.page import STATIC
 from core.metrics.fleet import fleet_registry
@@ -26,10 +29,11 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     """The app, configured by ``config`` (default: from the settings)."""
     settings = get_settings()
     config = config or ServeConfig.from_settings(settings)
-    app = FastAPI(title="tileclass", version=_version(), docs_url=None, redoc_url=None,
+    app = FastAPI(title="tileclass", version=_version(), docs_url=None, redoc_url=None, lifespan=_lifespan,
                   description="Tile classification results: jobs, models, tiles, regions, overlay tiles and imagery.")
     app.state.config = config
     app.state.imagery = ImageryReaders(settings)
+    app.state.imagery_gate = ImageryGate()
     app.state.metrics = fleet_registry(settings)
     errors.install(app)
     for module in (page, docs, jobs, models, tiles, regions, overlay, imagery, metrics):
@@ -41,6 +45,14 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET"],
                            allow_headers=["Authorization"], expose_headers=["ETag"])
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    # The server is stopping: imagery reads still waiting on a tile server end now, or the process would wait for
+    # their threads before it exits.
+    app.state.imagery_gate.close()
 
 
 def _version() -> str:

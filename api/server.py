@@ -21,6 +21,9 @@ from api.main import create_app
 from api.sockets import run
 
 _TOKEN_VALUE = re.compile(rf"([?&]{TOKEN_PARAMETER}=)[^&#\s]*")
+# Seconds a stopping server lets the requests in flight finish before it cancels them (uvicorn waits for ever
+# otherwise: a client that reads slowly, or an imagery read on a slow tile server, held SIGTERM off).
+GRACEFUL_SHUTDOWN = 3
 
 
 class RedactTokens(logging.Filter):
@@ -48,7 +51,8 @@ def log_config(level: str) -> dict[str, Any]:
 
 
 def serve(*, listener: socket.socket, config: ServeConfig, log_level: str = "info", workers: int = 1) -> None:
-    """Serve until stopped (Ctrl-C or SIGTERM: uvicorn finishes the requests in flight first).
+    """Serve until stopped (Ctrl-C or SIGTERM: uvicorn lets the requests in flight finish for up to
+    ``GRACEFUL_SHUTDOWN`` seconds, then cancels them; the app's lifespan ends its imagery reads).
 
     With ``workers`` > 1 uvicorn runs that many server processes on one socket (Python serves a request at a time
     per process); each builds its app from the settings, so ``config`` must be what the settings say. They serve on
@@ -56,5 +60,6 @@ def serve(*, listener: socket.socket, config: ServeConfig, log_level: str = "inf
     """
     host, port = listener.getsockname()[:2]  # for uvicorn's own lines
     options: dict[str, Any] = {"host": host, "port": port, "log_config": log_config(log_level),
-                               "server_header": False, "proxy_headers": True, "forwarded_allow_ips": "127.0.0.1"}
+                               "server_header": False, "proxy_headers": True, "forwarded_allow_ips": "127.0.0.1",
+                               "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN}
     run(listener, app=create_app(config) if workers == 1 else "api.main:create_app", workers=workers, options=options)

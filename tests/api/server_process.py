@@ -25,6 +25,7 @@ def free_port() -> int:
 class Server:
     url: str
     log: Path
+    process: subprocess.Popen[bytes]
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -39,7 +40,7 @@ def running_server(database_url: str, log: Path, *, env: dict[str, str] | None =
     with log.open("w") as sink:
         process = subprocess.Popen([sys.executable, "-m", "producer", "serve", "--port", str(port), *args],
                                    env=environment, stdout=sink, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", log)
+    server = Server(f"http://127.0.0.1:{port}", log, process)
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +129,51 @@ def test_a_plain_folder_of_images_has_no_map_imagery(sqlite_region: Region, sqli
     plain = FolderSource("plain", str(sqlite_region.root), Layout.parse("plain")).to_record()
     job = add_job(sqlite_url, sqlite_region, plain)
     assert client.get(f"/imagery/{job}/{ZOOM}/{BASE[0]}/{BASE[1]}").status_code == 404
+
+
+def test_a_tile_server_that_is_down_is_503_with_retry_after(sqlite_region: Region, sqlite_url: str,
+                                                            client: TestClient) -> None:
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{free.getsockname()[1]}/{{z}}/{{x}}/{{y}}.jpg"  # nothing listens there
+    job = add_job(sqlite_url, sqlite_region, UrlSource.at(dead, settings=load_settings()).to_record())
+    answer = client.get(f"/imagery/{job}/{ZOOM}/{BASE[0]}/{BASE[1]}")
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "30"
+    assert answer.json()["detail"].startswith(f"job {job}'s source cannot be read now: tile server unreachable")
+
+
+def test_imagery_follows_redirects_within_the_servers_host_and_never_serves_another_hosts_bytes(
+        sqlite_region: Region, sqlite_url: str, client: TestClient, tmp_path: Path) -> None:
+    for tile in region_tiles():
+        (sqlite_region.root / str(tile.path)).with_suffix(".jpg").write_bytes(tile_png(tile.x or 0, tile.y or 0))
+    elsewhere = tmp_path / "elsewhere" / f"{ZOOM}/{BASE[0]}/{BASE[1]}.jpg"
+    elsewhere.parent.mkdir(parents=True)
+    elsewhere.write_bytes(tile_png(1, 2))
+    with serving(sqlite_region.root) as server, serving(tmp_path / "elsewhere") as other:
+        job = add_job(sqlite_url, sqlite_region, UrlSource.at(server.template, settings=load_settings()).to_record())
+        x, y = BASE[0] + 1, BASE[1] + 1
+        server.fault(f"{ZOOM}/{x}/{y}", f"redirect:/tiles/{ZOOM}/{x}/{y}.jpg?moved=1")
+        moved = client.get(f"/imagery/{job}/{ZOOM}/{x}/{y}")
+        assert moved.status_code == 200 and moved.content == tile_png(x, y)
+        server.fault(f"{ZOOM}/{BASE[0]}/{BASE[1]}", f"redirect:{other.template.format(z=ZOOM, x=BASE[0], y=BASE[1])}")
+        refused = client.get(f"/imagery/{job}/{ZOOM}/{BASE[0]}/{BASE[1]}")
+        assert refused.status_code == 404 and "redirected to another host" in refused.json()["detail"]
+        assert sum(other.requests.values()) == 0  # the other host was never asked for its bytes
+
+
+def test_imagery_never_sends_tileclass_settings_to_a_tile_server(
+        sqlite_region: Region, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.settings import get_settings
+    from tests.api.conftest import client_for
+
+    secret = "the-servers-own-api-token-0123"
+    monkeypatch.setenv("TILECLASS_API_TOKEN", secret)
+    monkeypatch.setenv("TILECLASS_SOURCE_ENV", '["TILECLASS_API_TOKEN"]')  # listed, and still refused
+    get_settings.cache_clear()
+    with serving(sqlite_region.root) as server:
+        # A job recorded with such a template (by an older version, or forged): this server never resolves it.
+        leaky = {"kind": "url", "name": "leaky", "template": server.template + "?t={env:TILECLASS_API_TOKEN}"}
+        job = add_job(sqlite_url, sqlite_region, leaky)
+        answer = client_for().get(f"/imagery/{job}/{ZOOM}/{BASE[0]}/{BASE[1]}")
+        assert answer.status_code == 404 and "{env:TILECLASS_API_TOKEN} is refused" in answer.json()["detail"]
+        assert server.requests == {} and secret not in answer.text
