@@ -23,7 +23,14 @@ from core.errors import TileRootError
 from core.region import Region
 from core.sources.archive import MAX_TILE_BYTES, ArchiveSource, TileUnreadable, capped
 from core.sources.decompress import Damaged, TooLarge, gunzip
-from core.sources.pmtiles_directory import MAX_TILE_ID, DamagedDirectory, Directory, DirectoryCache, decode
+from core.sources.pmtiles_directory import (
+    MAX_DIRECTORY_BYTES,
+    MAX_TILE_ID,
+    DamagedDirectory,
+    Directory,
+    DirectoryCache,
+    decode,
+)
 from core.tiles import MAX_ZOOM, Tile
 from core.walk import Chunk, Key
 
@@ -90,6 +97,9 @@ class PMTilesFile:
         return cached
 
     def _decode(self, offset: int, length: int) -> Directory:
+        if length > MAX_DIRECTORY_BYTES:  # refused before it is copied out of the file
+            raise DamagedDirectory(f"a directory of {length} bytes, more than tileclass's bound of "
+                                   f"{MAX_DIRECTORY_BYTES}")
         return decode(self.data[offset : offset + length],
                       gzipped=self.header["internal_compression"] != Compression.NONE,
                       tile_data=self.header["tile_data_length"], leaves=self.header["leaf_directory_length"])

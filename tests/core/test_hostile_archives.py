@@ -89,6 +89,20 @@ def test_a_gzip_bomb_directory_is_a_one_line_error_without_being_inflated(tmp_pa
     assert peak < 2 * MAX_DIRECTORY_BYTES + (8 << 20)
 
 
+def test_a_directory_stored_larger_than_the_bound_is_refused_before_it_is_copied(tmp_path: Path) -> None:
+    leaves = bytes(MAX_DIRECTORY_BYTES + 1)
+    path = hand_made_pmtiles(tmp_path / "wide.pmtiles", root=directory((0, 0, len(leaves), 0)), leaves=leaves)
+    tracemalloc.start()
+    try:
+        with pytest.raises(TileRootError, match=rf"a directory of {MAX_DIRECTORY_BYTES + 1} bytes, more than "
+                                                rf"tileclass's bound of {MAX_DIRECTORY_BYTES}\)$"):
+            listed(path, [16])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < MAX_DIRECTORY_BYTES // 2
+
+
 def test_a_run_of_2_to_the_40_is_refused_and_a_long_valid_run_is_cut_to_the_wanted_zoom(tmp_path: Path) -> None:
     hostile = hand_made_pmtiles(tmp_path / "run.pmtiles", root=directory((0, 0, 3, 2**40)), tile_data=b"png")
     with pytest.raises(TileRootError, match=r"has a damaged root directory \(a run length of 1099511627776, more than "
