@@ -6,6 +6,7 @@ without an engine (scripts/services.sh installs it).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -90,6 +91,26 @@ def test_every_tileclass_service_refuses_the_placeholder_passwords(compose: dict
         with pytest.raises(SettingsError, match=r"^TILECLASS_API_TOKEN: it is the \.env\.example placeholder"):
             load_settings()
     assert Settings(broker_url="rediss://:s3cret@redis.example:6380/0").broker_url.startswith("rediss://")
+
+
+def test_celery_run_directly_refuses_the_placeholder_passwords_in_one_line(compose: dict[str, Any],
+                                                                          tmp_path: Path) -> None:
+    """The flower service's command and a plain Celery worker, with the environment the compose file gives them
+    from .env.example: one line each (it was Celery's 39-line traceback of the import), before any connection."""
+    celery = str(REPO_ROOT / ".venv/bin/celery")
+    own = {name: value for name, value in os.environ.items() if not name.startswith(("TILECLASS_", "FLOWER_"))}
+    flower, worker = compose["services"]["flower"], compose["services"]["worker-gpu0"]
+    runs = [([celery, *flower["command"][1:], "--address=127.0.0.1"], flower["environment"],
+             "FLOWER_BASIC_AUTH: the password of user 'flower' is the .env.example placeholder: set FLOWER_PASSWORD "
+             "in .env (docker compose), e.g. from `openssl rand -hex 24`"),
+            ([celery, "--app", "worker.app", "worker", "--pool", "solo"], worker["environment"],
+             "TILECLASS_DATABASE_URL: its password is the .env.example placeholder: set a real one in .env "
+             "(REDIS_PASSWORD / POSTGRES_PASSWORD with docker compose)")]
+    for argv, environment, problem in runs:
+        result = subprocess.run(argv, env=own | {name: str(value) for name, value in environment.items()},
+                                cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines() == [f"cannot start: {problem}"], result.stderr
 
 
 def test_postgres_has_healthcheck_and_volume(compose: dict[str, Any]) -> None:

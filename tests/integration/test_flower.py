@@ -81,3 +81,26 @@ def test_the_compose_flower_command_lists_a_real_worker_and_its_tasks(tmp_path: 
                      timeout=90, logs=logs)
         assert tasks[sent.id]["name"] == CLASSIFY_TASK and tasks[sent.id]["worker"] == name
         assert httpx.get(f"{base}/api/workers", timeout=10).status_code == 401  # no password, no data
+
+
+def test_flower_refuses_the_placeholder_password_in_one_line(tmp_path: Path, redis_url: str) -> None:
+    """``FLOWER_BASIC_AUTH=flower:change-me`` (FLOWER_PASSWORD left as .env.example has it) let anyone in with the
+    placeholder; now Flower stops before it listens, with one line."""
+    port = free_port(19450)
+    env = worker_env(broker_url=redis_url, database_url=f"sqlite:///{tmp_path / 'results.db'}",
+                     data_dir=tmp_path / "state")
+    flower = subprocess.Popen(compose_flower_command(port), cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=env | {"FLOWER_BASIC_AUTH": "flower:change-me"})
+    with running(flower):
+        deadline = time.monotonic() + 60
+        while flower.poll() is None and time.monotonic() < deadline:
+            try:  # it must never let the placeholder in, however long it runs
+                answer = httpx.get(f"http://127.0.0.1:{port}/api/workers", auth=("flower", "change-me"), timeout=5)
+                assert answer.status_code != 200, "Flower let the placeholder password in"
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        assert flower.returncode == 2
+        assert flower.stderr is not None and flower.stderr.read().decode().strip().splitlines() == [
+            "cannot start: FLOWER_BASIC_AUTH: the password of user 'flower' is the .env.example placeholder: set "
+            "FLOWER_PASSWORD in .env (docker compose), e.g. from `openssl rand -hex 24`"]
