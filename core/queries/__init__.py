@@ -10,7 +10,7 @@
 - ``core.queries.corrections``: the labels people gave tiles (``tile_corrections``), a job's tiles with the label
   to train on (``iter_job_labels``).
 - ``core.queries.reports``: the one document of a tile that the CLI and the HTTP API both give (``report_tile``).
-- ``core.queries.coverage``: where a model's results are, and the hint for a tile that has none (``coverage``).
+- ``core.queries.extent``: where a model's results are, and the hint for a tile that has none (``results_extent``).
 
 Every function takes a session and keyword arguments; everything is re-exported here, so
 ``from core.queries import BBox, query_bbox, select_results, summarize, tile_result`` works.
@@ -24,7 +24,7 @@ from core.queries.corrections import (
     iter_job_labels,
     tile_corrections,
 )
-from core.queries.coverage import Coverage, ZoomCoverage, coverage
+from core.queries.extent import ResultsExtent, ZoomExtent, results_extent
 from core.queries.failures import count_job_failures, iter_job_failures
 from core.queries.lookups import empty_result, find_model, point_result, tile_result, tile_statement
 from core.queries.reports import TileReport, report_tile
@@ -60,23 +60,22 @@ __all__ = [
     "BBox",
     "ClassCount",
     "CorrectionAnswer",
-    "Coverage",
     "EmptyAnswer",
     "LabelledTile",
     "MapCell",
     "ModelCount",
     "ModelInfo",
+    "ResultsExtent",
     "Selection",
     "Summary",
     "TileAnswer",
     "TileFailure",
     "TileRange",
     "TileReport",
-    "ZoomCoverage",
+    "ZoomExtent",
     "count_job_failures",
     "count_job_labels",
     "count_selected",
-    "coverage",
     "empty_result",
     "extents",
     "find_model",
@@ -91,6 +90,7 @@ __all__ = [
     "point_result",
     "query_bbox",
     "report_tile",
+    "results_extent",
     "results_statement",
     "select_results",
     "summarize",

@@ -5,7 +5,7 @@ The document is the tile's stored result (``"classified": true`` and its label, 
 its empty record (``"empty": true`` and why), or neither (``"classified": false, "empty": false``), always for one
 model: the one asked for, else the latest registered model with a record of the tile (``core.queries.lookups``).
 
-A tile with neither also gets ``"coverage"``: per zoom, where the model's results are (``core.queries.coverage``),
+A tile with neither also gets ``"results_extent"``: per zoom, where the model's results are (``core.queries.extent``),
 from which the CLI and the API's 404 say where to look instead.
 
 Beside it, ``"corrections"`` lists the labels people gave the tile (``tileclass correct``), newest first, whatever
@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core.queries.corrections import CorrectionAnswer, tile_corrections
-from core.queries.coverage import Coverage, coverage
+from core.queries.extent import ResultsExtent, results_extent
 from core.queries.lookups import empty_result, find_model, tile_result
 from core.queries.types import EmptyAnswer, TileAnswer
 from core.tiles import Tile
@@ -36,11 +36,11 @@ class TileReport:
     answer: TileAnswer | None
     empty: EmptyAnswer | None
     corrections: tuple[CorrectionAnswer, ...] = ()  # newest first
-    coverage: Coverage | None = None  # where the model's results are, for a tile with none
+    results_extent: ResultsExtent | None = None  # where the model's results are, for a tile with none
 
     def hint(self, *, point: tuple[float, float] | None = None) -> str | None:
         """Where to look instead, for a tile not found (``point``: it was asked for as the tile under it)."""
-        return None if self.coverage is None else self.coverage.hint(self.tile, point=point)
+        return None if self.results_extent is None else self.results_extent.hint(self.tile, point=point)
 
     @property
     def found(self) -> bool:
@@ -52,7 +52,7 @@ class TileReport:
             return {"classified": True, "empty": False, **self.answer.as_dict(top_k=top_k), **corrections}
         if self.empty is not None:
             return {"classified": False, **self.empty.as_dict(), **corrections}
-        records = {"coverage": self.coverage.as_list()} if self.coverage is not None else {}
+        records = {"results_extent": self.results_extent.as_list()} if self.results_extent is not None else {}
         return {"tile": str(self.tile), "classified": False, "empty": False, "model": self.model_hash, **records,
                 **corrections}
 
@@ -64,4 +64,4 @@ def report_tile(session: Session, *, tile: Tile, model_ref: str | None = None) -
     empty = empty_result(session, tile=tile, model_hash=digest) if answer is None else None
     missed = answer is None and empty is None and tile.z is not None
     return TileReport(tile, digest, answer, empty, tuple(tile_corrections(session, tile=tile)),
-                      coverage(session, model_hash=digest) if missed else None)
+                      results_extent(session, model_hash=digest) if missed else None)

@@ -2,7 +2,7 @@
 
 ``tile`` and ``point`` exit 0 with the answer ("empty" for a tile found empty: nothing to classify there), or 1
 with "not classified" when neither a result nor an empty record exists, and a hint on stderr saying where the
-model's results are (``core.queries.coverage``: another zoom, x and y or lon and lat swapped); bad input
+model's results are (``core.queries.extent``: another zoom, x and y or lon and lat swapped); bad input
 (a tile out of range, a malformed bbox, an unknown model, job or label) exits 2 with one line.
 """
 

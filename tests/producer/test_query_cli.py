@@ -133,7 +133,7 @@ def test_not_classified_in_json(lisbon: str) -> None:
     code, out, err = invoke("query", "tile", "15/15523/12541", "--model", model_hash("old"), "--json")
     assert (code, err) == (1, "")
     assert json.loads(out) == {"tile": "15/15523/12541", "classified": False, "empty": False,
-                               "model": model_hash("old"), "corrections": [], "coverage": [
+                               "model": model_hash("old"), "corrections": [], "results_extent": [
                                    {"zoom": 15, "x": [15522, 15522], "y": [12539, 12539],
                                     "bbox": pytest.approx([-9.47021, 38.85682, -9.45923, 38.86537], abs=1e-5)}]}
 

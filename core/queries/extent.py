@@ -1,8 +1,8 @@
 """Where a model's results are, and the hint for a tile or a point that has none.
 
 A tile that is not classified is most often asked for at the wrong place: another zoom, x and y swapped (``query
-tile Z/Y/X``), or longitude and latitude swapped (``query point``). ``Coverage`` holds, per zoom, the tile range
-and the WGS84 box that a model's results span, and ``Coverage.hint`` turns it into the one sentence that
+tile Z/Y/X``), or longitude and latitude swapped (``query point``). ``ResultsExtent`` holds, per zoom, the tile range
+and the WGS84 box that a model's results span, and ``ResultsExtent.hint`` turns it into the one sentence that
 ``tileclass query tile`` / ``point`` print and that ``/api/tiles`` and ``/api/point`` put in their 404, so the
 command line and the HTTP API say the same thing.
 """
@@ -20,7 +20,7 @@ from core.tiles import Tile
 
 
 @dataclass(frozen=True, slots=True)
-class ZoomCoverage:
+class ZoomExtent:
     """The range of tiles of one zoom that the results span."""
 
     tiles: TileRange
@@ -36,11 +36,11 @@ class ZoomCoverage:
 
 
 @dataclass(frozen=True, slots=True)
-class Coverage:
+class ResultsExtent:
     """Per zoom, where ``model_hash``'s results are (None: any model's)."""
 
     model_hash: str | None
-    zooms: tuple[ZoomCoverage, ...]
+    zooms: tuple[ZoomExtent, ...]
 
     def as_list(self) -> list[dict[str, Any]]:
         return [zone.as_dict() for zone in self.zooms]
@@ -61,7 +61,7 @@ class Coverage:
         return f"{tile} lies outside the results of {owner} at {zone.describe()}{_swapped(zone, tile, point)}"
 
 
-def _swapped(zone: ZoomCoverage, tile: Tile, point: tuple[float, float] | None) -> str:
+def _swapped(zone: ZoomExtent, tile: Tile, point: tuple[float, float] | None) -> str:
     """A guess at the usual mistake, when undoing it lands inside the results: x and y, or lon and lat, swapped."""
     assert tile.x is not None and tile.y is not None
     if point is not None:
@@ -74,7 +74,7 @@ def _swapped(zone: ZoomCoverage, tile: Tile, point: tuple[float, float] | None) 
     return ""
 
 
-def coverage(session: Session, *, model_hash: str | None = None) -> Coverage:
+def results_extent(session: Session, *, model_hash: str | None = None) -> ResultsExtent:
     """Per zoom, the tile range that ``model_hash``'s results span (None: any model's).
 
     A miss must stay cheap however many results there are, so this never reads every row as a grouped ``min``/
@@ -88,8 +88,8 @@ def coverage(session: Session, *, model_hash: str | None = None) -> Coverage:
     spans = []
     for zoom in zooms:
         min_x, max_x, min_y, max_y = session.execute(text(_COLUMNS.format(model=model)), values | {"z": zoom}).one()
-        spans.append(ZoomCoverage(TileRange(zoom, min_x, max_x, min_y, max_y)))
-    return Coverage(model_hash, tuple(spans))
+        spans.append(ZoomExtent(TileRange(zoom, min_x, max_x, min_y, max_y)))
+    return ResultsExtent(model_hash, tuple(spans))
 
 
 # The zooms with a result: the smallest, then the smallest above it, each one index seek.
