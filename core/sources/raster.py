@@ -5,7 +5,8 @@ The producer enumerates the cover of the raster's footprint (in WGS84) intersect
 ``--zoom`` it takes the zoom closest to the raster's resolution (``default_zoom``, which the CLI prints). Each
 worker thread opens the raster once (a rasterio dataset is not safe to share between threads) and cuts its tiles:
 a tile is warped from the source, nodata and alpha becoming transparent (an uncompressed RGBA TIFF in memory, so
-the decoder composites them like any transparent tile); a tile with no valid pixel at all is empty. Bands: the first
+the decoder counts them out of the tile's coverage like any transparent pixel: ``model.images``); a tile with no
+valid pixel at all is empty. Bands: the first
 three as RGB (one band as grey); data that is not 8-bit is scaled from the raster's own range, read within a bound
 (``_value_range``: through the overviews, else a sample of its blocks), never by reading the whole raster.
 """
@@ -99,7 +100,7 @@ class RasterFile:
         if self.scale is not None:
             image.rescale(in_range=(self.scale,) * len(indexes))
         # An uncompressed TIFF: encoding and decoding it cost about 3 ms a tile, a PNG about 30 (bench/sources.py).
-        # A tile without nodata goes without its alpha band: the decoder then has nothing to composite.
+        # A tile without nodata goes without its alpha band: the decoder then has no mask to make.
         return bytes(image.render(img_format="GTiff", add_mask=not image.mask.all()))
 
 
@@ -119,7 +120,9 @@ def _value_range(reader: Any, indexes: tuple[int, ...]) -> tuple[float, float]:
         valid = sample.compressed()
         if valid.size:
             low, high = min(low, float(valid.min())), max(high, float(valid.max()))
-    if low > high:  # no valid pixel seen
+    if low > high:
+        log.warning("%s: no valid pixel in the part read for its value range: its tiles are scaled from 0..1 (add "
+                    "overviews, e.g. gdaladdo, to have it read whole)", Path(str(reader.input)).name)
         return (0.0, 1.0)
     return (low, high) if low < high else (low, low + 1.0)  # one value: a range to scale from all the same
 
