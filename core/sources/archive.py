@@ -24,7 +24,9 @@ from core.settings import Settings
 from core.tiles import Tile
 from core.walk import Chunk, Key, WalkReport
 
-MAX_TILE_BYTES = 64 << 20  # a tile larger than this is refused before it is copied into memory
+# A tile larger than this is refused before it is copied into memory, and a gzip tile is inflated to this at most:
+# the size of the largest image a worker decodes by default (TILECLASS_WORKER_MAX_PIXELS, 4096²) as RGBA, unencoded.
+MAX_TILE_BYTES = 64 << 20
 _open_readers: dict[tuple[int, str], tuple[tuple[int, int], TileReader]] = {}
 _open_lock = threading.Lock()
 
