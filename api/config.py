@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from core.errors import TileclassError
 from core.settings import Settings
+
+MIN_TOKEN_LENGTH = 16  # shorter tokens fall to guessing, even throttled (api.throttle)
 
 
 @dataclass(frozen=True)
@@ -17,11 +20,20 @@ class ServeConfig:
     token: str | None = None
     cors_origins: tuple[str, ...] = ()
     json_limit: int = 10_000
+    basemap_url: str | None = None
+    basemap_attribution: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServeConfig:
         token = settings.api_token.get_secret_value() if settings.api_token is not None else None
-        return cls(token, tuple(settings.api_cors_origins), settings.api_json_limit)
+        return cls(token, tuple(settings.api_cors_origins), settings.api_json_limit, settings.basemap_url,
+                   settings.basemap_attribution)
+
+    def basemap(self) -> dict[str, str] | None:
+        """The map page's background layer (its URL template and credit line), None when there is none."""
+        if self.basemap_url is None:
+            return None
+        return {"url": self.basemap_url, "attribution": self.basemap_attribution or urlsplit(self.basemap_url).netloc}
 
 
 def is_loopback(host: str) -> bool:
@@ -35,8 +47,13 @@ def is_loopback(host: str) -> bool:
 
 
 def check_exposure(host: str, config: ServeConfig, *, insecure_no_token: bool) -> None:
-    """Refuse to serve beyond loopback without a token, unless the user said so explicitly."""
+    """Refuse to serve beyond loopback without a token, unless the user said so explicitly, and with a token short
+    enough to guess anywhere."""
     if config.token is None and not is_loopback(host) and not insecure_no_token:
         raise TileclassError(
             f"serving on {host} would let anyone on the network read the results: set TILECLASS_API_TOKEN (requests "
             "then need it), serve on 127.0.0.1, or pass --insecure-no-token")
+    if config.token is not None and len(config.token) < MIN_TOKEN_LENGTH:
+        raise TileclassError(
+            f"TILECLASS_API_TOKEN has only {len(config.token)} of the {MIN_TOKEN_LENGTH} characters a token needs to "
+            "resist guessing: make one with `openssl rand -hex 24`")

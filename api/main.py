@@ -17,10 +17,12 @@ from fastapi.staticfiles import StaticFiles
 from api import docs, errors
 from api.auth import TokenGate
 from api.config import ServeConfig
+from api.head import AnswerHead
 from api.imagery import ImageryReaders
 from api.imagery_gate import ImageryGate
 from api.routes import imagery, jobs, metrics, models, overlay, page, regions, tiles
 from api.routes.page import STATIC
+from api.throttle import Throttle
 from core.metrics.fleet import fleet_registry
 from core.settings import get_settings
 
@@ -32,6 +34,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     app = FastAPI(title="tileclass", version=_version(), docs_url=None, redoc_url=None, lifespan=_lifespan,
                   description="Tile classification results: jobs, models, tiles, regions, overlay tiles and imagery.")
     app.state.config = config
+    app.state.throttle = Throttle()  # wrong tokens per client address, for the gate and the login form
     app.state.imagery = ImageryReaders(settings)
     app.state.imagery_gate = ImageryGate()
     app.state.metrics = fleet_registry(settings)
@@ -39,8 +42,9 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     for module in (page, docs, jobs, models, tiles, regions, overlay, imagery, metrics):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(AnswerHead)  # innermost: HEAD runs as the GET it asks about, behind the token gate
     # Added last, so outermost: a CORS preflight is answered before the token is asked for.
-    app.add_middleware(TokenGate, token=config.token)
+    app.add_middleware(TokenGate, token=config.token, throttle=app.state.throttle)
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET"],
                            allow_headers=["Authorization"], expose_headers=["ETag"])

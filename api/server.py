@@ -1,26 +1,25 @@
 """Running the app under uvicorn, with the token never written to the access log.
 
-uvicorn logs each request line with its query string; a map's tile URL may carry ``?token=…`` (GIS clients that
-can only be given a URL). ``RedactTokens`` rewrites such values to ``***`` before the line is formatted, wherever
-the access log goes.
+uvicorn logs each request line with its query string as sent; a map's tile URL may carry ``?token=…`` (GIS clients
+that can only be given a URL). ``RedactTokens`` rewrites the value of every parameter that the token gate reads as
+the token (``api.auth.is_token_name``: ``tok%65n=`` too) to ``***`` before the line is formatted, wherever the
+access log goes.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import re
 import socket
 from typing import Any
 
 from uvicorn.config import LOGGING_CONFIG
 
-from api.auth import TOKEN_PARAMETER
+from api.auth import is_token_name
 from api.config import ServeConfig
 from api.main import create_app
 from api.sockets import run
 
-_TOKEN_VALUE = re.compile(rf"([?&]{TOKEN_PARAMETER}=)[^&#\s]*")
 # Seconds a stopping server lets the requests in flight finish before it cancels them (uvicorn waits for ever
 # otherwise: a client that reads slowly, or an imagery read on a slow tile server, held SIGTERM off).
 GRACEFUL_SHUTDOWN = 3
@@ -36,8 +35,13 @@ class RedactTokens(logging.Filter):
 
 
 def redact(text: str) -> str:
-    """``text`` with every ``token=`` parameter's value replaced by ``***``."""
-    return _TOKEN_VALUE.sub(r"\1***", text)
+    """``text`` (a path and query) with the value of every token parameter replaced by ``***``."""
+    path, mark, query = text.partition("?")
+    if not mark:
+        return text
+    pieces = (piece.partition("=") for piece in query.split("&"))
+    return path + "?" + "&".join(f"{name}=***" if is_token_name(name) else name + equals + value
+                                 for name, equals, value in pieces)
 
 
 def log_config(level: str) -> dict[str, Any]:

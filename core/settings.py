@@ -152,6 +152,9 @@ class Settings(BaseSettings):
         default=10_000, ge=1, le=10_000_000,
         description="Most tiles /api/bbox answers as one JSON document (format=json); geojson and csv stream any size.",
     )
+    basemap_url: str | None = Field(default=None, description="The map page's background around a job: an http(s) "
+                                    "tile URL template ({z}, {x}, {y}) that browsers fetch; unset: none.")
+    basemap_attribution: str = Field(default="", description="The basemap's credit line; unset: its host name.")
 
     @field_validator("device")
     @classmethod
@@ -175,6 +178,14 @@ class Settings(BaseSettings):
             raise ValueError("it is the .env.example placeholder: set a real token in .env (API_TOKEN with docker "
                              "compose), e.g. from `openssl rand -hex 24`")
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("basemap_url", mode="before")
+    @classmethod
+    def _tile_template(cls, value: Any) -> Any:  # never echoed: a provider's template may hold its key
+        value = value.strip() if isinstance(value, str) else value
+        if value and not (value.startswith(("https://", "http://")) and all(f"{{{c}}}" in value for c in "zxy")):
+            raise ValueError("must be an http(s) tile URL template with {z}, {x} and {y}")
+        return value or None
 
     @field_validator("worker_tta_views")
     @classmethod

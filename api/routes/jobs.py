@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from sqlalchemy.orm import Session
 
-from api.deps import SessionDep
+from api.deps import ConfigDep, SessionDep
 from api.job_layers import job_layers
 from api.streams import streamed
 from core.export import failure_csv_chunks, json_array_chunks
@@ -51,7 +51,7 @@ def job_failures(job_id: int, session: SessionDep,
 
 
 @router.get("/{job_id}/layers")
-def layers(job_id: int, session: SessionDep, request: Request) -> dict[str, Any]:
-    """What the map page needs to show a job: its model, zoom, extent, class colours and counts, and the URL
-    templates of its imagery and overlay tiles."""
-    return job_layers(session, job_id=job_id, base_url=str(request.base_url))
+def layers(job_id: int, session: SessionDep, request: Request, config: ConfigDep) -> dict[str, Any]:
+    """What the map page needs to show a job: its model, zoom, extent, class colours and counts, the URL
+    templates of its imagery and overlay tiles, and the basemap around them (``TILECLASS_BASEMAP_URL``, else null)."""
+    return job_layers(session, job_id=job_id, base_url=str(request.base_url)) | {"basemap": config.basemap()}

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from sqlalchemy import text
 
-from api.auth import same, session_cookie
+from api.auth import client_address, same, session_cookie, too_many_tries
 from api.deps import ConfigDep, SessionDep
 from api.pages import login_page, safe_next
+from api.throttle import Throttle
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 MAX_FORM_BYTES = 4096
-router = APIRouter(tags=["page"])
+router = APIRouter()  # no tag of its own: the page and login are out of /docs, the health checks under "health"
 
 
 @router.get("/", include_in_schema=False)
@@ -37,8 +38,15 @@ async def login(request: Request, config: ConfigDep) -> Response:
     presented, next_url = form.get("token", [""])[0], form.get("next", ["/"])[0]
     if config.token is None:
         return RedirectResponse(safe_next(next_url), status_code=303)
+    throttle: Throttle = request.app.state.throttle
+    client = client_address(request)
+    if wait := throttle.wait(client):  # the right token too: else the one answer that is not 429 gives it away
+        return HTMLResponse(login_page(next_url=next_url, problem=too_many_tries(wait)), status_code=429,
+                            headers={"Retry-After": str(wait)})
     if not same(presented, config.token):
+        throttle.failed(client)
         return HTMLResponse(login_page(next_url=next_url, problem="That is not this server's token."), status_code=401)
+    throttle.succeeded(client)
     response = RedirectResponse(safe_next(next_url), status_code=303)
     session_cookie(response, token=config.token, secure=request.url.scheme == "https")
     return response

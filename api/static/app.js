@@ -1,6 +1,7 @@
 // The tileclass map page: a job's imagery with its classification overlay, a legend with per-class counts and a
 // class filter, a job picker with live progress, a popup per tile, and a rectangle whose results download as
-// GeoJSON or CSV. Everything comes from this server's JSON API (/docs); nothing is loaded from elsewhere.
+// GeoJSON or CSV. Everything comes from this server's JSON API (/docs); nothing is loaded from elsewhere but the
+// basemap that the server names (TILECLASS_BASEMAP_URL, off by default).
 "use strict";
 
 (() => {
@@ -8,9 +9,10 @@
   const POLL_IDLE_MS = 10000;
   const FINISHED = new Set(["completed", "cancelled", "failed", "lost"]);
   const $ = (id) => document.getElementById(id);
+  const text = (value) => String(value).replace(/[&<>"]/g, (ch) => `&#${ch.charCodeAt(0)};`);  // as HTML text
 
   const state = {
-    job: null, layers: null, jobs: [], hidden: new Set(), imagery: null, overlay: null, done: -1,
+    job: null, layers: null, jobs: [], hidden: new Set(), imagery: null, overlay: null, basemap: null, done: -1,
     drawing: false, rectangle: null, start: null,
     tiles: { imagery: { loaded: 0, failed: 0 }, overlay: { loaded: 0, failed: 0 } },
   };
@@ -83,14 +85,30 @@
     return layer;
   }
 
+  // The job's extent as Leaflet bounds (null when it has none yet), drawn in by ``inset`` degrees on each side.
+  function extent(inset = 0) {
+    if (!state.layers.bounds) return null;
+    const [west, south, east, north] = state.layers.bounds;
+    return L.latLngBounds([[south + inset, west + inset], [north - inset, east - inset]]);
+  }
+
+  function showBasemap(basemap) {  // the server's basemap under everything, once (its URL never changes)
+    if (!basemap || state.basemap) return;
+    state.basemap = L.tileLayer(basemap.url, { maxZoom: 22, zIndex: 0, attribution: text(basemap.attribution) })
+      .addTo(map);
+  }
+
   function showLayers() {
     for (const layer of [state.imagery, state.overlay]) if (layer) map.removeLayer(layer);
     state.imagery = state.overlay = null;
     const { zoom } = state.layers;
     if (zoom === null) return;
+    // The job has no imagery outside its extent: never ask for it there. Drawn in by about a centimetre, so that
+    // a tile that only touches an edge (rounding in Leaflet's projection) is not asked for either.
+    const bounds = extent(1e-7);
     state.imagery = counted(L.tileLayer(state.layers.imagery, {
       minNativeZoom: zoom, maxNativeZoom: zoom, minZoom: Math.max(zoom - 3, 0), maxZoom: 22, zIndex: 1,
-      attribution: `imagery: job ${state.job}'s source`,
+      attribution: `imagery: job ${state.job}'s source`, ...(bounds ? { bounds } : {}),
     }), "imagery").addTo(map);
     if (state.layers.overlay && visibleLabels().length) {
       state.overlay = counted(L.tileLayer(overlayUrl(), {
@@ -131,18 +149,16 @@
     history.replaceState(null, "", `?job=${jobId}`);
     const before = state.layers;
     state.layers = await api(`/api/jobs/${jobId}/layers`);
+    showBasemap(state.layers.basemap);
     state.hidden = new Set([...state.hidden].filter((label) => state.layers.classes.some((c) => c.label === label)));
     const same = before && before.job === jobId && before.zoom === state.layers.zoom
-      && before.overlay === state.layers.overlay;
+      && before.overlay === state.layers.overlay && String(before.bounds) === String(state.layers.bounds);
     if (same && state.overlay) state.overlay.setUrl(overlayUrl()); else showLayers();
     showLegend(state.layers.classes);
     updateDownloads();
     const job = state.jobs.find((candidate) => candidate.job_id === jobId);
     if (job) { showProgress(job); state.done = done(job); }
-    if (fit && state.layers.bounds) {
-      const [west, south, east, north] = state.layers.bounds;
-      map.fitBounds([[south, west], [north, east]], { maxZoom: state.layers.zoom ?? 18 });
-    }
+    if (fit && state.layers.bounds) map.fitBounds(extent(), { maxZoom: state.layers.zoom ?? 18 });
     if (state.layers.zoom === null) say(`job ${jobId} has no results to show yet`);
   }
 
@@ -167,7 +183,6 @@
   }
 
   function popupHtml(answer) {
-    const text = (value) => String(value).replace(/[&<>"]/g, (ch) => `&#${ch.charCodeAt(0)};`);
     const tile = answer.tile ? `tile ${text(answer.tile)}` : "";
     if (answer.empty) {
       return `<div class="tile-popup"><div class="label">empty</div><div>${text(answer.reason)}</div>`

@@ -96,6 +96,34 @@ def test_only_loopback_is_served_without_a_token(host: str, loopback: bool) -> N
         check_exposure(host, ServeConfig(), insecure_no_token=True)
 
 
+@pytest.mark.parametrize(("name", "is_token"), [("token", True), ("tok%65n", True), ("%74%6F%6B%65%6E", True),
+                                                  ("TOKEN", False), ("tok%2565n", False), ("tok+en", False)])
+def test_the_gate_reads_as_the_token_exactly_the_parameters_the_access_log_masks(sqlite_region: Region, name: str,
+                                                                                 is_token: bool) -> None:
+    from api.server import redact
+
+    with client_for(ServeConfig(token=TOKEN)) as client:
+        answer = client.get(f"/api/jobs?limit=5&{name}={TOKEN}")
+    assert answer.status_code == (200 if is_token else 401)
+    logged = redact(f"/api/jobs?limit=5&{name}={TOKEN}")
+    assert logged == (f"/api/jobs?limit=5&{name}=***" if is_token else f"/api/jobs?limit=5&{name}={TOKEN}")
+
+
+def test_a_token_shorter_than_16_characters_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.settings import get_settings
+
+    for host in ("0.0.0.0", "127.0.0.1"):
+        with pytest.raises(TileclassError, match="TILECLASS_API_TOKEN has only 15 of the 16 characters"):
+            check_exposure(host, ServeConfig(token="x" * 15), insecure_no_token=False)
+    check_exposure("0.0.0.0", ServeConfig(token="x" * 16), insecure_no_token=False)
+    monkeypatch.setenv("TILECLASS_API_TOKEN", "x")
+    get_settings.cache_clear()
+    result = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0", "--port", "8765"])
+    assert result.exit_code == 2 and result.output.strip().splitlines() == [
+        "Error: TILECLASS_API_TOKEN has only 1 of the 16 characters a token needs to resist guessing: make one with "
+        "`openssl rand -hex 24`"]
+
+
 def test_serve_refuses_a_public_address_without_a_token_in_one_line() -> None:
     result = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0", "--port", "8765"])
     assert result.exit_code == 2

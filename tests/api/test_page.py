@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import mercantile
 import pytest
 
 from tests.api.server_process import Server, running_server
-from tests.api.support import BASE, ZOOM, Region, label_at
+from tests.api.support import BASE, SIDE, ZOOM, Region, label_at
 from tests.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -117,6 +118,31 @@ def test_the_map_page_shows_the_job_and_a_click_opens_the_tiles_popup(browser: A
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"
               and "/imagery/" not in entry["message"]]
     assert errors == []
+
+
+def test_the_map_asks_for_imagery_only_inside_the_jobs_extent_and_draws_the_basemap_around_it(
+        browser: Any, sqlite_region: Region, sqlite_url: str, tmp_path: Path) -> None:
+    from tests.tile_server import serving
+
+    with serving(tmp_path / "basemap") as basemap, running_server(
+            sqlite_url, tmp_path / "serve.log", env={"TILECLASS_BASEMAP_URL": basemap.template,
+                                                     "TILECLASS_BASEMAP_ATTRIBUTION": "<b>test</b> basemap"}) as server:
+        browser.get(f"{server.url}/?job={sqlite_region.job_id}")
+        wait_until(browser, "window.tileclassMap.state.tiles.imagery.loaded > 0 && "
+                            "!window.tileclassMap.state.imagery.isLoading()")
+        deadline = time.monotonic() + 30
+        while not basemap.requests and time.monotonic() < deadline:  # the browser fetches the basemap itself
+            time.sleep(0.2)
+        imagery = {url: status for url, status in responses(browser).items() if "/imagery/" in url}
+        attribution = browser.execute_script(
+            "return document.querySelector('.leaflet-control-attribution').textContent;")
+    assert imagery and all(_inside_region(url) for url in imagery), sorted(imagery)  # nothing asked outside it
+    assert set(imagery.values()) == {200}, imagery
+    assert len(imagery) == SIDE * SIDE  # the whole region is in view, each of its tiles asked once
+    outside = {tile for tile in basemap.requests if not _inside_region(tile)}
+    assert outside, basemap.requests  # the basemap is drawn around the job, fetched from its own server
+    assert "<b>test</b> basemap" in attribution  # the credit line as text, not as HTML
+    assert " 404 " not in server.output()
 
 
 def _inside_region(url: str) -> bool:
