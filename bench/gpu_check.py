@@ -99,9 +99,7 @@ def checkpoint(folder: Path) -> Path:
 def stacked(classifier: Any, files: list[Path]) -> Any:
     import torch
 
-    from model.images import decode_tile
-
-    return torch.stack([classifier.resize_tensor(decode_tile(path.read_bytes())) for path in files])
+    return torch.stack([classifier.decode(path.read_bytes()).tensor for path in files])
 
 
 def compare(reference: Any, probabilities: Any, precision: str) -> dict[str, Any]:

@@ -53,7 +53,7 @@ def main() -> None:
     for path in paths:
         buffer = io.BytesIO()
         Image.open(path).convert("RGB").resize((256, 256), Image.Resampling.BICUBIC).save(buffer, "JPEG", quality=90)
-        images.append(decode_tile(buffer.getvalue()))
+        images.append(decode_tile(buffer.getvalue()).pixels)
     baseline, current = timed(float_resize, images), timed(resize, images)
     difference = max(int((resize(i, 224).int() - float_resize(i, 224).int()).abs().max()) for i in images)
     result = {"tiles": len(images), "float_ms": round(baseline * 1e3, 3), "uint8_ms": round(current * 1e3, 3),

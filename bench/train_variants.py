@@ -79,7 +79,8 @@ def run_variant(name: str, base: TrainConfig, *, train: Path, test: Path, out: P
         "best_epoch": metrics["best_epoch"], "wall_seconds": time.perf_counter() - started, "tta": {}}
     for count in views:
         classifier = Classifier.load(result.checkpoint, device=config.device, tta_views=count)
-        data = load_labelled(test, known=classifier.class_names, known_as="the model", size=classifier.image_size)
+        data = load_labelled(test, known=classifier.class_names, known_as="the model", size=classifier.image_size,
+                             fill=classifier.input_fill)
         began = time.perf_counter()
         probabilities = predict_images(classifier, data.images, batch_size=256)
         seconds = time.perf_counter() - began

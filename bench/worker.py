@@ -128,7 +128,7 @@ def make_checkpoint(folder: Path, plan: Plan) -> Path:
                           std=IMAGENET_STD)
     path = folder / f"{plan.arch}.pt"
     # 64 real patches for int8 calibration, as `tileclass train` keeps them (EuroSAT images other than the tiles').
-    calibration = torch.stack([decode_tile((plan.eurosat / name / f"{name}_{i}.jpg").read_bytes())
+    calibration = torch.stack([decode_tile((plan.eurosat / name / f"{name}_{i}.jpg").read_bytes()).pixels
                                for i in range(301, 308) for name in CLASSES][:64])
     save_checkpoint(path, model=build_model(plan.arch, len(CLASSES)), meta=meta, calibration=calibration)
     return path

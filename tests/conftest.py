@@ -28,6 +28,19 @@ def require_port(service: str, port: int) -> None:
         pytest.fail(f"{service} is unreachable at 127.0.0.1:{port} ({exc}); start it with scripts/services.sh")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` run where CUDA is; elsewhere they are deselected (pytest's summary counts them), not
+    skipped, so that on a GPU host a missing feature fails them."""
+    gpu = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not gpu:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = [item for item in items if item.get_closest_marker("gpu") is None]
+
+
 @pytest.fixture(autouse=True)
 def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test runs in its own folder with no TILECLASS_* variables from the outside."""

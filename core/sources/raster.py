@@ -6,9 +6,9 @@ The producer enumerates the cover of the raster's footprint (in WGS84) intersect
 worker thread opens the raster once (a rasterio dataset is not safe to share between threads) and cuts its tiles:
 a tile is warped from the source, nodata and alpha becoming transparent (an uncompressed RGBA TIFF in memory, so
 the decoder counts them out of the tile's coverage like any transparent pixel: ``model.images``); a tile with no
-valid pixel at all is empty. Bands: the first
-three as RGB (one band as grey); data that is not 8-bit is scaled from the raster's own range, read within a bound
-(``_value_range``: through the overviews, else a sample of its blocks), never by reading the whole raster.
+valid pixel at all is empty. Bands: the first three as RGB (one band as grey); data that is not 8-bit is scaled
+from the raster's own range, read within a bound (``_value_range``: through the overviews, else a sample of its
+blocks), never by reading the whole raster.
 """
 
 from __future__ import annotations
