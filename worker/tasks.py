@@ -6,8 +6,10 @@ more tries (re-sent with a short, growing delay); after the last one its tiles a
 message is acknowledged, so a poison batch can never block the queue. Transient database errors are retried
 inside each step first (``runtime.with_db_retry``). A problem of the host rather than the batch (``HostError``, or
 the database still unreachable after those retries) goes to ``worker.host_errors``: the batch is put back, no
-tile fails, and the job pauses on this worker for a cooldown. A batch whose tile fetches were stopped by the
-worker's shutdown (``FetchStopped``) is put back as it is, with no pause or host problem recorded.
+tile fails, and the job pauses on this worker for a cooldown. A batch interrupted by the worker's own shutdown is
+put back as it is, with no retry counted, no pause and no host problem recorded: its tile fetches stopped by the
+warm shutdown (``FetchStopped``), or, after a second Ctrl-C, Celery's cold shutdown, which cannot kill a task of the
+solo pool and raises ``NotImplementedError`` into it instead.
 
 ``tileclass.train`` is acknowledged when it starts, not when it ends: a training run outlives Redis's visibility
 timeout, and a late ack would let the broker hand the same run to a second worker while the first still trains.
@@ -19,12 +21,13 @@ import logging
 from typing import Any
 
 from celery import Celery, Task
+from celery.worker import state as worker_state
 from sqlalchemy.exc import DBAPIError
 
 from core.errors import HostError
 from core.messages import CLASSIFY_TASK, CLASSIFY_TASK_V1, SENT_AT_HEADER, TRAIN_TASK, ClassifyBatch, TrainRequest
 from core.settings import Settings, get_settings
-from core.sources.deadline import FetchStopped
+from core.sources.deadline import FetchStopped, stop_fetches
 from worker import host_errors, metrics
 from worker.runtime import is_transient_db_error
 
@@ -68,9 +71,7 @@ def _classify_batch(self: Task, batch: dict[str, Any]) -> dict[str, Any]:
     try:
         summary = batches.run_batch(request, settings)
     except FetchStopped as exc:  # the worker is shutting down: not this host's problem with the job
-        wait = host_errors.put_back(self, request, settings)
-        log.warning("job %d batch %d: %s; batch put back in %.0f s", request.job_id, request.seq, exc.reason, wait)
-        return {"put_back": exc.reason}
+        return _put_back_stopping(self, request, settings, exc.reason)
     except HostError as exc:
         return host_errors.handle(self, request, exc, settings)
     except DBAPIError as exc:
@@ -80,9 +81,23 @@ def _classify_batch(self: Task, batch: dict[str, Any]) -> dict[str, Any]:
         reason = f"results database unreachable: {str(exc.orig or exc).splitlines()[0][:200]}"
         return host_errors.handle(self, request, HostError(reason), settings)
     except Exception as exc:  # anything unexpected: bounded retries, then the tiles fail and the queue drains
+        if _worker_stopping():  # e.g. the cold shutdown's NotImplementedError: the batch is not at fault
+            return _put_back_stopping(self, request, settings, f"worker stopping ({exc.__class__.__name__})")
         return _retry_or_fail(self, request, exc, settings)
     host_errors.served(self, request.job_id)
     return summary
+
+
+def _worker_stopping() -> bool:
+    """Whether this worker received a warm or cold shutdown (Celery's flags, set to an exit code, often 0)."""
+    return worker_state.should_stop is not None or worker_state.should_terminate is not None
+
+
+def _put_back_stopping(self: Task, request: ClassifyBatch, settings: Settings, reason: str) -> dict[str, Any]:
+    stop_fetches()  # whatever interrupted the batch, its reads still running must not hold the process's exit
+    wait = host_errors.put_back(self, request, settings)
+    log.warning("job %d batch %d: %s; batch put back in %.0f s", request.job_id, request.seq, reason, wait)
+    return {"put_back": reason}
 
 
 def _outcome(summary: dict[str, Any]) -> str:

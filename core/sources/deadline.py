@@ -43,8 +43,8 @@ class FetchStopped(HostError):
 
 
 def stop_fetches() -> None:
-    """End every fetch of this process within ``SLICE`` seconds, and refuse new ones (safe in a signal handler:
-    it only sets an event)."""
+    """End every fetch of this process within ``SLICE`` seconds, and refuse new ones. A worker calls it from its
+    signal handler, in the main thread, which never waits on the switch itself (fetches run on decode threads)."""
     _stopping.set()
 
 

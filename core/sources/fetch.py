@@ -14,8 +14,8 @@ at most ``MAX_WAIT``), all within ``deadline`` seconds (``TILECLASS_FETCH_DEADLI
   whole answer by the deadline (a server dripping its bytes: ``core.sources.deadline``): ``SourceDown``, a host
   error: the batch goes back to the queue and no tile fails. So does ``FetchStopped`` when the process stops.
 
-Messages name the URL as ``UrlTemplate.shown`` gives it, never with a secret; httpx's own request log is quieted
-for the same reason (it prints full URLs).
+Messages name the URL as ``UrlTemplate.shown`` gives it, and hosts as ``host:port`` (``host_of``), never with a
+secret; httpx's own request log is quieted for the same reason (it prints full URLs).
 """
 
 from __future__ import annotations
@@ -119,10 +119,10 @@ def fetch(client: httpx.Client, url: str, shown: str, *, policy: FetchPolicy, li
     with deadline.within(policy.deadline) as ends:
         for attempt in range(policy.tries):
             if attempt:
-                wait = min(last.after if last.after is not None else policy.backoff * 2 ** (attempt - 1), MAX_WAIT)
-                if time.monotonic() + wait >= ends:
+                pause = min(last.after if last.after is not None else policy.backoff * 2 ** (attempt - 1), MAX_WAIT)
+                if time.monotonic() + pause >= ends:
                     raise _too_slow(shown, policy, f"; last try: {last.reason}")
-                sleep(wait)
+                sleep(pause)
             limiter.wait()
             try:
                 return _one_request(client, url, policy)
