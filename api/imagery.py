@@ -101,6 +101,9 @@ class ImageryReaders:
         """The job's image of ``tile``; ``OutsideTheJob`` outside its extent, ``NotFoundError`` where its source has
         none."""
         imagery = self.for_job(session, job_id)
+        # The job is known: the session's database connection goes back to the pool now, not after a read that may
+        # wait on a tile server until the fetch deadline (slow imagery holding the pool would starve other routes).
+        session.commit()
         if not imagery.allows(tile):
             raise OutsideTheJob(f"tile {tile} is outside job {job_id}'s region")
         try:
