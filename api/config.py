@@ -1,9 +1,16 @@
 """What one HTTP server is configured with: the token, CORS origins and limits (from settings and ``serve``'s
-options)."""
+options).
+
+Writes always need a token. Without ``TILECLASS_API_TOKEN`` (reads then open on loopback), ``tileclass serve`` makes
+one for its run (``secrets.token_urlsafe``) and prints it as a login URL; it reaches each server process through
+``RUN_TOKEN_ENV`` in the environment they inherit (``serve --workers N`` builds every app from the settings).
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -11,29 +18,42 @@ from core.errors import TileclassError
 from core.settings import Settings
 
 MIN_TOKEN_LENGTH = 16  # shorter tokens fall to guessing, even throttled (api.throttle)
+RUN_TOKEN_ENV = "_TILECLASS_SERVE_RUN_TOKEN"  # serve's per-run token, handed to its server processes; not a setting
 
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """One server's configuration; ``token`` None serves without one (only allowed on loopback, or explicitly)."""
+    """One server's configuration; ``token`` None serves reads without one (only allowed on loopback, or
+    explicitly), and writes then need ``run_token``, the token ``serve`` made for this run (none: no writes)."""
 
     token: str | None = None
     cors_origins: tuple[str, ...] = ()
     json_limit: int = 10_000
     basemap_url: str | None = None
     basemap_attribution: str = ""
+    run_token: str | None = None
+
+    @property
+    def write_token(self) -> str | None:
+        """The token writes (and the page's sign-in) need: ``TILECLASS_API_TOKEN``, else this run's own."""
+        return self.token if self.token is not None else self.run_token
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServeConfig:
         token = settings.api_token.get_secret_value() if settings.api_token is not None else None
         return cls(token, tuple(settings.api_cors_origins), settings.api_json_limit, settings.basemap_url,
-                   settings.basemap_attribution)
+                   settings.basemap_attribution, run_token=os.environ.get(RUN_TOKEN_ENV) if token is None else None)
 
     def basemap(self) -> dict[str, str] | None:
         """The map page's background layer (its URL template and credit line), None when there is none."""
         if self.basemap_url is None:
             return None
         return {"url": self.basemap_url, "attribution": self.basemap_attribution or urlsplit(self.basemap_url).netloc}
+
+
+def make_run_token() -> str:
+    """A token for one run of the server: 32 random bytes, URL-safe (it goes in the printed login URL)."""
+    return secrets.token_urlsafe(32)
 
 
 def is_loopback(host: str) -> bool:

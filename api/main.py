@@ -20,7 +20,7 @@ from api.config import ServeConfig
 from api.head import AnswerHead
 from api.imagery import ImageryReaders
 from api.imagery_gate import ImageryGate
-from api.routes import imagery, jobs, metrics, models, overlay, page, regions, tiles
+from api.routes import corrections, imagery, jobs, metrics, models, overlay, page, regions, review, session, tiles
 from api.routes.page import STATIC
 from api.throttle import Throttle
 from core.metrics.fleet import fleet_registry
@@ -39,12 +39,12 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     app.state.imagery_gate = ImageryGate()
     app.state.metrics = fleet_registry(settings)
     errors.install(app)
-    for module in (page, docs, jobs, models, tiles, regions, overlay, imagery, metrics):
+    for module in (page, session, docs, jobs, review, corrections, models, tiles, regions, overlay, imagery, metrics):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(AnswerHead)  # innermost: HEAD runs as the GET it asks about, behind the token gate
     # Added last, so outermost: a CORS preflight is answered before the token is asked for.
-    app.add_middleware(TokenGate, token=config.token, throttle=app.state.throttle)
+    app.add_middleware(TokenGate, token=config.token, write_token=config.write_token, throttle=app.state.throttle)
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET"],
                            allow_headers=["Authorization"], expose_headers=["ETag"])

@@ -16,7 +16,8 @@ button {{ padding: 8px 16px; font: inherit; }} .problem {{ color: #a11; }}
 </style></head>
 <body><form method="post" action="/login">
 <h1 style="font-size:18px;margin:0 0 8px">tileclass</h1>
-<label for="token">This server needs its API token (<code>TILECLASS_API_TOKEN</code>).</label>
+<label for="token">This server's token: <code>TILECLASS_API_TOKEN</code>, or the one in the login URL that
+<code>tileclass serve</code> printed.</label>
 <input id="token" name="token" type="password" autocomplete="current-password" autofocus required>
 <input type="hidden" name="next" value="{next_url}">
 {problem}<button type="submit">Open the map</button>

@@ -74,6 +74,13 @@ def class_of(model: Model, label: str, *, where: str = "") -> str:
                        f"{', '.join(model.class_names)} (--model picks another model)")
 
 
+def correct_tile(session: Session, *, model: Model, tile: Tile, label: str, author: str) -> tuple[str, Recorded]:
+    """Record one person's ``label`` for ``tile`` (``tileclass correct Z/X/Y CLASS`` and the web map's review):
+    the label in the model's spelling (``UnknownLabel`` naming its classes otherwise) and what was recorded."""
+    name = class_of(model, label)
+    return name, record_corrections(session, model=model, labels=[(tile, name)], author=author)
+
+
 def record_corrections(session: Session, *, model: Model, labels: Sequence[tuple[Tile, str]], author: str,
                        origin: str | None = None) -> Recorded:
     """Record ``(tile, label)`` pairs for ``model`` (labels already checked with ``class_of``; the last label of a

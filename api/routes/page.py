@@ -1,4 +1,5 @@
-"""The map page (``/``, ``/?job=ID``), the login form that sets its cookie, and the health checks."""
+"""The map page (``/``, ``/?job=ID``), the login form that sets its cookie (also as the login URL ``tileclass
+serve`` prints: ``/login?token=…``), and the health checks."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from sqlalchemy import text
 
-from api.auth import client_address, same, session_cookie, too_many_tries
+from api.auth import client_address, same, session_cookie, token_values, too_many_tries
+from api.config import ServeConfig
 from api.deps import ConfigDep, SessionDep
 from api.pages import login_page, safe_next
 from api.throttle import Throttle
@@ -26,8 +28,12 @@ def page() -> FileResponse:
 
 
 @router.get("/login", include_in_schema=False)
-def login_form(next: str = "/") -> HTMLResponse:
-    return HTMLResponse(login_page(next_url=next))
+def login_form(request: Request, config: ConfigDep, next: str = "/") -> Response:
+    """The sign-in form; with ``?token=`` (the login URL ``tileclass serve`` prints) it signs in at once."""
+    presented = token_values(request.url.query)
+    if not presented:
+        return HTMLResponse(login_page(next_url=next))
+    return _sign_in(request, config, presented[-1], next)
 
 
 @router.post("/login", include_in_schema=False)
@@ -35,20 +41,26 @@ async def login(request: Request, config: ConfigDep) -> Response:
     """Check the token the form sent; on success set the page's cookie and go on to the page."""
     body = await request.body()
     form = parse_qs(body[:MAX_FORM_BYTES].decode("utf-8", "replace"))
-    presented, next_url = form.get("token", [""])[0], form.get("next", ["/"])[0]
-    if config.token is None:
+    return _sign_in(request, config, form.get("token", [""])[0], form.get("next", ["/"])[0])
+
+
+def _sign_in(request: Request, config: ServeConfig, presented: str, next_url: str) -> Response:
+    """The page's cookie and on to ``next_url`` for the write token (``TILECLASS_API_TOKEN``, else this run's), the
+    form again with the problem for anything else (throttled per client address)."""
+    token = config.write_token
+    if token is None:
         return RedirectResponse(safe_next(next_url), status_code=303)
     throttle: Throttle = request.app.state.throttle
     client = client_address(request)
     if wait := throttle.wait(client):  # the right token too: else the one answer that is not 429 gives it away
         return HTMLResponse(login_page(next_url=next_url, problem=too_many_tries(wait)), status_code=429,
                             headers={"Retry-After": str(wait)})
-    if not same(presented, config.token):
+    if not same(presented, token):
         throttle.failed(client)
         return HTMLResponse(login_page(next_url=next_url, problem="That is not this server's token."), status_code=401)
     throttle.succeeded(client)
     response = RedirectResponse(safe_next(next_url), status_code=303)
-    session_cookie(response, token=config.token, secure=request.url.scheme == "https")
+    session_cookie(response, token=token, secure=request.url.scheme == "https")
     return response
 
 

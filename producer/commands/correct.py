@@ -87,13 +87,12 @@ def _print_import(done: Recorded, file: Path, as_json: bool) -> None:
 
 
 def _one(session: Session, model: Model, spec: str, label: str, author: str, as_json: bool) -> None:
-    from core.corrections import class_of, record_corrections
+    from core.corrections import correct_tile
     from core.queries import tile_result
     from core.tiles import Tile
 
     tile = Tile.parse(spec)
-    name = class_of(model, label)
-    done = record_corrections(session, model=model, labels=[(tile, name)], author=author)
+    name, done = correct_tile(session, model=model, tile=tile, label=label, author=author)
     predicted = tile_result(session, tile=tile, model_hash=model.hash)
     if as_json:
         typer.echo(json.dumps({"tile": str(tile), "label": name, "recorded": done.recorded, "model": model.hash,

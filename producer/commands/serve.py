@@ -1,9 +1,10 @@
 """``tileclass serve``: the web map, the JSON API and overlay tiles over the configured results database.
 
 It binds 127.0.0.1 unless ``--host`` says otherwise; another address needs ``TILECLASS_API_TOKEN`` (every request
-then carries it) or the explicit ``--insecure-no-token``. The port is bound before the "serving http://…" line is
-printed; a port in use is one line and exit code 2. The server needs the ``serve`` extra (FastAPI, uvicorn), no
-torch.
+then carries it) or the explicit ``--insecure-no-token``. Writes (the map's review) always need a token: without
+``TILECLASS_API_TOKEN`` the server makes one for this run and prints it as a login URL, as Jupyter does. The port is
+bound before the "serving http://…" line is printed; a port in use is one line and exit code 2. The server needs the
+``serve`` extra (FastAPI, uvicorn), no torch.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -37,7 +39,7 @@ def serve(
     log_level: Annotated[str, typer.Option(help="Server log level: " + ", ".join(LOG_LEVELS) + ".")] = "info",
 ) -> None:
     """Serve the web map (/), the JSON API (/api, OpenAPI at /docs) and overlay tiles (/overlay) of the results."""
-    from api.config import ServeConfig, check_exposure
+    from api.config import RUN_TOKEN_ENV, ServeConfig, check_exposure, make_run_token
     from core.settings import env_name, get_settings
     from producer.session import open_session
 
@@ -55,9 +57,15 @@ def serve(
     from api.sockets import listen
 
     listener = listen(host, port)  # the line below announces a port that is already ours
+    if config.token is None:  # writes still need one: this run's own, for every server process (the environment)
+        config = replace(config, run_token=make_run_token())
+        os.environ[RUN_TOKEN_ENV] = config.run_token or ""
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"tileclass serving http://{shown}:{port}/ (the map), /docs (the API), /overlay/MODEL/tilejson.json "
                f"(the GIS layer){'; requests need TILECLASS_API_TOKEN' if config.token else ''}", err=True)
+    if config.run_token is not None:
+        typer.echo(f"writes (the map's review) need this run's token; this URL signs a browser in: "
+                   f"http://{shown}:{port}/login?token={config.run_token}", err=True)
     run(listener=listener, config=config, log_level=log_level, workers=workers)
 
 
