@@ -18,10 +18,10 @@
   };
   const map = L.map("map", { maxZoom: 22, worldCopyJump: true }).setView([20, 0], 2);
   map.attributionControl.setPrefix("Leaflet");
-  window.tileclassMap = { map, state };  // for people poking at the page (and its browser test)
+  window.tileclassMap = { map, state, api, say };  // for review.js, people poking at the page and its browser test
 
-  async function api(path) {
-    const response = await fetch(path, { headers: { Accept: "application/json" } });
+  async function api(path, options = {}) {  // options: fetch's (a write's method, headers and body)
+    const response = await fetch(path, { ...options, headers: { Accept: "application/json", ...options.headers } });
     if (response.status === 401) {
       location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
       throw new Error("this server needs its token");
