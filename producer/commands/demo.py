@@ -76,7 +76,8 @@ def demo(
                  ["serve", "--port", str(port), f"  # then open http://127.0.0.1:{port}/?job={job_id}"]):
         typer.echo("  tileclass " + " ".join(args))
     if serve:
-        typer.secho(f"\nthe map: http://127.0.0.1:{port}/?job={job_id}  (Ctrl-C stops the server)", bold=True)
+        typer.secho(f"\nthe map: http://127.0.0.1:{port}/?job={job_id}; the login URL that 'tileclass serve' prints "
+                    "below opens it signed in, to review its answers  (Ctrl-C stops the server)", bold=True)
         tileclass(["serve", "--port", str(port)])
 
 

@@ -52,6 +52,11 @@ def test_demo_runs_the_pipeline_serves_the_map_and_stops_its_worker(tmp_path: Pa
         time.sleep(1)
         job = httpx.get(f"{url}/api/jobs/1").json()
         assert (job["state"], job["classified"]) == ("completed", 16)
+        login = re.search(rf"{url}/login\?token=[\w-]+", log.read_text())  # serve's login URL, printed for the map
+        assert login is not None, log.read_text()[-3000:]
+        with httpx.Client() as browser:  # it signs a browser in: writes (the review) then need no more
+            assert browser.get(login.group(0)).status_code == 303  # to the map, with the cookie
+            assert browser.get(f"{url}/api/session").json()["signed_in"] is True
         layers = httpx.get(f"{url}/api/jobs/1/layers").json()
         z, x, y = next(iter(json.loads((out / "truth.json").read_text()))).split("/")
         tile = httpx.get(layers["overlay"].format(z=z, x=x, y=y))
