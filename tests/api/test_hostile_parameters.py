@@ -18,7 +18,7 @@ def _box(region: Region) -> str:
 
 
 JOB_ROUTES = ("/api/jobs/{job}", "/api/jobs/{job}/failures", "/api/jobs/{job}/layers", "/imagery/{job}/{z}/{x}/{y}",
-              "/api/bbox?job={job}&bbox={box}&zoom={z}", "/api/summary?job={job}")
+              "/api/bbox?job={job}&bbox={box}&zoom={z}", "/api/summary?job={job}", "/api/jobs/{job}/review")
 
 
 def test_every_route_taking_a_job_id_answers_400_for_ids_beyond_the_column(region: Region,
@@ -49,6 +49,7 @@ NUL_ROUTES = (
     ("/api/bbox?bbox={box}&zoom={z}&model=a%00b", "model"),
     ("/api/bbox?bbox={box}&zoom={z}&label=For%00est", "label"),
     ("/api/summary?job={job}&model=a%00b", "model"),
+    ("/api/jobs/{job}/review?after=a%00b", "after"),
 )
 
 
