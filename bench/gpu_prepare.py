@@ -61,7 +61,8 @@ def bf16_copy(source: Path, target: Path) -> None:
     meta = checkpoint.meta
     net = build_model(meta.arch, len(meta.class_names), head=meta.head)
     net.load_state_dict(checkpoint.state_dict)
-    save_checkpoint(target, model=net.to(torch.bfloat16), meta=meta, calibration=checkpoint.calibration)
+    save_checkpoint(target, model=net.to(torch.bfloat16), meta=meta,
+                    quantization_images=checkpoint.quantization_images)
 
 
 def main() -> None:

@@ -127,10 +127,11 @@ def make_checkpoint(folder: Path, plan: Plan) -> Path:
     meta = CheckpointMeta(arch=plan.arch, class_names=CLASSES, image_size=plan.image_size, mean=IMAGENET_MEAN,
                           std=IMAGENET_STD)
     path = folder / f"{plan.arch}.pt"
-    # 64 real patches for int8 calibration, as `tileclass train` keeps them (EuroSAT images other than the tiles').
-    calibration = torch.stack([decode_tile((plan.eurosat / name / f"{name}_{i}.jpg").read_bytes()).pixels
-                               for i in range(301, 308) for name in CLASSES][:64])
-    save_checkpoint(path, model=build_model(plan.arch, len(CLASSES)), meta=meta, calibration=calibration)
+    # 64 real patches for int8 quantization, as `tileclass train` keeps them (EuroSAT images other than the tiles',
+    # which are patches 1..100 of each class).
+    images = torch.stack([decode_tile((plan.eurosat / name / f"{name}_{i}.jpg").read_bytes()).pixels
+                          for i in range(101, 108) for name in CLASSES][:64])
+    save_checkpoint(path, model=build_model(plan.arch, len(CLASSES)), meta=meta, quantization_images=images)
     return path
 
 

@@ -3,7 +3,10 @@
 Every checkpoint ``NAME.pt`` that ``model.checkpoint.save_checkpoint`` writes has a sidecar ``NAME.json``::
 
     {"format": "tileclass-checkpoint/1", "sha256": "<hex of NAME.pt>", "arch": "resnet50",
-     "class_names": ["Forest", ...], "image_size": 64, "metrics": {...}}
+     "class_names": ["Forest", ...], "image_size": 64, "metrics": {...}, "temperature": 1.3}
+
+``temperature`` mirrors the checkpoint's own (the softmax temperature of ``tileclass calibrate``, which the
+checkpoint's metadata holds for inference); sidecars written before it have none, which reads as 1.0.
 
 model/ writes it (``sidecar_record``) and core/registry.py reads it (``read_sidecar``) to register the model in
 the results database. This module imports only the standard library, so both sides share it without model/
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +37,7 @@ class CheckpointInfo:
     class_names: list[str]
     image_size: int
     metrics: dict[str, Any]
+    temperature: float = 1.0
 
 
 def file_sha256(path: Path) -> str:
@@ -49,10 +54,10 @@ def sidecar_path(checkpoint: Path) -> Path:
 
 
 def sidecar_text(*, sha256: str, arch: str, class_names: Sequence[str], image_size: int,
-                 metrics: dict[str, Any]) -> str:
+                 metrics: dict[str, Any], temperature: float = 1.0) -> str:
     """The sidecar's JSON text for a checkpoint file whose content hash is ``sha256``."""
     record = {"format": SIDECAR_FORMAT, "sha256": sha256, "arch": arch, "class_names": list(class_names),
-              "image_size": image_size, "metrics": metrics}
+              "image_size": image_size, "metrics": metrics, "temperature": temperature}
     return json.dumps(record, indent=2) + "\n"
 
 
@@ -76,12 +81,15 @@ def read_sidecar(checkpoint: Path) -> CheckpointInfo:
     if meta.get("sha256") != actual:
         raise TileclassError(f"{checkpoint.name} does not match the hash in {sidecar.name}: the file was changed")
     arch, names, size, metrics = (meta.get(key) for key in ("arch", "class_names", "image_size", "metrics"))
+    temperature = meta.get("temperature", 1.0)
     problems = [f"{key} must be {kind}" for key, kind, ok in [
         ("arch", "a string", isinstance(arch, str)),
         ("class_names", "a list of strings", isinstance(names, list) and all(isinstance(n, str) for n in names)),
         ("image_size", "a positive integer", type(size) is int and size > 0),
-        ("metrics", "an object", metrics is None or isinstance(metrics, dict))] if not ok]
+        ("metrics", "an object", metrics is None or isinstance(metrics, dict)),
+        ("temperature", "a positive number", type(temperature) in (int, float) and 0 < temperature < math.inf),
+    ] if not ok]
     if problems:
         raise TileclassError(f"{sidecar.name}: {'; '.join(problems)}")
     assert isinstance(arch, str) and isinstance(names, list) and isinstance(size, int)
-    return CheckpointInfo(actual, arch, list(names), size, dict(metrics or {}))
+    return CheckpointInfo(actual, arch, list(names), size, dict(metrics or {}), float(temperature))

@@ -8,19 +8,25 @@ without running any pickled code::
               "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "head": "linear",
               "fill_pixel": [118, 120, 98],   # the training data's mean pixel (model/inputs.py)
               "train_config": {...TrainConfig fields...}, "metrics": {"val_accuracy": 0.97, ...},
-              "format": "tileclass-checkpoint/1"},
+              "temperature": 1.3, "format": "tileclass-checkpoint/1"},
      "state_dict": {"conv1.weight": tensor, ..., "fc.weight": tensor},
-     "calibration": uint8 tensor (N, 3, H, W)}   # optional: training images that set int8 ranges (model/quantize.py)
+     "quantization_images": uint8 tensor (N, 3, H, W)}  # optional: training images that set int8 ranges
+
+``temperature`` (model/calibration.py) divides the network's outputs before the softmax, so that a confidence of
+0.9 is right about 9 times in 10; a checkpoint saved before it existed reads as 1.0 (the network's own softmax).
+``quantization_images`` are what int8 quantization observes (model/quantize.py); files saved before the name
+changed hold them under ``"calibration"``, which is still read.
 
 Beside it, ``NAME.json`` is the sidecar (``core.sidecar``) that the registry reads without torch (format, sha256
-of NAME.pt, arch, class_names, image_size, metrics). Loading checks the format, that every key and shape matches the
-architecture and head the metadata names, and that the head has one output per class name. Anything else —
-a pickled whole model as the PyTorch tutorial saves it, a truncated copy, a bare state_dict — is refused with one
-line that says what to do. Nothing ever falls back to ``weights_only=False``.
+of NAME.pt, arch, class_names, image_size, metrics, temperature). Loading checks the format, that every key and
+shape matches the architecture and head the metadata names, and that the head has one output per class name.
+Anything else — a pickled whole model as the PyTorch tutorial saves it, a truncated copy, a bare state_dict — is
+refused with one line that says what to do. Nothing ever falls back to ``weights_only=False``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -38,7 +44,9 @@ from model.inputs import DEFAULT_FILL, Fill, check_fill
 from model.safe_load import safe_torch_load
 
 CHECKPOINT_FORMAT = SIDECAR_FORMAT
-MAX_CALIBRATION_IMAGES = 1024
+MAX_QUANTIZATION_IMAGES = 1024
+# What older checkpoints call their quantization images (the word now means the temperature).
+_OLD_QUANTIZATION_KEY = "calibration"
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,7 @@ class CheckpointMeta:
         head: classification head layout (``model.arch.HEADS``).
         train_config: the ``TrainConfig`` fields the model was trained with.
         metrics: summary validation metrics.
+        temperature: the softmax temperature fitted on validation images (model/calibration.py); 1.0: none.
         fill_pixel: the training data's mean pixel (uint8 RGB), which the pixels of a tile without data become
             (``model.inputs``); checkpoints from before it get ``DEFAULT_FILL``, the ImageNet mean pixel.
         format: the checkpoint format version.
@@ -67,6 +76,7 @@ class CheckpointMeta:
     head: str = "linear"
     train_config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    temperature: float = 1.0
     fill_pixel: Fill = DEFAULT_FILL
     format: str = CHECKPOINT_FORMAT
 
@@ -82,11 +92,15 @@ class CheckpointMeta:
             mean, std = tuple(float(v) for v in data["mean"]), tuple(float(v) for v in data["std"])
             if len(mean) != 3 or len(std) != 3:
                 raise ValueError("mean and std need 3 values")
+            temperature = float(data.get("temperature", 1.0))
+            if not math.isfinite(temperature) or temperature <= 0:
+                raise ValueError(f"temperature must be a positive number, not {temperature}")
             return cls(
                 arch=str(data["arch"]), class_names=tuple(str(c) for c in data["class_names"]),
                 image_size=int(data["image_size"]), mean=(mean[0], mean[1], mean[2]), std=(std[0], std[1], std[2]),
                 head=str(data.get("head", "linear")), train_config=dict(data.get("train_config") or {}),
-                metrics=dict(data.get("metrics") or {}), format=str(data.get("format", CHECKPOINT_FORMAT)),
+                metrics=dict(data.get("metrics") or {}), temperature=temperature,
+                format=str(data.get("format", CHECKPOINT_FORMAT)),
                 fill_pixel=check_fill(data.get("fill_pixel", DEFAULT_FILL)),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -97,33 +111,39 @@ class CheckpointMeta:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A verified checkpoint: metadata, the bare network's weights, and its calibration images (possibly none)."""
+    """A verified checkpoint: metadata, the bare network's weights, and its quantization images (possibly none)."""
 
     meta: CheckpointMeta
     state_dict: dict[str, torch.Tensor]
-    calibration: torch.Tensor
+    quantization_images: torch.Tensor
 
 
 def save_checkpoint(path: Path, *, model: nn.Module, meta: CheckpointMeta,
-                    calibration: torch.Tensor | None = None) -> str:
+                    quantization_images: torch.Tensor | None = None) -> str:
     """Write ``path`` and its JSON sidecar atomically; returns the checkpoint file's sha256.
 
     The model may be wrapped (DataParallel, torch.compile, ``model.transforms.Normalized``): prefixes are stripped
-    so that the keys are those of the bare torchvision network. ``calibration``: uint8 (N, 3, H, W) training images
-    kept for int8 quantization.
+    so that the keys are those of the bare torchvision network. ``quantization_images``: uint8 (N, 3, H, W)
+    training images kept for int8 quantization.
     """
     state = strip_prefixes(_bare(model).state_dict())
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    return write_checkpoint(path, state_dict=state, meta=meta, quantization_images=quantization_images)
+
+
+def write_checkpoint(path: Path, *, state_dict: dict[str, torch.Tensor], meta: CheckpointMeta,
+                     quantization_images: torch.Tensor | None = None) -> str:
+    """``save_checkpoint`` from the bare network's weights (e.g. a ``read_checkpoint``'s)."""
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
     _check_state(state, meta, source=path.name)
     payload: dict[str, Any] = {"format": CHECKPOINT_FORMAT, "meta": meta.to_dict(), "state_dict": state}
-    if calibration is not None:
-        payload["calibration"] = _check_calibration(calibration.detach().to("cpu").contiguous().clone(),
-                                                    source=path.name)
+    if quantization_images is not None:
+        payload["quantization_images"] = _check_quantization_images(
+            quantization_images.detach().to("cpu").contiguous().clone(), source=path.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda handle: torch.save(payload, handle))
     digest = file_sha256(path)
     text = sidecar_text(sha256=digest, arch=meta.arch, class_names=meta.class_names, image_size=meta.image_size,
-                        metrics=meta.metrics)
+                        metrics=meta.metrics, temperature=meta.temperature)
     atomic_write(sidecar_path(path), lambda handle: handle.write(text.encode()))
     return digest
 
@@ -159,10 +179,10 @@ def read_checkpoint(path: Path, data: bytes | None = None) -> Checkpoint:
     meta = CheckpointMeta.from_dict(loaded["meta"])
     state = strip_prefixes(loaded["state_dict"])
     _check_state(state, meta, source=path.name)
-    calibration = loaded.get("calibration")
-    if calibration is None:
-        calibration = torch.empty(0, 3, meta.image_size, meta.image_size, dtype=torch.uint8)
-    return Checkpoint(meta, state, _check_calibration(calibration, source=path.name))
+    images = loaded.get("quantization_images", loaded.get(_OLD_QUANTIZATION_KEY))
+    if images is None:
+        images = torch.empty(0, 3, meta.image_size, meta.image_size, dtype=torch.uint8)
+    return Checkpoint(meta, state, _check_quantization_images(images, source=path.name))
 
 
 def _bare(model: nn.Module) -> nn.Module:
@@ -180,12 +200,12 @@ def _bare(model: nn.Module) -> nn.Module:
             return model
 
 
-def _check_calibration(images: Any, *, source: str) -> torch.Tensor:
+def _check_quantization_images(images: Any, *, source: str) -> torch.Tensor:
     if (not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4
-            or images.shape[1] != 3 or len(images) > MAX_CALIBRATION_IMAGES):
+            or images.shape[1] != 3 or len(images) > MAX_QUANTIZATION_IMAGES):
         found = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
-        raise CheckpointError(f"{source}: its calibration images must be a uint8 (N, 3, H, W) tensor with N <= "
-                              f"{MAX_CALIBRATION_IMAGES}, not {found}: re-create it with 'tileclass train'")
+        raise CheckpointError(f"{source}: its quantization images must be a uint8 (N, 3, H, W) tensor with N <= "
+                              f"{MAX_QUANTIZATION_IMAGES}, not {found}: re-create it with 'tileclass train'")
     return images
 
 

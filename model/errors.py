@@ -2,7 +2,7 @@
 
     TileclassError
     ├── CheckpointError   a checkpoint or weights file is unsafe, corrupt or does not match its metadata
-    │   └── CalibrationMissing  int8 was asked of a checkpoint without calibration images
+    │   └── QuantizationImagesMissing  int8 was asked of a checkpoint without quantization images
     ├── ImageError        one image cannot be decoded (``reason`` is short enough to store per tile)
     │   └── EmptyImage      it decodes, but there is nothing in it (entirely transparent)
     ├── DataError         a training data folder or a training option is unusable
@@ -22,8 +22,8 @@ class ChecksumMismatch(CheckpointError):
     """The file's content hash is not the one its model was registered with (this copy is stale or another model)."""
 
 
-class CalibrationMissing(CheckpointError):
-    """int8 was asked of a checkpoint that holds no calibration images (one saved before they were kept)."""
+class QuantizationImagesMissing(CheckpointError):
+    """int8 was asked of a checkpoint that holds no quantization images (one saved before they were kept)."""
 
 
 class ImageError(TileclassError):

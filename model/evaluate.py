@@ -1,4 +1,4 @@
-"""Validation passes over in-memory images: mean cross-entropy, accuracy and predictions."""
+"""Validation passes over in-memory images: mean cross-entropy, accuracy, predictions and the network's scores."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ from model.transforms import resize
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Mean cross-entropy (no label smoothing), accuracy, and the predicted and true classes (CPU tensors)."""
+    """Mean cross-entropy (no label smoothing), accuracy, the predicted and true classes, and the network's float32
+    (N, C) scores (logits or log-probabilities, what the temperature is fitted on); CPU tensors."""
 
     loss: float
     accuracy: float
     predicted: torch.Tensor
     targets: torch.Tensor
+    scores: torch.Tensor
 
     def confusion(self, num_classes: int) -> torch.Tensor:
         return confusion_matrix(self.targets, self.predicted, num_classes)
@@ -33,6 +35,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, indic
     model.eval()
     total_loss = torch.zeros((), dtype=torch.float64)
     predicted: list[torch.Tensor] = []
+    scores: list[torch.Tensor] = []
     with torch.inference_mode(), autocast(device, precision):
         for batch in indices.split(batch_size):
             inputs = resize(images[batch], size).to(device, non_blocking=True)
@@ -40,8 +43,10 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, indic
             targets = labels[batch].to(device, non_blocking=True)
             total_loss += F.cross_entropy(output, targets, reduction="sum").double().cpu()
             predicted.append(output.argmax(dim=1).cpu())
+            scores.append(output.cpu())
     model.train(was_training)
     targets = labels[indices]
     guesses = torch.cat(predicted) if predicted else torch.empty(0, dtype=torch.int64)
+    outputs = torch.cat(scores) if scores else torch.empty(0, 0)
     count = max(len(indices), 1)
-    return EvalResult(float(total_loss) / count, float((guesses == targets).sum()) / count, guesses, targets)
+    return EvalResult(float(total_loss) / count, float((guesses == targets).sum()) / count, guesses, targets, outputs)

@@ -5,9 +5,10 @@ the one model input (``model.inputs.model_input``: pixels without data set to th
 resize to its size; ``Classifier.decode``, ``preprocess`` and ``model_input`` call it), stack, then one forward
 pass of an inference module that
 normalises, runs the network in channels_last under bf16 autocast where the device computes bf16 (or quantized to
-int8 on the CPU, see model/quantize.py), and returns float32 softmax probabilities, averaged over flipped and
-turned views of each image with test-time augmentation (model/tta.py). Preprocessing comes from the checkpoint,
-never from constants here.
+int8 on the CPU, see model/quantize.py), and returns float32 probabilities: the softmax of the network's scores
+divided by the checkpoint's temperature (model/calibration.py; 1.0 for a model never calibrated), averaged over
+flipped and turned views of each image with test-time augmentation (model/tta.py). Preprocessing comes from the
+checkpoint, never from constants here.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from PIL import Image
 from torch import nn
 
 from model.arch import build_model
+from model.calibration import calibrated_softmax
 from model.checkpoint import read_checkpoint
 from model.device import autocast, resolve_device, resolve_inference_precision
 from model.errors import CheckpointError, ChecksumMismatch
@@ -50,14 +52,20 @@ class Prediction:
 
 
 class _Probabilities(nn.Module):
-    """uint8 images in, float32 class probabilities out (softmax works for logits and log-probabilities alike)."""
+    """uint8 images in, float32 calibrated class probabilities out: ``softmax(scores / temperature)``.
 
-    def __init__(self, net: nn.Module) -> None:
+    The one place the checkpoint's temperature is applied, so that every caller (``predict``, ``eval``, the
+    workers, the GPU path, int8 and compiled graphs, which trace this module) gets calibrated probabilities
+    without knowing about it. Works for logits and log-probabilities alike (see model/calibration.py).
+    """
+
+    def __init__(self, net: nn.Module, temperature: float = 1.0) -> None:
         super().__init__()
         self.net = net
+        self.temperature = float(temperature)  # a constant in traced graphs: the model never changes it
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.net(images).float(), dim=1)
+        return calibrated_softmax(self.net(images), self.temperature)
 
 
 @dataclass(frozen=True)
@@ -79,10 +87,12 @@ class Classifier:
 
     def __init__(self, module: nn.Module, *, class_names: Sequence[str], image_size: int, device: torch.device,
                  precision: str, sha256: str, batch_size: int | None = None, tta_views: int = 1,
+                 temperature: float = 1.0,
                  input_fill: Fill = DEFAULT_FILL) -> None:
         self.module = module
         self.class_names = list(class_names)
         self.image_size = image_size
+        self.temperature = temperature  # what the inference module divides the scores by (for reports)
         self.input_fill = input_fill  # what pixels without data become: the training data's mean pixel
         self.device = device
         self.precision = precision
@@ -102,7 +112,7 @@ class Classifier:
             path: a checkpoint written by ``model.checkpoint.save_checkpoint``.
             device: auto, cpu, cuda or cuda:N.
             precision: auto (bf16 where the device computes it natively), fp32, bf16, or int8 (CPU only: quantized
-                with the checkpoint's calibration images; needs torchao; always compiled).
+                with the checkpoint's quantization images; needs torchao; always compiled).
             expected_sha256: refuse the file unless its content hash is this (the registry's hash of the model).
             compile: run the network through torch.compile (inductor, weights frozen as constants); falls back to
                 eager with a warning when compilation fails.
@@ -116,7 +126,7 @@ class Classifier:
 
         Raises:
             CheckpointError: the file is refused (see ``read_checkpoint``), its hash is not ``expected_sha256``, or
-                int8 was asked of a checkpoint without calibration images.
+                int8 was asked of a checkpoint without quantization images.
             DeviceError: the device or precision is not available here.
         """
         check_views(tta_views)
@@ -133,17 +143,17 @@ class Classifier:
         resolved = resolve_inference_precision(precision, torch_device)
         net = build_model(meta.arch, len(meta.class_names), head=meta.head)
         net.load_state_dict(checkpoint.state_dict)
-        module: nn.Module = _Probabilities(Normalized(net, meta.mean, meta.std))
+        module: nn.Module = _Probabilities(Normalized(net, meta.mean, meta.std), meta.temperature)
         module = module.to(torch_device).to(memory_format=torch.channels_last).eval().requires_grad_(False)
         if resolved == "int8":
             from model.quantize import quantize
 
             batch_size = batch_size or DEFAULT_INT8_BATCH
-            module = quantize(module, resize(checkpoint.calibration, meta.image_size), batch_size=batch_size)
+            module = quantize(module, resize(checkpoint.quantization_images, meta.image_size), batch_size=batch_size)
         compile = compile or resolved == "int8"  # int8's graph runs at reference speed until inductor lowers it
         classifier = cls(module, class_names=meta.class_names, image_size=meta.image_size, device=torch_device,
                          precision=resolved, sha256=digest, batch_size=batch_size if compile else None,
-                         tta_views=tta_views, input_fill=meta.fill_pixel)
+                         tta_views=tta_views, temperature=meta.temperature, input_fill=meta.fill_pixel)
         if compile:
             classifier._compile(compile_mode)
         return classifier

@@ -5,9 +5,10 @@ and convolutions are nearly all of a ResNet's time. The recipe is PyTorch 2's ex
 torchao's ``X86InductorQuantizer``: weights per channel, activations per tensor, both int8; ``torch.compile`` then
 lowers the quantized graph to oneDNN's fused int8 kernels.
 
-Activation ranges are observed on calibration images that ``tileclass train`` stores in the checkpoint (see
-model/checkpoint.py), never on the tiles being classified: every worker that quantizes the same checkpoint builds
-the same int8 model, so a tile gets the same answer whichever worker takes it.
+Activation ranges are observed on quantization images: training images that ``tileclass train`` stores in the
+checkpoint (see model/checkpoint.py), never the tiles being classified, so every worker that quantizes the same
+checkpoint builds the same int8 model and a tile gets the same answer whichever worker takes it. (The literature
+calls this step "calibration"; tileclass keeps that word for the temperature of ``tileclass calibrate``.)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 import torch
 from torch import nn
 
-from model.errors import CalibrationMissing, DeviceError
+from model.errors import DeviceError, QuantizationImagesMissing
 from model.transforms import pad_to
 
 
@@ -29,26 +30,27 @@ def int8_available() -> str | None:
     return None
 
 
-def quantize(module: nn.Module, calibration: torch.Tensor, *, batch_size: int) -> nn.Module:
+def quantize(module: nn.Module, images: torch.Tensor, *, batch_size: int) -> nn.Module:
     """``module`` (uint8 images in, as built by ``Classifier.load``) quantized to int8, for batches of exactly
     ``batch_size`` images, ready for ``torch.compile(dynamic=False)`` (oneDNN's int8 kernels run at about half
     their speed on a graph of dynamic shape).
 
     Args:
         module: the eval-mode inference module, on the CPU.
-        calibration: uint8 (N, 3, S, S) images at the module's input size; their activations set the int8 ranges.
+        images: the quantization images, uint8 (N, 3, S, S) at the module's input size; their activations set
+            the int8 ranges.
         batch_size: images per forward pass.
 
     Raises:
-        CalibrationMissing: no calibration images.
+        QuantizationImagesMissing: no quantization images.
         DeviceError: torchao is missing.
     """
     missing = int8_available()
     if missing:
         raise DeviceError(missing)
-    if calibration.numel() == 0:
-        raise CalibrationMissing("this checkpoint holds no calibration images, which int8 needs: train it again "
-                                 "with this tileclass, or use --precision bf16 or fp32")
+    if images.numel() == 0:
+        raise QuantizationImagesMissing("this checkpoint holds no quantization images, which int8 needs: train it "
+                                        "again with this tileclass, or use --precision bf16 or fp32")
     # torchao 0.18 registers an Enum with torch's pytree on import, which torch 2.14 answers with a deprecation
     # warning on every worker start: not ours to fix, and nothing the user can act on.
     logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
@@ -58,8 +60,7 @@ def quantize(module: nn.Module, calibration: torch.Tensor, *, batch_size: int) -
         get_default_x86_inductor_quantization_config,
     )
 
-    chunks = [pad_to(calibration[start : start + batch_size], batch_size)
-              for start in range(0, len(calibration), batch_size)]
+    chunks = [pad_to(images[start : start + batch_size], batch_size) for start in range(0, len(images), batch_size)]
     graph = torch.export.export(module, (chunks[0],)).module()
     _one_partition_per_relu_call(graph)
     quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())

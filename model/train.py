@@ -11,7 +11,8 @@ of ``data_dir``, or all of ``config.val_dir`` (then every image of ``data_dir`` 
 the one with the lowest validation loss. With a time budget the learning rate warms up, then follows a cosine to
 zero exactly when the budget (wall clock of training steps, evaluation excluded) runs out, because accuracy only
 settles once the rate has decayed; before it starts, a short probe says how many epochs the budget allows
-(model/budget.py).
+(model/budget.py). At the end, one temperature is fitted on the validation images' scores (model/calibration.py,
+Guo et al. 2017) and kept in the checkpoint, so that its confidences are calibrated probabilities.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 
 from model.arch import build_model
 from model.budget import PROBE_IMAGES, BudgetEstimate, estimate_budget
+from model.calibration import fit_summary, fit_temperature
 from model.checkpoint import CheckpointMeta, save_checkpoint
 from model.classes import match_classes
 from model.config import TrainConfig
@@ -41,7 +43,7 @@ from model.plots import plot_confusion, plot_losses
 from model.transforms import NORMALIZATION_STATS, Normalized
 
 CHECKPOINT_NAME = "model.pt"
-CALIBRATION_IMAGES = 64
+QUANTIZATION_IMAGES = 64
 log = logging.getLogger(__name__)
 
 
@@ -103,22 +105,26 @@ def fit(config: TrainConfig, *, data_dir: Path, out_dir: Path, progress: bool = 
     final = evaluate(evaluated, data.images, data.labels, val_idx, batch_size=2 * config.batch_size, device=device,
                      precision=precision, size=size)
     summary = summarize(final.confusion(len(folder.class_names)), folder.class_names)
+    temperature = fit_temperature(final.scores, final.targets)
+    calibration = fit_summary(final.scores, final.targets, temperature)
     metrics = _metrics(history, summary, final.loss, data, folder.ignored, loop) | {
-        "budget_estimate": asdict(estimate) if estimate else None}
+        "budget_estimate": asdict(estimate) if estimate else None, "calibration": calibration}
     meta = CheckpointMeta(arch=config.arch, class_names=tuple(folder.class_names), image_size=size, mean=mean,
                           std=std, head=config.head, train_config=asdict(config), metrics=_summary_metrics(metrics),
-                          fill_pixel=data.fill)
+                          fill_pixel=data.fill, temperature=temperature)
     checkpoint = out_dir / CHECKPOINT_NAME
     digest = save_checkpoint(checkpoint, model=evaluated, meta=meta,
-                             calibration=calibration_sample(data, train_idx, seed=config.seed))
+                             quantization_images=quantization_sample(data, train_idx, seed=config.seed))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _plots(out_dir, history, summary)
     say(f"best epoch {metrics['best_epoch']}: validation loss {final.loss:.3f}, accuracy {summary['accuracy']:.4f}")
+    say(f"temperature {temperature:.3f} fitted on the validation images: ECE {calibration['ece_before']:.2%} -> "
+        f"{calibration['ece_after']:.2%}, NLL {calibration['nll_before']:.3f} -> {calibration['nll_after']:.3f}")
     return TrainResult(checkpoint, digest, metrics, loop.stopped_early)
 
 
-def calibration_sample(data: LoadedImages, train_idx: torch.Tensor, *, seed: int,
-                       count: int = CALIBRATION_IMAGES) -> torch.Tensor:
+def quantization_sample(data: LoadedImages, train_idx: torch.Tensor, *, seed: int,
+                        count: int = QUANTIZATION_IMAGES) -> torch.Tensor:
     """Up to ``count`` training images, the classes taking turns, kept in the checkpoint so that int8
     quantization (model/quantize.py) sees the activations of real images of every class."""
     shuffled = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(seed))]

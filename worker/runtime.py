@@ -100,7 +100,7 @@ class ModelCache:
 
 def load_classifier(model_hash: str, path: Path, settings: Settings) -> Classifier:
     """Load a checkpoint for inference with the worker's device, precision and compilation settings."""
-    from model.errors import CalibrationMissing, CheckpointError, ChecksumMismatch, DeviceError
+    from model.errors import CheckpointError, ChecksumMismatch, DeviceError, QuantizationImagesMissing
     from model.predict import Classifier
 
     def load(precision: str) -> Classifier:
@@ -112,7 +112,7 @@ def load_classifier(model_hash: str, path: Path, settings: Settings) -> Classifi
     try:
         try:
             classifier = load(settings.worker_precision)
-        except CalibrationMissing as exc:
+        except QuantizationImagesMissing as exc:
             # An older checkpoint on an int8 worker: classify it anyway, at the best float precision.
             log.warning("model %s: %s; running it at precision auto instead", model_hash[:12], exc)
             classifier = load("auto")

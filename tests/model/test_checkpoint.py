@@ -41,7 +41,7 @@ def test_round_trip_keeps_weights_metadata_and_hash(tmp_path: Path, net: torch.n
     info = read_sidecar(path)  # the registry's torch-free reader agrees with the file
     assert (info.sha256, info.arch, info.class_names, info.image_size) == (digest, "resnet18", list(CLASSES), 32)
     sidecar = json.loads(path.with_suffix(".json").read_text())
-    assert set(sidecar) == {"format", "sha256", "arch", "class_names", "image_size", "metrics"}
+    assert set(sidecar) == {"format", "sha256", "arch", "class_names", "image_size", "metrics", "temperature"}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left behind
 
 
@@ -138,18 +138,29 @@ def test_expected_hash_mismatch_is_refused(tmp_path: Path, net: torch.nn.Module)
         Classifier.load(path, device="cpu", expected_sha256="0" * 64)
 
 
-def test_calibration_images_round_trip_and_are_optional(tmp_path: Path, net: torch.nn.Module) -> None:
+def test_quantization_images_round_trip_and_are_optional(tmp_path: Path, net: torch.nn.Module) -> None:
     images = torch.randint(0, 256, (5, 3, 24, 24), dtype=torch.uint8)
-    save_checkpoint(tmp_path / "c.pt", model=net, meta=meta(), calibration=images)
-    assert torch.equal(read_checkpoint(tmp_path / "c.pt").calibration, images)
+    save_checkpoint(tmp_path / "c.pt", model=net, meta=meta(), quantization_images=images)
+    assert torch.equal(read_checkpoint(tmp_path / "c.pt").quantization_images, images)
     save_checkpoint(tmp_path / "n.pt", model=net, meta=meta())
-    assert read_checkpoint(tmp_path / "n.pt").calibration.shape == (0, 3, 32, 32)
+    assert read_checkpoint(tmp_path / "n.pt").quantization_images.shape == (0, 3, 32, 32)
 
 
-@pytest.mark.parametrize("calibration", [torch.zeros(4, 32, 32, dtype=torch.uint8), torch.zeros(2, 3, 8, 8),
-                                         torch.zeros(2, 1, 8, 8, dtype=torch.uint8), [1, 2, 3]])
-def test_malformed_calibration_images_are_refused(tmp_path: Path, net: torch.nn.Module, calibration: object) -> None:
+def test_quantization_images_of_older_files_are_read_under_their_old_key(tmp_path: Path,
+                                                                         net: torch.nn.Module) -> None:
+    """Checkpoints saved before the rename hold the int8 images under "calibration"; they still quantize."""
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
     torch.save({"format": "tileclass-checkpoint/1", "meta": meta().to_dict(), "state_dict": net.state_dict(),
-                "calibration": calibration}, tmp_path / "bad.pt")
-    with pytest.raises(CheckpointError, match=r"bad.pt: its calibration images must be a uint8 \(N, 3, H, W\)"):
+                "calibration": images}, tmp_path / "old.pt")
+    assert torch.equal(read_checkpoint(tmp_path / "old.pt").quantization_images, images)
+
+
+@pytest.mark.parametrize("key", ["quantization_images", "calibration"])
+@pytest.mark.parametrize("images", [torch.zeros(4, 32, 32, dtype=torch.uint8), torch.zeros(2, 3, 8, 8),
+                                    torch.zeros(2, 1, 8, 8, dtype=torch.uint8), [1, 2, 3]])
+def test_malformed_quantization_images_are_refused(tmp_path: Path, net: torch.nn.Module, key: str,
+                                                   images: object) -> None:
+    torch.save({"format": "tileclass-checkpoint/1", "meta": meta().to_dict(), "state_dict": net.state_dict(),
+                key: images}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"bad.pt: its quantization images must be a uint8 \(N, 3, H, W\)"):
         read_checkpoint(tmp_path / "bad.pt")

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from model.device import resolve_inference_precision, supports_bf16
-from model.errors import CalibrationMissing, DeviceError
+from model.errors import DeviceError, QuantizationImagesMissing
 from model.images import decode_tile, open_image
 from model.predict import Classifier
 from tests.conftest import EUROSAT, SUBSET_CLASSES
@@ -98,8 +98,8 @@ def test_int8_agrees_with_fp32_on_real_validation_images(
     assert torch.allclose(quantized.sum(dim=1), torch.ones(len(labels)), atol=1e-4)
 
 
-def test_int8_is_refused_without_calibration_images_or_off_the_cpu(tmp_path: Path) -> None:
-    with pytest.raises(CalibrationMissing, match="holds no calibration images, which int8 needs"):
+def test_int8_is_refused_without_quantization_images_or_off_the_cpu(tmp_path: Path) -> None:
+    with pytest.raises(QuantizationImagesMissing, match="holds no quantization images, which int8 needs"):
         Classifier.load(tiny_checkpoint(tmp_path), device="cpu", precision="int8")
     with pytest.raises(DeviceError, match="int8 runs on the CPU only, not on cuda"):
         resolve_inference_precision("int8", torch.device("cuda"))

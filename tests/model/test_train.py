@@ -17,7 +17,7 @@ from model.errors import DataError
 from model.images import open_image
 from model.predict import Classifier
 from model.schedule import lr_factor
-from model.train import calibration_sample, fit
+from model.train import fit, quantization_sample
 from tests.conftest import copy_eurosat_subset
 
 
@@ -42,16 +42,16 @@ def test_schedule_warms_up_then_reaches_zero_at_the_end() -> None:
     assert lr_factor(0.9, schedule="constant", warmup=0.03) == 1.0
 
 
-def test_calibration_images_are_training_images_of_every_class_taking_turns() -> None:
+def test_quantization_images_are_training_images_of_every_class_taking_turns() -> None:
     labels = torch.tensor([0] * 10 + [1] * 3 + [2] * 5)
     images = torch.arange(len(labels), dtype=torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, 2, 2).contiguous()
     data = LoadedImages(images, labels, [], [])
     train_idx = torch.tensor([i for i in range(len(labels)) if i not in (0, 13)])  # two images held out
-    picked = calibration_sample(data, train_idx, seed=3, count=7)[:, 0, 0, 0].tolist()
+    picked = quantization_sample(data, train_idx, seed=3, count=7)[:, 0, 0, 0].tolist()
     assert len(picked) == len(set(picked)) == 7 and not {0, 13} & set(picked)
     assert [int(labels[i]) for i in picked[:6]] == [0, 1, 2, 0, 1, 2]  # one of each class in turn
-    assert calibration_sample(data, train_idx, seed=3, count=7)[:, 0, 0, 0].tolist() == picked  # seeded
-    assert len(calibration_sample(data, train_idx, seed=3, count=100)) == len(train_idx)
+    assert quantization_sample(data, train_idx, seed=3, count=7)[:, 0, 0, 0].tolist() == picked  # seeded
+    assert len(quantization_sample(data, train_idx, seed=3, count=100)) == len(train_idx)
 
 
 @pytest.mark.slow
@@ -71,8 +71,8 @@ def test_tutorial_options_train_only_the_head_at_an_upsampled_size(tmp_path: Pat
     assert sum(line.startswith("Epoch 1/1.. Step ") for line in lines) == 2  # 16 images / batch 8, every step
     classifier = Classifier.load(result.checkpoint, device="cpu")
     assert classifier.preprocess(open_image(data / "Forest" / "Forest_1.jpg")).shape == (3, 80, 80)
-    # Every training image (8 per class here) is kept for int8 calibration, at the native 64 px.
-    assert read_checkpoint(result.checkpoint).calibration.shape == (16, 3, 64, 64)
+    # Every training image (8 per class here) is kept for int8 quantization, at the native 64 px.
+    assert read_checkpoint(result.checkpoint).quantization_images.shape == (16, 3, 64, 64)
 
 
 @pytest.mark.slow

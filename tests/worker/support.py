@@ -22,9 +22,9 @@ CLASSES = ("Forest", "River", "Residential")
 
 
 def tiny_checkpoint(folder: Path, *, image_size: int = 32, seed: int = 0, arch: str = "resnet18",
-                    calibration: int = 0) -> Path:
-    """A random-init checkpoint (with its sidecar) of ``arch`` for ``CLASSES``, with ``calibration`` real EuroSAT
-    images for int8: the worker's speed and plumbing do not depend on how well it classifies."""
+                    quantization_images: int = 0) -> Path:
+    """A random-init checkpoint (with its sidecar) of ``arch`` for ``CLASSES``, with ``quantization_images`` real
+    EuroSAT images for int8: the worker's speed and plumbing do not depend on how well it classifies."""
     import torch
 
     from model.arch import build_model
@@ -35,10 +35,10 @@ def tiny_checkpoint(folder: Path, *, image_size: int = 32, seed: int = 0, arch: 
     torch.manual_seed(seed)
     meta = CheckpointMeta(arch=arch, class_names=CLASSES, image_size=image_size, mean=IMAGENET_MEAN,
                           std=IMAGENET_STD)
-    path = folder / f"{arch}-{image_size}-{seed}{'-calibrated' if calibration else ''}.pt"
-    images = (torch.stack([decode_tile(f.read_bytes()).pixels for f in eurosat_files(calibration)]) if calibration
-              else None)
-    save_checkpoint(path, model=build_model(arch, len(CLASSES)), meta=meta, calibration=images)
+    path = folder / f"{arch}-{image_size}-{seed}{'-int8' if quantization_images else ''}.pt"
+    images = (torch.stack([decode_tile(f.read_bytes()).pixels for f in eurosat_files(quantization_images)])
+              if quantization_images else None)
+    save_checkpoint(path, model=build_model(arch, len(CLASSES)), meta=meta, quantization_images=images)
     return path
 
 

@@ -47,13 +47,13 @@ def test_a_checkpoint_whose_hash_differs_is_refused(tmp_path: Path, monkeypatch:
 
 
 @pytest.mark.slow
-def test_an_int8_worker_quantizes_calibrated_models_and_runs_older_ones_in_float(
+def test_an_int8_worker_quantizes_models_with_quantization_images_and_runs_older_ones_in_float(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     for name, value in {"DEVICE": "cpu", "WORKER_PRECISION": "int8", "WORKER_BATCH_SIZE": "4"}.items():
         monkeypatch.setenv(f"TILECLASS_{name}", value)
     settings = load_settings()
-    calibrated = tiny_checkpoint(tmp_path, calibration=12)
-    classifier = load_classifier(file_sha256(calibrated), calibrated, settings)
+    quantizable = tiny_checkpoint(tmp_path, quantization_images=12)
+    classifier = load_classifier(file_sha256(quantizable), quantizable, settings)
     assert (classifier.precision, classifier.compiled, classifier.batch_size) == ("int8", True, 4)
     files = eurosat_files(6)  # 6 tiles in chunks of 4: the second chunk is padded and the padding dropped
     with ThreadPoolExecutor(2) as pool:
@@ -61,11 +61,11 @@ def test_an_int8_worker_quantizes_calibrated_models_and_runs_older_ones_in_float
                                  pool=pool)
     assert not outcome.failures and [c.tile.path for c in outcome.classified] == [str(f) for f in files]
 
-    uncalibrated = tiny_checkpoint(tmp_path, seed=1)  # as saved before checkpoints kept calibration images
+    older = tiny_checkpoint(tmp_path, seed=1)  # as saved before checkpoints kept quantization images
     with caplog.at_level(logging.WARNING):
-        fallback = load_classifier(file_sha256(uncalibrated), uncalibrated, settings)
+        fallback = load_classifier(file_sha256(older), older, settings)
     assert fallback.precision in ("bf16", "fp32")
-    assert "no calibration images" in caplog.text and "running it at precision auto instead" in caplog.text
+    assert "no quantization images" in caplog.text and "running it at precision auto instead" in caplog.text
 
 
 def _operational() -> OperationalError:
