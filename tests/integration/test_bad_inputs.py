@@ -242,9 +242,10 @@ def test_a_message_naming_paths_outside_the_root_fails_only_those_tiles(env: Sit
                "/etc/passwd": "not a plain path inside its root",
                f"{Z}/{X}/103.jpg": "leads outside its root",  # the escaping symlink, named directly
                f"{Z}/{X}/100.png": "not a regular file"}  # the FIFO: read, it would block the worker for ever
+    rows = [(None, None, None, path) for path in [good[0], *hostile, *good[1:]]]
     with session_scope() as session:
         job = jobs.create_job(session, model_hash=model, source=folder_source(env.root, name="bad")).id
-    rows = [(None, None, None, path) for path in [good[0], *hostile, *good[1:]]]
+        jobs.record_batches_enqueued(session, job_id=job, batches=[(0, len(rows))])  # as the producer does
     connected_app(get_settings()).send_task(CLASSIFY_TASK, kwargs={"batch": ClassifyBatch(job, 0, model, "bad",
                                                                                      rows).to_message()})
     with session_scope() as session:
@@ -273,6 +274,7 @@ def test_a_pickle_message_is_refused_by_the_worker_and_never_unpickled(env: Site
     path = sorted(p for p, what in tree.classified.items() if what == "real")[0]
     with session_scope() as session:
         job = jobs.create_job(session, model_hash=model, source=folder_source(env.root, name="bad")).id
+        jobs.record_batches_enqueued(session, job_id=job, batches=[(0, 1)])  # as the producer does
     celery.send_task(CLASSIFY_TASK, kwargs={"batch": ClassifyBatch(job, 0, model, "bad",
                                                                    [(Z, X, 0, path)]).to_message()})
     with session_scope() as session:
