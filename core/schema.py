@@ -7,7 +7,9 @@
   out) and ``seq_recorded`` (every number below it has a ``job_batches`` row).
 - ``tile_results``: one row per (model, tile). A tile with coordinates is keyed by ``(model, z, x, y)``; a tile
   without coordinates (a plain folder of images) by ``(model, source, path)`` (``core.tiles.Tile.identity``). Two
-  partial unique indexes keep both keys unique, because NULLs never conflict in a plain unique index.
+  partial unique indexes keep both keys unique, because NULLs never conflict in a plain unique index. Each result
+  keeps its tile's ``coverage`` (the share of pixels with data) and whether it is ``uncertain`` (less confident than
+  its job's ``uncertain_below``).
 - ``job_batches``: one row per enqueued batch of a job (not its tiles): a worker marks it done with its counts.
   A job's progress is summed from its batches, so two jobs over overlapping regions each count their own tiles,
   and a redelivered batch overwrites its row instead of counting twice.
@@ -35,7 +37,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # The largest value an ``Integer`` column holds: int4 on PostgreSQL (SQLite would take 2**63 - 1). Ids and numbers
@@ -113,6 +115,11 @@ class Job(Base):
     # A running training job's lease: the worker running it renews it; past it, the run is lost (core.leases).
     lease_owner: Mapped[str | None] = mapped_column(String(255))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A classify job's bounds, as enqueue settled them (its option, else the setting or the model's default) and
+    # workers read them: below ``min_coverage`` of pixels with data a tile is empty (NULL, jobs from before 0007:
+    # TILECLASS_MIN_COVERAGE); an answer less confident than ``uncertain_below`` is flagged (NULL: none is).
+    min_coverage: Mapped[float | None] = mapped_column(Float)
+    uncertain_below: Mapped[float | None] = mapped_column(Float)
 
 
 class BatchState(enum.StrEnum):
@@ -134,6 +141,7 @@ class JobBatch(Base):
     # ``tileclass retry``: how many of its tiles were failures of earlier batches of the job tried again; they
     # count once in the job's totals and no longer as failed (core.jobs.progress).
     retried: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    uncertain: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))  # of ``classified``
     enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -161,6 +169,10 @@ class TileResult(TileRow, Base):
     confidence: Mapped[float] = mapped_column(Float)
     probabilities: Mapped[dict[str, float]]
     classified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The share of the tile's pixels that held data (1.0: all); NULL for a result from before it was measured.
+    coverage: Mapped[float | None] = mapped_column(Float)
+    # Less confident than its job's ``uncertain_below``: the label and probabilities are kept, with this flag.
+    uncertain: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         *_tile_keys("tile_results"),

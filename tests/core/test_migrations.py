@@ -105,3 +105,50 @@ def test_0002_upgrades_a_database_with_jobs_and_results_and_downgrades_it_again(
         (2, None, "/data/eurosat", None, {"resume_after": None, "seq_reserved": 0, "seq_recorded": 0}),
     ]
     assert len(_rows(url, "SELECT id FROM tile_results")) == 2
+
+
+def _seed_0006(url: str) -> None:
+    """A 0006 database: a classify job with one done batch, a result with coordinates and one without."""
+    upgrade(url, "0006")
+    statements = [
+        "INSERT INTO models (hash, arch, class_names, image_size, path, metrics, created_at) VALUES "
+        "(:m, 'resnet18', '[\"Forest\", \"River\"]', 64, '/m.pt', '{}', :now)",
+        "INSERT INTO jobs (id, kind, state, model_hash, source, region, seq_reserved, seq_recorded, total_tiles, "
+        "total_batches, skipped_tiles, created_at, updated_at) VALUES (1, 'classify', 'completed', :m, "
+        "'{\"kind\": \"folder\", \"name\": \"ortho\"}', '{}', 1, 1, 2, 1, 0, :now, :now)",
+        "INSERT INTO job_batches (job_id, seq, tiles, state, classified, failed, empty, retried, enqueued_at) "
+        "VALUES (1, 0, 2, 'done', 2, 0, 0, 0, :now)",
+        "INSERT INTO tile_results (model_hash, z, x, y, root_name, path, label, confidence, probabilities, job_id, "
+        "classified_at) VALUES (:m, 17, 5, 6, 'ortho', '17/5/6.png', 'Forest', 0.4, '{}', 1, :now), "
+        "(:m, NULL, NULL, NULL, 'ortho', 'scans/a.jpg', 'River', 0.8, '{}', 1, :now)",
+    ]
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for sql in statements:
+            conn.execute(text(sql), {"m": MODEL, "now": NOW})
+    engine.dispose()
+
+
+def test_0007_keeps_results_and_jobs_with_unmeasured_coverage_nothing_uncertain_and_downgrades(
+        empty_database: str) -> None:
+    url = empty_database
+    _seed_0006(url)
+    upgrade(url)
+    # Coverage never measured stays unknown (NULL), never 1.0; no answer was flagged; the job has no bounds.
+    assert _rows(url, "SELECT path, label, coverage, uncertain FROM tile_results ORDER BY path") == [
+        ("17/5/6.png", "Forest", None, False), ("scans/a.jpg", "River", None, False)]
+    assert _rows(url, "SELECT id, min_coverage, uncertain_below FROM jobs") == [(1, None, None)]
+    assert _rows(url, "SELECT classified, uncertain FROM job_batches") == [(2, 0)]
+    engine = create_engine(url)
+    with engine.begin() as conn:  # rows written after the upgrade, as the new code writes them
+        conn.execute(text("UPDATE tile_results SET coverage = 0.03125, uncertain = :yes WHERE z = 17"), {"yes": True})
+        conn.execute(text("UPDATE jobs SET min_coverage = 0, uncertain_below = 0.7"))
+    engine.dispose()
+    assert _rows(url, "SELECT coverage, uncertain FROM tile_results WHERE z = 17") == [(0.03125, True)]
+
+    command.downgrade(alembic_config(url), "0006")
+    assert _rows(url, "SELECT path, label, confidence FROM tile_results ORDER BY path") == [
+        ("17/5/6.png", "Forest", 0.4), ("scans/a.jpg", "River", 0.8)]
+    assert _rows(url, "SELECT id, state FROM jobs") == [(1, "completed")]
+    upgrade(url)  # and up again: the columns come back empty
+    assert _rows(url, "SELECT coverage, uncertain FROM tile_results ORDER BY path") == [(None, False), (None, False)]
