@@ -38,6 +38,7 @@ class JobProgress:
     batches_done: int
     tiles_per_second: float  # over the last minute
     empty: int = 0  # nothing to classify there (no tile at the server, transparent, nodata)
+    uncertain: int = 0  # of ``classified``: less confident than the job's ``uncertain_below``
 
     @property
     def pending(self) -> int:
@@ -50,23 +51,42 @@ class JobProgress:
         return self.pending / self.tiles_per_second if self.tiles_per_second > 0 else None
 
 
+@dataclass(frozen=True)
+class JobBounds:
+    """A classify job's bounds, settled at enqueue and read by its workers from its row, so that resume and retry
+    keep them: the share of pixels with data below which a tile is empty (None: ``TILECLASS_MIN_COVERAGE``), and
+    the confidence below which an answer is flagged uncertain (None: none is)."""
+
+    min_coverage: float | None = None
+    uncertain_below: float | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> JobBounds:
+        return cls(job.min_coverage, job.uncertain_below)
+
+
 def create_job(session: Session, *, kind: JobKind = JobKind.CLASSIFY, model_hash: str | None = None,
-               source: dict[str, Any] | None = None, region: dict[str, Any] | None = None) -> Job:
+               source: dict[str, Any] | None = None, region: dict[str, Any] | None = None,
+               bounds: JobBounds | None = None) -> Job:
     """A new job in state ``enqueuing``; ``source`` and ``region`` are what ``core.sources`` and ``core.region``
     record."""
-    job = Job(kind=kind, model_hash=model_hash, source=source or {}, region=region or {}, state=JobState.ENQUEUING)
+    bounds = bounds or JobBounds()
+    job = Job(kind=kind, model_hash=model_hash, source=source or {}, region=region or {}, state=JobState.ENQUEUING,
+              min_coverage=bounds.min_coverage, uncertain_below=bounds.uncertain_below)
     session.add(job)
     session.flush()
     return job
 
 
-def find_unfinished(session: Session, *, model_hash: str, source: dict[str, Any],
-                    region: dict[str, Any]) -> Job | None:
-    """The newest classify job still enqueuing or queued for exactly this model, source and region."""
+def find_unfinished(session: Session, *, model_hash: str, source: dict[str, Any], region: dict[str, Any],
+                    bounds: JobBounds | None = None) -> Job | None:
+    """The newest classify job still enqueuing or queued for exactly this model, source, region and bounds."""
     candidates = session.scalars(select(Job).where(
         Job.kind == JobKind.CLASSIFY, Job.state.in_([JobState.ENQUEUING, JobState.QUEUED]),
         Job.model_hash == model_hash).order_by(Job.id.desc()))
-    return next((job for job in candidates if job.source == source and job.region == region), None)
+    return next((job for job in candidates
+                 if job.source == source and job.region == region and JobBounds.of(job) == (bounds or JobBounds())),
+                None)
 
 
 MAX_JOB_ID = MAX_INTEGER  # jobs.id is an Integer column (int4 on PostgreSQL)
@@ -159,15 +179,16 @@ def supersede_batches(session: Session, *, job_id: int, seqs: Sequence[int]) -> 
 
 
 def record_batch_done(session: Session, *, job_id: int, seq: int, tiles: int, classified: int, failed: int,
-                      empty: int = 0) -> None:
-    """Mark a batch done with its counts (an upsert: a redelivered batch overwrites its own row; a superseded one
-    is left as it is)."""
+                      empty: int = 0, uncertain: int = 0) -> None:
+    """Mark a batch done with its counts (``uncertain``: of ``classified``) (an upsert: a redelivered batch
+    overwrites its own row; a superseded one is left as it is)."""
     values = {"job_id": job_id, "seq": seq, "tiles": tiles, "state": BatchState.DONE, "classified": classified,
-              "failed": failed, "empty": empty, "enqueued_at": utcnow(), "finished_at": utcnow()}
+              "failed": failed, "empty": empty, "uncertain": uncertain, "enqueued_at": utcnow(),
+              "finished_at": utcnow()}
     stmt = upsert_insert(session, JobBatch).values(values)
     session.execute(stmt.on_conflict_do_update(
         index_elements=["job_id", "seq"],
-        set_={k: stmt.excluded[k] for k in ("state", "classified", "failed", "empty", "finished_at")},
+        set_={k: stmt.excluded[k] for k in ("state", "classified", "failed", "empty", "uncertain", "finished_at")},
         where=JobBatch.__table__.c.state != BatchState.CANCELLED,  # superseded: its tiles count in other batches
     ))
 
@@ -206,17 +227,19 @@ def progress_of(session: Session, *, chosen: Sequence[Job]) -> list[JobProgress]
             func.coalesce(func.sum(JobBatch.classified + JobBatch.failed + JobBatch.empty).filter(
                 done, JobBatch.finished_at >= since), 0),
             func.coalesce(func.sum(JobBatch.tiles - JobBatch.retried).filter(counted), 0),
+            func.coalesce(func.sum(JobBatch.uncertain).filter(done), 0),
         ).where(JobBatch.job_id.in_([job.id for job in chosen])).group_by(JobBatch.job_id)
     ).all()
     counts = {int(row[0]): [int(value) for value in row[1:]] for row in rows}
     answers = []
     for job in chosen:
-        classified, failed, empty, batches_total, batches_done, recent, enqueued = counts.get(job.id, [0] * 7)
+        classified, failed, empty, batches_total, batches_done, recent, enqueued, uncertain = counts.get(
+            job.id, [0] * 8)
         # A batch a worker finished before the producer recorded it counts in its row before the job's total:
         # the total is never less than the tiles of the batches, so the counts never exceed it.
         total = max(job.total_tiles, enqueued)
         answers.append(JobProgress(job.id, job.kind, job.state, total, classified, failed, batches_total,
-                                   batches_done, recent / 60.0, empty))
+                                   batches_done, recent / 60.0, empty, uncertain))
     return answers
 
 

@@ -21,6 +21,8 @@ from core.schema import Model
 from core.settings import Settings
 from core.sidecar import file_sha256, read_sidecar, sidecar_path
 
+UNCERTAIN_BELOW = "uncertain_below"  # the key of a model's own bound in its row's ``metrics``
+
 
 def register_checkpoint(session: Session, *, checkpoint: Path, settings: Settings) -> Model:
     """Copy a checkpoint into the model directory under its hash and record it in the database."""
@@ -29,8 +31,17 @@ def register_checkpoint(session: Session, *, checkpoint: Path, settings: Setting
     stored = settings.model_dir / f"{info.sha256}.pt"
     if not stored.exists():
         _store(checkpoint, stored, info.sha256)
+    own = {} if info.uncertain_below is None else {UNCERTAIN_BELOW: info.uncertain_below}
     return register_model(session, model_hash=info.sha256, arch=info.arch, class_names=info.class_names,
-                          image_size=info.image_size, path=str(stored.resolve()), metrics=info.metrics)
+                          image_size=info.image_size, path=str(stored.resolve()), metrics=info.metrics | own)
+
+
+def model_uncertain_below(session: Session, *, model_hash: str) -> float | None:
+    """The registered model's own bound for uncertain answers (its sidecar's ``uncertain_below``), if it has one."""
+    model = session.get(Model, model_hash)
+    value = (model.metrics or {}).get(UNCERTAIN_BELOW) if model is not None else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1 \
+        else None
 
 
 def _store(checkpoint: Path, stored: Path, sha256: str) -> None:

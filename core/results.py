@@ -25,7 +25,8 @@ from core.schema import EmptyTile, FailedTile, Model, TileResult, utcnow
 from core.tiles import Tile
 
 KEYS_PER_DELETE = 500
-_UPDATED_ON_CONFLICT = ("job_id", "root_name", "path", "label", "confidence", "probabilities", "classified_at")
+_UPDATED_ON_CONFLICT = ("job_id", "root_name", "path", "label", "confidence", "probabilities", "classified_at",
+                        "coverage", "uncertain")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +133,22 @@ def _lock_key(model_hash: str, source_name: str, tile: Tile) -> int:
     return int.from_bytes(hashlib.blake2b(identity.encode(), digest_size=8).digest(), "big", signed=True)
 
 
+def is_uncertain(confidence: float, uncertain_below: float | None) -> bool:
+    """Whether an answer of ``confidence`` is flagged uncertain under its job's bound (None: no answer is)."""
+    return uncertain_below is not None and confidence < uncertain_below
+
+
 def record_results(session: Session, *, model_hash: str, job_id: int | None, source_name: str,
-                   results: Sequence[Classified]) -> int:
-    """Upsert a batch of predictions and clear their failure rows; returns the number of distinct tiles."""
+                   results: Sequence[Classified], uncertain_below: float | None = None) -> int:
+    """Upsert a batch of predictions and clear their failure rows; returns the number of distinct tiles.
+
+    Each keeps its coverage, and is flagged ``uncertain`` when less confident than ``uncertain_below`` (its job's).
+    """
     now = utcnow()
     lock_tiles(session, model_hash=model_hash, source_name=source_name, tiles=(r.tile for r in results))
     rows = _rows(results, model_hash=model_hash, job_id=job_id, source_name=source_name, columns=lambda r: {
-        "label": r.label, "confidence": float(r.confidence), "probabilities": r.probabilities, "classified_at": now})
+        "label": r.label, "confidence": float(r.confidence), "probabilities": r.probabilities, "classified_at": now,
+        "coverage": float(r.coverage), "uncertain": is_uncertain(r.confidence, uncertain_below)})
     _upsert(session, TileResult, rows, lambda stmt: {col: stmt.excluded[col] for col in _UPDATED_ON_CONFLICT})
     _forget(session, (FailedTile, EmptyTile), model_hash, [r.tile for r in results], source_name)
     return len(rows)

@@ -5,6 +5,10 @@ Every checkpoint ``NAME.pt`` that ``model.checkpoint.save_checkpoint`` writes ha
     {"format": "tileclass-checkpoint/1", "sha256": "<hex of NAME.pt>", "arch": "resnet50",
      "class_names": ["Forest", ...], "image_size": 64, "metrics": {...}, "temperature": 1.3}
 
+``uncertain_below`` (optional, 0 to 1) is the model's own bound for uncertain answers: a job enqueued without
+``--uncertain-below`` flags the answers less confident than it. Registering the model copies it into the model's
+row (``models.metrics``).
+
 ``temperature`` mirrors the checkpoint's own (the softmax temperature of ``tileclass calibrate``, which the
 checkpoint's metadata holds for inference); sidecars written before it have none, which reads as 1.0.
 
@@ -38,6 +42,7 @@ class CheckpointInfo:
     image_size: int
     metrics: dict[str, Any]
     temperature: float = 1.0
+    uncertain_below: float | None = None
 
 
 def file_sha256(path: Path) -> str:
@@ -82,14 +87,18 @@ def read_sidecar(checkpoint: Path) -> CheckpointInfo:
         raise TileclassError(f"{checkpoint.name} does not match the hash in {sidecar.name}: the file was changed")
     arch, names, size, metrics = (meta.get(key) for key in ("arch", "class_names", "image_size", "metrics"))
     temperature = meta.get("temperature", 1.0)
+    uncertain_below = meta.get("uncertain_below")
     problems = [f"{key} must be {kind}" for key, kind, ok in [
         ("arch", "a string", isinstance(arch, str)),
         ("class_names", "a list of strings", isinstance(names, list) and all(isinstance(n, str) for n in names)),
         ("image_size", "a positive integer", type(size) is int and size > 0),
         ("metrics", "an object", metrics is None or isinstance(metrics, dict)),
         ("temperature", "a positive number", type(temperature) in (int, float) and 0 < temperature < math.inf),
+        ("uncertain_below", "a number from 0 to 1", uncertain_below is None
+         or (type(uncertain_below) in (int, float) and 0 <= uncertain_below <= 1)),
     ] if not ok]
     if problems:
         raise TileclassError(f"{sidecar.name}: {'; '.join(problems)}")
     assert isinstance(arch, str) and isinstance(names, list) and isinstance(size, int)
-    return CheckpointInfo(actual, arch, list(names), size, dict(metrics or {}), float(temperature))
+    return CheckpointInfo(actual, arch, list(names), size, dict(metrics or {}), float(temperature),
+                          None if uncertain_below is None else float(uncertain_below))

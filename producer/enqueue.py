@@ -1,7 +1,8 @@
 """Enqueue a region of a tile source as classify batches, creating a job or continuing the unfinished one.
 
-Running the same request again (same model, source and region) continues the newest job for it that is still
-``enqueuing`` (or reports that a ``queued`` one is already fully enqueued) instead of starting another; ``force``
+Running the same request again (same model, source, region and bounds: ``--min-coverage``, ``--uncertain-below``,
+as settled, defaults included) continues the newest job for it that is still ``enqueuing`` (or reports that a
+``queued`` one is already fully enqueued) instead of starting another; other bounds make a new job, and ``force``
 always starts a new job and classifies tiles again. A continued walk starts after the job's resume position, so
 batches still waiting in the broker are not published twice; only the directory that was being walked is read
 again, and its tiles that are still unclassified may be published a second time. That costs time, never a
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from celery import Celery
 from kombu.exceptions import OperationalError
@@ -30,10 +31,12 @@ from producer.publish import Publisher
 
 @dataclass(frozen=True)
 class EnqueueRequest:
-    """What to enqueue, and whether to classify tiles again that already have a result (a new job)."""
+    """What to enqueue, whether to classify tiles again that already have a result (a new job), and the job's
+    bounds (recorded in its row, where its workers read them)."""
 
     target: Target
     force: bool = False
+    bounds: jobs.JobBounds = field(default_factory=jobs.JobBounds)
 
 
 @dataclass
@@ -63,7 +66,7 @@ def find_resumable(request: EnqueueRequest) -> Job | None:
     target = request.target
     with session_scope() as session:
         return jobs.find_unfinished(session, model_hash=target.model_hash, source=target.source.to_record(),
-                                    region=target.region_record())
+                                    region=target.region_record(), bounds=request.bounds)
 
 
 def enqueue(request: EnqueueRequest, *, app: Celery, max_queued: int,
@@ -74,7 +77,7 @@ def enqueue(request: EnqueueRequest, *, app: Celery, max_queued: int,
     resumable = find_resumable(request)
     if resumable is not None and resumable.state != JobState.ENQUEUING:
         return EnqueueResult(resumable.id, True, resumable.state, stats)
-    publication = Publication(target, resumable, stats, create_job=lambda: _create_job(target))
+    publication = Publication(target, resumable, stats, create_job=lambda: _create_job(target, request.bounds))
 
     def waiting(_count: int) -> None:
         stats.waiting = True
@@ -100,7 +103,7 @@ def enqueue(request: EnqueueRequest, *, app: Celery, max_queued: int,
     return EnqueueResult(publication.job_id, resumable is not None, state, stats)
 
 
-def _create_job(target: Target) -> int:
+def _create_job(target: Target, bounds: jobs.JobBounds) -> int:
     with session_scope() as session:
         return jobs.create_job(session, kind=JobKind.CLASSIFY, model_hash=target.model_hash,
-                               source=target.source.to_record(), region=target.region_record()).id
+                               source=target.source.to_record(), region=target.region_record(), bounds=bounds).id

@@ -2,7 +2,8 @@
 
 Steps, each database step one transaction retried on transient errors:
 
-1. Read the job (its tile source, whether it was cancelled) and find the model's checkpoint.
+1. Read the job (its tile source, whether it was cancelled, its bounds: ``min_coverage`` and ``uncertain_below``,
+   as its enqueue settled them, so that resume and retry keep them) and find the model's checkpoint.
    A batch of an unknown or cancelled job is dropped, and so is one its job never handed out; tiles outside the
    job's region and repeats are left out (``worker.admission``).
 2. Count the run in Redis (``worker.deliveries``): after a run whose worker process died, classify one tile at a
@@ -32,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from core.db import session_scope
 from core.errors import HostError, NotFoundError, TileRootError
+from core.jobs import JobBounds
 from core.messages import ClassifyBatch
 from core.registry import checkpoint_for
 from core.results import Failure
@@ -62,6 +64,11 @@ class BatchContext:
     mismatch: str | None = None  # how the message contradicts its job's row (then it is dropped)
     admitted: ClassifyBatch | None = None  # what of the message to run (worker.admission)
     left_out: int = 0  # tiles of the message outside the job's region or repeated
+    bounds: JobBounds = field(default_factory=JobBounds)  # the job's coverage and uncertainty bounds
+
+    def min_coverage(self, settings: Settings) -> float:
+        """The job's coverage bound; a job enqueued before jobs kept one takes ``TILECLASS_MIN_COVERAGE``."""
+        return settings.min_coverage if self.bounds.min_coverage is None else self.bounds.min_coverage
 
     def checkpoint_or_raise(self) -> Path:
         if self.checkpoint is None:  # registered, but this host has no copy: the host's problem, not the tiles'
@@ -90,7 +97,8 @@ def run_batch(batch: ClassifyBatch, settings: Settings) -> dict[str, int | str]:
     try:
         outcome = _classify(batch, settings, context, mode, markers, times)
         writing = time.perf_counter()
-        record_outcome(batch, outcome, model_registered=context.model_registered)
+        record_outcome(batch, outcome, model_registered=context.model_registered,
+                       uncertain_below=context.bounds.uncertain_below)
         times.add("write", time.perf_counter() - writing)
     except BaseException:
         markers.ended()  # this run failed but its process lives: not a death (poison tiles found so far stay known)
@@ -125,7 +133,7 @@ def _classify(batch: ClassifyBatch, settings: Settings, context: BatchContext, m
     if not mode.isolate:
         return classify_tiles(classifier, files, chunk_size=settings.worker_batch_size, pool=state.pool,
                               max_pixels=settings.worker_max_pixels, times=times, device_decode=device_decode,
-                              min_coverage=settings.min_coverage)
+                              min_coverage=context.min_coverage(settings))
     outcome = BatchOutcome()
     for tile_file in files:
         name = tile_file.tile.path or str(tile_file.tile)
@@ -138,7 +146,7 @@ def _classify(batch: ClassifyBatch, settings: Settings, context: BatchContext, m
             markers.classifying(name)
         alone = classify_tiles(classifier, [tile_file], chunk_size=1, pool=state.pool,
                                max_pixels=settings.worker_max_pixels, times=times, device_decode=device_decode,
-                               min_coverage=settings.min_coverage)
+                               min_coverage=context.min_coverage(settings))
         markers.classified()
         outcome.extend(alone)
     return outcome
@@ -222,7 +230,7 @@ def _admission(batch: ClassifyBatch, session: Session | None = None) -> BatchCon
         return BatchContext(job_found=True, mismatch=mismatch or (admission.problem if admission else None))
     return BatchContext(job_found=True, cancelled=job.state == JobState.CANCELLED, source=dict(job.source),
                         model_registered=_is_registered(session, batch.model_hash), admitted=admission.batch,
-                        left_out=admission.left_out)
+                        left_out=admission.left_out, bounds=JobBounds.of(job))
 
 
 def _lookup(batch: ClassifyBatch, settings: Settings) -> BatchContext:

@@ -12,7 +12,16 @@ from dataclasses import dataclass, field
 from core import jobs
 from core.db import session_scope
 from core.messages import ClassifyBatch
-from core.results import Classified, Empty, Failure, lock_tiles, record_empty, record_failures, record_results
+from core.results import (
+    Classified,
+    Empty,
+    Failure,
+    is_uncertain,
+    lock_tiles,
+    record_empty,
+    record_failures,
+    record_results,
+)
 from worker.runtime import with_db_retry
 
 log = logging.getLogger(__name__)
@@ -36,19 +45,24 @@ class BatchOutcome:
         return cls(failures=[Failure(tile, reason) for tile in batch.tiles])
 
 
-def record_outcome(batch: ClassifyBatch, outcome: BatchOutcome, *, model_registered: bool) -> None:
+def record_outcome(batch: ClassifyBatch, outcome: BatchOutcome, *, model_registered: bool,
+                   uncertain_below: float | None = None) -> None:
     """Write a batch's results, failures and counts in one transaction, then refresh its job's state.
+
+    ``uncertain_below`` is the job's: answers less confident than it are flagged and counted as uncertain.
 
     Refreshing after the commit means the last batch to commit always sees every other batch, so a job cannot
     miss its completion.
     """
+
+    uncertain = sum(is_uncertain(result.confidence, uncertain_below) for result in outcome.classified)
 
     def write() -> None:
         with session_scope() as session:
             # Every tile of the batch at once, in one order: results and failures then take no new lock.
             lock_tiles(session, model_hash=batch.model_hash, source_name=batch.source, tiles=batch.tiles)
             record_results(session, model_hash=batch.model_hash, job_id=batch.job_id, source_name=batch.source,
-                           results=outcome.classified)
+                           results=outcome.classified, uncertain_below=uncertain_below)
             if model_registered:
                 record_failures(session, model_hash=batch.model_hash, job_id=batch.job_id,
                                 source_name=batch.source, failures=outcome.failures)
@@ -60,7 +74,7 @@ def record_outcome(batch: ClassifyBatch, outcome: BatchOutcome, *, model_registe
                           batch.model_hash[:12], len(outcome.failures), batch.job_id)
             jobs.record_batch_done(session, job_id=batch.job_id, seq=batch.seq, tiles=len(batch.tiles),
                                    classified=len(outcome.classified), failed=len(outcome.failures),
-                                   empty=len(outcome.empty))
+                                   empty=len(outcome.empty), uncertain=uncertain)
 
     def refresh() -> None:
         with session_scope() as session:

@@ -23,7 +23,7 @@ import typer
 
 from core.errors import TileError
 from core.progress import walk_progress
-from producer.commands.options import Bbox, Json, MaxQueued, check_batching
+from producer.commands.options import Bbox, Json, MaxQueued, check_batching, check_share
 from producer.commands.printing import warn_left_out
 
 if TYPE_CHECKING:
@@ -68,6 +68,14 @@ def enqueue(
              "only); repeat for several. Default: redirects are followed only within the URL's own host and port."),
     batch_size: int | None = typer.Option(None, help="Tiles per message (a worker task). Default: 1024."),
     max_queued: MaxQueued = None,
+    min_coverage: float | None = typer.Option(
+        None, "--min-coverage", metavar="F",
+        help="Share 0..1 of a tile's pixels that must hold data (alpha > 0, not nodata) for it to be classified; "
+             "below it the tile is empty ('partial: 6% data'). Default: TILECLASS_MIN_COVERAGE (0.5)."),
+    uncertain_below: float | None = typer.Option(
+        None, "--uncertain-below", metavar="P",
+        help="Flag answers less confident than P (0..1) as uncertain; their label and probabilities are kept. "
+             "Default: the model's own bound (its sidecar's uncertain_below), else none."),
     force: bool = typer.Option(False, "--force", help="Classify tiles again even if they have a result; new job."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only count tiles and batches per zoom; enqueue nothing."),
     as_json: Json = False,
@@ -77,8 +85,11 @@ def enqueue(
     from producer.pipeline import dry_run as count_tiles
 
     bound = check_batching(batch_size, max_queued, get_settings().max_queued_batches)
+    check_share("--min-coverage", min_coverage)
+    check_share("--uncertain-below", uncertain_below)
     request = _request(source, model, zoom, bbox, geojson, scheme, layout, batch_size, force, register=not dry_run,
-                       url_options=(subdomains, max_rate, 0 if dry_run else probe, tuple(allow_redirect_host or ())))
+                       url_options=(subdomains, max_rate, 0 if dry_run else probe, tuple(allow_redirect_host or ())),
+                       bounds=(min_coverage, uncertain_below))
     if dry_run:
         with walk_progress(not as_json, _describe) as show:
             stats = count_tiles(request.target, on_progress=show, skip_classified=not request.force)
@@ -90,13 +101,15 @@ def enqueue(
 def _request(spec: str, model: str, zoom: list[str] | None, bbox: str | None, geojson: Path | None,
              scheme: str | None, layout: str | None, batch_size: int | None, force: bool, *,
              register: bool, url_options: tuple[str, float, int, tuple[str, ...]] = ("", 0.0, 0, ()),
-             ) -> EnqueueRequest:
+             bounds: tuple[float | None, float | None] = (None, None)) -> EnqueueRequest:
     """The request the options describe, checked; a tile server is probed (``url_options``: subdomains, rate,
-    probes, other hosts its redirects may go to) before anything is registered or enqueued."""
+    probes, other hosts its redirects may go to) before anything is registered or enqueued. ``bounds``
+    (``--min-coverage``, ``--uncertain-below``) are settled here, defaults included, and recorded in the job."""
     from core.bbox import BBox
+    from core.jobs import JobBounds
     from core.layouts import Layout
     from core.region import Region, load_geojson
-    from core.registry import resolve_model
+    from core.registry import model_uncertain_below, resolve_model
     from core.settings import get_settings
     from core.sources import FolderSource, RasterSource, UrlSource
     from core.sources.spec import source_for
@@ -129,7 +142,12 @@ def _request(spec: str, model: str, zoom: list[str] | None, bbox: str | None, ge
             source.probe(region, probes, settings)
     with open_session() as session:
         model_hash = resolve_model(session, ref=model, settings=settings, register=register)
-    return EnqueueRequest(Target(source, region, model_hash, batch_size or DEFAULT_BATCH_SIZE), force=force)
+        min_coverage, uncertain_below = bounds
+        settled = JobBounds(settings.min_coverage if min_coverage is None else min_coverage,
+                            model_uncertain_below(session, model_hash=model_hash) if uncertain_below is None
+                            else uncertain_below)
+    return EnqueueRequest(Target(source, region, model_hash, batch_size or DEFAULT_BATCH_SIZE), force=force,
+                          bounds=settled)
 
 
 def _run(request: EnqueueRequest, max_queued: int, as_json: bool) -> None:
@@ -197,6 +215,7 @@ def _summary(request: EnqueueRequest, stats: PassStats) -> dict[str, Any]:
         "per_zoom": {("none" if z is None else str(z)): n for z, n in sorted(stats.per_zoom.items(), key=_zkey)},
         "left_out": dict(stats.report.skipped), "left_out_examples": stats.report.examples,
         "ignored_names": stats.report.ignored_names,
+        "min_coverage": request.bounds.min_coverage, "uncertain_below": request.bounds.uncertain_below,
     }
 
 

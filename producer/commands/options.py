@@ -53,3 +53,10 @@ def check_batching(batch_size: int | None, max_queued: int | None, default_max_q
     if bound < 1:
         raise TileclassError(f"--max-queued must be at least 1 (got {bound})")
     return bound
+
+
+def check_share(option: str, value: float | None) -> float | None:
+    """``value`` of a share option (``--min-coverage``, ``--uncertain-below``) if it is None or within 0..1."""
+    if value is not None and not 0.0 <= value <= 1.0:  # NaN too: it compares false
+        raise TileclassError(f"{option} must be a number from 0 to 1 (got {value:g})")
+    return value
