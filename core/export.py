@@ -8,13 +8,19 @@ a few hundred) in memory, not the whole result.
 
 GeoJSON (RFC 7946): a ``FeatureCollection`` whose features are the tiles' polygons in WGS84 longitude/latitude,
 exterior rings counter-clockwise, coordinates rounded to 1e-7 degrees (about 1 cm), with the properties ``z``,
-``x``, ``y``, ``label``, ``confidence``, ``model``, ``job`` and ``path`` (an empty tile also ``"empty": true`` and
-its ``reason``). A tile without coordinates becomes a feature with a ``null`` geometry.
+``x``, ``y``, ``label``, ``confidence``, ``uncertain``, ``coverage``, ``model``, ``job`` and ``path`` (an empty
+tile also ``"empty": true`` and its ``reason``). A tile without coordinates becomes a feature with a ``null``
+geometry.
 
-CSV: one header line, then one row per tile: ``z,x,y,root,path,label,confidence,model,job,classified_at`` and one
-``p_<class>`` column per class of the model (its probability for that tile). With empty tiles, an ``empty`` column
-(``true`` or ``false``) follows ``job``; an empty tile's label, confidence and probabilities are blank and its
+CSV: one header line, then one row per tile:
+``z,x,y,root,path,label,confidence,uncertain,coverage,model,job,classified_at`` and one ``p_<class>`` column per
+class of the model (its probability for that tile). With empty tiles, an ``empty`` column (``true`` or ``false``)
+follows ``job``; an empty tile's label, confidence, uncertain, coverage and probabilities are blank and its
 ``classified_at`` is when it was found empty.
+
+``uncertain`` (``true``/``false``) says whether the answer is less confident than its job's ``uncertain_below``;
+``coverage`` is the share of the tile's pixels that held data, null (blank in CSV) for a result from before it was
+measured.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from typing import Any, TextIO
 from core.queries.types import Answer, EmptyAnswer, TileFailure
 from core.tiles import Tile
 
-CSV_COLUMNS = ("z", "x", "y", "root", "path", "label", "confidence", "model", "job", "classified_at")
+CSV_COLUMNS = ("z", "x", "y", "root", "path", "label", "confidence", "uncertain", "coverage", "model", "job",
+               "classified_at")
 FAILURE_CSV_COLUMNS = ("z", "x", "y", "root", "path", "reason", "attempts", "failed_at")
 PRECISION = 7
 
@@ -47,7 +54,8 @@ def feature(answer: Answer) -> dict[str, Any]:
     if isinstance(answer, EmptyAnswer):
         properties |= {"label": None, "confidence": None, "empty": True, "reason": answer.reason}
     else:
-        properties |= {"label": answer.label, "confidence": answer.confidence}
+        properties |= {"label": answer.label, "confidence": answer.confidence, "uncertain": answer.uncertain,
+                       "coverage": answer.coverage}
     properties |= {"model": answer.model_hash, "job": answer.job_id, "path": tile.path}
     return {"type": "Feature", "geometry": tile_polygon(tile) if tile.has_coordinates else None,
             "properties": properties}
@@ -68,7 +76,8 @@ def csv_chunks(rows: Iterable[Answer], *, class_names: Sequence[str], with_empty
     """A header and one line per result (``with_empty``: and per empty tile), ``rows_per_chunk`` lines a piece."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    columns = [*CSV_COLUMNS[:9], "empty", *CSV_COLUMNS[9:]] if with_empty else list(CSV_COLUMNS)
+    after_job = CSV_COLUMNS.index("job") + 1
+    columns = [*CSV_COLUMNS[:after_job], "empty", *CSV_COLUMNS[after_job:]] if with_empty else list(CSV_COLUMNS)
     writer.writerow([*columns, *(f"p_{name}" for name in class_names)])
     for count, answer in enumerate(rows, start=1):
         writer.writerow(_csv_row(answer, class_names=class_names, with_empty=with_empty))
@@ -83,10 +92,11 @@ def _csv_row(answer: Answer, *, class_names: Sequence[str], with_empty: bool) ->
     tile, job = answer.tile, "" if answer.job_id is None else answer.job_id
     flag = [str(isinstance(answer, EmptyAnswer)).lower()] if with_empty else []
     if isinstance(answer, EmptyAnswer):
-        return [tile.z, tile.x, tile.y, answer.root_name, tile.path, "", "", answer.model_hash, job, *flag,
+        return [tile.z, tile.x, tile.y, answer.root_name, tile.path, "", "", "", "", answer.model_hash, job, *flag,
                 answer.found_at.isoformat(), *("" for _ in class_names)]
-    return [tile.z, tile.x, tile.y, answer.root_name, tile.path, answer.label, answer.confidence, answer.model_hash,
-            job, *flag, answer.classified_at.isoformat(),
+    coverage = "" if answer.coverage is None else answer.coverage
+    return [tile.z, tile.x, tile.y, answer.root_name, tile.path, answer.label, answer.confidence,
+            str(answer.uncertain).lower(), coverage, answer.model_hash, job, *flag, answer.classified_at.isoformat(),
             *(answer.probabilities.get(name, "") for name in class_names)]
 
 

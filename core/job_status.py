@@ -1,5 +1,6 @@
 """What ``tileclass status --json`` prints and ``/api/jobs`` answers: one document per job, newest first, with its
-progress, its speed and its workers' host problems.
+progress (``uncertain``: of its classified tiles, those flagged uncertain), its bounds, its speed and its workers'
+host problems.
 
 Speed: a running job's ``tiles_per_second`` is over the last minute, with the ETA it gives; a finished job's is
 the average over its active time (``core.job_speed``; ``active_seconds``). The Prometheus gauge
@@ -47,7 +48,8 @@ def job_documents(session: Session, *, job_id: int | None = None, limit: int = 1
         rows.append({
             "job_id": job.id, "kind": job.kind, "state": state,
             "total": current.total,
-            "classified": current.classified, "failed": current.failed, "empty": current.empty,
+            "classified": current.classified, "uncertain": current.uncertain, "failed": current.failed,
+            "empty": current.empty,
             "pending": current.pending,
             "skipped": job.skipped_tiles, "batches_total": current.batches_total,
             "batches_done": current.batches_done,
@@ -55,6 +57,9 @@ def job_documents(session: Session, *, job_id: int | None = None, limit: int = 1
             "active_seconds": None if speed is None else round(speed.active_seconds, 1),
             "eta_seconds": None if current.eta_seconds is None else round(current.eta_seconds, 1),
             "root": job.source.get("name"), "model": job.model_hash, "message": job.message,
+            # The job's bounds (enqueue --min-coverage, --uncertain-below); None: from before jobs kept them, or
+            # no uncertainty bound.
+            "min_coverage": job.min_coverage, "uncertain_below": job.uncertain_below,
             "created_at": _iso(job.created_at), "finished_at": _iso(job.finished_at),
             # Workers that put this job's batches back because of their own host (none failed a tile for it).
             "host_problems": problems.get(job.id, []) + (whole_host if job.state == JobState.QUEUED else []),

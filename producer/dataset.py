@@ -39,8 +39,8 @@ from core.queries.corrections import LabelledTile
 from core.sources import TileAbsent, TileReader, TileUnreadable
 
 KEPT_AS_IS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
-MANIFEST_COLUMNS = ("file", "label", "origin", "confidence", "predicted_label", "model", "author", "corrected_at",
-                    "job", "source", "z", "x", "y", "path")
+MANIFEST_COLUMNS = ("file", "label", "origin", "confidence", "uncertain", "coverage", "predicted_label", "model",
+                    "author", "corrected_at", "job", "source", "z", "x", "y", "path")
 READ_THREADS = 8  # reads from a tile server or a network share wait more than they compute
 CHUNK = 256
 _UNSAFE = re.compile(r"[^\w .,()+-]")
@@ -161,7 +161,9 @@ def file_stem(row: LabelledTile) -> str:
 
 def _manifest_row(name: str, row: LabelledTile, source_name: str) -> list[Any]:
     answer, correction, tile = row.answer, row.correction, row.answer.tile
-    return [name, row.label, "corrected" if correction else "predicted", answer.confidence, answer.label,
-            answer.model_hash, correction.author if correction else "",
-            correction.created_at.isoformat() if correction else "", answer.job_id, source_name,
+    coverage = "" if answer.coverage is None else answer.coverage  # blank: from before coverage was measured
+    return [name, row.label, "corrected" if correction else "predicted", answer.confidence,
+            str(answer.uncertain).lower(), coverage, answer.label, answer.model_hash,
+            correction.author if correction else "", correction.created_at.isoformat() if correction else "",
+            answer.job_id, source_name,
             *("" if value is None else value for value in (tile.z, tile.x, tile.y, tile.path))]

@@ -63,7 +63,8 @@ def _cached(body: bytes, media_type: str, request: Request) -> Response:
                                                                                                  "modified"}})
 def vector_tile(model: ModelPath, z: int, x: int, y: int, request: Request, session: SessionDep,
                 zoom: ResultsZoom = None, label: Labels = []) -> Response:  # noqa: B006
-    """One vector tile: a square per result tile with its label and confidence (empty beyond 6 zooms out)."""
+    """One vector tile: a square per result tile with its label, confidence and whether it is uncertain (empty
+    beyond 6 zooms out)."""
     tile = Tile.checked(z, x, y)
     info = find_model(session, ref=model)
     check_labels(session, labels=label, model=info)
@@ -98,8 +99,9 @@ def tilejson(model: ModelPath, request: Request, session: SessionDep, zoom: Resu
     if format == "mvt":
         document["minzoom"] = max((drawn_zoom or 0) - MAX_ZOOMS_OUT, 0)
         document["vector_layers"] = [{"id": LAYER, "minzoom": document["minzoom"], "maxzoom": MAX_ZOOM,
-                                      "fields": {"label": "String", "confidence": "Number", "z": "Number",
-                                                 "x": "Number", "y": "Number"}}]
+                                      "fields": {"label": "String", "confidence": "Number",
+                                                 "uncertain": "Boolean", "z": "Number", "x": "Number",
+                                                 "y": "Number"}}]
     spans = extents(session, selection=Selection(info, tiles=TileRange.whole(drawn_zoom))) \
         if drawn_zoom is not None else []
     if spans:

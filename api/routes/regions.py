@@ -35,14 +35,16 @@ def bbox(session: SessionDep, config: ConfigDep, bbox: BboxQuery, zoom: ZoomQuer
          min_confidence: Annotated[float | None, Query(ge=0, le=1, description="Only results at least this "
                                                        "confident.")] = None,
          job: Annotated[int | None, Query(description="Only the results of this job.")] = None,
+         uncertain: Annotated[bool, Query(description="Only the answers flagged uncertain (less confident than "
+                                                      "their job's enqueue --uncertain-below).")] = False,
          model: ModelQuery = None,
          format: Annotated[Literal["geojson", "csv", "json"], Query(
              description="geojson or csv (streamed, any size), or json (one document, up to the limit).")] = "geojson",
          include_empty: Annotated[bool, Query(description="Also list empty tiles.")] = False,
          ) -> Any:
-    """Every classified tile of a bbox at one zoom, filtered by class and confidence."""
+    """Every classified tile of a bbox at one zoom, filtered by class, confidence and uncertainty."""
     selection = select_results(session, job_id=job, bbox=BBox.parse(bbox), zoom=zoom, model_ref=model, labels=label,
-                               min_confidence=min_confidence)
+                               min_confidence=min_confidence, uncertain=uncertain)
     if format == "json":
         found = count_selected(session, selection=selection, include_empty=include_empty)
         if found > config.json_limit:
@@ -70,7 +72,8 @@ def summary(session: SessionDep,
             model: ModelQuery = None,
             reasons: Annotated[int, Query(ge=0, le=100, description="Commonest failure reasons to list.")] = 5,
             ) -> dict[str, Any]:
-    """Counts and shares per class (with their map colours), failures and empty tiles, for a job or a region."""
+    """Counts and shares per class (with their map colours and uncertain answers), failures and empty tiles, for a
+    job or a region."""
     selection = select_results(session, job_id=job, bbox=BBox.parse(bbox) if bbox is not None else None, zoom=zoom,
                                model_ref=model)
     return summarize(session, selection=selection, reasons=reasons).as_dict()

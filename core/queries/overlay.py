@@ -6,7 +6,11 @@ An overlay tile ``z/x/y`` over results stored at zoom ``R`` (the results' zoom) 
 - ``R - 8 <= z < R``: ``2**dz`` cells a side (``dz = R - z``), one per result tile under it, each a block of
   ``256 / 2**dz`` pixels: at two zooms out a 4 x 4 grid of 64 px blocks;
 - ``z < R - 8``: a block would be smaller than a pixel, so the grid is 256 x 256 pixels and each shows the
-  majority class of the ``4**(dz - 8)`` result tiles under it, with ``alpha`` the share of them classified.
+  majority class of the ``4**(dz - 8)`` result tiles under it, with ``alpha`` the share of them classified, an
+  uncertain answer counting half.
+
+Uncertain answers (``tile_results.uncertain``: less confident than their job's bound) are marked cell by cell in
+``uncertain`` down to 8 zooms out, which ``api/overlay_png.py`` draws hatched.
 
 Every case is one range query on ``uq_tile_results_model_zxy`` (``model_hash = ? AND z = ? AND x BETWEEN ...
 AND y BETWEEN ...``). The far-out case groups in the database (``GROUP BY x >> s, y >> s, label``), so a
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Integer, cast, func, select
 from sqlalchemy.orm import Session
 
 from core.bbox import TileRange
@@ -66,12 +70,14 @@ class OverlayRequest:
 
 @dataclass(frozen=True)
 class OverlayGrid:
-    """The classes of an overlay tile's cells (``codes``, ``cells`` x ``cells``) and, far out, the share of each
-    pixel's result tiles that are classified (``alpha``, 0..255)."""
+    """The classes of an overlay tile's cells (``codes``, ``cells`` x ``cells``), which of them are uncertain
+    answers (``uncertain``, booleans, down to 8 zooms out) and, further out, the share of each pixel's result tiles
+    that are classified, an uncertain one counting half (``alpha``, 0..255)."""
 
     codes: np.ndarray
     classes: tuple[str, ...]
     alpha: np.ndarray | None = None
+    uncertain: np.ndarray | None = None
 
     @property
     def is_blank(self) -> bool:
@@ -86,21 +92,25 @@ def results_zoom(session: Session, *, model_hash: str) -> int | None:
 
 
 def overlay_rows(session: Session, *, request: OverlayRequest) -> list[Any]:
-    """The query: ``(x, y, label)`` per result tile, or far out ``(column, row, label, count)`` per pixel."""
+    """The query: ``(x, y, label, uncertain)`` per result tile, or far out ``(column, row, label, count,
+    uncertain count)`` per pixel."""
     tiles, where = request.results_range(), _under(request)
     shift = request.zooms_out - BLOCK_LEVELS
     if shift <= 0:
-        return list(session.execute(select(TileResult.x, TileResult.y, TileResult.label).where(*where)))
+        return list(session.execute(select(TileResult.x, TileResult.y, TileResult.label, TileResult.uncertain)
+                                    .where(*where)))
     column = (TileResult.x - tiles.min_x).op(">>")(shift).label("column")
     row = (TileResult.y - tiles.min_y).op(">>")(shift).label("row")
-    return list(session.execute(select(column, row, TileResult.label, func.count()).where(*where)
+    unsure = func.sum(cast(TileResult.uncertain, Integer))  # cheaper than COUNT(*) FILTER on SQLite
+    return list(session.execute(select(column, row, TileResult.label, func.count(), unsure).where(*where)
                                 .group_by(column, row, TileResult.label)))
 
 
 def vector_rows(session: Session, *, request: OverlayRequest) -> list[Any]:
-    """``(x, y, label, confidence)`` of each result tile under (or covering) the overlay tile, for vector tiles."""
-    return list(session.execute(select(TileResult.x, TileResult.y, TileResult.label, TileResult.confidence)
-                                .where(*_under(request))))
+    """``(x, y, label, confidence, uncertain)`` of each result tile under (or covering) the overlay tile, for vector
+    tiles."""
+    return list(session.execute(select(TileResult.x, TileResult.y, TileResult.label, TileResult.confidence,
+                                       TileResult.uncertain).where(*_under(request))))
 
 
 def _under(request: OverlayRequest) -> list[ColumnElement[bool]]:
@@ -131,19 +141,24 @@ def overlay_grid(rows: Sequence[Any], *, request: OverlayRequest) -> OverlayGrid
     ys = np.fromiter((row[1] for row in rows), dtype=np.int64, count=len(rows))
     if request.zooms_out <= BLOCK_LEVELS:
         tiles = request.results_range()
+        unsure = np.fromiter((bool(row[3]) for row in rows), dtype=bool, count=len(rows))
+        uncertain = np.zeros((side, side), dtype=bool)
         if side == 1:
-            codes[0, 0] = coded[0]
+            codes[0, 0], uncertain[0, 0] = coded[0], unsure[0]
         else:
             codes[ys - tiles.min_y, xs - tiles.min_x] = coded
-        return OverlayGrid(codes, tuple(classes))
+            uncertain[ys - tiles.min_y, xs - tiles.min_x] = unsure
+        return OverlayGrid(codes, tuple(classes), uncertain=uncertain)
     counts = np.fromiter((row[3] for row in rows), dtype=np.int64, count=len(rows))
-    return _majority(xs, ys, coded, counts, side=side, under=4 ** (request.zooms_out - BLOCK_LEVELS),
-                     classes=tuple(classes))
+    unsure_counts = np.fromiter((row[4] for row in rows), dtype=np.int64, count=len(rows))
+    return _majority(xs, ys, coded, counts, unsure_counts, side=side,
+                     under=4 ** (request.zooms_out - BLOCK_LEVELS), classes=tuple(classes))
 
 
-def _majority(columns: np.ndarray, rows: np.ndarray, coded: np.ndarray, counts: np.ndarray, *, side: int,
-              under: int, classes: tuple[str, ...]) -> OverlayGrid:
-    """Per pixel, the class with most result tiles (ties: the class listed first) and the share classified."""
+def _majority(columns: np.ndarray, rows: np.ndarray, coded: np.ndarray, counts: np.ndarray, unsure: np.ndarray, *,
+              side: int, under: int, classes: tuple[str, ...]) -> OverlayGrid:
+    """Per pixel, the class with most result tiles (ties: the class listed first) and the share classified, an
+    uncertain answer counting half."""
     pixel = rows * side + columns
     order = np.lexsort((coded, -counts, pixel))  # by pixel, then most tiles first, then the class listed first
     pixel, coded, counts = pixel[order], coded[order], counts[order]
@@ -151,6 +166,6 @@ def _majority(columns: np.ndarray, rows: np.ndarray, coded: np.ndarray, counts: 
     first[1:] = pixel[1:] != pixel[:-1]
     codes = np.zeros(side * side, dtype=np.int32)
     codes[pixel[first]] = coded[first]
-    classified = np.bincount(pixel, weights=counts, minlength=side * side)
+    classified = np.bincount(pixel, weights=counts - unsure[order] / 2, minlength=side * side)
     alpha = np.clip(np.rint(255 * classified / under), 0, 255).astype(np.uint8)
     return OverlayGrid(codes.reshape(side, side), classes, alpha.reshape(side, side))

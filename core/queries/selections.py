@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from itertools import chain, islice
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, exists, false, func, select
+from sqlalchemy import ColumnElement, Select, exists, false, func, select, true
 from sqlalchemy.orm import Session
 
 from core.bbox import BBox, TileRange
@@ -67,8 +67,10 @@ def select_results(
     model_ref: str | None = None,
     labels: Sequence[str] = (),
     min_confidence: float | None = None,
+    uncertain: bool = False,
 ) -> Selection:
-    """Check a region/job query's inputs against the database and settle which model answers it."""
+    """Check a region/job query's inputs against the database and settle which model answers it (``uncertain``:
+    only the answers flagged uncertain)."""
     if job_id is None and bbox is None:
         raise TileclassError("name a job or a region (--bbox W,S,E,N with --zoom Z)")
     if bbox is not None and zoom is None:
@@ -84,7 +86,7 @@ def select_results(
     elif model is None and tiles is not None:
         model = latest_model_in(session, tiles=tiles)
     check_labels(session, labels=labels, model=model)
-    return Selection(model, job_id, tiles, bbox, tuple(dict.fromkeys(labels)), min_confidence)
+    return Selection(model, job_id, tiles, bbox, tuple(dict.fromkeys(labels)), min_confidence, uncertain)
 
 
 def _job_model(session: Session, *, job_id: int, named: ModelInfo | None) -> ModelInfo | None:
@@ -119,7 +121,8 @@ def _range(table: TileTable, tiles: TileRange) -> list[ColumnElement[bool]]:
 
 def selected(selection: Selection, table: TileTable = TileResult, *,
              by_model: bool = True) -> list[ColumnElement[bool]]:
-    """The conditions on ``table`` of a selection (label and confidence filters apply to results only)."""
+    """The conditions on ``table`` of a selection (label, confidence and uncertainty filters apply to results
+    only)."""
     conditions: list[ColumnElement[bool]] = []
     if by_model:
         conditions.append(table.model_hash == selection.model.hash if selection.model else false())
@@ -131,6 +134,8 @@ def selected(selection: Selection, table: TileTable = TileResult, *,
         conditions.append(TileResult.label.in_(selection.labels))
     if table is TileResult and selection.min_confidence is not None:
         conditions.append(TileResult.confidence >= selection.min_confidence)
+    if table is TileResult and selection.uncertain:
+        conditions.append(TileResult.uncertain.is_(true()))
     return conditions
 
 
@@ -177,11 +182,11 @@ def iter_answers(session: Session, *, selection: Selection, include_empty: bool 
 
 
 def query_bbox(session: Session, *, bbox: BBox, zoom: int, model_ref: str | None = None, job_id: int | None = None,
-               labels: Sequence[str] = (), min_confidence: float | None = None,
+               labels: Sequence[str] = (), min_confidence: float | None = None, uncertain: bool = False,
                limit: int | None = None) -> list[TileAnswer]:
     """Every result in a bbox at one zoom, filtered; a list, for scripts (stream big regions with iter_results)."""
     selection = select_results(session, job_id=job_id, bbox=bbox, zoom=zoom, model_ref=model_ref, labels=labels,
-                               min_confidence=min_confidence)
+                               min_confidence=min_confidence, uncertain=uncertain)
     return list(iter_results(session, selection=selection, limit=limit))
 
 

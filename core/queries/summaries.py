@@ -1,9 +1,9 @@
-"""Summaries of a selection: counts and shares per class, failures with their commonest reasons, empty tiles by
-reason, and the models that have results there."""
+"""Summaries of a selection: counts and shares per class (and how many of them are uncertain), failures with their
+commonest reasons, empty tiles by reason, and the models that have results there."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.orm import Session
 
 from core.queries.selections import selected
@@ -13,14 +13,17 @@ from core.schema import EmptyTile, FailedTile, Model, TileResult
 
 def summarize(session: Session, *, selection: Selection, reasons: int = 5) -> Summary:
     """Count a selection's results per class (every class of its model, in the model's order) and its failures."""
-    counts = dict(session.execute(
-        select(TileResult.label, func.count()).where(*selected(selection)).group_by(TileResult.label)
-    ).all())
+    rows = session.execute(
+        select(TileResult.label, func.count(), func.sum(cast(TileResult.uncertain, Integer)))
+        .where(*selected(selection)).group_by(TileResult.label)
+    ).all()
+    counts = {label: int(n) for label, n, _ in rows}
+    uncertain = {label: int(n) for label, _, n in rows}
     total = sum(counts.values())
     order = list(selection.model.class_names) if selection.model else []
     order += sorted(set(counts) - set(order))
-    classes = [ClassCount(label, counts.get(label, 0), counts.get(label, 0) / total if total else 0.0)
-               for label in order]
+    classes = [ClassCount(label, counts.get(label, 0), counts.get(label, 0) / total if total else 0.0,
+                          uncertain.get(label, 0)) for label in order]
     failure_where = selected(selection, FailedTile)
     failed = int(session.scalar(select(func.count()).select_from(FailedTile).where(*failure_where)) or 0)
     top = session.execute(
@@ -40,4 +43,4 @@ def summarize(session: Session, *, selection: Selection, reasons: int = 5) -> Su
     chosen = selection.model.hash if selection.model else None
     return Summary(selection, total, classes, failed, [(r, int(n)) for r, n in top],
                    [ModelCount(h, int(n), aware(c), h == chosen) for h, n, c in models],
-                   sum(int(n) for _, n in empty), [(r, int(n)) for r, n in empty])
+                   sum(int(n) for _, n in empty), [(r, int(n)) for r, n in empty], sum(uncertain.values()))

@@ -33,7 +33,9 @@ class ModelInfo:
 
 @dataclass(frozen=True, slots=True)
 class TileAnswer:
-    """One stored result of one tile (``tile.path`` names it in its source when it has no coordinates)."""
+    """One stored result of one tile (``tile.path`` names it in its source when it has no coordinates), with the
+    share of its pixels that held data (``coverage``; None for a result from before coverage was measured) and
+    whether it is ``uncertain`` (less confident than its job's ``uncertain_below``)."""
 
     tile: Tile
     root_name: str
@@ -43,6 +45,8 @@ class TileAnswer:
     probabilities: dict[str, float]
     job_id: int | None
     classified_at: datetime
+    coverage: float | None = None
+    uncertain: bool = False
 
     @property
     def path(self) -> str | None:
@@ -58,7 +62,8 @@ class TileAnswer:
         data: dict[str, Any] = {
             "tile": str(tile) if tile.has_coordinates else None, "z": tile.z, "x": tile.x, "y": tile.y,
             "root": self.root_name, "path": tile.path, "label": self.label, "confidence": self.confidence,
-            "model": self.model_hash, "job": self.job_id, "classified_at": self.classified_at.isoformat(),
+            "uncertain": self.uncertain, "coverage": self.coverage, "model": self.model_hash, "job": self.job_id,
+            "classified_at": self.classified_at.isoformat(),
         }
         if top_k:
             data["top"] = [{"label": label, "probability": p} for label, p in self.top(top_k)]
@@ -97,14 +102,15 @@ def empty_from_row(row: Any) -> EmptyAnswer:
 
 RESULT_COLUMNS = (TileResult.z, TileResult.x, TileResult.y, TileResult.path, TileResult.root_name,
                   TileResult.model_hash, TileResult.label, TileResult.confidence, TileResult.probabilities,
-                  TileResult.job_id, TileResult.classified_at)
+                  TileResult.job_id, TileResult.classified_at, TileResult.coverage, TileResult.uncertain)
 
 
 def answer_from_row(row: Any) -> TileAnswer:
     """A ``TileAnswer`` from a row of ``RESULT_COLUMNS``."""
-    z, x, y, path, root_name, model_hash, label, confidence, probabilities, job_id, classified_at = row
+    z, x, y, path, root_name, model_hash, label, confidence, probabilities, job_id, classified_at, coverage, \
+        uncertain = row
     return TileAnswer(Tile(z, x, y, path), root_name, model_hash, label, float(confidence), dict(probabilities),
-                      job_id, aware(classified_at))
+                      job_id, aware(classified_at), None if coverage is None else float(coverage), bool(uncertain))
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +163,12 @@ class Selection:
     bbox: BBox | None = None
     labels: tuple[str, ...] = ()
     min_confidence: float | None = None
+    uncertain: bool = False  # only the uncertain answers
 
     def describe(self) -> str:
         parts = [f"job {self.job_id}"] if self.job_id is not None else []
+        if self.uncertain:
+            parts.append("uncertain answers")
         if self.bbox is not None:
             parts.append(f"bbox {self.bbox}")
         if self.tiles is not None:
@@ -177,6 +186,7 @@ class ClassCount:
     label: str
     count: int
     share: float  # of the classified tiles
+    uncertain: int = 0  # of ``count``: less confident than their job's ``uncertain_below``
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,14 +209,15 @@ class Summary:
     models: list[ModelCount] = field(default_factory=list)
     empty: int = 0
     empty_reasons: list[tuple[str, int]] = field(default_factory=list)
+    uncertain: int = 0  # of ``classified``
 
     def as_dict(self) -> dict[str, Any]:
         sel = self.selection
         return {
             "job": sel.job_id, "bbox": str(sel.bbox) if sel.bbox else None,
             "zoom": sel.tiles.zoom if sel.tiles else None, "model": sel.model.hash if sel.model else None,
-            "classified": self.classified,
-            "classes": [{"label": c.label, "count": c.count, "share": c.share,
+            "classified": self.classified, "uncertain": self.uncertain,
+            "classes": [{"label": c.label, "count": c.count, "share": c.share, "uncertain": c.uncertain,
                          "colour": hex_colour(class_colour(i))} for i, c in enumerate(self.classes)],
             "failed": {"count": self.failed,
                        "top_reasons": [{"reason": r, "count": n} for r, n in self.top_reasons]},

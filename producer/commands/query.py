@@ -36,9 +36,13 @@ if TYPE_CHECKING:
 
 def _answer_text(answer: TileAnswer, top_k: int) -> list[str]:
     job = f"job {answer.job_id}" if answer.job_id is not None else "no job"
+    unsure = ", uncertain" if answer.uncertain else ""
+    # A result from before coverage was measured has none to show (None; null in --json).
+    coverage = f" · coverage {answer.coverage:.1%}" if answer.coverage is not None else ""
     lines = [
-        f"{answer.tile}: {answer.label} (confidence {answer.confidence:.3f})",
-        f"  model {answer.model_hash[:12]} · {job} · classified {answer.classified_at:%Y-%m-%d %H:%M:%S} UTC",
+        f"{answer.tile}: {answer.label} (confidence {answer.confidence:.3f}{unsure})",
+        f"  model {answer.model_hash[:12]} · {job} · classified {answer.classified_at:%Y-%m-%d %H:%M:%S} UTC"
+        f"{coverage}",
     ]
     if top_k:
         lines.append("  top classes:")
@@ -129,6 +133,8 @@ def bbox(
     min_confidence: float | None = typer.Option(None, "--min-confidence", help="Only results at least this "
                                                 "confident (0..1)."),
     job: int | None = typer.Option(None, "--job", help="Only the results of this job."),
+    uncertain: bool = typer.Option(False, "--uncertain", help="Only the answers flagged uncertain (less confident "
+                                   "than their job's enqueue --uncertain-below)."),
     model: ModelRef = None,
     limit: int | None = typer.Option(None, "--limit", help="At most this many tiles, in x then y order."),
     fmt: TableFormat = "table",
@@ -146,7 +152,7 @@ def bbox(
     out = sys.stdout
     with open_session(read_only=True) as session:
         selection = select_results(session, job_id=job, bbox=region, zoom=zoom, model_ref=model, labels=label,
-                                   min_confidence=min_confidence)
+                                   min_confidence=min_confidence, uncertain=uncertain)
         rows = iter_answers(session, selection=selection, include_empty=include_empty, limit=limit)
         if fmt == "geojson":
             write_geojson(rows, out)
@@ -160,18 +166,21 @@ def bbox(
 
 
 def _write_table(selection: Selection, rows: Iterable[Answer]) -> None:
-    from core.queries import EmptyAnswer
+    from core.queries import EmptyAnswer, TileAnswer
 
     header = f"{'tile':<22} {'label':<24} {'confidence':>10}  {'model':<12}  job"
     typer.echo(header)
-    count = 0
+    count = unsure = 0
     for answer in rows:
         job = "" if answer.job_id is None else str(answer.job_id)
         label, confidence = ("(empty)", "") if isinstance(answer, EmptyAnswer) else (
-            answer.label, f"{answer.confidence:.3f}")
+            answer.label, f"{answer.confidence:.3f}{'?' if answer.uncertain else ''}")
         typer.echo(f"{answer.tile!s:<22} {label:<24} {confidence:>10}  {answer.model_hash[:12]}  {job}")
         count += 1
+        unsure += isinstance(answer, TileAnswer) and answer.uncertain
     typer.echo(f"{count} tile{'s' if count != 1 else ''} ({selection.describe()}; {selection.tiles})")
+    if unsure:
+        typer.echo(f"?: {unsure} uncertain (less confident than their job's --uncertain-below)")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,5 @@
-"""``tileclass status``: how far jobs are — total, classified, failed, empty, pending, tiles/s, ETA.
+"""``tileclass status``: how far jobs are — total, classified (of which uncertain), failed, empty, pending, tiles/s,
+ETA.
 
 A running job's tiles/s is over the last minute (its ETA follows from it); a finished job's is its average over its
 active time (``core.job_speed``: a job of 10 s is not spread over a minute).
@@ -72,6 +73,8 @@ def table(rows: list[dict[str, Any]]) -> Any:
         grid.add_column(name, justify="right" if name not in ("kind", "state", "note") else "left")
     for row in rows:
         counts = [f"{row[k]:,}" for k in ("total", "classified", "failed", "empty", "pending")]
+        if row.get("uncertain"):  # answers less confident than the job's --uncertain-below
+            counts[1] += f" ({row['uncertain']:,} uncertain)"
         if row["kind"] != "classify":
             counts = ["-"] * 5
         note = host_note(row) or row["message"] or (f"root {row['root']}" if row["root"] else "")

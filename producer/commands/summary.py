@@ -1,4 +1,5 @@
-"""``tileclass summary``: counts and shares per class, failed tiles and models, for a job or a region."""
+"""``tileclass summary``: counts and shares per class (with their uncertain answers), failed tiles and models, for a
+job or a region."""
 
 from __future__ import annotations
 
@@ -32,8 +33,10 @@ def _text(summary: Summary) -> list[str]:
     if summary.selection.tiles is not None:
         lines[0] += f" ({summary.selection.tiles})"
     width = max([len(c.label) for c in summary.classes] + [len("classified")])
-    lines.append(f"  {'classified':<{width}}  {summary.classified:>10,}")
-    lines += [f"  {c.label:<{width}}  {c.count:>10,}  {c.share:>6.1%}" for c in summary.classes]
+    unsure = f"  of which {summary.uncertain:,} uncertain" if summary.uncertain else ""
+    lines.append(f"  {'classified':<{width}}  {summary.classified:>10,}{unsure}")
+    lines += [f"  {c.label:<{width}}  {c.count:>10,}  {c.share:>6.1%}"
+              + (f"  {c.uncertain:,} uncertain" if c.uncertain else "") for c in summary.classes]
     lines.append(f"  {'failed':<{width}}  {summary.failed:>10,}")
     lines += [f"    {count:>8,}  {reason}" for reason, count in summary.top_reasons]
     lines.append(f"  {'empty':<{width}}  {summary.empty:>10,}")

@@ -147,7 +147,7 @@ def test_vector_tiles_carry_each_result_tile_with_its_label_and_confidence(regio
 
     x, y = BASE[0] + 1, BASE[1]
     (one,) = features(f"/overlay/{region.model_hash}/{ZOOM}/{x}/{y}.mvt")
-    assert one["properties"] == {"label": "River", "confidence": 0.7, "z": ZOOM, "x": x, "y": y}
+    assert one["properties"] == {"label": "River", "confidence": 0.7, "uncertain": False, "z": ZOOM, "x": x, "y": y}
     quad = features(f"/overlay/{region.model_hash}/{QUAD.z}/{QUAD.x}/{QUAD.y}.mvt")
     assert len(quad) == 15  # 16 children, one without a result
     for feature in quad:

@@ -117,7 +117,7 @@ def test_written_formats_read_back() -> None:
     write_csv(answers(2), out, class_names=["Forest", "River"])
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert rows[1] == {"z": "10", "x": "1", "y": "5", "root": "root", "path": "10/1/5.png", "label": "River",
-                       "confidence": "0.75", "model": "f" * 64, "job": "3",
+                       "confidence": "0.75", "uncertain": "false", "coverage": "", "model": "f" * 64, "job": "3",
                        "classified_at": "2026-01-01T00:00:00+00:00", "p_Forest": "0.25", "p_River": "0.75"}
     out = io.StringIO()
     write_geojson([], out)

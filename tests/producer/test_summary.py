@@ -67,9 +67,9 @@ def test_summary_json_of_a_bbox(cli_db: str) -> None:
     data = json.loads(out)
     assert (data["job"], data["bbox"], data["zoom"], data["model"]) == (None, LISBON, 15, model_hash())
     assert data["classified"] == 8
-    assert data["classes"] == [{"label": "Forest", "count": 6, "share": 0.75, "colour": "#cc6677"},
-                               {"label": "River", "count": 2, "share": 0.25, "colour": "#332288"},
-                               {"label": "Residential", "count": 0, "share": 0.0, "colour": "#ddcc77"}]
+    assert data["classes"] == [{"label": "Forest", "count": 6, "share": 0.75, "uncertain": 0, "colour": "#cc6677"},
+                               {"label": "River", "count": 2, "share": 0.25, "uncertain": 0, "colour": "#332288"},
+                               {"label": "Residential", "count": 0, "share": 0.0, "uncertain": 0, "colour": "#ddcc77"}]
     # Only the failure at y 12543..12544 lies in the bbox.
     assert data["failed"] == {"count": 2, "top_reasons": [{"reason": "truncated", "count": 2}]}
     assert [(m["hash"], m["tiles"], m["selected"]) for m in data["models"]] == [(model_hash(), 8, True)]
