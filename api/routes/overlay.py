@@ -30,12 +30,15 @@ ModelPath = Annotated[str, Path(description="The model: its name, hash or a uniq
 ResultsZoom = Annotated[int | None, Query(ge=0, le=MAX_ZOOM, description="The zoom of the results to draw. "
                                           "Default: the finest zoom the model has results at.")]
 Labels = Annotated[list[str], Query(description="Only these classes (repeat for several).")]
+Uncertain = Annotated[bool | None, Query(description="true: only the uncertain answers (less confident than their "
+                                         "job's enqueue --uncertain-below); false: none of them. Default: all.")]
 
 
 @router.get("/{model}/{z}/{x}/{y}.png", response_class=Response,
             responses={200: {"content": {"image/png": {}}}, 304: {"description": "Not modified"}})
 def overlay_tile(model: ModelPath, z: int, x: int, y: int, request: Request, session: SessionDep,
-                 zoom: ResultsZoom = None, label: Labels = []) -> Response:  # noqa: B006 (FastAPI's idiom)
+                 zoom: ResultsZoom = None, label: Labels = [],  # noqa: B006 (FastAPI's idiom)
+                 uncertain: Uncertain = None) -> Response:
     """One overlay tile: the class colours of the model's results under it."""
     tile = Tile.checked(z, x, y)
     info = find_model(session, ref=model)
@@ -44,7 +47,7 @@ def overlay_tile(model: ModelPath, z: int, x: int, y: int, request: Request, ses
     if drawn_zoom is None:
         png = blank_png()
     else:
-        wanted = OverlayRequest(info, drawn_zoom, tile, tuple(dict.fromkeys(label)))
+        wanted = OverlayRequest(info, drawn_zoom, tile, tuple(dict.fromkeys(label)), uncertain)
         png = overlay_png(overlay_grid(overlay_rows(session, request=wanted), request=wanted))
     return _cached(png, "image/png", request)
 
@@ -62,14 +65,15 @@ def _cached(body: bytes, media_type: str, request: Request) -> Response:
             responses={200: {"content": {"application/vnd.mapbox-vector-tile": {}}}, 304: {"description": "Not "
                                                                                                  "modified"}})
 def vector_tile(model: ModelPath, z: int, x: int, y: int, request: Request, session: SessionDep,
-                zoom: ResultsZoom = None, label: Labels = []) -> Response:  # noqa: B006
+                zoom: ResultsZoom = None, label: Labels = [], uncertain: Uncertain = None) -> Response:  # noqa: B006
     """One vector tile: a square per result tile with its label, confidence and whether it is uncertain (empty
     beyond 6 zooms out)."""
     tile = Tile.checked(z, x, y)
     info = find_model(session, ref=model)
     check_labels(session, labels=label, model=info)
     drawn_zoom = zoom if zoom is not None else results_zoom(session, model_hash=info.hash)
-    wanted = OverlayRequest(info, drawn_zoom if drawn_zoom is not None else z, tile, tuple(dict.fromkeys(label)))
+    wanted = OverlayRequest(info, drawn_zoom if drawn_zoom is not None else z, tile, tuple(dict.fromkeys(label)),
+                            uncertain)
     rows = vector_rows(session, request=wanted) if drawn_zoom is not None and \
         wanted.zooms_out <= MAX_ZOOMS_OUT else []
     return _cached(overlay_mvt(rows, request=wanted), "application/vnd.mapbox-vector-tile", request)

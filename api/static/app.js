@@ -14,6 +14,7 @@
   const state = {
     job: null, layers: null, jobs: [], hidden: new Set(), imagery: null, overlay: null, basemap: null, done: -1,
     drawing: false, rectangle: null, start: null,
+    uncertain: "",  // the uncertain filter: "" all answers, "true" only the uncertain ones, "false" none of them
     tiles: { imagery: { loaded: 0, failed: 0 }, overlay: { loaded: 0, failed: 0 } },
   };
   const map = L.map("map", { maxZoom: 22, worldCopyJump: true }).setView([20, 0], 2);
@@ -75,7 +76,8 @@
 
   function overlayUrl() {
     const labels = state.hidden.size ? visibleLabels() : [];
-    const extra = labels.map((label) => `&label=${encodeURIComponent(label)}`).join("");
+    const extra = labels.map((label) => `&label=${encodeURIComponent(label)}`).join("")
+      + (state.uncertain ? `&uncertain=${state.uncertain}` : "");
     return `${state.layers.overlay}${extra}&v=${state.done}`;  // v: a new URL once results change
   }
 
@@ -191,8 +193,12 @@
     const top = (answer.top || []).map((entry) => `<tr><td>${text(entry.label)}</td>`
       + `<td>${(100 * entry.probability).toFixed(1)}%</td></tr>`).join("");
     const when = new Date(answer.classified_at).toLocaleString();
-    return `<div class="tile-popup"><div class="label">${text(answer.label)}</div>`
-      + `<div>confidence ${(100 * answer.confidence).toFixed(1)}%</div><table>${top}</table>`
+    // Coverage: the share of the tile's pixels that held data (null for results from before it was measured).
+    const coverage = answer.coverage === null || answer.coverage === undefined ? ""
+      : `<div class="coverage">coverage ${(100 * answer.coverage).toFixed(0)}%</div>`;
+    const unsure = answer.uncertain ? ` <span class="uncertain">uncertain</span>` : "";
+    return `<div class="tile-popup"><div class="label">${text(answer.label)}${unsure}</div>`
+      + `<div>confidence ${(100 * answer.confidence).toFixed(1)}%</div>${coverage}<table>${top}</table>`
       + `<div class="meta">${tile}<br>model ${text(answer.model.slice(0, 12))} · job ${text(answer.job ?? "-")}`
       + `<br>${text(when)}</div></div>`;
   }
@@ -224,7 +230,11 @@
     const box = [clamp(bounds.getWest(), 180), clamp(bounds.getSouth(), 85.0511),
       clamp(bounds.getEast(), 180), clamp(bounds.getNorth(), 85.0511)].join(",");
     const labels = state.hidden.size ? visibleLabels().map((label) => `&label=${encodeURIComponent(label)}`).join("") : "";
-    const base = `/api/bbox?bbox=${box}&zoom=${state.layers.zoom}&job=${state.job}${labels}`;
+    // /api/bbox lists only the uncertain answers, or all of them (each with its 'uncertain' flag): no "hidden".
+    const unsure = state.uncertain === "true" ? "&uncertain=true" : "";
+    $("downloads").title = state.uncertain === "false" ? "every answer of the area, uncertain ones included "
+      + "(flagged in the 'uncertain' column)" : "";
+    const base = `/api/bbox?bbox=${box}&zoom=${state.layers.zoom}&job=${state.job}${labels}${unsure}`;
     $("download-geojson").href = `${base}&format=geojson`;
     $("download-csv").href = `${base}&format=csv`;
   }
@@ -267,6 +277,11 @@
   $("opacity").addEventListener("input", (event) => {
     $("opacity-value").textContent = `${event.target.value}%`;
     if (state.overlay) state.overlay.setOpacity(event.target.value / 100);
+  });
+  $("uncertain-filter").addEventListener("change", (event) => {
+    state.uncertain = event.target.value;
+    showLayers();
+    updateDownloads();
   });
   $("job-picker").addEventListener("change", (event) => {
     pickJob(Number(event.target.value)).catch((error) => say(error.message));

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Integer, cast, func, select
+from sqlalchemy import ColumnElement, Integer, cast, false, func, select, true
 from sqlalchemy.orm import Session
 
 from core.bbox import TileRange
@@ -41,12 +41,14 @@ BLOCK_LEVELS = 8  # 2**8 = 256: beyond this many zooms out a result tile is less
 
 @dataclass(frozen=True, slots=True)
 class OverlayRequest:
-    """An overlay tile of one model's results at ``results_zoom``, optionally only some classes."""
+    """An overlay tile of one model's results at ``results_zoom``, optionally only some classes, and only the
+    uncertain answers (``uncertain`` True) or none of them (False)."""
 
     model: ModelInfo
     results_zoom: int
     tile: Tile
     labels: tuple[str, ...] = ()
+    uncertain: bool | None = None
 
     @property
     def zooms_out(self) -> int:
@@ -120,6 +122,8 @@ def _under(request: OverlayRequest) -> list[ColumnElement[bool]]:
              TileResult.x.between(tiles.min_x, tiles.max_x), TileResult.y.between(tiles.min_y, tiles.max_y)]
     if request.labels:
         where.append(TileResult.label.in_(request.labels))
+    if request.uncertain is not None:
+        where.append(TileResult.uncertain.is_(true() if request.uncertain else false()))
     return where
 
 

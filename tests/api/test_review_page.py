@@ -1,8 +1,10 @@
-"""The map page's review queue in real headless Chromium against a real ``tileclass serve`` without
+"""The map page's review queue and uncertain filter in real headless Chromium against a real ``tileclass serve`` without
 ``TILECLASS_API_TOKEN``: the browser signs in with the login URL the server printed, opens the review, and a
 reviewer goes through five answers with the keyboard, least confident first (confirming some with Enter and Space,
 relabelling others with the number keys shown beside the classes). Each choice is a correction, and
-``tileclass dataset export`` then writes exactly those tiles under exactly those labels."""
+``tileclass dataset export`` then writes exactly those tiles under exactly those labels. The uncertain filter redraws
+the overlay with only or none of the uncertain answers, and a tile's popup says its coverage and that it is
+uncertain."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import mercantile
 import pytest
 from typer.testing import CliRunner
 
@@ -114,3 +117,40 @@ def test_a_reviewer_goes_through_five_answers_with_the_keyboard_and_the_export_t
     assert browser.execute_script("return localStorage.getItem('tileclass.reviewer');") == "rita"
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == []
+
+
+def test_the_uncertain_filter_redraws_the_overlay_and_the_popup_says_coverage_and_uncertain(
+        browser: Any, server: Server, sqlite_region: Region, sqlite_url: str) -> None:  # noqa: F811
+    from dataclasses import replace
+
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    x, y = BASE[0] + 1, BASE[1]  # a River answer, now from a tile 62% of whose pixels held data, under a bound of 0.8
+    with session_scope(sqlite_url) as session:
+        record_results(session, model_hash=sqlite_region.model_hash, job_id=sqlite_region.job_id, source_name="city",
+                       results=[replace(scored(ZOOM, x, y, "River", 0.7), coverage=0.62)], uncertain_below=0.8)
+    browser.get(f"{server.url}/?job={sqlite_region.job_id}")  # reads: no sign-in on loopback
+    wait_until(browser, "window.tileclassMap.state.tiles.overlay.loaded > 0")
+    assert "uncertain=" not in browser.execute_script("return window.tileclassMap.state.overlay._url;")
+    for value in ("true", "false"):  # only the uncertain answers, then none of them
+        Select(browser.find_element(By.ID, "uncertain-filter")).select_by_value(value)
+        url = wait_until(browser, f"window.tileclassMap.state.overlay._url.includes('uncertain={value}') && "
+                                  "window.tileclassMap.state.overlay._url")
+        wait_until(browser, "!window.tileclassMap.state.overlay.isLoading()")
+        drawn = {seen: status for seen, status in responses(browser).items() if f"uncertain={value}" in seen}
+        assert drawn and set(drawn.values()) == {200}, (url, drawn)
+    Select(browser.find_element(By.ID, "uncertain-filter")).select_by_value("")
+
+    west, south, east, north = mercantile.bounds(x, y, ZOOM)
+    spot = browser.execute_script(
+        "const p = window.tileclassMap.map.latLngToContainerPoint([arguments[0], arguments[1]]);"
+        "return [p.x, p.y];", (south + north) / 2, (west + east) / 2)
+    map_element = browser.find_element(By.ID, "map")
+    size = map_element.size
+    ActionChains(browser).move_to_element_with_offset(
+        map_element, int(spot[0] - size["width"] / 2), int(spot[1] - size["height"] / 2)).click().perform()
+    wait_until(browser, "document.querySelector('.tile-popup .label')")
+    popup = browser.execute_script("return document.querySelector('.tile-popup').textContent;")
+    assert "River" in popup and "uncertain" in popup and "coverage 62%" in popup, popup
