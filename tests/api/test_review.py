@@ -178,3 +178,17 @@ def test_a_label_the_model_does_not_know_is_400_in_one_line_naming_its_classes(s
             assert refused.status_code == 400 and problem in refused.json()["detail"], refused.text
     with session_scope() as session:
         assert tile_corrections(session, tile=tile(0)) == []
+
+
+def test_wrong_tokens_on_writes_are_throttled_as_on_reads_where_reads_need_none(sqlite_region: Region) -> None:
+    with client_for(ServeConfig(run_token=RUN_TOKEN)) as client:
+        guesses = [client.post("/api/corrections", json=a_correction(), headers={"Authorization": f"Bearer guess{n}"})
+                   for n in range(12)]
+        assert [answer.status_code for answer in guesses] == [401] * 11 + [429]  # 10 free; the 11th locks it out
+        assert guesses[-1].headers["retry-after"] == "1"
+        right = client.post("/api/corrections", json=a_correction(), headers={"Authorization": f"Bearer {RUN_TOKEN}"})
+        assert right.status_code == 429  # the right token too while it lasts: no answer tells a guess apart
+        assert client.get(f"/login?token={RUN_TOKEN}", follow_redirects=False).status_code == 429
+        assert client.get("/api/jobs").status_code == 200  # reads on loopback need no token, so nothing to throttle
+    with session_scope() as session:
+        assert tile_corrections(session, tile=tile(0)) == []
