@@ -48,7 +48,8 @@ class ModelRow:
         if full:
             sidecar = Path(self.path).with_suffix(".json")
             data |= {"class_names": self.class_names, "path": self.path, "metrics": self.metrics,
-                     "metrics_path": str(sidecar), "train_config": _train_config(sidecar)}
+                     "metrics_path": str(sidecar), "train_config": _train_config(sidecar),
+                     "temperature": _temperature(sidecar)}
         return data
 
 
@@ -106,9 +107,32 @@ def _row(model: Model, results: int) -> ModelRow:
                     model.path, dict(model.metrics or {}))
 
 
+def _temperature(sidecar: Path) -> float | None:
+    """The softmax temperature the sidecar mirrors (1.0 for sidecars from before temperatures; None: unreadable)."""
+    try:
+        value = json.loads(sidecar.read_text()).get("temperature", 1.0)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, int | float) else None
+
+
 def _train_config(sidecar: Path) -> dict[str, Any] | None:
     try:
         config = json.loads(sidecar.read_text()).get("train_config")
     except (OSError, ValueError, AttributeError):
         return None
     return config if isinstance(config, dict) else None
+
+
+def move_name(session: Session, *, from_hash: str, to_hash: str) -> str | None:
+    """Give the model ``to_hash`` the name the model ``from_hash`` has, which loses it (both stay registered, the
+    old one addressable by its hash); the name moved, or None when ``from_hash`` is unregistered or unnamed."""
+    source, target = session.get(Model, from_hash), session.get(Model, to_hash)
+    if source is None or source.name is None or target is None or from_hash == to_hash:
+        return None
+    name = source.name
+    source.name = None
+    session.flush()  # names are unique: the old model lets go of it before the new one takes it
+    target.name = name
+    session.flush()
+    return name

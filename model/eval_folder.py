@@ -11,18 +11,31 @@ tiles (precision, int8, test-time augmentation included). From the probabilities
 - ``worst_mistakes``: the wrong answers given with the highest confidence, the ones no confidence threshold would
   catch, to look at first;
 - ``agreement``: how many images get the same class from two precisions of one checkpoint (int8 or bf16 against
-  fp32), the number that says whether a faster precision changes answers.
+  fp32), the number that says whether a faster precision changes answers;
+- ``calibration``: how far the confidences are from frequencies (``model.metrics``: ECE over 15 bins, NLL, Brier
+  score) before the model's temperature (T = 1, the network's own softmax) and after it (what ``predict`` and the
+  workers give), from the same forward passes: the "before" probabilities are the "after" ones rescaled to T = 1
+  (``model.calibration.rescale``), with their reliability bins for ``reliability.png``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
 from core.progress import progress_bar
-from model.metrics import confusion_matrix, summarize
+from model.calibration import rescale
+from model.metrics import (
+    ECE_BINS,
+    Reliability,
+    brier_score,
+    confusion_matrix,
+    negative_log_likelihood,
+    reliability_bins,
+    summarize,
+)
 from model.predict import Classifier
 
 
@@ -53,8 +66,7 @@ def score(probabilities: torch.Tensor, labels: torch.Tensor, class_names: list[s
     """``model.metrics.summarize``'s figures plus ``loss``, the mean cross-entropy of the true classes."""
     predicted = probabilities.argmax(dim=1)
     summary = summarize(confusion_matrix(labels, predicted, len(class_names)), class_names)
-    true_probability = probabilities.gather(1, labels.view(-1, 1)).clamp_min(1e-12)
-    return summary | {"loss": float(-true_probability.log().mean()) if len(labels) else 0.0}
+    return summary | {"loss": negative_log_likelihood(probabilities, labels)}
 
 
 def worst_mistakes(probabilities: torch.Tensor, labels: torch.Tensor, class_names: list[str], *,
@@ -70,3 +82,39 @@ def worst_mistakes(probabilities: torch.Tensor, labels: torch.Tensor, class_name
 def agreement(first: torch.Tensor, second: torch.Tensor) -> int:
     """How many rows of two probability tensors have the same most likely class."""
     return int((first.argmax(dim=1) == second.argmax(dim=1)).sum())
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    """Calibration figures of one set of answers before (T = 1) and after the model's temperature."""
+
+    temperature: float
+    before: Reliability
+    after: Reliability
+    nll: tuple[float, float]
+    brier: tuple[float, float]
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the model has a temperature of its own (one fitted by training or ``tileclass calibrate``)."""
+        return self.temperature != 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the temperature, ECE/NLL/Brier before and after, and the reliability bins."""
+        return {"temperature": self.temperature, "calibrated": self.calibrated, "bins": len(self.after.counts),
+                "before": {"ece": self.before.ece, "nll": self.nll[0], "brier": self.brier[0]},
+                "after": {"ece": self.after.ece, "nll": self.nll[1], "brier": self.brier[1]},
+                "reliability": {"before": asdict(self.before), "after": asdict(self.after)}}
+
+
+def calibration_report(probabilities: torch.Tensor, labels: torch.Tensor, *, temperature: float,
+                       n_bins: int = ECE_BINS) -> CalibrationReport:
+    """ECE, NLL and Brier score of ``probabilities`` (made at the model's ``temperature``) and of the same
+    answers at T = 1."""
+    before = rescale(probabilities, temperature=temperature, to=1.0) if temperature != 1.0 else probabilities
+    return CalibrationReport(
+        temperature=temperature,
+        before=reliability_bins(before, labels, n_bins=n_bins),
+        after=reliability_bins(probabilities, labels, n_bins=n_bins),
+        nll=(negative_log_likelihood(before, labels), negative_log_likelihood(probabilities, labels)),
+        brier=(brier_score(before, labels), brier_score(probabilities, labels)))

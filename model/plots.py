@@ -1,4 +1,5 @@
-"""Figures: the tutorial's training vs validation loss curves, a confusion matrix, and a grid of sample predictions.
+"""Figures: the tutorial's training vs validation loss curves, a confusion matrix, a grid of sample predictions, and
+reliability diagrams with their confidence histograms (Guo et al. 2017, figure 1).
 
 matplotlib runs on the Agg backend (files only, no display needed) and is imported here, never by the CLI module.
 """
@@ -7,13 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # the backend must be chosen before pyplot is imported
 import numpy as np
+
+if TYPE_CHECKING:
+    from model.metrics import Reliability
 
 
 def plot_losses(path: Path, *, steps: Sequence[int], train_loss: Sequence[float], val_loss: Sequence[float],
@@ -71,6 +75,47 @@ def plot_samples(path: Path, *, images: Sequence[Any], titles: Sequence[str], em
         axes.imshow(np.asarray(image))
         axes.set_title(title, fontsize=9 if lines == 1 else 8)
         axes.axis("off")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_reliability(path: Path, *, panels: Sequence[tuple[str, Reliability]]) -> None:
+    """One column per titled set of reliability bins (e.g. before and after the temperature), as Guo et al. 2017
+    draw them in their figure 1: above, the share of images in each confidence bin with the mean confidence and
+    the accuracy marked; below, each bin's accuracy, the gap to the bin's mean confidence hatched (on the diagonal:
+    perfect calibration), and the ECE."""
+    fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 7.5), dpi=100, squeeze=False,
+                             gridspec_kw={"height_ratios": [1, 2]}, sharex=True)
+    for column, (title, bins) in enumerate(panels):
+        edges = np.asarray(bins.edges)
+        left, width = edges[:-1], np.diff(edges)
+        counts = np.asarray(bins.counts, dtype=np.float64)
+        total = max(counts.sum(), 1.0)
+        accuracy, confidence = np.asarray(bins.accuracy), np.asarray(bins.confidence)
+        filled = counts > 0
+        top, bottom = axes[0][column], axes[1][column]
+        top.bar(left, counts / total, width=width, align="edge", color="#4c72b0", edgecolor="white")
+        top.axvline(float((confidence * counts).sum() / total), color="#c44e52", linestyle="--",
+                    label="mean confidence")
+        top.axvline(float((accuracy * counts).sum() / total), color="black", linestyle="-", label="accuracy")
+        top.set_title(title)
+        top.set_ylabel("share of images")
+        top.legend(frameon=False, fontsize=8, loc="upper left")
+        bottom.bar(left[filled], accuracy[filled], width=width[filled], align="edge", color="#4c72b0",
+                   edgecolor="#2f4b7c", label="accuracy")
+        # Hatched, not filled: where accuracy is above confidence (underconfident) the gap lies over the blue bar.
+        bottom.bar(left[filled], confidence[filled] - accuracy[filled], bottom=accuracy[filled],
+                   width=width[filled], align="edge", facecolor="none", edgecolor="#c44e52", hatch="///",
+                   label="gap to mean confidence")
+        bottom.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+        bottom.text(0.04, 0.92, f"ECE {bins.ece:.2%}", transform=bottom.transAxes, fontsize=11)
+        bottom.set_xlim(0, 1)
+        bottom.set_ylim(0, 1)
+        bottom.set_xticks(np.linspace(0, 1, 6))
+        bottom.set_xlabel("confidence (top probability)")
+        bottom.set_ylabel("accuracy")
+        bottom.legend(frameon=False, fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -13,6 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from producer.commands import (
+    calibrate,
     cancel,
     correct,
     dataset,
@@ -63,8 +64,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-for command in (demo, db, train, predict, eval, enqueue, status, resume, cancel, worker, query, summary, export, render,
-                models, metrics, failures, retry, correct, dataset, serve):
+for command in (demo, db, train, predict, eval, calibrate, enqueue, status, resume, cancel, worker, query, summary,
+                export, render, models, metrics, failures, retry, correct, dataset, serve):
     command.register(app)
 
 

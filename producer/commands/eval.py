@@ -1,8 +1,10 @@
 """``tileclass eval MODEL DATA_DIR``: how good is a checkpoint on a labelled test set?
 
-Prints accuracy, per-class precision, recall and F1, and the confusion matrix (``--json``: one object for
-scripts). ``--out DIR`` writes ``confusion.png``, ``mistakes.png`` (a grid of the most confident wrong answers:
-image, true class, predicted class, confidence) and ``eval.json``. Class folders are matched to the model's
+Prints accuracy, per-class precision, recall and F1, the confusion matrix, and how calibrated the confidences are:
+ECE over 15 bins, NLL and Brier score before the model's temperature (T = 1) and after it (``--json``: one object
+for scripts). ``--out DIR`` writes ``confusion.png``, ``mistakes.png`` (a grid of the most confident wrong answers:
+image, true class, predicted class, confidence), ``reliability.png`` (reliability diagrams with their confidence
+histograms, before and after the temperature) and ``eval.json``. Class folders are matched to the model's
 classes case-insensitively, and a test set may hold only some of them. ``--precision bf16|int8 --compare fp32``
 also classifies at the second precision and reports how many predictions agree. The library behind it is
 model/eval_folder.py; torch is imported only when the command runs.
@@ -23,7 +25,7 @@ from producer.commands.options import Json, Tta, TtaViews
 if TYPE_CHECKING:
     import torch
 
-    from model.eval_folder import Mistake
+    from model.eval_folder import CalibrationReport, Mistake
 
 
 def eval_(
@@ -31,7 +33,8 @@ def eval_(
                                                            "hash (or a unique prefix of 6+ characters)."),
     data_dir: Path = typer.Argument(..., metavar="DATA_DIR", help="Labelled ImageFolder: one sub-folder of images "
                                     "per class, named like the model's classes (in any case)."),
-    out: Path | None = typer.Option(None, help="Folder for confusion.png, mistakes.png and eval.json."),
+    out: Path | None = typer.Option(None, help="Folder for confusion.png, mistakes.png, reliability.png and "
+                                                "eval.json."),
     precision: str = typer.Option(
         "auto", help="auto (bf16 where the hardware computes it), fp32, bf16, or int8 (CPU only, quantized)."),
     compare: str | None = typer.Option(
@@ -47,14 +50,15 @@ def eval_(
     progress: bool = typer.Option(True, help="Show progress bars (on stderr)."),
     as_json: Json = False,
 ) -> None:
-    """Evaluate a model on a labelled ImageFolder: accuracy, per-class precision/recall/F1, confusion matrix."""
+    """Evaluate a model on a labelled ImageFolder: accuracy, per-class precision/recall/F1, confusion matrix,
+    calibration (ECE, NLL, Brier score before and after the model's temperature)."""
     from producer.commands.errors import require_ml
 
     require_ml("eval")
     from core.choices import INFERENCE_PRECISIONS, check_choice
     from core.settings import get_settings
     from model.data import load_labelled, scan_image_folder
-    from model.eval_folder import agreement, predict_images, score, worst_mistakes
+    from model.eval_folder import agreement, calibration_report, predict_images, score, worst_mistakes
     from model.predict import Classifier
     from model.tta import check_views
     from producer.checkpoints import locate_checkpoint
@@ -80,6 +84,8 @@ def eval_(
         "model": located.label, "sha256": classifier.sha256, "data_dir": str(data_dir), "images": len(data.labels),
         "skipped": len(data.skipped), "device": str(classifier.device), "precision": classifier.precision,
         "tta_views": views}
+    calibration = calibration_report(probabilities, data.labels, temperature=classifier.temperature)
+    report["calibration"] = calibration.as_dict()
     if compare is not None:
         other = load(compare)
         second = predict_images(other, data.images, batch_size=batch_size, progress=progress)
@@ -91,7 +97,7 @@ def eval_(
     report["mistakes"] = [{"image": str(data.paths[m.index]), "true": m.true_label, "predicted": m.predicted,
                            "confidence": m.confidence} for m in worst]
     if out is not None:
-        report["out"] = _write_outputs(out, report, worst, data.images, data.paths)
+        report["out"] = _write_outputs(out, report, worst, data.images, data.paths, calibration)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
@@ -99,11 +105,16 @@ def eval_(
 
 
 def _write_outputs(out: Path, report: dict[str, Any], worst: list[Mistake], images: torch.Tensor,
-                   paths: list[Path]) -> dict[str, str]:
-    from model.plots import plot_confusion, plot_samples
+                   paths: list[Path], calibration: CalibrationReport) -> dict[str, str]:
+    from model.plots import plot_confusion, plot_reliability, plot_samples
 
     out.mkdir(parents=True, exist_ok=True)
-    written = {"confusion": out / "confusion.png", "mistakes": out / "mistakes.png", "report": out / "eval.json"}
+    written = {"confusion": out / "confusion.png", "mistakes": out / "mistakes.png",
+               "reliability": out / "reliability.png", "report": out / "eval.json"}
+    panels = ([("before: T = 1", calibration.before), (f"after: T = {calibration.temperature:.3g}",
+                                                       calibration.after)]
+              if calibration.calibrated else [("uncalibrated: T = 1", calibration.after)])
+    plot_reliability(written["reliability"], panels=panels)
     plot_confusion(written["confusion"], matrix=report["confusion_matrix"], class_names=report["class_names"])
     plot_samples(written["mistakes"], images=[images[m.index].permute(1, 2, 0).numpy() for m in worst],
                  titles=[f"{paths[m.index].name}\ntrue: {m.true_label}\npredicted: {m.predicted} ({m.confidence:.2f})"
@@ -132,6 +143,7 @@ def _print(report: dict[str, Any]) -> None:
                + "".join(f"{f'[{i}]':>{cell}}" for i in range(len(names))))
     for index, (name, counts) in enumerate(zip(names, report["confusion_matrix"], strict=True)):
         typer.echo(f"{f'[{index}] {name}':<{width}}" + "".join(f"{count:>{cell},}" for count in counts))
+    _print_calibration(report["calibration"])
     if "compare" in report:
         compared = report["compare"]
         typer.echo(f"\n{report['precision']} and {compared['precision']} agree on {compared['agree']:,} of "
@@ -140,6 +152,24 @@ def _print(report: dict[str, Any]) -> None:
     if "out" in report:
         typer.echo(f"\nwrote {', '.join(Path(p).name for p in report['out'].values())} to "
                    f"{Path(report['out']['report']).parent}")
+
+
+def _print_calibration(calibration: dict[str, Any]) -> None:
+    before, after = calibration["before"], calibration["after"]
+
+    def figures(row: dict[str, float]) -> str:
+        return f"ECE {row['ece']:6.2%}   NLL {row['nll']:.3f}   Brier {row['brier']:.3f}"
+
+    typer.echo(f"\ncalibration (ECE over {calibration['bins']} equal-width bins, NLL, Brier score)")
+    if not calibration["calibrated"]:
+        typer.echo(f"  T = 1            {figures(after)}")
+        typer.echo("  this model is uncalibrated (temperature 1.0): 'tileclass calibrate MODEL VAL_DIR' fits a "
+                   "temperature on a labelled validation folder")
+        return
+    labels = ("before (T = 1)", f"after (T = {calibration['temperature']:.3g})")
+    width = max(map(len, labels)) + 3
+    typer.echo(f"  {labels[0]:<{width}}{figures(before)}")
+    typer.echo(f"  {labels[1]:<{width}}{figures(after)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -51,8 +51,8 @@ def show(model: ModelArg, as_json: Json = False) -> None:
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
-    for key in ("hash", "name", "arch", "image_size", "val_accuracy", "registered_at", "results", "path",
-                "metrics_path"):
+    for key in ("hash", "name", "arch", "image_size", "val_accuracy", "temperature", "registered_at", "results",
+                "path", "metrics_path"):
         typer.echo(f"{key:<14} {data[key] if data[key] is not None else '-'}")
     typer.echo(f"{'classes':<14} {', '.join(data['class_names'])}")
     config = data["train_config"]
