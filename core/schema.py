@@ -178,7 +178,8 @@ class TileResult(TileRow, Base):
         *_tile_keys("tile_results"),
         # Point lookups by tile and x/y range scans within one zoom, across models.
         Index("ix_tile_results_zxy", "z", "x", "y"),
-        Index("ix_tile_results_job", "job_id"),
+        # A job's results, least confident first for the review queue (core.queries.review).
+        Index("ix_tile_results_job", "job_id", "confidence"),
     )
 
 

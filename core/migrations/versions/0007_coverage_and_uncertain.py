@@ -3,7 +3,9 @@
 A result keeps its tile's coverage (``tile_results.coverage``: the share of its pixels that held data) and whether
 it is uncertain (``tile_results.uncertain``: less confident than its job's bound); a job keeps the bounds its enqueue
 settled (``jobs.min_coverage``, ``jobs.uncertain_below``), which its workers read; a batch counts its uncertain
-answers (``job_batches.uncertain``), as it counts the others, for ``status``.
+answers (``job_batches.uncertain``), as it counts the others, for ``status``. A job's results are indexed by
+confidence too (``ix_tile_results_job`` on ``(job_id, confidence)``), so the review queue reads a job's least
+confident answers in index order instead of sorting all of them.
 
 Existing rows: their coverage was never measured (their transparent pixels were composited on black), so it stays
 NULL, shown as unknown (null), never as 1.0; no existing answer is uncertain; an existing job's bounds stay NULL:
@@ -31,9 +33,13 @@ def upgrade() -> None:
     op.add_column('jobs', sa.Column('min_coverage', sa.Float(), nullable=True))
     op.add_column('jobs', sa.Column('uncertain_below', sa.Float(), nullable=True))
     op.add_column('job_batches', sa.Column('uncertain', sa.Integer(), server_default=sa.text('0'), nullable=False))
+    op.drop_index('ix_tile_results_job', table_name='tile_results')
+    op.create_index('ix_tile_results_job', 'tile_results', ['job_id', 'confidence'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_tile_results_job', table_name='tile_results')
+    op.create_index('ix_tile_results_job', 'tile_results', ['job_id'], unique=False)
     op.drop_column('job_batches', 'uncertain')
     op.drop_column('jobs', 'uncertain_below')
     op.drop_column('jobs', 'min_coverage')
