@@ -35,8 +35,9 @@ def bbox(session: SessionDep, config: ConfigDep, bbox: BboxQuery, zoom: ZoomQuer
          min_confidence: Annotated[float | None, Query(ge=0, le=1, description="Only results at least this "
                                                        "confident.")] = None,
          job: Annotated[int | None, Query(description="Only the results of this job.")] = None,
-         uncertain: Annotated[bool, Query(description="Only the answers flagged uncertain (less confident than "
-                                                      "their job's enqueue --uncertain-below).")] = False,
+         uncertain: Annotated[bool | None, Query(description="true: only the answers flagged uncertain (less "
+                                                             "confident than their job's enqueue --uncertain-below); "
+                                                             "false: none of them; unset: all.")] = None,
          model: ModelQuery = None,
          format: Annotated[Literal["geojson", "csv", "json"], Query(
              description="geojson or csv (streamed, any size), or json (one document, up to the limit).")] = "geojson",

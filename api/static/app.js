@@ -230,10 +230,8 @@
     const box = [clamp(bounds.getWest(), 180), clamp(bounds.getSouth(), 85.0511),
       clamp(bounds.getEast(), 180), clamp(bounds.getNorth(), 85.0511)].join(",");
     const labels = state.hidden.size ? visibleLabels().map((label) => `&label=${encodeURIComponent(label)}`).join("") : "";
-    // /api/bbox lists only the uncertain answers, or all of them (each with its 'uncertain' flag): no "hidden".
-    const unsure = state.uncertain === "true" ? "&uncertain=true" : "";
-    $("downloads").title = state.uncertain === "false" ? "every answer of the area, uncertain ones included "
-      + "(flagged in the 'uncertain' column)" : "";
+    // The downloads follow the uncertain filter, as the overlay does.
+    const unsure = state.uncertain ? `&uncertain=${state.uncertain}` : "";
     const base = `/api/bbox?bbox=${box}&zoom=${state.layers.zoom}&job=${state.job}${labels}${unsure}`;
     $("download-geojson").href = `${base}&format=geojson`;
     $("download-csv").href = `${base}&format=csv`;

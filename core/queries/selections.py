@@ -67,10 +67,10 @@ def select_results(
     model_ref: str | None = None,
     labels: Sequence[str] = (),
     min_confidence: float | None = None,
-    uncertain: bool = False,
+    uncertain: bool | None = None,
 ) -> Selection:
     """Check a region/job query's inputs against the database and settle which model answers it (``uncertain``:
-    only the answers flagged uncertain)."""
+    True, only the answers flagged uncertain; False, none of them; None, all)."""
     if job_id is None and bbox is None:
         raise TileclassError("name a job or a region (--bbox W,S,E,N with --zoom Z)")
     if bbox is not None and zoom is None:
@@ -134,8 +134,8 @@ def selected(selection: Selection, table: TileTable = TileResult, *,
         conditions.append(TileResult.label.in_(selection.labels))
     if table is TileResult and selection.min_confidence is not None:
         conditions.append(TileResult.confidence >= selection.min_confidence)
-    if table is TileResult and selection.uncertain:
-        conditions.append(TileResult.uncertain.is_(true()))
+    if table is TileResult and selection.uncertain is not None:
+        conditions.append(TileResult.uncertain.is_(true() if selection.uncertain else false()))
     return conditions
 
 
@@ -182,7 +182,7 @@ def iter_answers(session: Session, *, selection: Selection, include_empty: bool 
 
 
 def query_bbox(session: Session, *, bbox: BBox, zoom: int, model_ref: str | None = None, job_id: int | None = None,
-               labels: Sequence[str] = (), min_confidence: float | None = None, uncertain: bool = False,
+               labels: Sequence[str] = (), min_confidence: float | None = None, uncertain: bool | None = None,
                limit: int | None = None) -> list[TileAnswer]:
     """Every result in a bbox at one zoom, filtered; a list, for scripts (stream big regions with iter_results)."""
     selection = select_results(session, job_id=job_id, bbox=bbox, zoom=zoom, model_ref=model_ref, labels=labels,

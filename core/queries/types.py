@@ -163,12 +163,12 @@ class Selection:
     bbox: BBox | None = None
     labels: tuple[str, ...] = ()
     min_confidence: float | None = None
-    uncertain: bool = False  # only the uncertain answers
+    uncertain: bool | None = None  # True: only the uncertain answers; False: none of them; None: all
 
     def describe(self) -> str:
         parts = [f"job {self.job_id}"] if self.job_id is not None else []
-        if self.uncertain:
-            parts.append("uncertain answers")
+        if self.uncertain is not None:
+            parts.append("uncertain answers" if self.uncertain else "confident answers")
         if self.bbox is not None:
             parts.append(f"bbox {self.bbox}")
         if self.tiles is not None:

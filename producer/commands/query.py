@@ -133,8 +133,9 @@ def bbox(
     min_confidence: float | None = typer.Option(None, "--min-confidence", help="Only results at least this "
                                                 "confident (0..1)."),
     job: int | None = typer.Option(None, "--job", help="Only the results of this job."),
-    uncertain: bool = typer.Option(False, "--uncertain", help="Only the answers flagged uncertain (less confident "
-                                   "than their job's enqueue --uncertain-below)."),
+    uncertain: bool | None = typer.Option(None, "--uncertain/--confident", help="--uncertain: only the answers "
+                                          "flagged uncertain (less confident than their job's enqueue "
+                                          "--uncertain-below); --confident: none of them. Neither: all."),
     model: ModelRef = None,
     limit: int | None = typer.Option(None, "--limit", help="At most this many tiles, in x then y order."),
     fmt: TableFormat = "table",

@@ -224,10 +224,15 @@ def test_answers_below_the_jobs_uncertainty_threshold_are_flagged_counted_and_fi
     flagged = site.json("query", "bbox", f"--bbox={_bbox()}", "--zoom", ZOOM, "--uncertain", "--format", "json")
     assert sorted(row["x"] for row in flagged) == [OPAQUE[0].x, OPAQUE[1].x, FRINGE.x]
     assert all(row["uncertain"] for row in flagged)
+    # --confident / uncertain=false: none of them (every answer of this job is uncertain).
+    assert site.json("query", "bbox", f"--bbox={_bbox()}", "--zoom", ZOOM, "--job", str(unsure), "--confident",
+                     "--format", "json") == []
     with client_for() as client:
         answer = client.get("/api/bbox", params={"bbox": _bbox(), "zoom": ZOOM, "uncertain": "true",
                                                  "format": "json"}).json()
         assert len(answer) == 3 and all(row["uncertain"] for row in answer)
+        assert client.get("/api/bbox", params={"bbox": _bbox(), "zoom": ZOOM, "uncertain": "false", "job": unsure,
+                                               "format": "json"}).json() == []
         assert client.get("/api/summary", params={"job": unsure}).json()["uncertain"] == 3
 
     # Classified again with the threshold at 0 (a new job): nothing is uncertain any more, nothing is listed.
