@@ -3,7 +3,8 @@
 Steps, each bounded in time (the whole run aims at under 5 minutes on one H100-class GPU):
 
 1. tiles: 256 px JPEG files (a map tile's size), EuroSAT patches from ``--tiles-dir`` (default
-   ``../shared/data/eurosat-rgb``) upscaled, else generated smooth random colour fields;
+   the full set where bench/eurosat.py finds it without downloading) upscaled, else generated smooth random
+   colour fields;
 2. a random-weight ResNet50 checkpoint (224 px, 10 classes) saved with ``model.checkpoint.save_checkpoint``: the
    model every speed is measured with;
 3. the host's own rate: 256 px JPEG files read, decoded and resized to 224 px on 1 and on all (up to 16) threads,
@@ -44,7 +45,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 # Run as a script, bench/ would come first on sys.path and its worker.py would hide the worker package.
 sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
-EUROSAT = REPO.parent / "shared" / "data" / "eurosat-rgb"
 CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
            "Residential", "River", "SeaLake")
 GPU_SIZES = {"tiles": 4096, "check": 256, "chunk": 256, "seconds": 8.0, "worker_tiles": 16384}
@@ -79,7 +79,7 @@ def tiles(folder: Path, count: int, eurosat: Path) -> tuple[list[Path], str]:
         files.append(path)
     if sources:
         return files, f"{len(files)} EuroSAT patches from {eurosat} as 256 px JPEG tiles"
-    return files, "generated 256 px JPEG tiles (no ../shared/data here)"
+    return files, f"generated 256 px JPEG tiles (no EuroSAT at {eurosat})"
 
 
 def checkpoint(folder: Path) -> Path:
@@ -177,7 +177,10 @@ def main() -> int:
                              "max-autotune tunes kernels for minutes (default: default).")
     parser.add_argument("--no-workers", dest="workers", action="store_false",
                         help="Skip the end-to-end runs through real tileclass worker processes.")
-    parser.add_argument("--tiles-dir", type=Path, default=EUROSAT,
+    from bench.eurosat import eurosat_rgb
+
+    # No download here: the device machine this check is for cannot reach the internet.
+    parser.add_argument("--tiles-dir", type=Path, default=eurosat_rgb(download=False),
                         help="EuroSAT RGB folder (<Class>/<Class>_<n>.jpg) to read tiles from; generated if absent.")
     parser.add_argument("--device", default="cuda", help="Device to check (cpu: a dry run of this script).")
     parser.add_argument("--out", type=Path, help="Also write the JSON summary to this file.")

@@ -20,7 +20,6 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-EUROSAT = REPO.parent / "shared" / "data" / "eurosat-rgb"
 
 
 def split(eurosat: Path, out: Path, train: Path, per_class: int) -> int:
@@ -71,11 +70,15 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=420,
                         help="Patches per class kept out of training for the check's tiles (default 420: the "
                              "check's 4096 tiles need 410).")
-    parser.add_argument("--eurosat", type=Path, default=EUROSAT, help="EuroSAT RGB folder (default ../shared/data).")
+    parser.add_argument("--eurosat", type=Path, help="EuroSAT RGB folder (default: the full set, bench/eurosat.py).")
     parser.add_argument("--out", type=Path, default=REPO / ".gpu", help="Output folder (default .gpu, replaced).")
     args = parser.parse_args()
+    if args.eurosat is None:
+        from eurosat import eurosat_rgb
+
+        args.eurosat = eurosat_rgb()
     if not args.eurosat.is_dir():
-        raise SystemExit(f"gpu_prepare: no EuroSAT folder at {args.eurosat} (see ../shared/README.md)")
+        raise SystemExit(f"gpu_prepare: no EuroSAT folder at {args.eurosat}")
     shutil.rmtree(args.out, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix="tileclass-gpu-prepare-") as tmp:
         trained = split(args.eurosat, args.out / "eurosat", Path(tmp) / "train", args.per_class)

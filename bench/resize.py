@@ -2,7 +2,7 @@
 uint8 kernel) against the float path it replaced, in the same run, with the largest difference per pixel.
 
 This is the host's main cost per tile in a GPU worker that decodes on the CPU (decoding a 256 px JPEG costs about
-a third of the old resize). Usage: ``.venv/bin/python bench/resize.py [--tiles 300] [--json]``.
+a third of the old resize). Usage: ``.venv/bin/python bench/resize.py [--tiles 300] [--json] [--eurosat DIR]``.
 """
 
 from __future__ import annotations
@@ -16,12 +16,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from eurosat import eurosat_rgb
 from PIL import Image
 
 from model.images import decode_tile
 from model.transforms import resize
-
-EUROSAT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "eurosat-rgb"
 
 
 def float_resize(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -46,9 +45,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tiles", type=int, default=300, help="256 px tiles made from EuroSAT patches (300).")
     parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+    parser.add_argument("--eurosat", type=Path, help="EuroSAT RGB folder (default: the full set, bench/eurosat.py).")
     args = parser.parse_args()
     torch.set_num_threads(1)  # as a GPU worker's decode threads run torch ops
-    paths = sorted(EUROSAT.glob("*/*.jpg"))[:: max(1, 27000 // args.tiles)][: args.tiles]
+    every = sorted((args.eurosat or eurosat_rgb()).glob("*/*.jpg"))
+    paths = every[:: max(1, len(every) // args.tiles)][: args.tiles]  # spread over the classes
     images = []
     for path in paths:
         buffer = io.BytesIO()

@@ -36,6 +36,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH.parent), str(BENCH)]
 
 from bulk_results import CLASSES, temporary_database  # noqa: E402
+from eurosat import eurosat_rgb  # noqa: E402
 from scale_bare import bare_upserts  # noqa: E402
 from scale_services import (  # noqa: E402
     CpuMeter,
@@ -53,7 +54,6 @@ from core.tiles import Tile  # noqa: E402
 
 MODEL = "5ca1e" + "0" * 59
 BARE_MODEL = "ba5e" + "0" * 60
-EUROSAT = BENCH.parent.parent / "shared" / "data" / "eurosat-rgb"
 
 
 def parse_args() -> argparse.Namespace:
@@ -72,6 +72,8 @@ def parse_args() -> argparse.Namespace:
                         help="Real workers' precision (auto: bf16 where the CPU has it).")
     parser.add_argument("--runs", type=int, default=3, help="Timed real-worker jobs per process count (median).")
     parser.add_argument("--parts", default="abcd", help="Which of (a)-(d) to run.")
+    parser.add_argument("--eurosat", type=Path,
+                        help="EuroSAT RGB folder of the real workers' tiles (default: the full set, bench/eurosat.py).")
     args = parser.parse_args()
     if args.quick:
         args.workers, args.sqlite_workers, args.batch, args.batches = "1,2", "1", 256, 8
@@ -156,7 +158,7 @@ def real_part(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     with private_redis() as (redis_url, _), temporary_database("postgresql") as url:
         upgrade(url)
         root = folder / "tiles"
-        tiles = make_region(root, args.real_tiles, EUROSAT)
+        tiles = make_region(root, args.real_tiles, args.eurosat or eurosat_rgb())
         settings = Settings(database_url=url, broker_url=redis_url, model_dir=folder / "models")
         model = make_model(folder, args.real_arch, args.real_size, settings)
         source = {"kind": "folder", "name": "bench", "path": str(root), "layout": "xyz:{z}/{x}/{y}.{ext}"}

@@ -14,7 +14,8 @@ Three comparisons, each against a baseline measured in the same run on the same 
 The model is a random-weight ResNet18 at 224 px (speed does not depend on the weights), on the CPU at the
 worker's default precision, not compiled. Tiles are real EuroSAT patches enlarged to tile size.
 
-Usage: ``.venv/bin/python bench/sources.py [--quick] [--json]``; the last line printed is a JSON summary.
+Usage: ``.venv/bin/python bench/sources.py [--quick] [--json] [--eurosat DIR]``; the last line printed is a JSON
+summary.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-EUROSAT = REPO.parent / "shared" / "data" / "eurosat-rgb"
 CLASSES = ("AnnualCrop", "Forest", "Highway", "Residential", "River", "SeaLake")
 
 
@@ -87,12 +87,12 @@ def listing(size: int, work: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- (b) classifying
 
 
-def jpeg_tiles(folder: Path, count: int, size: int, *, width: int = 32) -> list[Any]:
+def jpeg_tiles(folder: Path, count: int, size: int, eurosat: Path, *, width: int = 32) -> list[Any]:
     from PIL import Image
 
     from core.tiles import Tile
 
-    sources = [EUROSAT / name / f"{name}_{i}.jpg" for i in range(1, 200) for name in CLASSES]
+    sources = [eurosat / name / f"{name}_{i}.jpg" for i in range(1, 200) for name in CLASSES]
     tiles = []
     for i in range(count):
         tile = Tile(17, 70000 + i % width, 42000 + i // width, f"17/{70000 + i % width}/{42000 + i // width}.jpg")
@@ -143,14 +143,14 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def classifying(count: int, work: Path) -> dict[str, Any]:
+def classifying(count: int, work: Path, eurosat: Path) -> dict[str, Any]:
     from core.settings import get_settings
     from core.sources import MBTilesSource, UrlSource
     from tests.archives import write_mbtiles
     from worker.pipeline import TileFile
 
     folder = work / "jpeg"
-    tiles = jpeg_tiles(folder, count, 224)
+    tiles = jpeg_tiles(folder, count, 224, eurosat)
     archive = write_mbtiles(work / "tiles.mbtiles", [(*t.xyz(), (folder / t.path).read_bytes()) for t in tiles])
     model = classifier(work)
     settings = get_settings()
@@ -193,14 +193,14 @@ def _wait_port(port: int) -> None:
 # ----------------------------------------------------------------------------------------------- (c) rasters
 
 
-def rasters(count: int, work: Path) -> dict[str, Any]:
+def rasters(count: int, work: Path, eurosat: Path) -> dict[str, Any]:
     from core.settings import get_settings
     from core.sources import RasterSource
     from tests.rasters import mosaic
     from worker.pipeline import TileFile
 
     folder = work / "precut"
-    tiles = jpeg_tiles(folder, count, 256, width=16)
+    tiles = jpeg_tiles(folder, count, 256, eurosat, width=16)
     path = mosaic(work / "ortho.tif", {t: folder / str(t.path) for t in tiles})
     source = RasterSource.at(path, settings=get_settings())
     cut = [tile for chunk in source.tiles(None) for tile in chunk.tiles]
@@ -228,15 +228,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="Small sizes (checks that everything runs).")
     parser.add_argument("--json", action="store_true", help="Print only the JSON summary.")
+    parser.add_argument("--eurosat", type=Path, help="EuroSAT RGB folder (default: the full set, bench/eurosat.py).")
     args = parser.parse_args()
     import torch
+    from eurosat import eurosat_rgb
 
     torch.set_num_threads(2)
     sizes = (20_000, 96, 64) if args.quick else (1_000_000, 1024, 256)
+    eurosat = args.eurosat or eurosat_rgb()
     work = Path(tempfile.mkdtemp(prefix="tileclass-bench-sources-"))
     try:
         summary = {"conditions": conditions(), "listing": listing(sizes[0], work),
-                   "classifying": classifying(sizes[1], work), "rasters": rasters(sizes[2], work)}
+                   "classifying": classifying(sizes[1], work, eurosat), "rasters": rasters(sizes[2], work, eurosat)}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if not args.json:

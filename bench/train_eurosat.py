@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from eurosat import eurosat_rgb
 from train_variants import VARIANTS, run_variant, split_folder, standin_speed, tta_speed
 
 from model.arch import build_model
@@ -42,7 +43,6 @@ from model.data import load_images, scan_image_folder
 from model.device import autocast, resolve_device, resolve_precision
 from model.transforms import IMAGENET_MEAN, IMAGENET_STD, Normalized, augment, resize
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "eurosat-rgb"
 EUROSAT_TRAIN_IMAGES = 21_600  # 80% of EuroSAT: what a budget's epochs are counted over
 
 
@@ -74,7 +74,8 @@ def throughput(images: torch.Tensor, labels: torch.Tensor, *, precision: str, de
 
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="EuroSAT RGB ImageFolder directory.")
+    parser.add_argument("--data", type=Path,
+                        help="EuroSAT RGB ImageFolder directory (default: the full set, bench/eurosat.py).")
     parser.add_argument("--minutes", type=float, default=25.0, help="Training time budget of each variant.")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-eurosat"), help="Output folder.")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda.")
@@ -98,6 +99,7 @@ def arguments() -> argparse.Namespace:
                                                                                            "standin"}
     if unknown:
         parser.error(f"unknown variant or part {sorted(unknown)}")
+    args.data = args.data or eurosat_rgb()
     return args
 
 

@@ -11,9 +11,9 @@ Measures on this machine, with the same ResNet (random weights: speed does not d
   from files, into a SQLite results database through the embedded filesystem broker; timed from the first batch
   sent to the job's completion, after a warm-up job has loaded (and compiled) the model in every process.
 
-The region is made of the real EuroSAT patches in ``../shared/data/eurosat-rgb`` resized from 64 to 224 px and
-saved as JPEG (quality 90) in a z/x/y tree, so the model's input size needs no further resize and decoding is that of
-a 224 px JPEG. Everything lives in a temporary folder that is removed at the end.
+The region is made of the real EuroSAT patches (``--eurosat``, default the full set: bench/eurosat.py) resized
+from 64 to 224 px and saved as JPEG (quality 90) in a z/x/y tree, so the model's input size needs no further resize
+and decoding is that of a 224 px JPEG. Everything lives in a temporary folder that is removed at the end.
 
 Usage: ``.venv/bin/python bench/worker.py [--quick] [--json]`` (full: about 4 minutes on 2 cores, most of it
 ``torch.compile``; ``--quick`` measures less but still compiles). ``--help`` lists the knobs.
@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from eurosat import eurosat_rgb
 from worker_runs import Region, timed_job, use_results_database
 
 REPO = Path(__file__).resolve().parent.parent
-EUROSAT = REPO.parent / "shared" / "data" / "eurosat-rgb"
 CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
            "Residential", "River", "SeaLake")
 ZOOM, X0, Y0, WIDTH = 17, 70000, 42000, 100
@@ -68,8 +68,9 @@ def parse_args() -> tuple[Plan, argparse.Namespace]:
     parser.add_argument("--quick", action="store_true", help="Fewer images and tiles (still compiles): ~2.5 min.")
     parser.add_argument("--json", action="store_true", help="Print one JSON object instead of the table.")
     parser.add_argument("--parts", default="abc", help="Which of (a), (b), (c) to measure (default abc).")
-    parser.add_argument("--eurosat", type=Path, default=EUROSAT,
-                        help="EuroSAT RGB folder with at least <Class>_1..307.jpg per class (default ../shared/data).")
+    parser.add_argument("--eurosat", type=Path,
+                        help="EuroSAT RGB folder with at least <Class>_1..107.jpg per class (default: the full set, "
+                             "bench/eurosat.py).")
     parser.add_argument("--keep", action="store_true", help="Keep the temporary folder (tiles, database, workers.log).")
     parser.add_argument("--arch", default="resnet50", help="Worker model architecture (default resnet50).")
     parser.add_argument("--processes", type=int, default=2, help="Worker processes (default 2 on 2 cores).")
@@ -86,7 +87,8 @@ def parse_args() -> tuple[Plan, argparse.Namespace]:
     plan = Plan(arch=args.arch, image_size=224, processes=args.processes, threads=args.threads, chunk=args.chunk,
                 message=args.message, precision=args.precision, compile=args.compile,
                 tutorial_images=16 if args.quick else 48, forward_seconds=5.0 if args.quick else 12.0,
-                tiles=args.tiles or (800 if args.quick else 4000), broker=args.broker, eurosat=args.eurosat)
+                tiles=args.tiles or (800 if args.quick else 4000), broker=args.broker,
+                eurosat=args.eurosat or eurosat_rgb())
     return plan, args
 
 

@@ -1,5 +1,6 @@
 """Georeferenced rasters built at test time with rasterio from real imagery: a Web Mercator mosaic of a tile tree,
-its copy reprojected to EPSG:4326, and the real labelmaker z17 tiles mosaicked where their coordinates put them."""
+its copy reprojected to EPSG:4326, and label-maker's z17 tiles (tests/labelmaker.py) mosaicked where their
+coordinates put them."""
 
 from __future__ import annotations
 

@@ -12,9 +12,7 @@ from core.layouts import Layout
 from core.settings import load_settings
 from core.sources import FolderSource, TileAbsent, TileUnreadable
 from core.tiles import Tile
-from tests.conftest import SHARED_DATA
-
-LABELMAKER = SHARED_DATA / "labelmaker-tiles" / "z17-jpg"
+from tests.labelmaker import labelmaker_tiles
 
 
 def test_paths_of_spells_coordinates_through_the_template_and_flips_tms_rows() -> None:
@@ -25,12 +23,13 @@ def test_paths_of_spells_coordinates_through_the_template_and_flips_tms_rows() -
     assert Layout.parse("plain").paths_of(3, 1, 2) == []
 
 
-def test_real_labelmaker_tiles_are_read_by_coordinates(tmp_path: Path) -> None:
-    source = FolderSource.at(LABELMAKER, layout=Layout.parse("{x}-{y}-{z}.jpg"), settings=load_settings())
+def test_labelmaker_tiles_are_read_by_coordinates(tmp_path: Path) -> None:
+    root = labelmaker_tiles(tmp_path / "z17-jpg")
+    source = FolderSource.at(root, layout=Layout.parse("{x}-{y}-{z}.jpg"), settings=load_settings())
     reader = source.reader(load_settings())
-    name = sorted(LABELMAKER.glob("*.jpg"))[0].name
+    name = sorted(root.glob("*.jpg"))[0].name
     x, y, z = (int(part) for part in name.removesuffix(".jpg").split("-"))
-    assert reader.read(Tile(z, x, y)) == (LABELMAKER / name).read_bytes()
+    assert reader.read(Tile(z, x, y)) == (root / name).read_bytes()
     with pytest.raises(TileAbsent, match="no tile file"):
         reader.read(Tile(z, x + 1000, y))
 

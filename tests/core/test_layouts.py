@@ -1,4 +1,4 @@
-"""Layouts: templates parse into per-directory patterns, and the real labelmaker tiles are read by their names."""
+"""Layouts: templates parse into per-directory patterns, and label-maker's tiles are read by their names."""
 
 from __future__ import annotations
 
@@ -12,10 +12,7 @@ from core.errors import TileError
 from core.layouts import Layout
 from core.region import Region
 from core.walk import walk
-from tests.conftest import SHARED_DATA
-
-LABELMAKER = SHARED_DATA / "labelmaker-tiles"
-CONFIG_BBOX = (-9.4575, 38.8467, -9.4510, 38.8513)  # labelmaker-tiles/config.integration.json
+from tests.labelmaker import CONFIG_BBOX, labelmaker_tiles
 
 
 def tiles_of(root: Path, layout: Layout, region: Region | None = None) -> list[tuple]:
@@ -63,17 +60,17 @@ def test_bad_layouts_say_what_is_wrong(template: str | None, scheme: str, proble
         Layout.parse(template, scheme)
 
 
-def test_every_real_labelmaker_tile_is_found_with_its_coordinates() -> None:
-    root = LABELMAKER / "z17-jpg"
+def test_every_labelmaker_tile_is_found_with_its_coordinates(tmp_path: Path) -> None:
+    root = labelmaker_tiles(tmp_path / "z17-jpg")
     names = sorted(p.name for p in root.iterdir())
     assert len(names) == 8
     expected = sorted((17, int(x), int(y), f"{x}-{y}-17.jpg") for x, y, _ in (n[:-4].split("-") for n in names))
     assert tiles_of(root, Layout.parse("{x}-{y}-{z}.jpg")) == expected
-    assert len(tiles_of(LABELMAKER / "z12-png", Layout.parse("{x}-{y}-{z}.png"))) == 12
+    assert len(tiles_of(labelmaker_tiles(tmp_path / "z12-png", zoom=12), Layout.parse("{x}-{y}-{z}.png"))) == 12
 
 
-def test_labelmaker_tiles_inside_a_bbox_only() -> None:
-    root, layout = LABELMAKER / "z17-jpg", Layout.parse("{x}-{y}-{z}.jpg")
+def test_labelmaker_tiles_inside_a_bbox_only(tmp_path: Path) -> None:
+    root, layout = labelmaker_tiles(tmp_path / "z17-jpg"), Layout.parse("{x}-{y}-{z}.jpg")
     everything = {row[:3] for row in tiles_of(root, layout)}
     config_bbox = Region(bbox=BBox.of(CONFIG_BBOX))
     assert {row[:3] for row in tiles_of(root, layout, config_bbox)} == everything

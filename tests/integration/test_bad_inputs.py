@@ -51,7 +51,7 @@ from tests.worker.support import bomb_png
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 Z, X = 16, 34000  # every tile of the tree lies in column X of zoom Z (rows numbered below)
-SOURCE = EUROSAT / "Forest" / "Forest_900.jpg"
+SOURCE = EUROSAT / "Forest" / "Forest_579.jpg"
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
@@ -162,7 +162,7 @@ def build_tree(root: Path, outside: Path) -> Tree:
     tree = Tree({}, {}, {})
     files: list[tuple[str, bytes, dict[str, str]]] = []
     for i in range(6):
-        files.append(("real", Path(EUROSAT / "Forest" / f"Forest_{901 + i}.jpg").read_bytes(), tree.classified))
+        files.append(("real", Path(EUROSAT / "Forest" / f"Forest_{580 + i}.jpg").read_bytes(), tree.classified))
     files += [(f"mode {mode}", data, tree.classified) for mode, data in mode_images().items()]
     files += [("1x1", encoded(Image.new("RGB", (1, 1), (10, 120, 30)), "PNG"), tree.classified),
               ("7x300", encoded(Image.open(SOURCE).resize((7, 300)), "JPEG"), tree.classified)]

@@ -21,13 +21,13 @@ from core import jobs
 from core.db import session_scope
 from core.schema import JobBatch, JobKind, JobState
 from core.settings import get_settings
-from tests.conftest import SHARED_DATA
+from tests.conftest import EUROSAT
 from tests.producer.conftest import cli
 from tests.worker.support import running, start_launcher, tile_tree, tiny_checkpoint, wait_for, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-GOOD = SHARED_DATA / "eurosat-rgb" / "Forest" / "Forest_7.jpg"
+GOOD = EUROSAT / "Forest" / "Forest_7.jpg"
 
 
 def status_of(job: int) -> dict[str, object]:

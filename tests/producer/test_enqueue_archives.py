@@ -9,7 +9,7 @@ import pytest
 
 from core.tiles import Tile
 from tests.archives import pmtiles_from_mbtiles, write_mbtiles
-from tests.conftest import SHARED_DATA
+from tests.labelmaker import labelmaker_tiles
 from tests.producer.conftest import Deployment, classify, cli, consume, tiles_in
 from tests.rasters import mosaic
 
@@ -81,10 +81,10 @@ def test_bad_sources_are_one_line_errors(embedded: Deployment, tmp_path: Path, a
 
 def test_a_geotiff_is_enqueued_at_the_zoom_closest_to_its_resolution(embedded: Deployment, tmp_path: Path) -> None:
     pictures = {}
-    for file in sorted((SHARED_DATA / "labelmaker-tiles" / "z17-jpg").glob("*.jpg")):
+    for file in sorted(labelmaker_tiles(tmp_path / "z17-jpg").glob("*.jpg")):
         x, y, z = map(int, file.stem.split("-"))
         pictures[Tile(z, x, y)] = file
-    raster = mosaic(tmp_path / "drone.tif", pictures)  # 8 real tiles of a 3 x 3 block
+    raster = mosaic(tmp_path / "drone.tif", pictures)  # 8 tiles of a 3 x 3 block
     result = cli("enqueue", raster, "--model", embedded.model, "--dry-run", "--json")
     assert result.exit_code == 0, result.output
     assert "zoom 17: the closest to the raster's resolution (1.19 m per pixel" in result.stderr

@@ -17,12 +17,10 @@ from core.messages import CLASSIFY_QUEUE
 from core.roots import root_name_for, safe_join
 from core.schema import Job, JobBatch
 from core.settings import load_settings
-from tests.conftest import SHARED_DATA
+from tests.labelmaker import labelmaker_tiles
 from tests.producer.conftest import Deployment, classify, cli, consume, deploy, make_tree, tiles_in, xyz
 
 pytestmark = pytest.mark.integration
-
-LABELMAKER = SHARED_DATA / "labelmaker-tiles" / "z17-jpg"
 
 
 def enqueue_json(*args: object) -> dict:
@@ -79,20 +77,21 @@ def test_embedded_broker_carries_the_same_batches(embedded: Deployment, tmp_path
     assert sorted(tiles_in(batches)) == sorted((4, x, y, f"4/{x}/{y}.jpg") for x in range(3) for y in range(3))
 
 
-def test_labelmaker_tiles_with_a_template_and_negative_bbox(embedded: Deployment) -> None:
+def test_labelmaker_tiles_with_a_template_and_negative_bbox(embedded: Deployment, tmp_path: Path) -> None:
+    labelmaker = labelmaker_tiles(tmp_path / "z17-jpg")
     inside = (-9.4560, 38.8470, -9.4510, 38.8513)
     expected = {(t.x, t.y) for t in mercantile.tiles(*inside, zooms=[17])}
     for bbox_args in (["--bbox", ",".join(map(str, inside))], ["--bbox=" + ",".join(map(str, inside))]):
-        summary = enqueue_json(LABELMAKER, "--model", embedded.model, "--layout", "{x}-{y}-{z}.jpg", *bbox_args,
+        summary = enqueue_json(labelmaker, "--model", embedded.model, "--layout", "{x}-{y}-{z}.jpg", *bbox_args,
                                "--dry-run")
         assert summary["dry_run"] and summary["job_id"] is None
-        names = {p.name for p in LABELMAKER.iterdir()}
+        names = {p.name for p in labelmaker.iterdir()}
         assert summary["found"] == len(names & {f"{x}-{y}-17.jpg" for x, y in expected})
-    summary = enqueue_json(LABELMAKER, "--model", embedded.model, "--layout", "{x}-{y}-{z}.jpg", "--zoom", "17")
+    summary = enqueue_json(labelmaker, "--model", embedded.model, "--layout", "{x}-{y}-{z}.jpg", "--zoom", "17")
     assert summary["enqueued"] == 8
     rows = tiles_in(consume(embedded.app()))
     assert sorted(rows) == sorted((17, int(p.stem.split("-")[0]), int(p.stem.split("-")[1]), p.name)
-                                  for p in LABELMAKER.iterdir())
+                                  for p in labelmaker.iterdir())
 
 
 def test_tms_tree_is_enqueued_in_xyz_coordinates(embedded: Deployment, tmp_path: Path) -> None:

@@ -1,9 +1,9 @@
 """The map picture: class colours per tile, hatched failures, reduced resolution for big regions, imagery from
-the job's root (the real Mapbox tiles in ../shared/data), and ``tileclass render`` through CliRunner."""
+the job's root (label-maker's tiles, named {x}-{y}-{z}.jpg, with EuroSAT pictures), and ``tileclass render`` through
+CliRunner."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +27,8 @@ from producer.render import (
     MapCanvas,
     fit_layout,
 )
-from tests.conftest import SHARED_DATA
 from tests.factories import CLASSES, add_model, scored
-
-MAPBOX_TILES = SHARED_DATA / "labelmaker-tiles" / "z17-jpg"  # real satellite tiles named {x}-{y}-{z}.jpg
+from tests.labelmaker import Z17, labelmaker_tiles
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
@@ -98,24 +96,24 @@ def cli_db(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return sqlite_url
 
 
-def seed_mapbox_job(url: str, root_path: str) -> int:
-    """A job over the 8 real Mapbox tiles (a 3x3 block at zoom 17 with one hole): 7 classified, 1 failed."""
-    names = sorted(os.listdir(MAPBOX_TILES))
+def seed_labelmaker_job(url: str, root_path: str) -> int:
+    """A job over label-maker's 8 tiles (a 3x3 block at zoom 17 with one hole): 7 classified, 1 failed."""
+    names = sorted(f"{x}-{y}-17.jpg" for x, y in Z17)
     keys = [Tile(int(name[:-4].split("-")[2]), int(name.split("-")[0]), int(name.split("-")[1]), name)
             for name in names]
-    source = {"kind": "folder", "name": "mapbox", "path": root_path, "layout": "xyz:{x}-{y}-{z}.jpg"}
+    source = {"kind": "folder", "name": "labelmaker", "path": root_path, "layout": "xyz:{x}-{y}-{z}.jpg"}
     with session_scope(url) as session:
         digest = add_model(session)
         job = create_job(session, model_hash=digest, source=source).id
-        record_results(session, source_name="mapbox", model_hash=digest, job_id=job, results=[
+        record_results(session, source_name="labelmaker", model_hash=digest, job_id=job, results=[
             scored(k.z, k.x, k.y, CLASSES[i % 3], path=k.path) for i, k in enumerate(keys[:-1])])
-        record_failures(session, source_name="mapbox", model_hash=digest, job_id=job,
+        record_failures(session, source_name="labelmaker", model_hash=digest, job_id=job,
                         failures=[Failure(keys[-1], "truncated")])
     return job
 
 
 def test_render_a_job_over_its_imagery(cli_db: str, tmp_path: Path) -> None:
-    job = seed_mapbox_job(cli_db, str(MAPBOX_TILES))
+    job = seed_labelmaker_job(cli_db, str(labelmaker_tiles(tmp_path / "z17-jpg")))
     plain, over = tmp_path / "plain.png", tmp_path / "imagery.png"
     code, out, err = invoke("render", str(job), "--out", str(plain))
     assert code == 0, err
@@ -137,7 +135,7 @@ def test_render_a_job_over_its_imagery(cli_db: str, tmp_path: Path) -> None:
 
 
 def test_render_without_a_readable_root_draws_plain_colours(cli_db: str, tmp_path: Path) -> None:
-    job = seed_mapbox_job(cli_db, str(tmp_path / "unmounted"))
+    job = seed_labelmaker_job(cli_db, str(tmp_path / "unmounted"))
     code, _, _ = invoke("render", str(job), "--out", str(tmp_path / "map.png"), "--imagery", "--max-size", "300")
     assert code == 0
     pixels = np.asarray(Image.open(tmp_path / "map.png").convert("RGB"))

@@ -14,10 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from core.tiles import Tile
-from tests.conftest import REPO_ROOT, SHARED_DATA
+from tests.conftest import EUROSAT, REPO_ROOT
 from tests.factories import corrupted_in_the_middle
 
-EUROSAT = SHARED_DATA / "eurosat-rgb"
 CLASSES = ("Forest", "River", "Residential")
 
 

@@ -1,6 +1,6 @@
 """GeoTIFF sources built with rasterio from real imagery, cut by rio-tiler and classified by the worker's pipeline
 with a model trained on EuroSAT: the cut tiles agree with the tile tree they were made from, in EPSG:3857 and
-reprojected to EPSG:4326, and the real labelmaker tiles mosaicked are all classified."""
+reprojected to EPSG:4326, and label-maker's tiles mosaicked are all classified."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from core.settings import load_settings
 from core.sources import RasterSource
 from core.tiles import Tile
 from model.predict import Classifier
-from tests.conftest import EUROSAT, SHARED_DATA, SUBSET_CLASSES
+from tests.conftest import EUROSAT, SUBSET_CLASSES
+from tests.labelmaker import labelmaker_tiles
 from tests.rasters import mosaic, reprojected, tile_images
 from worker.pipeline import TileFile, classify_tiles
 
 SIDE = 8  # an 8 x 8 block of z17 tiles
-LABELMAKER = SHARED_DATA / "labelmaker-tiles" / "z17-jpg"
 
 
 @pytest.fixture(scope="module")
@@ -86,10 +86,10 @@ def test_a_copy_reprojected_to_wgs84_agrees_on_its_interior_and_its_edges_hold_n
     assert len(interior) == 36 and agreement(cut, reference, interior) >= 0.85
 
 
-def test_the_real_labelmaker_tiles_mosaicked_are_all_classified_and_the_missing_cell_is_empty(
+def test_the_labelmaker_tiles_mosaicked_are_all_classified_and_the_missing_cell_is_empty(
         tmp_path: Path, classifier: Classifier) -> None:
     pictures = {}
-    for file in sorted(LABELMAKER.glob("*.jpg")):
+    for file in sorted(labelmaker_tiles(tmp_path / "z17-jpg").glob("*.jpg")):
         x, y, z = map(int, file.stem.split("-"))
         pictures[Tile(z, x, y)] = file
     assert len(pictures) == 8

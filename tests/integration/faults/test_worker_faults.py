@@ -88,7 +88,7 @@ def test_a_worker_frozen_past_the_visibility_timeout_runs_its_batch_twice_harmle
 
 def test_a_poison_tile_is_failed_after_bounded_deaths_and_the_queue_drains(world: World) -> None:
     root = world.deployment.folder / "poison-tiles"
-    rows = make_region(root, 48, x0=35000, first=801)
+    rows = make_region(root, 48, x0=35000, first=561)
     bad = rows[17]
     poison(root, bad)
     reference = reference_labels(world.deployment.checkpoint, root, [r for r in rows if r != bad])
@@ -109,7 +109,7 @@ def test_a_batch_that_keeps_raising_is_retried_by_the_worker_then_its_tiles_fail
     through the broker with a delay, on real workers; then the batch's tiles fail with the reason, the rest of the
     job completes, and the queue drains."""
     root = world.deployment.folder / "crash-tiles"
-    rows = make_region(root, 24, x0=36000, first=901)
+    rows = make_region(root, 24, x0=36000, first=573)
     bad = rows[13]
     poison(root, bad, marker=CRASH)
     job = world.enqueue(root=root)
