@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 import typer
 
 from core.errors import TileclassError
+from core.sidecar import sidecar_path
 from producer.commands.options import Json
 
 CALIBRATED_SUFFIX = "-calibrated"
@@ -121,20 +124,39 @@ def _write_and_register(fitted: dict[str, Any], source: Path, target: Path | Non
     summary: dict[str, Any] = {"old_sha256": fitted["old_sha256"],
                                "previous_temperature": fitted["previous_temperature"], **record,
                                "skipped": fitted["skipped"], "registered": False, "name": None}
+    # Written in a folder of its own first (beside the target, so that it can be linked there), then published.
     if target is not None:
-        summary["sha256"] = write_calibrated(source, target, temperature=record["temperature"], record=record,
-                                             data=fitted["data"])
-        summary["checkpoint"] = str(target)
-        if register:
-            summary |= _register(target, fitted["old_sha256"])
-        return summary
-    with tempfile.TemporaryDirectory(prefix="tileclass-calibrate-") as folder:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".tileclass-calibrate-", dir=target.parent if target else None) as folder:
         written = Path(folder) / "model.pt"
         summary["sha256"] = write_calibrated(source, written, temperature=record["temperature"], record=record,
                                              data=fitted["data"])
-        summary |= _register(written, fitted["old_sha256"])
-    summary["checkpoint"] = summary["stored"]  # the model directory's copy is the only one
+        if target is not None:
+            _publish(written, target)
+            summary["checkpoint"] = str(target)
+        if register:
+            summary |= _register(target or written, fitted["old_sha256"])
+    if target is None:
+        summary["checkpoint"] = summary["stored"]  # the model directory's copy is the only one
     return summary
+
+
+def _publish(written: Path, target: Path) -> None:
+    """Put ``written`` at ``target`` unless a file is there already (a hard link, or an exclusive create where links
+    are not allowed, fails rather than replace one, so nothing that appears there meanwhile is overwritten), then its
+    sidecar beside it."""
+    try:
+        try:
+            os.link(written, target)
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links
+            with target.open("xb") as copy, written.open("rb") as original:
+                shutil.copyfileobj(original, copy)
+    except FileExistsError:
+        raise TileclassError(f"{target} already exists and calibrate never overwrites a checkpoint: "
+                             "choose another --out") from None
+    os.replace(sidecar_path(written), sidecar_path(target))
 
 
 def _register(checkpoint: Path, old_sha256: str) -> dict[str, Any]:

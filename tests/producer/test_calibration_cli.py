@@ -132,6 +132,13 @@ def test_calibrate_a_file_beside_it_without_a_database_and_never_overwrites(
     assert code == 2 and stdout == ""
     assert stderr.strip() == f"Error: {written} already exists and calibrate never overwrites a checkpoint: " \
                              "choose another --out"
+    elsewhere = old_model.parent / "new" / "folder" / "eurosat.pt"  # --out anywhere, its folders made
+    code, stdout, stderr = run("calibrate", old_model, val_set, "--no-register", "--out", elsewhere, "--json",
+                               "--device", "cpu", "--no-progress")
+    assert code == 0, stderr
+    assert json.loads(stdout)["checkpoint"] == str(elsewhere) and read_sidecar(elsewhere).sha256 == \
+        file_sha256(elsewhere) == file_sha256(written)  # the same fit on the same images: the same file
+    assert sorted(p.name for p in elsewhere.parent.iterdir()) == ["eurosat.json", "eurosat.pt"]  # nothing left over
 
 
 def test_calibrate_bad_inputs_are_one_line_errors(old_model: Path, val_set: Path, registry: Path,
