@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,12 +43,15 @@ class DemoRegion:
 
 
 def prepare_training_data(out: Path, *, user_data: Path | None, per_class: int, seed: int) -> Path:
-    """The folder to train on: the user's, or a synthetic one made once (kept between runs)."""
+    """The folder to train on: the user's, or a synthetic one made once (kept between runs with the same
+    ``per_class`` and ``seed``; made again for others)."""
     if user_data is not None:
         return user_data
-    if not (out / ".complete").exists():
+    marker, made_for = out / ".complete", f"per_class={per_class} seed={seed}\n"
+    if not marker.exists() or marker.read_text() != made_for:
+        shutil.rmtree(out, ignore_errors=True)
         write_training_set(out, per_class=per_class, size=64, seed=seed)
-        (out / ".complete").write_text("ok\n")
+        marker.write_text(made_for)
     return out
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -108,3 +110,31 @@ def agreement(truth: dict[str, str]) -> float:
             answer = tile_result(session, tile=Tile.parse(spec))
             agreeing += answer is not None and answer.label == label
     return agreeing / max(len(truth), 1)
+
+
+def new_shell_setup() -> str | None:
+    """The command that gives a new terminal this ``tileclass``, or None when it already finds it.
+
+    ``make demo`` runs ``.venv/bin/tileclass``: a new terminal has no ``tileclass`` until that virtual environment is
+    activated. Outside a virtual environment, an installation whose scripts folder is not on PATH gets an alias.
+    """
+    activate = Path(sys.prefix) / "bin" / "activate"
+    if sys.prefix != sys.base_prefix and activate.is_file():
+        return f"source {shlex.quote(str(activate))}"
+    if shutil.which("tileclass") is None:
+        return "alias tileclass=" + shlex.quote(f"{shlex.quote(sys.executable)} -m producer")
+    return None
+
+
+def print_hand_steps(steps: Sequence[Sequence[str]], *, try_now: Sequence[str]) -> None:
+    """Print the demo's steps as ``tileclass`` commands for a new terminal, ending with one line to copy that runs
+    ``tileclass try_now`` on the demo's results."""
+    setup = new_shell_setup()
+    here = f"cd {shlex.quote(str(Path.cwd()))}"
+    typer.echo("\nTo do each step by hand, in a new terminal:")
+    if setup is not None:
+        typer.echo(f"  {setup}   # makes tileclass a command in this terminal")
+    typer.echo(f"  {here}   # the demo's database and broker folder")
+    for args in steps:
+        typer.echo("  tileclass " + " ".join(args))
+    typer.echo("Try one now:\n  " + " && ".join([*([setup] if setup else []), here, "tileclass " + " ".join(try_now)]))
