@@ -4,6 +4,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
 BIN := $(VENV)/bin
+# The suite on two processes (pytest-xdist), a test file per process at a time: most of its time is spent waiting on
+# real worker, server and database processes, and its session fixtures (a trained model) are made once per process.
+TEST_PROCESSES ?= 2
 
 .PHONY: install demo test lint
 
@@ -24,4 +27,4 @@ lint: install
 
 test: install lint
 	bash scripts/services.sh
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile

@@ -37,11 +37,13 @@ def split(eurosat: Path, out: Path, train: Path, per_class: int) -> int:
     return trained
 
 
-def train(data: Path, out: Path, minutes: float) -> Path:
-    """``tileclass train`` as the demo runs it (ResNet18 from scratch at 64 px), within ``minutes``."""
+def train(data: Path, out: Path, minutes: float, epochs: int | None = None) -> Path:
+    """``tileclass train`` as the demo runs it (ResNet18 from scratch at 64 px), within ``minutes``, or for exactly
+    ``epochs`` epochs (what a load-independent run needs: a test on a busy machine)."""
+    length = ["--epochs", str(epochs)] if epochs else ["--epochs", "40", "--time-budget", str(minutes)]
     argv = [sys.executable, "-m", "producer", "train", str(data), "--out", str(out), "--arch", "resnet18",
-            "--weights", "none", "--image-size", "64", "--batch-size", "64", "--lr", "0.05", "--epochs", "40",
-            "--time-budget", str(minutes), "--seed", "0", "--no-register", "--no-progress"]
+            "--weights", "none", "--image-size", "64", "--batch-size", "64", "--lr", "0.05", *length,
+            "--seed", "0", "--no-register", "--no-progress"]
     # Its own state folder: a preparation leaves nothing in the user's results database or broker.
     env = os.environ | {"TILECLASS_DATA_DIR": str(out / "state"), "TILECLASS_DATABASE_URL":
                         f"sqlite:///{out / 'state.db'}", "TILECLASS_BROKER_URL": "filesystem://"}
@@ -67,6 +69,7 @@ def bf16_copy(source: Path, target: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train-minutes", type=float, default=8.0, help="Training time (default 8 minutes).")
+    parser.add_argument("--epochs", type=int, help="Train exactly this many epochs instead of --train-minutes.")
     parser.add_argument("--per-class", type=int, default=420,
                         help="Patches per class kept out of training for the check's tiles (default 420: the "
                              "check's 4096 tiles need 410).")
@@ -84,7 +87,7 @@ def main() -> None:
         trained = split(args.eurosat, args.out / "eurosat", Path(tmp) / "train", args.per_class)
         print(f"gpu_prepare: {args.per_class} patches per class kept for the check's tiles, training on {trained}",
               flush=True)
-        model = train(Path(tmp) / "train", Path(tmp) / "training", args.train_minutes)
+        model = train(Path(tmp) / "train", Path(tmp) / "training", args.train_minutes, args.epochs)
         bf16_copy(model, args.out / "model.pt")
     size = sum(path.stat().st_size for path in args.out.rglob("*") if path.is_file())
     print(f"gpu_prepare: {args.out} holds {size / 2**20:.1f} MiB (tiles and a bf16 ResNet18 checkpoint)")

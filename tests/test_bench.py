@@ -49,7 +49,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for i in range(1, 21):
             shutil.copyfile(source / f"{source.name}_{i}.jpg", eurosat / source.name / f"{source.name}_{i}.jpg")
     out = folder / ".gpu"
-    _run([sys.executable, "bench/gpu_prepare.py", "--train-minutes", "0.05", "--per-class", "3", "--out", str(out),
+    _run([sys.executable, "bench/gpu_prepare.py", "--epochs", "3", "--per-class", "3", "--out", str(out),
           "--eurosat", str(eurosat)])
     return out
 

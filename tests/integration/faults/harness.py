@@ -308,7 +308,7 @@ def reference_labels(checkpoint: Path, root: Path, rows: Iterable[Tile]) -> dict
     labels: dict[tuple[int, int, int], str] = {}
     for start in range(0, len(rows), 32):
         part = rows[start : start + 32]
-        images = torch.stack([load_tile(root / row[3], classifier) for row in part])
+        images = torch.stack([load_tile(root / row[3], classifier).tensor for row in part])
         for row, prediction in zip(part, classifier.to_predictions(classifier.predict_tensors(images)), strict=True):
             labels[row[:3]] = prediction.label
     return labels
