@@ -58,7 +58,7 @@ def listing(size: int, work: Path) -> dict[str, Any]:
     from core.settings import get_settings
     from core.sources import FolderSource, MBTilesSource
     from producer.pipeline import Target, dry_run
-    from tests.archives import write_mbtiles
+    from testkit.archives import write_mbtiles
 
     tree = _bench_enqueue().build_tree(size)
     database = work / "results.db"
@@ -146,7 +146,7 @@ def _cpu() -> float:
 def classifying(count: int, work: Path, eurosat: Path) -> dict[str, Any]:
     from core.settings import get_settings
     from core.sources import MBTilesSource, UrlSource
-    from tests.archives import write_mbtiles
+    from testkit.archives import write_mbtiles
     from worker.pipeline import TileFile
 
     folder = work / "jpeg"
@@ -196,7 +196,7 @@ def _wait_port(port: int) -> None:
 def rasters(count: int, work: Path, eurosat: Path) -> dict[str, Any]:
     from core.settings import get_settings
     from core.sources import RasterSource
-    from tests.rasters import mosaic
+    from testkit.rasters import mosaic
     from worker.pipeline import TileFile
 
     folder = work / "precut"

@@ -19,9 +19,9 @@ from core.layouts import Layout
 from core.settings import load_settings
 from core.sources import MBTilesSource, PMTilesSource, RasterSource, UrlSource
 from core.tiles import Tile
+from testkit.archives import pmtiles_from_mbtiles, write_mbtiles
+from testkit.rasters import mosaic
 from tests.api.support import BASE, SIDE, ZOOM, Region, tile_png
-from tests.archives import pmtiles_from_mbtiles, write_mbtiles
-from tests.rasters import mosaic
 from tests.tile_server import serving
 
 

@@ -13,9 +13,9 @@ from pmtiles.tile import Compression, zxy_to_tileid
 from core.settings import load_settings
 from core.sources import MBTilesSource, PMTilesSource
 from core.sources.archive import MAX_TILE_BYTES
+from testkit.archives import directory, gzip_bomb, hand_made_pmtiles, write_mbtiles
 from tests.api.support import BASE, ZOOM, Region, tile_png
 from tests.api.test_imagery import add_job
-from tests.archives import directory, gzip_bomb, hand_made_pmtiles, write_mbtiles
 
 GOOD, BAD = (ZOOM, BASE[0], BASE[1]), (ZOOM, BASE[0] + 1, BASE[1])
 

@@ -22,7 +22,7 @@ from core.sources.archive import MAX_TILE_BYTES
 from core.sources.mbtiles import _ALL_ROWS, _ROWS
 from core.sources.spec import source_for
 from core.tiles import Tile
-from tests.archives import pmtiles_from_mbtiles, write_mbtiles
+from testkit.archives import pmtiles_from_mbtiles, write_mbtiles
 
 # Two zooms: a 12 x 9 block at z17 and its parents at z16 (6 x 5), each tile's bytes naming it.
 Z17 = [(17, 70400 + i, 42990 + j) for i in range(12) for j in range(9)]

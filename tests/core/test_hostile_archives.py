@@ -30,7 +30,7 @@ from core.sources.archive import MAX_TILE_BYTES
 from core.sources.decompress import Damaged, TooLarge, gunzip
 from core.sources.pmtiles_directory import MAX_DIRECTORY_BYTES, decode
 from core.tiles import Tile
-from tests.archives import directory, gzip_bomb, hand_made_pmtiles, write_mbtiles
+from testkit.archives import directory, gzip_bomb, hand_made_pmtiles, write_mbtiles
 
 TILE = (16, 34000, 22000)
 TILE_ID = zxy_to_tileid(*TILE)

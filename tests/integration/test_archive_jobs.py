@@ -18,9 +18,9 @@ from core.registry import register_checkpoint
 from core.roots import root_name_for
 from core.schema import FailedTile, JobState, TileResult
 from core.settings import get_settings
-from tests.archives import pmtiles_from_mbtiles, write_mbtiles
+from testkit.archives import pmtiles_from_mbtiles, write_mbtiles
+from testkit.rasters import mosaic
 from tests.producer.conftest import cli
-from tests.rasters import mosaic
 from tests.worker.support import running, start_launcher, tile_tree, tiny_checkpoint, wait_for, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

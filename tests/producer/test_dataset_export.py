@@ -19,10 +19,10 @@ from core.results import record_results
 from core.settings import get_settings
 from core.sources import FolderSource, MBTilesSource, PMTilesSource, RasterSource, UrlSource
 from core.tiles import Tile
-from tests.archives import mbtiles_from_tree, pmtiles_from_mbtiles
+from testkit.archives import mbtiles_from_tree, pmtiles_from_mbtiles
+from testkit.rasters import mosaic
 from tests.factories import add_model, scored
 from tests.producer.conftest import cli
-from tests.rasters import mosaic
 from tests.tile_server import serving
 from tests.worker.support import tile_tree
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from core.tiles import Tile
-from tests.archives import pmtiles_from_mbtiles, write_mbtiles
+from testkit.archives import pmtiles_from_mbtiles, write_mbtiles
+from testkit.rasters import mosaic
 from tests.labelmaker import labelmaker_tiles
 from tests.producer.conftest import Deployment, classify, cli, consume, tiles_in
-from tests.rasters import mosaic
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.sources.mbtiles import QUERY_SECONDS
-from tests.archives import directory, endless_mbtiles, gzip_bomb, hand_made_pmtiles, write_mbtiles
+from testkit.archives import directory, endless_mbtiles, gzip_bomb, hand_made_pmtiles, write_mbtiles
 from tests.producer.conftest import Deployment, tileclass
 
 pytestmark = pytest.mark.integration

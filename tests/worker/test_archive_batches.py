@@ -21,7 +21,7 @@ from core.settings import load_settings
 from core.sources import MBTilesSource, PMTilesSource
 from core.sources.archive import MAX_TILE_BYTES, ArchiveSource
 from core.tiles import Tile
-from tests.archives import directory, gzip_bomb, hand_made_pmtiles, pmtiles_from_mbtiles, write_mbtiles
+from testkit.archives import directory, gzip_bomb, hand_made_pmtiles, pmtiles_from_mbtiles, write_mbtiles
 from tests.worker.conftest import World
 from tests.worker.support import eurosat_files
 from worker import batches

@@ -33,7 +33,7 @@ from model.inputs import ModelInput
 from model.predict import Classifier
 from model.transforms import IMAGENET_MEAN, IMAGENET_STD
 from producer.cli import app
-from tests.archives import pmtiles_from_mbtiles, write_mbtiles
+from testkit.archives import pmtiles_from_mbtiles, write_mbtiles
 from tests.conftest import EUROSAT
 from tests.tile_server import serving
 from worker import device_decode

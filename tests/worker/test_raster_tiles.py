@@ -16,9 +16,9 @@ from core.settings import load_settings
 from core.sources import RasterSource
 from core.tiles import Tile
 from model.predict import Classifier
+from testkit.rasters import mosaic, reprojected, tile_images
 from tests.conftest import EUROSAT, SUBSET_CLASSES
 from tests.labelmaker import labelmaker_tiles
-from tests.rasters import mosaic, reprojected, tile_images
 from worker.pipeline import TileFile, classify_tiles
 
 SIDE = 8  # an 8 x 8 block of z17 tiles
