@@ -104,9 +104,9 @@ def rescale(probabilities: torch.Tensor, *, temperature: float, to: float = 1.0)
 
 
 def fit_summary(scores: torch.Tensor, labels: torch.Tensor, temperature: float) -> dict[str, float | int]:
-    """What a fitted ``temperature`` does to the images it was fitted on: NLL and ECE (``model.metrics``) before
+    """What a fitted ``temperature`` does to the images it was fitted on: NLL and ECE (``model.scores``) before
     (T = 1) and after, JSON-ready."""
-    from model.metrics import expected_calibration_error, negative_log_likelihood
+    from model.scores import expected_calibration_error, negative_log_likelihood
 
     scores = torch.as_tensor(scores, dtype=torch.float64).detach().cpu().clamp_min(_NO_CHANCE)
     labels = torch.as_tensor(labels, dtype=torch.int64).detach().cpu()

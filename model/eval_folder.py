@@ -7,12 +7,12 @@ tiles (precision, int8, test-time augmentation included). From the probabilities
 
 - ``score``: accuracy, the mean cross-entropy of the true class, per-class precision, recall and F1 with their
   macro averages over the classes present, and the confusion matrix over all the model's classes (row: true
-  class, column: predicted), as ``model.metrics.summarize`` computes them for training;
+  class, column: predicted), as ``model.scores.summarize`` computes them for training;
 - ``worst_mistakes``: the wrong answers given with the highest confidence, the ones no confidence threshold would
   catch, to look at first;
 - ``agreement``: how many images get the same class from two precisions of one checkpoint (int8 or bf16 against
   fp32), the number that says whether a faster precision changes answers;
-- ``calibration``: how far the confidences are from frequencies (``model.metrics``: ECE over 15 bins, NLL, Brier
+- ``calibration``: how far the confidences are from frequencies (``model.scores``: ECE over 15 bins, NLL, Brier
   score) before the model's temperature (T = 1, the network's own softmax) and after it (what ``predict`` and the
   workers give), from the same forward passes: the "before" probabilities are the "after" ones rescaled to T = 1
   (``model.calibration.rescale``), with their reliability bins for ``reliability.png``.
@@ -27,7 +27,8 @@ import torch
 
 from core.progress import progress_bar
 from model.calibration import rescale
-from model.metrics import (
+from model.predict import Classifier
+from model.scores import (
     ECE_BINS,
     Reliability,
     brier_score,
@@ -36,7 +37,6 @@ from model.metrics import (
     reliability_bins,
     summarize,
 )
-from model.predict import Classifier
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def predict_images(classifier: Classifier, images: torch.Tensor, *, batch_size: 
 
 
 def score(probabilities: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> dict[str, Any]:
-    """``model.metrics.summarize``'s figures plus ``loss``, the mean cross-entropy of the true classes."""
+    """``model.scores.summarize``'s figures plus ``loss``, the mean cross-entropy of the true classes."""
     predicted = probabilities.argmax(dim=1)
     summary = summarize(confusion_matrix(labels, predicted, len(class_names)), class_names)
     return summary | {"loss": negative_log_likelihood(probabilities, labels)}

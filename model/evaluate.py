@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.device import autocast
-from model.metrics import confusion_matrix
+from model.scores import confusion_matrix
 from model.transforms import resize
 
 

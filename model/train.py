@@ -38,8 +38,8 @@ from model.epochs import check_continuable, epoch_files, latest_epoch
 from model.errors import DataError
 from model.evaluate import evaluate
 from model.loop import History, TrainLoop
-from model.metrics import summarize
 from model.plots import plot_confusion, plot_losses
+from model.scores import summarize
 from model.transforms import NORMALIZATION_STATS, Normalized
 
 CHECKPOINT_NAME = "model.pt"

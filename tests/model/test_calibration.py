@@ -1,6 +1,6 @@
 """Calibration estimators against the literature's worked examples, and temperature scaling (Guo et al. 2017).
 
-The estimators are pure functions over arrays (model/metrics.py); each is checked on an example published with
+The estimators are pure functions over arrays (model/scores.py); each is checked on an example published with
 its inputs and its result, reproduced here by hand as well. The temperature fit (model/calibration.py) is checked
 on labels drawn from a known temperature, which it must recover, and must never change an answer.
 """
@@ -21,7 +21,7 @@ from model.calibration import (
     scores_from,
 )
 from model.errors import DataError
-from model.metrics import (
+from model.scores import (
     brier_score,
     expected_calibration_error,
     negative_log_likelihood,

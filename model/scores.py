@@ -1,4 +1,4 @@
-"""Classification metrics: pure functions over arrays (torch tensors or anything ``torch.as_tensor`` takes).
+"""Classification scores: pure functions over arrays (torch tensors or anything ``torch.as_tensor`` takes).
 
 - From predicted and true class indices: accuracy, per-class precision/recall/F1, the confusion matrix.
 - From class probabilities (N, C) and true class indices (N,), how far confidences are from frequencies: the
