@@ -8,7 +8,7 @@ for each tree size runs, each in a fresh process so that peak RSS belongs to tha
 - walk + enqueue: ``producer.enqueue.enqueue`` publishing to a local Redis (database 14, emptied before and after)
   with a results database in SQLite, ``max_queued`` large enough that no worker is needed.
 
-Usage: ``.venv/bin/python bench/enqueue.py [--sizes 50000,250000] [--batch-sizes 256,1024,4096] [--repeat 5]``
+Usage: ``.venv/bin/python -m bench.enqueue [--sizes 50000,250000] [--batch-sizes 256,1024,4096] [--repeat 5]``
 """
 
 from __future__ import annotations
@@ -22,28 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-BENCH_DIR = Path("/tmp/tileclass-bench-enqueue")
+from bench.lib import REPO
+from bench.lib.trees import build_tree
+
 REDIS_URL = "redis://127.0.0.1:6379/14"
-ZOOM, ROWS, FIRST_X, FIRST_Y = 16, 500, 30000, 20000
-
-
-def build_tree(size: int) -> Path:
-    """``size`` empty tiles in ``size / 500`` columns of 500 rows at zoom 16, built once."""
-    root = BENCH_DIR / f"tree-{size}"
-    marker = root / ".complete"
-    if marker.exists():
-        return root
-    started = time.perf_counter()
-    for column in range(-(-size // ROWS)):
-        folder = root / str(ZOOM) / str(FIRST_X + column)
-        folder.mkdir(parents=True, exist_ok=True)
-        for row in range(min(ROWS, size - column * ROWS)):
-            os.close(os.open(folder / f"{FIRST_Y + row}.png", os.O_CREAT | os.O_WRONLY, 0o644))
-    marker.write_text(str(size))
-    if size > 1:
-        print(f"built {size:,} tiles in {time.perf_counter() - started:.1f} s under {root}")
-    return root
 
 
 def time_find(root: Path, repeat: int) -> tuple[int, float]:
@@ -69,8 +51,8 @@ def _run_child(mode: str, root: Path, batch_size: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as state:
         env = {**os.environ, "TILECLASS_DATABASE_URL": f"sqlite:///{state}/bench.db", "TILECLASS_BROKER_URL": REDIS_URL,
                "TILECLASS_DATA_DIR": state}
-        out = subprocess.run([sys.executable, __file__, "--child", mode, str(root), str(batch_size)], env=env,
-                             cwd=REPO, check=True, capture_output=True, text=True).stdout
+        argv = [sys.executable, "-m", "bench.enqueue", "--child", mode, str(root), str(batch_size)]
+        out = subprocess.run(argv, env=env, cwd=REPO, check=True, capture_output=True, text=True).stdout
     flush_redis()
     return json.loads(out.strip().splitlines()[-1])
 
@@ -83,7 +65,6 @@ def flush_redis() -> None:
 
 def child(mode: str, root: Path, batch_size: int) -> None:
     """One measured run in this process; prints tiles, seconds and peak RSS as JSON."""
-    sys.path.insert(0, str(REPO))
     from core.layouts import Layout
     from core.walk import walk
 

@@ -9,7 +9,7 @@ is the same on every machine. Files are hard-linked (copied where links are impo
     tileclass calibrate runs/cal/model.pt OUT/val --no-register          # only for a model trained without T
     tileclass eval runs/cal/model.pt OUT/test --out runs/cal/eval --json  # ECE/NLL/Brier before -> after
 
-Usage: ``.venv/bin/python bench/eurosat_splits.py --out /tmp/eurosat-splits [--eurosat PATH]``; prints the counts
+Usage: ``.venv/bin/python -m bench.eurosat_splits --out /tmp/eurosat-splits [--eurosat PATH]``; prints the counts
 as JSON.
 """
 
@@ -21,7 +21,7 @@ import os
 import shutil
 from pathlib import Path
 
-from eurosat import eurosat_rgb
+from bench.lib.eurosat import eurosat_rgb
 
 SPLITS = ("train", "val", "test")
 
@@ -51,7 +51,7 @@ def make_splits(source: Path, out: Path, *, every: int, test: int, val: int) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="Folder for train/, val/ and test/.")
-    parser.add_argument("--eurosat", type=Path, help="EuroSAT RGB folder (default: the full set, bench/eurosat.py).")
+    parser.add_argument("--eurosat", type=Path, help="EuroSAT RGB folder (default: the full set: bench.lib.eurosat).")
     parser.add_argument("--every", type=int, default=20, help="Files per round within a class.")
     parser.add_argument("--test", type=int, default=3, help="Files of each round for test/.")
     parser.add_argument("--val", type=int, default=3, help="Files of each round for val/.")

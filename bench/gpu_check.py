@@ -3,7 +3,7 @@
 Steps, each bounded in time (the whole run aims at under 5 minutes on one H100-class GPU):
 
 1. tiles: 256 px JPEG files (a map tile's size), EuroSAT patches from ``--tiles-dir`` (default
-   the full set where bench/eurosat.py finds it without downloading) upscaled, else generated smooth random
+   the full set where bench/lib/eurosat.py finds it without downloading) upscaled, else generated smooth random
    colour fields;
 2. a random-weight ResNet50 checkpoint (224 px, 10 classes) saved with ``model.checkpoint.save_checkpoint``: the
    model every speed is measured with;
@@ -19,7 +19,7 @@ Steps, each bounded in time (the whole run aims at under 5 minutes on one H100-c
    CPU's threads and then on the device (``worker.device_decode``), with the GPU's busy share from ``nvidia-smi``
    and its peak memory;
 6. end to end through real ``tileclass worker`` processes on the embedded broker and SQLite, with CPU and device
-   decoding and one or two processes per GPU (bench/gpu_workers.py; ``--no-workers`` skips it).
+   decoding and one or two processes per GPU (bench/lib/gpu_workers.py; ``--no-workers`` skips it).
 
 Prints one line per measurement and a JSON summary last (``--out`` writes it to a file too: ``device``,
 ``bare_images_per_s`` by precision, ``e2e_tiles_per_s`` by decode path and precision, ``workers_tiles_per_s`` by
@@ -42,9 +42,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-# Run as a script, bench/ would come first on sys.path and its worker.py would hide the worker package.
-sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
 CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
            "Residential", "River", "SeaLake")
 GPU_SIZES = {"tiles": 4096, "check": 256, "chunk": 256, "seconds": 8.0, "worker_tiles": 16384}
@@ -177,7 +174,7 @@ def main() -> int:
                              "max-autotune tunes kernels for minutes (default: default).")
     parser.add_argument("--no-workers", dest="workers", action="store_false",
                         help="Skip the end-to-end runs through real tileclass worker processes.")
-    from bench.eurosat import eurosat_rgb
+    from bench.lib.eurosat import eurosat_rgb
 
     # No download here: the device machine this check is for cannot reach the internet.
     parser.add_argument("--tiles-dir", type=Path, default=eurosat_rgb(download=False),
@@ -281,7 +278,7 @@ def main() -> int:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         if args.workers:
-            from bench.gpu_workers import worker_rates
+            from bench.lib.gpu_workers import worker_rates
 
             summary["workers"] = worker_rates(files, speed_path, device=args.device, tiles=args.worker_tiles,
                                               chunk=args.chunk, say=say)

@@ -34,4 +34,4 @@ nvidia-smi -L || echo "gpu_check: nvidia-smi is not available" >&2
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export TILECLASS_DATA_DIR="${TMPDIR:-/tmp}/tileclass-gpu-check-state"
 echo "gpu_check: $("$python" --version) at $(command -v "$python")"
-exec timeout --signal=TERM --kill-after=20 480 "$python" bench/gpu_check.py "$@"
+exec timeout --signal=TERM --kill-after=20 480 "$python" -m bench.gpu_check "$@"

@@ -6,7 +6,7 @@ carried by the device tool): real tiles and a trained checkpoint. (bench/gpu_pre
   check's tiles are unseen, as a region's tiles are), its weights stored in bf16 (22 MB instead of 45, within the
   carry limit; the GPU computes in fp32 and bf16 from the same rounded weights, so agreement is still measured).
 
-Usage: ``.venv/bin/python bench/gpu_prepare.py [--train-minutes 8] [--per-class 420]``.
+Usage: ``.venv/bin/python -m bench.gpu_prepare [--train-minutes 8] [--per-class 420]``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.lib import REPO
 
 
 def split(eurosat: Path, out: Path, train: Path, per_class: int) -> int:
@@ -73,11 +73,11 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=420,
                         help="Patches per class kept out of training for the check's tiles (default 420: the "
                              "check's 4096 tiles need 410).")
-    parser.add_argument("--eurosat", type=Path, help="EuroSAT RGB folder (default: the full set, bench/eurosat.py).")
+    parser.add_argument("--eurosat", type=Path, help="EuroSAT RGB folder (default: the full set: bench.lib.eurosat).")
     parser.add_argument("--out", type=Path, default=REPO / ".gpu", help="Output folder (default .gpu, replaced).")
     args = parser.parse_args()
     if args.eurosat is None:
-        from eurosat import eurosat_rgb
+        from bench.lib.eurosat import eurosat_rgb
 
         args.eurosat = eurosat_rgb()
     if not args.eurosat.is_dir():

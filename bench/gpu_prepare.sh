@@ -13,7 +13,7 @@ for ignored in /.whl/ /.gpu/; do
   grep -qxF "$ignored" .git/info/exclude 2>/dev/null || echo "$ignored" >> .git/info/exclude
 done
 bash bench/gpu_wheels.sh
-.venv/bin/python bench/gpu_prepare.py "$@"
+.venv/bin/python -m bench.gpu_prepare "$@"
 echo "gpu_prepare: working tree and carried folders: $(du -shc --exclude=.git --exclude=.venv . | tail -1 | cut -f1)"
 cat <<'USAGE'
 gpu_prepare: on the device (the run tool), with carry [".whl", ".gpu"] and timeout_s 540:

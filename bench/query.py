@@ -13,7 +13,7 @@ read-only session, it measures the median and p99 of:
 
 and prints (b)/(a) and (c)/(a), plus the query plans used.
 
-Usage: ``.venv/bin/python bench/query.py [--points 2000] [--boxes 30] [--only sqlite|postgresql]``
+Usage: ``.venv/bin/python -m bench.query [--points 2000] [--boxes 30] [--only sqlite|postgresql]``
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import mercantile
-from bulk_results import CLASSES, COLUMNS, fill, result_rows, summary, temporary_database, timed
 from sqlalchemy import bindparam, select, text
 
+from bench.lib.bulk_results import CLASSES, COLUMNS, fill, result_rows, summary, temporary_database, timed
 from core.db import dispose_engines, session_scope
 from core.jobs import create_job
 from core.migrate import upgrade

@@ -2,7 +2,7 @@
 uint8 kernel) against the float path it replaced, in the same run, with the largest difference per pixel.
 
 This is the host's main cost per tile in a GPU worker that decodes on the CPU (decoding a 256 px JPEG costs about
-a third of the old resize). Usage: ``.venv/bin/python bench/resize.py [--tiles 300] [--json] [--eurosat DIR]``.
+a third of the old resize). Usage: ``.venv/bin/python -m bench.resize [--tiles 300] [--json] [--eurosat DIR]``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from eurosat import eurosat_rgb
 from PIL import Image
 
+from bench.lib.eurosat import eurosat_rgb
 from model.images import decode_tile
 from model.transforms import resize
 
@@ -45,7 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tiles", type=int, default=300, help="256 px tiles made from EuroSAT patches (300).")
     parser.add_argument("--json", action="store_true", help="Print one JSON object.")
-    parser.add_argument("--eurosat", type=Path, help="EuroSAT RGB folder (default: the full set, bench/eurosat.py).")
+    parser.add_argument("--eurosat", type=Path, help="EuroSAT RGB folder (default: the full set: bench.lib.eurosat).")
     args = parser.parse_args()
     torch.set_num_threads(1)  # as a GPU worker's decode threads run torch ops
     every = sorted((args.eurosat or eurosat_rgb()).glob("*/*.jpg"))

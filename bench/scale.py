@@ -2,7 +2,7 @@
 
 In one run, on this machine:
 
-- (a) stand-in workers: 1, 4 and 16 (up to 32) lightweight worker processes (bench/scale_standin.py: the product's
+- (a) stand-in workers: 1, 4 and 16 (up to 32) lightweight worker processes (bench/lib/scale_standin.py: the product's
   task, run markers, recording and metrics, with the model replaced by fixed probabilities), one database
   connection each, take real batches from a private Redis (append-only file, fsync every second) and write real
   upserts into a fresh PostgreSQL database, then into a SQLite file (the embedded default's database). All
@@ -13,10 +13,10 @@ In one run, on this machine:
   ``INSERT ... SELECT ... ON CONFLICT``; sqlite3 ``executemany`` on SQLite.
 - (c) the metrics' cost per batch (worker.metrics in multiprocess mode), against a batch's time in (a).
 - (d) real workers: ``tileclass worker --device cpu`` with 1 and then 2 processes of one thread, each the median
-  of ``--runs`` jobs over real EuroSAT tiles (bench/scale_real.py), wall-clock and per CPU-second.
+  of ``--runs`` jobs over real EuroSAT tiles (bench/lib/scale_real.py), wall-clock and per CPU-second.
 
 Everything shares this machine's cores: read the CPU seconds, not only the rates (docs/BENCHMARKS.md, "Scale").
-Usage: ``.venv/bin/python bench/scale.py [--quick] [--json]``; ``--help`` lists the knobs.
+Usage: ``.venv/bin/python -m bench.scale [--quick] [--json]``; ``--help`` lists the knobs.
 """
 
 from __future__ import annotations
@@ -32,13 +32,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-sys.path[:0] = [str(BENCH.parent), str(BENCH)]
-
-from bulk_results import CLASSES, temporary_database  # noqa: E402
-from eurosat import eurosat_rgb  # noqa: E402
-from scale_bare import bare_upserts  # noqa: E402
-from scale_services import (  # noqa: E402
+from bench.lib import REPO
+from bench.lib.bulk_results import CLASSES, temporary_database
+from bench.lib.eurosat import eurosat_rgb
+from bench.lib.scale_bare import bare_upserts
+from bench.lib.scale_services import (
     CpuMeter,
     StandinFleet,
     postgres_cluster,
@@ -47,10 +45,9 @@ from scale_services import (  # noqa: E402
     wait_done,
     worker_env,
 )
-
-from core.migrate import upgrade  # noqa: E402
-from core.settings import Settings  # noqa: E402
-from core.tiles import Tile  # noqa: E402
+from core.migrate import upgrade
+from core.settings import Settings
+from core.tiles import Tile
 
 MODEL = "5ca1e" + "0" * 59
 BARE_MODEL = "ba5e" + "0" * 60
@@ -72,8 +69,8 @@ def parse_args() -> argparse.Namespace:
                         help="Real workers' precision (auto: bf16 where the CPU has it).")
     parser.add_argument("--runs", type=int, default=3, help="Timed real-worker jobs per process count (median).")
     parser.add_argument("--parts", default="abcd", help="Which of (a)-(d) to run.")
-    parser.add_argument("--eurosat", type=Path,
-                        help="EuroSAT RGB folder of the real workers' tiles (default: the full set, bench/eurosat.py).")
+    parser.add_argument("--eurosat", type=Path, help="EuroSAT RGB folder of the real workers' tiles (default: the "
+                                                     "full set: bench.lib.eurosat).")
     args = parser.parse_args()
     if args.quick:
         args.workers, args.sqlite_workers, args.batch, args.batches = "1,2", "1", 256, 8
@@ -147,13 +144,13 @@ for _ in range(200):
 print((time.perf_counter() - started) / 200 * 1e6)
 """
     with tempfile.TemporaryDirectory(prefix="tileclass-scale-prom-") as prom:
-        env = os.environ | {"PROMETHEUS_MULTIPROC_DIR": prom, "PYTHONPATH": str(BENCH.parent)}
+        env = os.environ | {"PROMETHEUS_MULTIPROC_DIR": prom, "PYTHONPATH": str(REPO)}
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return round(float(out.stdout.strip()), 1)
 
 
 def real_part(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    from scale_real import make_model, make_region, measure
+    from bench.lib.scale_real import make_model, make_region, measure
 
     with private_redis() as (redis_url, _), temporary_database("postgresql") as url:
         upgrade(url)

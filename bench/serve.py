@@ -18,7 +18,7 @@ tiles (bulk insert), then:
    the same tiles. Server and clients share this machine's cores, so the ratio is a floor for a server with cores
    of its own.
 
-Usage: ``.venv/bin/python bench/serve.py [--side 1000] [--samples 200] [--seconds 10] [--only sqlite|postgresql]
+Usage: ``.venv/bin/python -m bench.serve [--side 1000] [--samples 200] [--seconds 10] [--only sqlite|postgresql]
 [--json]``
 """
 
@@ -35,13 +35,13 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
-from bulk_results import CLASSES, fill, result_rows, summary, temporary_database
 
 from api.overlay_png import overlay_png
+from bench.lib import REPO
+from bench.lib.bulk_results import CLASSES, fill, result_rows, summary, temporary_database
 from core.db import dispose_engines, session_scope
 from core.migrate import upgrade
 from core.queries import find_model, report_tile
@@ -54,7 +54,6 @@ ZOOMS_OUT = (0, 2, 4, 6, 8, 10)
 GOAL_ZOOMS_OUT = (0, 2, 4, 6)
 CLIENTS = 8
 SERVER_WORKERS = (1, 2)
-REPO = Path(__file__).resolve().parent.parent
 
 
 def fill_database(url: str, side: int) -> str:

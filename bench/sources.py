@@ -4,7 +4,7 @@ Three comparisons, each against a baseline measured in the same run on the same 
 
 - (a) listing: the enqueue pipeline's pass over a region (walk or list -> drop classified -> batch, as ``enqueue
   --dry-run`` runs it, no broker) of a 1,000,000-tile MBTiles against the same number of tile files (empty files
-  in z/x/y columns of 500, shared with bench/enqueue.py);
+  in z/x/y columns of 500, shared with bench.enqueue: bench.lib.trees);
 - (b) classifying: the worker's pipeline (``worker.pipeline.classify_tiles``: decode-ahead threads, chunks on the
   model) over the same real 224 px JPEG tiles read from files, from an MBTiles, and from a loopback tile server
   (``python -m http.server`` in its own process, sharing the two cores), in tiles/s and in tiles per CPU-second of
@@ -14,14 +14,13 @@ Three comparisons, each against a baseline measured in the same run on the same 
 The model is a random-weight ResNet18 at 224 px (speed does not depend on the weights), on the CPU at the
 worker's default precision, not compiled. Tiles are real EuroSAT patches enlarged to tile size.
 
-Usage: ``.venv/bin/python bench/sources.py [--quick] [--json] [--eurosat DIR]``; the last line printed is a JSON
+Usage: ``.venv/bin/python -m bench.sources [--quick] [--json] [--eurosat DIR]``; the last line printed is a JSON
 summary.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import json
 import os
@@ -37,16 +36,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench.lib.trees import build_tree
+
 CLASSES = ("AnnualCrop", "Forest", "Highway", "Residential", "River", "SeaLake")
-
-
-def _bench_enqueue() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_enqueue", REPO / "bench" / "enqueue.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
 
 
 # ----------------------------------------------------------------------------------------------- (a) listing
@@ -60,7 +52,7 @@ def listing(size: int, work: Path) -> dict[str, Any]:
     from producer.pipeline import Target, dry_run
     from testkit.archives import write_mbtiles
 
-    tree = _bench_enqueue().build_tree(size)
+    tree = build_tree(size)
     database = work / "results.db"
     os.environ["TILECLASS_DATABASE_URL"] = f"sqlite:///{database}"
     get_settings.cache_clear()
@@ -228,10 +220,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="Small sizes (checks that everything runs).")
     parser.add_argument("--json", action="store_true", help="Print only the JSON summary.")
-    parser.add_argument("--eurosat", type=Path, help="EuroSAT RGB folder (default: the full set, bench/eurosat.py).")
+    parser.add_argument("--eurosat", type=Path, help="EuroSAT RGB folder (default: the full set: bench.lib.eurosat).")
     args = parser.parse_args()
     import torch
-    from eurosat import eurosat_rgb
+
+    from bench.lib.eurosat import eurosat_rgb
 
     torch.set_num_threads(2)
     sizes = (20_000, 96, 64) if args.quick else (1_000_000, 1024, 256)

@@ -1,8 +1,8 @@
 """Train ResNet18 from scratch on EuroSAT RGB within a time budget: bf16 against fp32, and the short-budget variants.
 
-    .venv/bin/python bench/train_eurosat.py --minutes 25 --parts ratio,accuracy          # the 4 variants: ~2 h
-    .venv/bin/python bench/train_eurosat.py --parts standin                              # 256 px speed: ~10 min
-    .venv/bin/python bench/train_eurosat.py --minutes 0.5 --classes 3 --per-class 60 \\
+    .venv/bin/python -m bench.train_eurosat --minutes 25 --parts ratio,accuracy          # the 4 variants: ~2 h
+    .venv/bin/python -m bench.train_eurosat --parts standin                              # 256 px speed: ~10 min
+    .venv/bin/python -m bench.train_eurosat --minutes 0.5 --classes 3 --per-class 60 \\
         --standin-images 32 --standin-steps 2 --tta-batches 2                            # smoke run: ~3 min
 
 Parts (``--parts``, comma-separated):
@@ -12,7 +12,7 @@ Parts (``--parts``, comma-separated):
 - ``accuracy``: each variant of ``--variants`` (baseline = tileclass's default recipe; ema; progressive;
   ema+progressive) trained by ``model.train.fit`` at the same ``--minutes`` budget on the same seeded 80% of
   EuroSAT (``--val-dir`` on the other 20%, so that every variant sees the same images), then scored on the
-  held-out 20% with each ``--tta-views`` count and timed there (bench/train_variants.py);
+  held-out 20% with each ``--tta-views`` count and timed there (bench/lib/train_variants.py);
 - ``standin``: speed only, on EuroSAT patches upscaled to ``--standin-size`` (256 px, a map tile's size): each
   variant's training images/s and the epochs a ``--minutes`` budget allows over 21,600 images, then the
   inference images/s of ``Classifier.predict_tensors`` in chunks of 16 for each TTA view count at 64 and 256 px.
@@ -34,9 +34,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from eurosat import eurosat_rgb
-from train_variants import VARIANTS, run_variant, split_folder, standin_speed, tta_speed
 
+from bench.lib.eurosat import eurosat_rgb
+from bench.lib.train_variants import VARIANTS, run_variant, split_folder, standin_speed, tta_speed
 from model.arch import build_model
 from model.config import TrainConfig
 from model.data import load_images, scan_image_folder
@@ -75,7 +75,7 @@ def throughput(images: torch.Tensor, labels: torch.Tensor, *, precision: str, de
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path,
-                        help="EuroSAT RGB ImageFolder directory (default: the full set, bench/eurosat.py).")
+                        help="EuroSAT RGB ImageFolder directory (default: the full set: bench.lib.eurosat).")
     parser.add_argument("--minutes", type=float, default=25.0, help="Training time budget of each variant.")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-eurosat"), help="Output folder.")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda.")

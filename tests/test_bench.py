@@ -49,7 +49,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for i in range(1, 21):
             shutil.copyfile(source / f"{source.name}_{i}.jpg", eurosat / source.name / f"{source.name}_{i}.jpg")
     out = folder / ".gpu"
-    _run([sys.executable, "bench/gpu_prepare.py", "--epochs", "3", "--per-class", "3", "--out", str(out),
+    _run([sys.executable, "-m", "bench.gpu_prepare", "--epochs", "3", "--per-class", "3", "--out", str(out),
           "--eurosat", str(eurosat)])
     return out
 
@@ -110,7 +110,7 @@ def test_gpu_check_dry_run_compares_every_precision_with_the_cpu(prepared: Path)
 
 
 def test_worker_bench_json_reports_the_tutorial_baseline_by_thread_count() -> None:
-    summary = _last_json_line([sys.executable, "bench/worker.py", "--parts", "a", "--quick", "--json",
+    summary = _last_json_line([sys.executable, "-m", "bench.worker_speed", "--parts", "a", "--quick", "--json",
                                "--arch", "resnet18", "--eurosat", str(EUROSAT)])
 
     assert summary["plan"]["eurosat"] == str(EUROSAT)
@@ -120,7 +120,7 @@ def test_worker_bench_json_reports_the_tutorial_baseline_by_thread_count() -> No
 
 
 def test_sources_bench_compares_each_kind_of_source_with_files() -> None:
-    summary = _last_json_line([sys.executable, "bench/sources.py", "--quick", "--json", "--eurosat", str(EUROSAT)])
+    summary = _last_json_line([sys.executable, "-m", "bench.sources", "--quick", "--json", "--eurosat", str(EUROSAT)])
 
     assert summary["listing"]["tiles"] == 20_000
     assert summary["classifying"]["tiles"] == 96 and summary["rasters"]["tiles"] == 64
@@ -133,7 +133,7 @@ def test_sources_bench_compares_each_kind_of_source_with_files() -> None:
 
 
 def test_serve_bench_times_overlay_parts_and_the_api_against_its_baselines() -> None:
-    summary = _last_json_line([sys.executable, "bench/serve.py", "--side", "64", "--samples", "5", "--seconds",
+    summary = _last_json_line([sys.executable, "-m", "bench.serve", "--side", "64", "--samples", "5", "--seconds",
                                "0.5", "--only", "sqlite", "--json"])
 
     found = summary["sqlite"]
@@ -150,7 +150,7 @@ def test_serve_bench_times_overlay_parts_and_the_api_against_its_baselines() -> 
 
 
 def test_scale_bench_measures_standin_workers_bare_upserts_metrics_and_real_workers() -> None:
-    summary = _last_json_line([sys.executable, "bench/scale.py", "--quick", "--json", "--eurosat", str(EUROSAT)])
+    summary = _last_json_line([sys.executable, "-m", "bench.scale", "--quick", "--json", "--eurosat", str(EUROSAT)])
 
     for dialect, counts in (("postgresql", [1, 2]), ("sqlite", [1])):
         runs = summary[dialect]
@@ -171,7 +171,7 @@ def test_scale_bench_measures_standin_workers_bare_upserts_metrics_and_real_work
 
 
 def test_resize_bench_compares_the_uint8_kernel_with_the_float_baseline() -> None:
-    summary = _last_json_line([sys.executable, "bench/resize.py", "--tiles", "20", "--json", "--eurosat",
+    summary = _last_json_line([sys.executable, "-m", "bench.resize", "--tiles", "20", "--json", "--eurosat",
                                str(EUROSAT)])
 
     assert summary["tiles"] == 20 and summary["max_pixel_difference"] <= 1

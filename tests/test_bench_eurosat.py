@@ -1,4 +1,4 @@
-"""bench/eurosat.py: the benchmarks' full EuroSAT set is the shared copy beside the checkout, else the one
+"""bench/lib/eurosat.py: the benchmarks' full EuroSAT set is the shared copy beside the checkout, else the one
 torchvision's ``EuroSAT`` downloads (its folder layout checked with torchvision itself, no download: the test
 machines have no internet)."""
 
@@ -16,7 +16,7 @@ def test_the_shared_copy_comes_first_else_the_folder_torchvision_downloads_into(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from torchvision.datasets import EuroSAT
 
-    from bench import eurosat
+    from bench.lib import eurosat
 
     shared = tmp_path / "beside-the-checkout" / "eurosat-rgb"
     shared.mkdir(parents=True)

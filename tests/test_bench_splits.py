@@ -12,7 +12,7 @@ from tests.conftest import EUROSAT, REPO_ROOT
 
 
 def split(out: Path) -> dict[str, int]:
-    command = [sys.executable, "bench/eurosat_splits.py", "--eurosat", str(EUROSAT), "--out", str(out),
+    command = [sys.executable, "-m", "bench.eurosat_splits", "--eurosat", str(EUROSAT), "--out", str(out),
                "--every", "4", "--test", "1", "--val", "1"]
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True)
     counts: dict[str, int] = json.loads(result.stdout.strip().splitlines()[-1])

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_training_bench_measures_each_variant_with_tta_and_the_standin_speed(tmp_path: Path) -> None:
-    command = [sys.executable, "bench/train_eurosat.py", "--data", str(EUROSAT), "--out", str(tmp_path),
+    command = [sys.executable, "-m", "bench.train_eurosat", "--data", str(EUROSAT), "--out", str(tmp_path),
                "--parts", "accuracy,standin", "--minutes", "0.02", "--classes", "2", "--per-class", "12",
                "--variants", "baseline,ema+progressive", "--tta-views", "1,2", "--batch-size", "8",
                "--standin-size", "96", "--standin-images", "8", "--standin-steps", "1", "--tta-batches", "1"]

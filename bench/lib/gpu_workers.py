@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.worker_runs import Region, Row, timed_job, use_results_database
+from bench.lib.worker_runs import Region, Row, timed_job, use_results_database
 
 ZOOM, X0, Y0, WIDTH = 17, 70000, 42000, 128
 # (name, processes per GPU, decode setting): what the GPU run measures.

@@ -26,6 +26,7 @@ from pathlib import Path
 import psutil
 from sqlalchemy import func, select
 
+from bench.lib import REPO
 from core import jobs
 from core.celery_app import make_app
 from core.db import session_scope
@@ -34,8 +35,6 @@ from core.schema import BatchState, JobBatch, JobState
 from core.settings import Settings
 from core.tiles import Tile
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
 STANDBY_QUEUE = "scale-standby"  # stand-in workers wait on it until told to consume classify, all at once
 
 
@@ -128,7 +127,7 @@ class CpuMeter:
 
 
 class StandinFleet:
-    """``count`` stand-in Celery workers (bench/scale_standin.py), one process and one connection each."""
+    """``count`` stand-in Celery workers (bench/lib/scale_standin.py), one process and one connection each."""
 
     def __init__(self, count: int, env: dict[str, str], folder: Path) -> None:
         self.count, self.env, self.folder = count, env, folder
@@ -138,7 +137,7 @@ class StandinFleet:
         for index in range(self.count):
             log = (self.folder / f"standin{index}.log").open("ab")
             self.processes.append(subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "scale_standin", "worker", "--pool", "solo", "-Q",
+                [sys.executable, "-m", "celery", "-A", "bench.lib.scale_standin", "worker", "--pool", "solo", "-Q",
                  STANDBY_QUEUE, "--hostname", f"standin{index}@%h", "--loglevel", "warning", "--without-mingle",
                  "--without-gossip"], env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT))
         return self
@@ -212,6 +211,6 @@ def wait_done(settings: Settings, job_id: int, *, timeout: float, processes: lis
 
 def worker_env(settings: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TILECLASS_")}
-    # The repository first: bench/worker.py must not hide the worker package.
-    return env | settings | {"PYTHONPATH": f"{REPO}{os.pathsep}{BENCH}", "OMP_NUM_THREADS": "1",
+    # The repository, for bench.lib.scale_standin (the real workers need only the installed packages).
+    return env | settings | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
                              "MKL_NUM_THREADS": "1"}

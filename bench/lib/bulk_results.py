@@ -6,19 +6,15 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.db import dispose_engines, get_engine
 

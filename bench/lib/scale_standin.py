@@ -1,6 +1,6 @@
 """The lightweight worker of bench/scale.py: tileclass's classify task with the model replaced by a stand-in.
 
-    PYTHONPATH=.:bench celery -A scale_standin worker --pool solo -Q classify     # from the repository root
+    celery -A bench.lib.scale_standin worker --pool solo -Q classify     # from the repository root
 
 Everything around the model is the product's own code, so that the broker and the database carry what real
 workers make them carry: the message contract (``core.messages``), the job and model lookup in a read transaction,

@@ -28,7 +28,7 @@ UPSERT_TAIL = ("ON CONFLICT (model_hash, z, x, y) WHERE z IS NOT NULL DO UPDATE 
 
 
 def rows_of(tiles: Sequence[Tile], model: str) -> list[tuple[Any, ...]]:
-    from scale_standin import PROBABILITIES
+    from bench.lib.scale_standin import PROBABILITIES
 
     document, stamp = json.dumps(PROBABILITIES), "2026-01-01 00:00:00+00"
     return [(model, None, t.z, t.x, t.y, "bench", t.path, "Forest", 0.82, document, stamp) for t in tiles]

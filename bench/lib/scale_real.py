@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 import psutil
-from scale_services import cpu_seconds, free_port, publish_job, wait_done
 
+from bench.lib.scale_services import cpu_seconds, free_port, publish_job, wait_done
 from core.db import session_scope
 from core.registry import register_checkpoint
 from core.settings import Settings

@@ -13,7 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.lib import REPO
+
 SHARED_EUROSAT = REPO.parent / "shared" / "data" / "eurosat-rgb"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tileclass"
 DOWNLOADED_EUROSAT = CACHE / "eurosat" / "2750"  # where torchvision.datasets.EuroSAT(CACHE) puts the images

@@ -11,11 +11,11 @@ Measures on this machine, with the same ResNet (random weights: speed does not d
   from files, into a SQLite results database through the embedded filesystem broker; timed from the first batch
   sent to the job's completion, after a warm-up job has loaded (and compiled) the model in every process.
 
-The region is made of the real EuroSAT patches (``--eurosat``, default the full set: bench/eurosat.py) resized
+The region is made of the real EuroSAT patches (``--eurosat``, default the full set: bench/lib/eurosat.py) resized
 from 64 to 224 px and saved as JPEG (quality 90) in a z/x/y tree, so the model's input size needs no further resize
 and decoding is that of a 224 px JPEG. Everything lives in a temporary folder that is removed at the end.
 
-Usage: ``.venv/bin/python bench/worker.py [--quick] [--json]`` (full: about 4 minutes on 2 cores, most of it
+Usage: ``.venv/bin/python -m bench.worker_speed [--quick] [--json]`` (full: about 4 minutes on 2 cores, most of it
 ``torch.compile``; ``--quick`` measures less but still compiles). ``--help`` lists the knobs.
 """
 
@@ -36,10 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eurosat import eurosat_rgb
-from worker_runs import Region, timed_job, use_results_database
+from bench.lib.eurosat import eurosat_rgb
+from bench.lib.worker_runs import Region, timed_job, use_results_database
 
-REPO = Path(__file__).resolve().parent.parent
 CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
            "Residential", "River", "SeaLake")
 ZOOM, X0, Y0, WIDTH = 17, 70000, 42000, 100
@@ -70,7 +69,7 @@ def parse_args() -> tuple[Plan, argparse.Namespace]:
     parser.add_argument("--parts", default="abc", help="Which of (a), (b), (c) to measure (default abc).")
     parser.add_argument("--eurosat", type=Path,
                         help="EuroSAT RGB folder with at least <Class>_1..107.jpg per class (default: the full set, "
-                             "bench/eurosat.py).")
+                             "bench/lib/eurosat.py).")
     parser.add_argument("--keep", action="store_true", help="Keep the temporary folder (tiles, database, workers.log).")
     parser.add_argument("--arch", default="resnet50", help="Worker model architecture (default resnet50).")
     parser.add_argument("--processes", type=int, default=2, help="Worker processes (default 2 on 2 cores).")

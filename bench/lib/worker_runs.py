@@ -1,4 +1,4 @@
-"""Timing real ``tileclass worker`` processes on one job, for the benchmarks (bench/worker.py, bench/gpu_check.py).
+"""Timing real ``tileclass worker`` processes on one job, for the benchmarks (bench.worker_speed, bench.gpu_check).
 
 A results database (SQLite in ``folder`` unless the caller's environment names another) and a broker are set up in
 this process's environment, the checkpoint is registered, a launcher is started as a user would start it
