@@ -1,7 +1,7 @@
 """How fast a finished job went: its tiles over its active time, for ``tileclass status`` and ``/api/jobs``.
 
-The rate over the last minute (``core.jobs.JobProgress.tiles_per_second``, also the Prometheus gauge) suits a
-running job, but a job that took 10 s would show its tiles spread over a whole minute, and a job finished an hour
+The rate over the last minute (``core.job_progress.JobProgress.tiles_per_second``, also the Prometheus gauge) suits
+a running job, but a job that took 10 s would show its tiles spread over a whole minute, and a job finished an hour
 ago would show 0. A finished job's speed is its tiles divided by its active time instead: the time during which
 some batch of it waited in the queue or was being classified.
 

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import host_problems, jobs, leases
+from core.job_progress import JobProgress
 from core.job_speed import average_speeds
 from core.schema import Job, JobKind, JobState
 
@@ -30,7 +31,7 @@ def job_documents(session: Session, *, job_id: int | None = None, limit: int = 1
     """One dict per job (``job_id``'s alone, else the ``limit`` most recent), newest first; ``NotFoundError`` for an
     unknown ``job_id``."""
     if job_id is not None:
-        chosen = [jobs.get_job(session, job_id)]
+        chosen = [jobs.job_row(session, job_id)]
     else:
         chosen = list(session.scalars(select(Job).order_by(Job.id.desc()).limit(limit)))
     problems: dict[int, list[dict[str, object]]] = {}
@@ -67,7 +68,7 @@ def job_documents(session: Session, *, job_id: int | None = None, limit: int = 1
     return rows
 
 
-def _state(job: Job, current: jobs.JobProgress) -> str:
+def _state(job: Job, current: JobProgress) -> str:
     if leases.is_lost(job):
         return leases.LOST
     if job.state == JobState.QUEUED and job.kind == JobKind.CLASSIFY and current.pending == 0:

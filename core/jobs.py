@@ -1,7 +1,13 @@
 """Jobs and their batches: the producer creates and fills them, workers finish batches, ``status`` reads them.
 
 A job is complete when its enqueue has finished and every tile it enumerated is classified, failed or empty. Progress is
-summed from ``job_batches`` rows, which workers upsert (never increment), so redelivery cannot double-count.
+summed from ``job_batches`` rows (``core.job_progress``), which workers upsert (never increment), so redelivery cannot
+double-count.
+
+States. A classify job's ``state`` and ``phase`` (``core.job_states``) move only as ``TRANSITIONS`` says, through
+``move``: a move its job's stage does not lead to raises ``IllegalTransition`` and changes nothing. Training runs
+move by their lease (``core.leases``, ``worker.training``) and ``set_state``. The phase says which producer pass
+publishes an ``enqueuing`` job; it means nothing in another state (and is cleared on the way out).
 
 Retries. ``tileclass retry`` sends a job's failed tiles again in new batches whose rows count them in ``retried``
 (written before the batch is published). Those tiles were counted as failed by the batches that failed them, so
@@ -13,9 +19,9 @@ supersedes stops taking its tiles off, so they count as failed again, as the fai
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -23,32 +29,59 @@ from sqlalchemy.orm import Session
 
 from core.db import upsert_insert
 from core.errors import NotFoundError, TileclassError
-from core.schema import MAX_INTEGER, BatchState, Job, JobBatch, JobKind, JobState, utcnow
+from core.job_progress import JobProgress, progress_of
+from core.job_states import BatchState, JobInfo, JobKind, JobPhase, JobState
+from core.schema import MAX_INTEGER, Job, JobBatch, utcnow
 
 
-@dataclass(frozen=True)
-class JobProgress:
-    job_id: int
-    kind: str
-    state: str
-    total: int
-    classified: int
-    failed: int
-    batches_total: int
-    batches_done: int
-    tiles_per_second: float  # over the last minute
-    empty: int = 0  # nothing to classify there (no tile at the server, transparent, nodata)
-    uncertain: int = 0  # of ``classified``: less confident than the job's ``uncertain_below``
+class Move(enum.StrEnum):
+    """What happens to a classify job (``TRANSITIONS``)."""
 
-    @property
-    def pending(self) -> int:
-        return max(self.total - self.classified - self.failed - self.empty, 0)
+    PUBLISH = "finish publishing"  # a pass published its last batch: workers have them all
+    COMPLETE = "complete"  # every tile of a queued job is classified, failed or empty
+    RESUME = "be resumed"  # ``tileclass resume``: its region walked again for tiles the broker lost
+    RETRY = "be retried"  # ``tileclass retry``: its failed tiles sent again
+    CANCEL = "be cancelled"  # ``tileclass cancel`` (a training job too)
 
-    @property
-    def eta_seconds(self) -> float | None:
-        if self.pending == 0:
-            return 0.0
-        return self.pending / self.tiles_per_second if self.tiles_per_second > 0 else None
+
+Stage = tuple[JobState, JobPhase | None]  # a job's state, and its phase while enqueuing
+_PUBLISHING = frozenset((JobState.ENQUEUING, phase) for phase in (*JobPhase, None))  # None: a training job
+_SETTLED = frozenset({(JobState.QUEUED, None), (JobState.COMPLETED, None)})
+
+# Each move: the stages it leaves from, and the stage it leads to. A job is created enqueuing in phase ``enqueue``
+# (a training job without a phase); a pass that was stopped is continued by the same pass only: the same enqueue
+# command, or the same resume or retry from its own phase.
+TRANSITIONS: dict[Move, tuple[frozenset[Stage], Stage]] = {
+    Move.PUBLISH: (_PUBLISHING, (JobState.QUEUED, None)),
+    Move.COMPLETE: (frozenset({(JobState.QUEUED, None)}), (JobState.COMPLETED, None)),
+    Move.RESUME: (_SETTLED | {(JobState.ENQUEUING, JobPhase.RESUME)}, (JobState.ENQUEUING, JobPhase.RESUME)),
+    Move.RETRY: (_SETTLED | {(JobState.ENQUEUING, JobPhase.RETRY)}, (JobState.ENQUEUING, JobPhase.RETRY)),
+    Move.CANCEL: (_PUBLISHING | {(JobState.QUEUED, None), (JobState.RUNNING, None)}, (JobState.CANCELLED, None)),
+}
+FINISHED = (JobState.COMPLETED, JobState.CANCELLED, JobState.FAILED)
+
+
+class IllegalTransition(TileclassError):
+    """A job was asked to move where its stage does not lead (``TRANSITIONS``)."""
+
+
+def stage(job: Job | JobInfo) -> Stage:
+    """A job's state, with its phase while it is enqueuing (in any other state a phase means nothing)."""
+    state = JobState(job.state)
+    return state, JobPhase(job.phase) if state == JobState.ENQUEUING and job.phase else None
+
+
+def move(job: Job, to: Move, *, message: str | None = None) -> None:
+    """Move ``job`` (its row, in the caller's transaction) by ``to``, with a ``message`` for people if given;
+    ``IllegalTransition`` where its stage does not lead there."""
+    sources, (state, phase) = TRANSITIONS[to]
+    if stage(job) not in sources:
+        now = f"{job.state}" + (f" (phase {job.phase})" if job.state == JobState.ENQUEUING and job.phase else "")
+        raise IllegalTransition(f"job {job.id} is {now}: it cannot {to.value}")
+    job.state, job.phase = state, phase
+    job.finished_at = utcnow() if state in FINISHED else None
+    if message is not None:
+        job.message = message
 
 
 @dataclass(frozen=True)
@@ -61,30 +94,31 @@ class JobBounds:
     uncertain_below: float | None = None
 
     @classmethod
-    def of(cls, job: Job) -> JobBounds:
+    def of(cls, job: Job | JobInfo) -> JobBounds:
         return cls(job.min_coverage, job.uncertain_below)
 
 
 def create_job(session: Session, *, kind: JobKind = JobKind.CLASSIFY, model_hash: str | None = None,
                source: dict[str, Any] | None = None, region: dict[str, Any] | None = None,
-               bounds: JobBounds | None = None) -> Job:
-    """A new job in state ``enqueuing``; ``source`` and ``region`` are what ``core.sources`` and ``core.region``
-    record."""
+               bounds: JobBounds | None = None) -> JobInfo:
+    """A new job, ``enqueuing`` (a classify job in phase ``enqueue``); ``source`` and ``region`` are what
+    ``core.sources`` and ``core.region`` record."""
     bounds = bounds or JobBounds()
     job = Job(kind=kind, model_hash=model_hash, source=source or {}, region=region or {}, state=JobState.ENQUEUING,
+              phase=JobPhase.ENQUEUE if kind == JobKind.CLASSIFY else None,
               min_coverage=bounds.min_coverage, uncertain_below=bounds.uncertain_below)
     session.add(job)
     session.flush()
-    return job
+    return JobInfo.of(job)
 
 
 def find_unfinished(session: Session, *, model_hash: str, source: dict[str, Any], region: dict[str, Any],
-                    bounds: JobBounds | None = None) -> Job | None:
+                    bounds: JobBounds | None = None) -> JobInfo | None:
     """The newest classify job still enqueuing or queued for exactly this model, source, region and bounds."""
     candidates = session.scalars(select(Job).where(
         Job.kind == JobKind.CLASSIFY, Job.state.in_([JobState.ENQUEUING, JobState.QUEUED]),
         Job.model_hash == model_hash).order_by(Job.id.desc()))
-    return next((job for job in candidates
+    return next((JobInfo.of(job) for job in candidates
                  if job.source == source and job.region == region and JobBounds.of(job) == (bounds or JobBounds())),
                 None)
 
@@ -100,7 +134,8 @@ def check_job_id(job_id: int) -> int:
     return job_id
 
 
-def get_job(session: Session, job_id: int) -> Job:
+def job_row(session: Session, job_id: int) -> Job:
+    """A job's row, for core and the workers to change; ``NotFoundError`` for an unknown job."""
     job = session.get(Job, check_job_id(job_id))
     if job is None:
         latest = session.scalar(select(func.max(Job.id)))
@@ -108,10 +143,21 @@ def get_job(session: Session, job_id: int) -> Job:
     return job
 
 
-def next_batch_seq(session: Session, *, job_id: int) -> int:
-    """The sequence number for a job's next batch (continues after a resumed or re-run enqueue)."""
-    last = session.scalar(select(func.max(JobBatch.seq)).where(JobBatch.job_id == job_id))
-    return 0 if last is None else int(last) + 1
+def get_job(session: Session, job_id: int) -> JobInfo:
+    """A job as it is now; ``NotFoundError`` for an unknown job."""
+    return JobInfo.of(job_row(session, job_id))
+
+
+def find_job(session: Session, job_id: int) -> JobInfo | None:
+    """A job, or None where there is none with that id."""
+    job = session.get(Job, job_id) if 1 <= job_id <= MAX_JOB_ID else None
+    return JobInfo.of(job) if job is not None else None
+
+
+def latest_job_id(session: Session, *, kind: JobKind) -> int | None:
+    """The newest job of ``kind``, if there is one."""
+    latest = session.scalar(select(Job.id).where(Job.kind == kind).order_by(Job.id.desc()).limit(1))
+    return None if latest is None else int(latest)
 
 
 def record_batches_enqueued(session: Session, *, job_id: int, batches: Sequence[tuple[int, int]],
@@ -129,55 +175,6 @@ def record_batches_enqueued(session: Session, *, job_id: int, batches: Sequence[
         index_elements=["job_id", "seq"]))
 
 
-def record_progress(session: Session, *, job_id: int, batches: Sequence[tuple[int, int]], resume_after: Any,
-                    seq_reserved: int, seq_recorded: int, skipped: int, retries: bool = False) -> None:
-    """The producer's bookkeeping in one transaction: published ``(seq, tiles)`` batches (``retries``: batches of
-    retried failures), the walk position up to which everything is recorded, the batch numbers handed out and
-    recorded, and the running totals."""
-    record_batches_enqueued(session, job_id=job_id, batches=batches, retries=retries)
-    job = get_job(session, job_id)
-    job.total_tiles, job.total_batches = batch_totals(session, job_id=job_id)
-    job.skipped_tiles = skipped
-    job.resume_after = None if resume_after is None else list(resume_after)
-    job.seq_reserved, job.seq_recorded = seq_reserved, seq_recorded
-
-
-def batch_totals(session: Session, *, job_id: int) -> tuple[int, int]:
-    """``(tiles, batches)`` over every batch row of a job, including rows workers wrote for unrecorded batches,
-    but not batches that ``supersede_unfinished_batches`` replaced; a retried tile counts once."""
-    tiles, batches = session.execute(
-        select(func.coalesce(func.sum(JobBatch.tiles - JobBatch.retried), 0), func.count()).where(
-            JobBatch.job_id == job_id, JobBatch.state != BatchState.CANCELLED)
-    ).one()
-    return int(tiles), int(batches)
-
-
-def supersede_unfinished_batches(session: Session, *, job_id: int) -> int:
-    """Mark a job's batches that are not done as replaced (``tileclass resume`` re-enqueues their tiles).
-
-    Such a batch no longer counts towards the job's totals, and a worker that still runs it later (it was not lost
-    after all) records its results but leaves its row alone, so no tile is counted twice. Returns how many.
-    """
-    result = session.execute(update(JobBatch).where(JobBatch.job_id == job_id, JobBatch.state == BatchState.QUEUED)
-                             .values(state=BatchState.CANCELLED))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def supersede_batches(session: Session, *, job_id: int, seqs: Sequence[int]) -> None:
-    """Mark batch numbers as replaced whatever their state, creating rows for numbers never recorded.
-
-    A producer killed between publishing a batch and recording it leaves a batch in the broker that its rerun
-    publishes again under a new number; the old number is superseded so that its tiles count once.
-    """
-    if not seqs:
-        return
-    rows = [{"job_id": job_id, "seq": seq, "tiles": 0, "state": BatchState.CANCELLED, "classified": 0, "failed": 0,
-             "enqueued_at": utcnow()} for seq in sorted(seqs)]
-    stmt = upsert_insert(session, JobBatch).values(rows)
-    session.execute(stmt.on_conflict_do_update(index_elements=["job_id", "seq"],
-                                               set_={"state": BatchState.CANCELLED}))
-
-
 def record_batch_done(session: Session, *, job_id: int, seq: int, tiles: int, classified: int, failed: int,
                       empty: int = 0, uncertain: int = 0) -> None:
     """Mark a batch done with its counts (``uncertain``: of ``classified``) (an upsert: a redelivered batch
@@ -193,13 +190,43 @@ def record_batch_done(session: Session, *, job_id: int, seq: int, tiles: int, cl
     ))
 
 
-def finish_enqueue(session: Session, *, job_id: int, total_tiles: int, total_batches: int, skipped: int) -> None:
-    """The producer has enumerated the whole region: fix the totals and let completion be detected."""
-    job = get_job(session, job_id)
+def finish_enqueue(session: Session, *, job_id: int, total_tiles: int, total_batches: int, skipped: int,
+                   message: str | None = None) -> None:
+    """The producer has enumerated the whole region: fix the totals and let completion be detected. A job that is
+    no longer enqueuing (cancelled meanwhile, or finished by another producer) keeps its state."""
+    job = job_row(session, job_id)
     job.total_tiles, job.total_batches, job.skipped_tiles = total_tiles, total_batches, skipped
+    if message is not None:
+        job.message = message
     if job.state == JobState.ENQUEUING:
-        job.state = JobState.QUEUED
+        move(job, Move.PUBLISH)
     refresh_state(session, job_id=job_id)
+
+
+def begin_pass(session: Session, *, job_id: int, phase: JobPhase, message: str) -> JobInfo:
+    """Claim a settled classify job for a resume or a retry (or continue that same pass, stopped): it goes back to
+    ``enqueuing`` in ``phase`` (a resume walks the whole region again); ``IllegalTransition`` otherwise."""
+    job = job_row(session, job_id)
+    move(job, {JobPhase.RESUME: Move.RESUME, JobPhase.RETRY: Move.RETRY}[phase], message=message)
+    if phase == JobPhase.RESUME:
+        job.resume_after = None
+    return JobInfo.of(job)
+
+
+def cancel(session: Session, *, job_ids: Sequence[int]) -> list[JobInfo]:
+    """Cancel jobs (each id once, in order; every one exists, or ``NotFoundError``): a job already cancelled stays
+    so; one that has finished makes ``IllegalTransition`` naming each such job, and nothing is cancelled. Returns
+    the jobs as they were before."""
+    chosen = [job_row(session, job_id) for job_id in dict.fromkeys(job_ids)]
+    done = [job for job in chosen if job.state in (JobState.COMPLETED, JobState.FAILED)]
+    if done:
+        listed = ", ".join(f"job {job.id} is {job.state}" for job in done)
+        raise IllegalTransition(f"{listed}: only jobs that are still enqueuing, queued or running can be cancelled")
+    before = [JobInfo.of(job) for job in chosen]
+    for job in chosen:
+        if job.state != JobState.CANCELLED:
+            move(job, Move.CANCEL, message="cancelled by the user")
+    return before
 
 
 def is_cancelled(session: Session, *, job_id: int) -> bool:
@@ -207,55 +234,23 @@ def is_cancelled(session: Session, *, job_id: int) -> bool:
 
 
 def progress(session: Session, *, job_id: int) -> JobProgress:
-    return progress_of(session, chosen=[get_job(session, job_id)])[0]
-
-
-def progress_of(session: Session, *, chosen: Sequence[Job]) -> list[JobProgress]:
-    """The progress of each of ``chosen``, in their order, from one grouped query over their batches."""
-    done, counted = JobBatch.state == BatchState.DONE, JobBatch.state != BatchState.CANCELLED
-    since = utcnow() - timedelta(minutes=1)
-    rows = session.execute(
-        select(
-            JobBatch.job_id,
-            func.coalesce(func.sum(JobBatch.classified).filter(done), 0),
-            # Failures tried again by a retry batch count as pending, then as what they became (module doc).
-            func.coalesce(func.sum(JobBatch.failed).filter(done), 0)
-            - func.coalesce(func.sum(JobBatch.retried).filter(counted), 0),
-            func.coalesce(func.sum(JobBatch.empty).filter(done), 0),
-            func.count().filter(counted),
-            func.count().filter(done),
-            func.coalesce(func.sum(JobBatch.classified + JobBatch.failed + JobBatch.empty).filter(
-                done, JobBatch.finished_at >= since), 0),
-            func.coalesce(func.sum(JobBatch.tiles - JobBatch.retried).filter(counted), 0),
-            func.coalesce(func.sum(JobBatch.uncertain).filter(done), 0),
-        ).where(JobBatch.job_id.in_([job.id for job in chosen])).group_by(JobBatch.job_id)
-    ).all()
-    counts = {int(row[0]): [int(value) for value in row[1:]] for row in rows}
-    answers = []
-    for job in chosen:
-        classified, failed, empty, batches_total, batches_done, recent, enqueued, uncertain = counts.get(
-            job.id, [0] * 8)
-        # A batch a worker finished before the producer recorded it counts in its row before the job's total:
-        # the total is never less than the tiles of the batches, so the counts never exceed it.
-        total = max(job.total_tiles, enqueued)
-        answers.append(JobProgress(job.id, job.kind, job.state, total, classified, failed, batches_total,
-                                   batches_done, recent / 60.0, empty, uncertain))
-    return answers
+    return progress_of(session, chosen=[job_row(session, job_id)])[0]
 
 
 def refresh_state(session: Session, *, job_id: int) -> str:
     """Mark a queued job completed once every enumerated tile is classified, failed or empty; returns the state."""
-    job = get_job(session, job_id)
+    job = job_row(session, job_id)
     if job.state == JobState.QUEUED and job.kind == JobKind.CLASSIFY:
         current = progress(session, job_id=job_id)
         if current.classified + current.failed + current.empty >= job.total_tiles:
-            job.state, job.finished_at = JobState.COMPLETED, utcnow()
+            move(job, Move.COMPLETE)
     return job.state
 
 
 def set_state(session: Session, *, job_ids: Sequence[int], state: JobState, message: str | None = None) -> None:
-    values: dict[str, Any] = {"state": state, "updated_at": utcnow()}
-    if state in (JobState.COMPLETED, JobState.CANCELLED, JobState.FAILED):
+    """Set jobs' state as a training run moves (``core.leases``, ``worker.training``); the phase is cleared."""
+    values: dict[str, Any] = {"state": state, "phase": None, "updated_at": utcnow()}
+    if state in FINISHED:
         values["finished_at"] = utcnow()
     if message is not None:
         values["message"] = message

@@ -14,12 +14,14 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from core import jobs
+from core.job_states import JobInfo
 from core.schema import Job, JobKind, JobState, utcnow
 
 LOST = "lost"  # how status shows a running training job whose lease expired (not stored: it is a reading)
 
 
-def is_lost(job: Job, now: datetime | None = None) -> bool:
+def is_lost(job: Job | JobInfo, now: datetime | None = None) -> bool:
     """A training job marked running whose worker stopped renewing its lease."""
     if job.kind != JobKind.TRAIN or job.state != JobState.RUNNING or job.lease_expires_at is None:
         return False
@@ -49,6 +51,12 @@ def renew(session: Session, *, job_id: int, owner: str, seconds: float) -> bool:
 def release(job: Job) -> None:
     """The run ended (or is being sent again): nobody holds the job."""
     job.lease_owner, job.lease_expires_at = None, None
+
+
+def send_again(session: Session, *, job_id: int, message: str) -> None:
+    """A lost run is sent again: nobody holds its job, which waits in ``queued`` for a train worker."""
+    release(jobs.job_row(session, job_id))
+    jobs.set_state(session, job_ids=[job_id], state=JobState.QUEUED, message=message)
 
 
 def _aware(moment: datetime) -> datetime:

@@ -2,9 +2,10 @@
 
 - ``models``: registered checkpoints, keyed by the SHA-256 of the checkpoint file, with an optional unique name.
 - ``jobs``: one enqueue (or training run): its source (``core.sources``; a training run's data folder), the
-  region asked for, the model, totals, state, timestamps, and the producer's bookkeeping: ``resume_after`` (the
-  walk position up to which every tile is published and recorded) and the batch numbers ``seq_reserved`` (handed
-  out) and ``seq_recorded`` (every number below it has a ``job_batches`` row).
+  region asked for, the model, totals, state and ``phase`` (which producer pass publishes it: ``core.job_states``),
+  timestamps, and the producer's bookkeeping: ``resume_after`` (the walk position up to which every tile is
+  published and recorded) and the batch numbers ``seq_reserved`` (handed out) and ``seq_recorded`` (every number
+  below it has a ``job_batches`` row).
 - ``tile_results``: one row per (model, tile). A tile with coordinates is keyed by ``(model, z, x, y)``; a tile
   without coordinates (a plain folder of images) by ``(model, source, path)`` (``core.tiles.Tile.identity``). Two
   partial unique indexes keep both keys unique, because NULLs never conflict in a plain unique index. Each result
@@ -33,12 +34,14 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# The enums live apart from the tables (the command line names them without importing the tables).
+from core.job_states import BatchState, JobKind, JobState
 
 # The largest value an ``Integer`` column holds: int4 on PostgreSQL (SQLite would take 2**63 - 1). Ids and numbers
 # that reach such a column from outside (job ids, batch numbers) are bounded by it wherever they come in.
@@ -62,20 +65,6 @@ def _tile_keys(table: str) -> tuple[Index, Index]:
 
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, dict[str, float]: JSON}
-
-
-class JobState(enum.StrEnum):
-    ENQUEUING = "enqueuing"
-    QUEUED = "queued"
-    RUNNING = "running"  # a training job a worker is running
-    COMPLETED = "completed"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-
-
-class JobKind(enum.StrEnum):
-    CLASSIFY = "classify"
-    TRAIN = "train"
 
 
 class Model(Base):
@@ -108,7 +97,9 @@ class Job(Base):
     total_tiles: Mapped[int] = mapped_column(Integer, default=0)
     total_batches: Mapped[int] = mapped_column(Integer, default=0)
     skipped_tiles: Mapped[int] = mapped_column(Integer, default=0)
-    message: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str | None] = mapped_column(Text)  # for people: what happened last (no state is read from it)
+    # Which producer pass publishes an ``enqueuing`` classify job (``core.job_states.JobPhase``); NULL otherwise.
+    phase: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -120,12 +111,6 @@ class Job(Base):
     # TILECLASS_MIN_COVERAGE); an answer less confident than ``uncertain_below`` is flagged (NULL: none is).
     min_coverage: Mapped[float | None] = mapped_column(Float)
     uncertain_below: Mapped[float | None] = mapped_column(Float)
-
-
-class BatchState(enum.StrEnum):
-    QUEUED = "queued"
-    DONE = "done"
-    CANCELLED = "cancelled"
 
 
 class JobBatch(Base):

@@ -7,7 +7,8 @@ always starts a new job and classifies tiles again. A continued walk starts afte
 batches still waiting in the broker are not published twice; only the directory that was being walked is read
 again, and its tiles that are still unclassified may be published a second time. That costs time, never a
 duplicate row: results are upserts. The job's totals are summed from its batch rows when the walk ends, so they
-always match what the workers report. The pass itself is ``producer.pipeline`` + ``producer.publication``.
+always match what the workers report. The pass itself is ``producer.pipeline`` + ``producer.publication``, whose
+driver handles a stop, Ctrl-C and an unreachable broker (``Interrupted``, ``BrokerUnavailable``).
 """
 
 from __future__ import annotations
@@ -17,16 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from celery import Celery
-from kombu.exceptions import OperationalError
-from kombu.utils.url import maybe_sanitize_url
 
 from core import jobs
 from core.db import session_scope
-from core.errors import TileclassError
-from core.schema import Job, JobKind, JobState
+from core.job_states import JobInfo, JobKind, JobState
 from producer.pipeline import PassStats, Target, TileFilter, in_batches, walk_and_filter
 from producer.publication import Publication
-from producer.publish import Publisher
 
 
 @dataclass(frozen=True)
@@ -47,19 +44,7 @@ class EnqueueResult:
     stats: PassStats
 
 
-class BrokerUnavailable(TileclassError):
-    """The broker cannot be reached; what was published is recorded."""
-
-
-class Interrupted(Exception):
-    """The producer was interrupted; everything published so far is recorded and the job can be resumed."""
-
-    def __init__(self, job_id: int | None, stats: PassStats) -> None:
-        super().__init__(f"interrupted (job {job_id})")
-        self.job_id, self.stats = job_id, stats
-
-
-def find_resumable(request: EnqueueRequest) -> Job | None:
+def find_resumable(request: EnqueueRequest) -> JobInfo | None:
     """The newest unfinished job for exactly this request (never with ``force``)."""
     if request.force:
         return None
@@ -72,33 +57,17 @@ def find_resumable(request: EnqueueRequest) -> Job | None:
 def enqueue(request: EnqueueRequest, *, app: Celery, max_queued: int,
             on_progress: Callable[[PassStats], None] | None = None, stop: threading.Event | None = None,
             poll_interval: float | None = None) -> EnqueueResult:
-    """Walk, publish and record; raises ``Interrupted`` (after recording) on KeyboardInterrupt or ``stop``."""
+    """Walk, publish and record; raises ``Interrupted`` (after recording) on KeyboardInterrupt or ``stop``, and
+    ``BrokerUnavailable`` (after recording) when the broker cannot be reached."""
     target, stats = request.target, PassStats()
     resumable = find_resumable(request)
     if resumable is not None and resumable.state != JobState.ENQUEUING:
         return EnqueueResult(resumable.id, True, resumable.state, stats)
     publication = Publication(target, resumable, stats, create_job=lambda: _create_job(target, request.bounds))
-
-    def waiting(_count: int) -> None:
-        stats.waiting = True
-        if on_progress is not None:
-            on_progress(stats)
-
-    with app.producer_or_acquire() as producer:
-        publisher = Publisher(app, producer, max_queued=max_queued, before_wait=publication.record, stop=stop,
-                              on_wait=waiting, **({"poll_interval": poll_interval} if poll_interval else {}))
-        tiles = walk_and_filter(target, TileFilter(target, skip_classified=not request.force), stats,
-                                after=publication.after, on_progress=on_progress, stop=stop)
-        try:
-            publication.run(in_batches(tiles, target.batch_size), publisher)
-        except KeyboardInterrupt:
-            publication.record()
-            raise Interrupted(publication.job_id, stats) from None
-        except OperationalError as exc:  # kombu's "broker unreachable", after Celery's publish retries
-            publication.record()
-            hint = f"; job {publication.job_id} is resumable" if publication.job_id is not None else ""
-            raise BrokerUnavailable(f"cannot reach the broker at {maybe_sanitize_url(app.conf.broker_url)}: {exc}"
-                                    f"{hint}") from None
+    tiles = walk_and_filter(target, TileFilter(target, skip_classified=not request.force), stats,
+                            after=publication.after, on_progress=on_progress, stop=stop)
+    publication.run(in_batches(tiles, target.batch_size), app=app, max_queued=max_queued, stop=stop,
+                    on_progress=on_progress, poll_interval=poll_interval)
     state = publication.finish()
     return EnqueueResult(publication.job_id, resumable is not None, state, stats)
 

@@ -5,7 +5,7 @@ One pass is a generator pipeline, so memory stays flat however big the region:
 
 1. walk: the source lists the region's tiles in chunks of one directory (``core.sources``), from a resume
    position on when a rerun continues a job;
-2. filter: tiles that already have a result for the model are dropped (``producer.classified``), and on a resume
+2. filter: tiles that already have a result for the model are dropped (``core.queries.classified``), and on a resume
    also those this job recorded as failed (they were tried, with bounded attempts);
 3. batch: the kept tiles go into batches of at most ``batch_size`` tiles of one zoom. Between batches come
    ``DirectoryDone`` marks, which say how many tiles had been kept when a directory ended: once that many are
@@ -22,15 +22,13 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import select
-
 from core.db import get_engine, session_scope
+from core.queries.classified import ClassifiedFilter
+from core.queries.failures import failed_identities
 from core.region import Region
-from core.schema import FailedTile
 from core.sources import TileSource
+from core.sources.base import Chunk, Key, WalkReport
 from core.tiles import Tile
-from core.walk import Chunk, Key, WalkReport
-from producer.classified import ClassifiedFilter
 
 DEFAULT_BATCH_SIZE = 1024  # bench/enqueue.py: fewer, larger messages are what lets one producer pass 200k tiles/s
 PROGRESS_INTERVAL = 0.1
@@ -101,10 +99,8 @@ class TileFilter:
 def _failed_by(target: Target, job_id: int) -> frozenset[tuple[Any, ...]]:
     """The identities of the tiles ``job_id`` recorded as failed for its model."""
     with session_scope(read_only=True) as session:
-        rows = session.execute(select(FailedTile.z, FailedTile.x, FailedTile.y, FailedTile.path).where(
-            FailedTile.model_hash == target.model_hash, FailedTile.job_id == job_id,
-            FailedTile.root_name == target.source.name))
-        return frozenset(Tile(*row).identity() for row in rows)
+        return failed_identities(session, job_id=job_id, model_hash=target.model_hash,
+                                 source_name=target.source.name)
 
 
 def walk_and_filter(target: Target, tile_filter: TileFilter, stats: PassStats, *, after: Key | None = None,

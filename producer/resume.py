@@ -4,35 +4,36 @@ The results database, not the broker, is the source of truth. Redis keeps its qu
 its append-only file (or flushed), it forgets every batch that was waiting, and the embedded filesystem broker
 loses the batch a killed worker was holding. ``resume_job`` walks the job's recorded source and region again,
 drops the tiles that have a result for the job's model and those this job already recorded as failed, and
-publishes the rest as new batches of the same job, through the same pass as ``enqueue``.
+publishes the rest as new batches of the same job, through the same pass as ``enqueue`` (with its stop and error
+handling: ``producer.publication``).
 
 Accounting. First, in one transaction, the job's batches that are not done are marked superseded and the job goes
-back to ``enqueuing`` (its note says a resume is running, so that an interrupted resume can be run again): a
+back to ``enqueuing`` in phase ``resume`` (``core.jobs``), so that a resume that was stopped can be run again: a
 superseded batch no longer counts, and if its message was not lost after all, the worker that runs it records
 its tiles' results but leaves the batch's row alone. Batch numbers are reserved and recorded as ``enqueue`` does
-them (``producer.publication``), so a resume killed at any point leaves no batch the job does not know about.
+them (``producer.publication``), so a resume stopped at any point leaves no batch the job does not know about.
 At the end the totals are summed again and the job is queued, or completed when nothing was missing.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from celery import Celery
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import jobs
+from core import job_passes, jobs
 from core.db import session_scope
-from core.errors import TileclassError, TileRootError
+from core.errors import TileclassError
+from core.job_states import JobInfo, JobKind, JobPhase, JobState
+from core.models.lookups import is_registered
 from core.region import Region
-from core.schema import Job, JobBatch, JobKind, JobState, Model
 from core.sources import source_from_record
+from core.sources.base import SourceError
 from producer.pipeline import DEFAULT_BATCH_SIZE, PassStats, Target, TileFilter, in_batches, walk_and_filter
 from producer.publication import Publication
-from producer.publish import Publisher
-from producer.retry import RETRYING_NOTE
 
 RESUMING_NOTE = "resume in progress"
 RESUMABLE = (JobState.QUEUED, JobState.COMPLETED)
@@ -56,30 +57,31 @@ def resume_target(session: Session, *, job_id: int, batch_size: int | None = Non
     job = jobs.get_job(session, job_id)
     _check_resumable(job)
     assert job.model_hash is not None
-    if session.get(Model, job.model_hash) is None:
+    if not is_registered(session, model_hash=job.model_hash):
         raise CannotResume(f"job {job_id}'s model {job.model_hash[:12]} is no longer registered")
-    largest = session.scalar(select(func.max(JobBatch.tiles)).where(JobBatch.job_id == job_id))
+    largest = job_passes.largest_batch(session, job_id=job_id)
     source = source_from_record(job.source)
     try:
         source.check_readable()
-    except TileRootError as exc:
-        raise TileRootError(f"job {job_id}'s {exc}") from None
+    except SourceError as exc:
+        raise SourceError(f"job {job_id}'s {exc}") from None
     try:
         region = Region.from_record(job.region)
     except TileclassError as exc:
         raise CannotResume(str(exc)) from None
-    return Target(source, region, job.model_hash, batch_size or int(largest or DEFAULT_BATCH_SIZE))
+    return Target(source, region, job.model_hash, batch_size or largest or DEFAULT_BATCH_SIZE)
 
 
-def _check_resumable(job: Job) -> None:
+def _check_resumable(job: JobInfo) -> None:
+    """``CannotResume`` saying what to do instead where ``core.jobs.TRANSITIONS`` has no resume for the job."""
     if job.kind != JobKind.CLASSIFY:
         raise CannotResume(f"job {job.id} is a {job.kind} job: only classify jobs can be resumed")
     if job.model_hash is None or not job.source:
         raise CannotResume(f"job {job.id} records no model or no tile source: enqueue it again instead")
-    if job.state == JobState.ENQUEUING and job.message == RETRYING_NOTE:
+    if job.state == JobState.ENQUEUING and job.phase == JobPhase.RETRY:
         raise CannotResume(f"job {job.id}'s failed tiles are being retried (or that retry was stopped): run "
                            f"'tileclass retry {job.id}' again to finish it, then resume it if tiles are missing")
-    if job.state == JobState.ENQUEUING and job.message != RESUMING_NOTE:
+    if job.state == JobState.ENQUEUING and job.phase != JobPhase.RESUME:
         raise CannotResume(f"job {job.id} is still being enqueued (or its producer was stopped): run the same "
                            "'tileclass enqueue' command again to continue it, then resume it if tiles are missing")
     if job.state not in (*RESUMABLE, JobState.ENQUEUING):
@@ -87,20 +89,20 @@ def _check_resumable(job: Job) -> None:
 
 
 def resume_job(job_id: int, target: Target, *, app: Celery, max_queued: int,
-               on_progress: Callable[[PassStats], None] | None = None) -> ResumeOutcome:
-    """Supersede the job's unfinished batches and publish its missing tiles."""
+               on_progress: Callable[[PassStats], None] | None = None,
+               stop: threading.Event | None = None) -> ResumeOutcome:
+    """Supersede the job's unfinished batches and publish its missing tiles; raises ``Interrupted`` or
+    ``BrokerUnavailable`` (after recording) as ``enqueue`` does."""
     with session_scope() as session:
-        job = jobs.get_job(session, job_id)
-        _check_resumable(job)  # again, inside the transaction that claims the job
-        superseded = jobs.supersede_unfinished_batches(session, job_id=job_id)
-        job.state, job.message, job.finished_at = JobState.ENQUEUING, RESUMING_NOTE, None
-        job.resume_after = None  # the whole region is walked again
+        _check_resumable(jobs.get_job(session, job_id))  # again, inside the transaction that claims the job
+        superseded = job_passes.supersede_unfinished_batches(session, job_id=job_id)
+        job = jobs.begin_pass(session, job_id=job_id, phase=JobPhase.RESUME, message=RESUMING_NOTE)
     stats = PassStats()
     publication = Publication(target, job, stats, adds_skipped=False)
-    with app.producer_or_acquire() as producer:
-        publisher = Publisher(app, producer, max_queued=max_queued, before_wait=publication.record)
-        tiles = walk_and_filter(target, TileFilter(target, failed_of_job=job_id), stats, on_progress=on_progress)
-        publication.run(in_batches(tiles, target.batch_size), publisher)
+    tiles = walk_and_filter(target, TileFilter(target, failed_of_job=job_id), stats, on_progress=on_progress,
+                            stop=stop)
+    publication.run(in_batches(tiles, target.batch_size), app=app, max_queued=max_queued, stop=stop,
+                    on_progress=on_progress)
     state = publication.finish(message=f"resumed: {stats.enqueued} missing tile(s) enqueued again")
     assert state is not None
     return ResumeOutcome(stats, superseded, state)

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from core.choices import IMAGE_FORMATS
 from core.errors import TileRootError
+from core.jobs import find_job
 from core.queries import MapCell
-from core.schema import Job
 from core.settings import Settings
 from core.sources import FolderSource, TileAbsent, TileReader, TileUnreadable, source_from_record
 from core.tiles import Tile
@@ -37,7 +37,7 @@ class TileImages:
         """How to open a cell's tile image: a file below its folder, or bytes read from its archive."""
         key = (cell.root_name, cell.job_id)
         if key not in self.sources:
-            job = self.session.get(Job, cell.job_id) if cell.job_id is not None else None
+            job = find_job(self.session, cell.job_id) if cell.job_id is not None else None
             record = job.source if job is not None and job.source.get("name") == cell.root_name else {
                 "kind": "folder", "name": cell.root_name, "path": None, "layout": "plain"}
             found: Callable[[Tile], BinaryIO | Path] | None = None

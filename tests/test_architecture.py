@@ -45,6 +45,14 @@ def test_the_import_contracts_hold() -> None:
     assert "0 broken" in result.stdout and "KEPT" in result.stdout
 
 
+def test_the_command_line_asks_core_and_never_imports_the_tables() -> None:
+    """No producer module imports ``core.schema``, TYPE_CHECKING blocks included (grimp, like import-linter's
+    contract in pyproject.toml, counts them): core's functions hand the CLI read shapes."""
+    graph = grimp.build_graph(*PACKAGES)
+    importers = graph.find_modules_that_directly_import("core.schema")
+    assert sorted(name for name in importers if name.split(".")[0] == "producer") == []
+
+
 def test_no_module_imports_itself_through_a_circle() -> None:
     graph = grimp.build_graph(*PACKAGES)
     circles = []

@@ -32,9 +32,9 @@ from redis.exceptions import RedisError
 from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from core import jobs
 from core.broker import broker_depths, connect
 from core.db import session_scope
+from core.job_progress import progress_of
 from core.schema import Job, JobState, utcnow
 from core.settings import Settings, get_settings
 
@@ -89,7 +89,7 @@ class FleetCollector(Collector):
                 since = utcnow() - timedelta(minutes=RECENT_MINUTES)
                 chosen = list(session.scalars(select(Job).where(
                     or_(Job.state.in_(UNFINISHED), Job.finished_at >= since)).order_by(Job.id.desc()).limit(MAX_JOBS)))
-                progress = jobs.progress_of(session, chosen=chosen)
+                progress = progress_of(session, chosen=chosen)
         except SQLAlchemyError as exc:
             log.warning("metrics: cannot read the results database: %s", str(exc).splitlines()[0][:200])
             return None

@@ -16,10 +16,7 @@ from typing import Any
 
 import typer
 
-from core.errors import TileclassError
 from producer.commands.options import Json
-
-FINISHED = ("completed", "failed")
 
 
 def cancel(
@@ -28,22 +25,16 @@ def cancel(
 ) -> None:
     """Cancel jobs: their pending batches are dropped by the workers, a running batch finishes."""
     from core import jobs, leases
-    from core.schema import JobKind, JobState
+    from core.job_states import JobKind, JobState
     from producer.session import open_session
 
     rows: list[dict[str, Any]] = []
     with open_session() as session:
-        chosen = [jobs.get_job(session, job_id) for job_id in dict.fromkeys(job_ids)]  # every id exists, or none
-        done = [job for job in chosen if job.state in FINISHED]
-        if done:
-            listed = ", ".join(f"job {job.id} is {job.state}" for job in done)
-            raise TileclassError(f"{listed}: only jobs that are still enqueuing, queued or running can be cancelled")
+        chosen = jobs.cancel(session, job_ids=job_ids)  # as they were: every id exists, none has finished
         fresh = [job.id for job in chosen if job.state != JobState.CANCELLED]
         # How each training job stood before the cancel: queued, running, or lost (its worker died).
         runs = {job.id: "lost" if leases.is_lost(job) else str(job.state) for job in chosen
                 if job.kind == JobKind.TRAIN and job.id in fresh}
-        if fresh:
-            jobs.set_state(session, job_ids=fresh, state=JobState.CANCELLED, message="cancelled by the user")
         for job in chosen:
             if job.kind == JobKind.TRAIN:
                 rows.append(_training_row(job.id, was_cancelled=job.id not in fresh, run=runs.get(job.id)))

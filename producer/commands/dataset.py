@@ -22,7 +22,7 @@ from producer.commands.options import Json
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from core.schema import Job
+    from core.job_states import JobInfo
     from producer.dataset import ExportCounts
 
 app = typer.Typer(help="Training data from the results: export a job's tiles as an ImageFolder for 'tileclass "
@@ -88,9 +88,9 @@ def export(
     _print(summary, counts, out, as_json)
 
 
-def _classify_job(session: Session, job_id: int) -> Job:
+def _classify_job(session: Session, job_id: int) -> JobInfo:
+    from core.job_states import JobKind
     from core.jobs import get_job
-    from core.schema import JobKind
 
     record = get_job(session, job_id)
     if record.kind != JobKind.CLASSIFY or not record.source:
@@ -108,7 +108,7 @@ def _reasons(counts: ExportCounts) -> str:
     return ", ".join(f"{reason}: {n:,}" for reason, n in counts.left_out.most_common(3))
 
 
-def _summary(record: Job, counts: ExportCounts, *, min_confidence: float, per_class: int | None) -> dict[str, Any]:
+def _summary(record: JobInfo, counts: ExportCounts, *, min_confidence: float, per_class: int | None) -> dict[str, Any]:
     """What ``dataset.json`` records (and ``--json`` prints): where the images came from and how many."""
     return {"format": "tileclass-dataset", "version": 1, "job": record.id, "model": record.model_hash,
             "source": dict(record.source),

@@ -4,7 +4,8 @@ For a training job shown as ``lost`` (its worker died mid-run, so its lease expi
 
 Use it when Redis was restarted without its data (or flushed), or when a worker on the embedded broker was killed:
 the job's batches that are not done are replaced by new batches holding exactly its tiles that have neither a
-result nor a failure recorded by the job. Prints how many tiles it enqueued (``--json``: one JSON object).
+result nor a failure recorded by the job. Prints how many tiles it enqueued (``--json``: one JSON object). Ctrl-C
+stops it as it stops ``enqueue`` (exit code 130): what was published is recorded, and the same command continues.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from core.progress import walk_progress
+from producer.commands.interrupts import stoppable
 from producer.commands.options import Json, MaxQueued, check_batching
 from producer.commands.printing import warn_left_out
 
@@ -34,8 +36,8 @@ def resume(
     """Enqueue again every tile of JOB that has no result and did not fail (after the broker lost messages), or
     send a lost training job again."""
     from core.celery_app import connected_app
+    from core.job_states import JobKind
     from core.jobs import get_job
-    from core.schema import JobKind
     from core.settings import get_settings
     from producer.resume import resume_job, resume_target
     from producer.session import open_session
@@ -47,8 +49,8 @@ def resume(
     if target is None:
         _resend_training(job, as_json)
         return
-    with walk_progress(not as_json, _describe) as show:
-        outcome = resume_job(job, target, app=connected_app(), max_queued=bound, on_progress=show)
+    with stoppable() as stop, walk_progress(not as_json, _describe) as show:
+        outcome = resume_job(job, target, app=connected_app(), max_queued=bound, on_progress=show, stop=stop)
     stats = outcome.stats
     if as_json:
         typer.echo(json.dumps({
@@ -65,7 +67,7 @@ def resume(
 
 def _resend_training(job: int, as_json: bool) -> None:
     from core.celery_app import connected_app
-    from producer.retrain import resend_training
+    from producer.train_queue import resend_training
 
     sent = resend_training(job, app=connected_app())
     typer.echo(json.dumps(sent) if as_json else f"training job {job}: its lost run was sent again; state queued")

@@ -3,7 +3,8 @@
 The tiles go out as new batches of the same job; the job is queued again until they finish. A tile that then
 succeeds leaves the failure list and counts as classified in ``tileclass status``; one that fails again stays
 failed, with one more attempt. ``--reason TEXT`` retries only the failures whose reason contains TEXT (see them
-with ``tileclass failures JOB``). A job without failures to retry says so and exits 0.
+with ``tileclass failures JOB``). A job without failures to retry says so and exits 0. Ctrl-C stops it as it stops
+``enqueue`` (exit code 130): what was published is recorded, and the same command continues.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from core.progress import walk_progress
+from producer.commands.interrupts import stoppable
 from producer.commands.options import Json, MaxQueued, check_batching
 
 if TYPE_CHECKING:
@@ -47,8 +49,8 @@ def retry(
     if plan.matching == 0:
         _nothing(plan, as_json)
         return
-    with walk_progress(not as_json, _describe(plan)) as show:
-        outcome = retry_failures(plan, app=connected_app(), max_queued=bound, on_progress=show)
+    with stoppable() as stop, walk_progress(not as_json, _describe(plan)) as show:
+        outcome = retry_failures(plan, app=connected_app(), max_queued=bound, on_progress=show, stop=stop)
     stats = outcome.stats
     if as_json:
         typer.echo(json.dumps({"job_id": job, "state": outcome.state, "reason": plan.reason,

@@ -18,14 +18,13 @@ if TYPE_CHECKING:
 
 
 def _latest_classify_job(session: Session) -> int:
-    from sqlalchemy import select
+    from core.job_states import JobKind
+    from core.jobs import latest_job_id
 
-    from core.schema import Job, JobKind
-
-    latest = session.scalar(select(Job.id).where(Job.kind == JobKind.CLASSIFY).order_by(Job.id.desc()).limit(1))
+    latest = latest_job_id(session, kind=JobKind.CLASSIFY)
     if latest is None:
         raise NotFoundError("there are no classify jobs yet: name a region with --bbox W,S,E,N --zoom Z")
-    return int(latest)
+    return latest
 
 
 def _text(summary: Summary) -> list[str]:

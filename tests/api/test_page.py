@@ -157,7 +157,7 @@ def test_live_progress_class_filter_and_a_drawn_rectangles_downloads(browser: An
     from selenium.webdriver.common.by import By
 
     from core.db import session_scope
-    from core.jobs import create_job, record_batch_done, record_batches_enqueued
+    from core.jobs import create_job, job_row, record_batch_done, record_batches_enqueued
     from core.results import record_results
     from core.schema import JobState
     from tests.factories import folder_source, scored
@@ -167,7 +167,9 @@ def test_live_progress_class_filter_and_a_drawn_rectangles_downloads(browser: An
         job = create_job(session, model_hash=sqlite_region.model_hash, source=folder_source(sqlite_region.root,
                                                                                            name="city"),
                          region={"zooms": [ZOOM], "bbox": sqlite_region.bbox.as_list(), "geojson": None})
-        job.state, job.total_tiles, running = JobState.QUEUED, 4, job.id
+        running = job.id
+        row = job_row(session, running)
+        row.state, row.total_tiles = JobState.QUEUED, 4
         record_batches_enqueued(session, job_id=running, batches=[(0, 4)])
     browser.get(f"{server.url}/?job={running}")
     wait_until(browser, f"document.getElementById('job-picker').value === '{running}'")

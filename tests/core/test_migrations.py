@@ -152,3 +152,39 @@ def test_0007_keeps_results_and_jobs_with_unmeasured_coverage_nothing_uncertain_
     assert _rows(url, "SELECT id, state FROM jobs") == [(1, "completed")]
     upgrade(url)  # and up again: the columns come back empty
     assert _rows(url, "SELECT coverage, uncertain FROM tile_results ORDER BY path") == [(None, False), (None, False)]
+
+
+def _seed_0007(url: str) -> None:
+    """A 0007 database whose jobs stand as the producer left them: enqueuing ones being enqueued, retried (its note
+    in the message) and resumed, a queued one with a stale resume note, a finished one, and training jobs."""
+    upgrade(url, "0007")
+    jobs = [(1, "classify", "enqueuing", None), (2, "classify", "enqueuing", "retry in progress"),
+            (3, "classify", "enqueuing", "resume in progress"), (4, "classify", "queued", "resume in progress"),
+            (5, "classify", "completed", "resumed: 3 missing tile(s) enqueued again"),
+            (6, "train", "enqueuing", None), (7, "train", "running", "training")]
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for job_id, kind, state, message in jobs:
+            conn.execute(text("INSERT INTO jobs (id, kind, state, source, region, message, seq_reserved, "
+                              "seq_recorded, total_tiles, total_batches, skipped_tiles, created_at, updated_at) "
+                              "VALUES (:id, :kind, :state, '{}', '{}', :message, 0, 0, 0, 0, 0, :now, :now)"),
+                         {"id": job_id, "kind": kind, "state": state, "message": message, "now": NOW})
+    engine.dispose()
+
+
+def test_0008_reads_each_jobs_phase_from_its_note_and_downgrades(empty_database: str) -> None:
+    url = empty_database
+    _seed_0007(url)
+    upgrade(url)
+    # The note drove the state machine only while a job was enqueuing: that is where it becomes the phase.
+    assert _rows(url, "SELECT id, state, phase FROM jobs ORDER BY id") == [
+        (1, "enqueuing", "enqueue"), (2, "enqueuing", "retry"), (3, "enqueuing", "resume"), (4, "queued", None),
+        (5, "completed", None), (6, "enqueuing", None), (7, "running", None)]
+    assert _rows(url, "SELECT message FROM jobs WHERE id IN (2, 3) ORDER BY id") == [
+        ("retry in progress",), ("resume in progress",)]  # messages are kept for people
+
+    command.downgrade(alembic_config(url), "0007")
+    assert _rows(url, "SELECT id, state, message FROM jobs WHERE id <= 3 ORDER BY id") == [
+        (1, "enqueuing", None), (2, "enqueuing", "retry in progress"), (3, "enqueuing", "resume in progress")]
+    upgrade(url)  # and up again: the phases are read from the notes again
+    assert _rows(url, "SELECT phase FROM jobs WHERE id <= 3 ORDER BY id") == [("enqueue",), ("retry",), ("resume",)]

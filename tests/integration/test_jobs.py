@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core import jobs
+from core import job_passes, jobs
 from core.db import session_scope
 from core.schema import JobState
 from tests.factories import folder_source
@@ -17,7 +17,7 @@ def test_redelivered_batches_count_once_and_the_job_completes(database_url: str)
         job_id = jobs.create_job(session, source=folder_source("/r", name="r")).id
         for seq in range(3):
             jobs.record_batches_enqueued(session, job_id=job_id, batches=[(seq, 10)])
-        assert jobs.next_batch_seq(session, job_id=job_id) == 3
+        assert job_passes.next_batch_seq(session, job_id=job_id) == 3
     with session_scope(database_url) as session:
         for seq in (0, 1, 1):  # batch 1 delivered twice
             jobs.record_batch_done(session, job_id=job_id, seq=seq, tiles=10, classified=9, failed=1)
@@ -53,8 +53,8 @@ def test_superseded_batch_numbers_never_count_even_when_their_batch_arrives(data
         # Batch 1 reached the broker unrecorded and a worker finished it before the producer's rerun ...
         jobs.record_batch_done(session, job_id=job_id, seq=1, tiles=10, classified=10, failed=0)
         # ... the rerun supersedes numbers 1..3 (published again as new batches); batch 2 arrives only later.
-        jobs.supersede_batches(session, job_id=job_id, seqs=range(1, 4))
+        job_passes.supersede_batches(session, job_id=job_id, seqs=range(1, 4))
         jobs.record_batch_done(session, job_id=job_id, seq=2, tiles=10, classified=10, failed=0)
         jobs.record_batch_done(session, job_id=job_id, seq=0, tiles=10, classified=10, failed=0)
-        assert jobs.batch_totals(session, job_id=job_id) == (10, 1)
+        assert job_passes.batch_totals(session, job_id=job_id) == (10, 1)
         assert jobs.progress(session, job_id=job_id).classified == 10

@@ -37,7 +37,7 @@ def test_old_and_new_workers_and_messages_meet_without_a_wrong_result(
     rows = tile_tree(world.root, 8)
     new_format = world.send_job([rows])  # format 2, as this version's producer sends it
     with session_scope() as session:
-        jobs.get_job(session, new_format).model_hash = world.model_hash
+        jobs.job_row(session, new_format).model_hash = world.model_hash
     old_log = tmp_path / "old-worker.log"
     with running(start_celery(world.env, cwd=tmp_path, name="old", log=old_log,
                               app="tests.integration.format1_worker")) as old:

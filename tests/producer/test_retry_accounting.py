@@ -13,6 +13,7 @@ import pytest
 
 from core import jobs
 from core.db import session_scope
+from core.job_states import JobPhase
 from core.messages import ClassifyBatch
 from core.results import Classified, Failure
 from core.schema import BatchState, JobBatch, JobState
@@ -38,7 +39,7 @@ def failed_job(world: Deployment, tmp_path: Path) -> int:
     with session_scope() as session:
         job = jobs.create_job(session, model_hash=world.model, source=folder_source(tmp_path, name="tiles")).id
         jobs.record_batches_enqueued(session, job_id=job, batches=[(0, 3), (1, 3)])
-        record = jobs.get_job(session, job)
+        record = jobs.job_row(session, job)
         record.seq_reserved = record.seq_recorded = 2
     for seq, tiles, failing in ((0, TILES[:3], 0), (1, TILES[3:], 2)):
         batch = ClassifyBatch(job, seq, world.model, "tiles", tiles)
@@ -78,9 +79,9 @@ def test_an_interrupted_retry_is_run_again_without_counting_twice(world: Deploym
     job = failed_job(world, tmp_path)
     with session_scope() as session:  # a retry killed after recording (and maybe publishing) its batch
         jobs.record_batches_enqueued(session, job_id=job, batches=[(2, 2)], retries=True)
-        record = jobs.get_job(session, job)
-        record.state, record.message, record.seq_reserved, record.seq_recorded = (
-            JobState.ENQUEUING, RETRYING_NOTE, 3, 3)
+        record = jobs.job_row(session, job)
+        record.state, record.phase, record.message, record.seq_reserved, record.seq_recorded = (
+            JobState.ENQUEUING, JobPhase.RETRY, RETRYING_NOTE, 3, 3)
     assert counts(job)[1:] == (6, 4, 0, 2)
     resumed = cli("resume", str(job))
     assert resumed.exit_code == 2 and f"run 'tileclass retry {job}' again to finish it" in resumed.output
@@ -118,7 +119,7 @@ def test_a_retry_batch_is_recorded_with_its_count_before_a_worker_can_finish_it(
     from producer.pipeline import PassStats
 
     publication = Publication(plan.target, record, PassStats(), adds_skipped=False, retries=True)
-    publication.run([TILES[4:]], Recorder())  # type: ignore[arg-type]
+    publication.send_all([TILES[4:]], Recorder())  # type: ignore[arg-type]
     publication.finish()
     assert seen == [(BatchState.QUEUED, 2)]
     assert counts(job) == ("completed", 6, 6, 0, 0)

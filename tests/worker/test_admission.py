@@ -36,7 +36,7 @@ def enqueued(world: World, rows: list[Tile], batch_sizes: list[int], *, finished
     with session_scope() as session:
         source = {"kind": "folder", "name": "tiles", "path": str(world.root), "layout": "xyz:{z}/{x}/{y}.{ext}"}
         job = jobs.create_job(session, source=source, model_hash=world.model_hash, region=region_of(rows))
-        job.seq_reserved = 256
+        jobs.job_row(session, job.id).seq_reserved = 256
         if finished:
             jobs.record_batches_enqueued(session, job_id=job.id, batches=list(enumerate(batch_sizes)))
             jobs.finish_enqueue(session, job_id=job.id, total_tiles=sum(batch_sizes),

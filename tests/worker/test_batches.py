@@ -112,7 +112,7 @@ def test_an_unknown_root_is_a_host_error_that_fails_no_tile(world: World) -> Non
     batch = world.job(tile_tree(world.root, 2))
     batch = ClassifyBatch(batch.job_id, 0, batch.model_hash, "elsewhere", batch.tiles)
     with session_scope() as session:
-        jobs.get_job(session, batch.job_id).source = {"kind": "folder", "name": "elsewhere", "path": None,
+        jobs.job_row(session, batch.job_id).source = {"kind": "folder", "name": "elsewhere", "path": None,
                                                       "layout": "plain"}
     with pytest.raises(HostError, match=r"^unknown tile source 'elsewhere': set TILECLASS_TILE_ROOTS or "
                        r"TILECLASS_SOURCES \(known: none configured\)$") as caught:

@@ -1,4 +1,5 @@
-"""Drop walked tiles that already have a result for the model, with a few indexed queries, never one per tile.
+"""Which walked tiles have no result yet for the model (a publishing pass drops the others), with a few indexed
+queries, never one per tile.
 
 "A result" is a row in ``tile_results`` or in ``empty_tiles`` (a tile found empty was tried, like a classified one;
 ``--force`` tries it again). Each query below runs on both tables.
@@ -23,8 +24,8 @@ from sqlalchemy import Engine, select, tuple_
 
 from core.region import Region
 from core.schema import EmptyTile, TileResult
+from core.sources.base import Chunk
 from core.tiles import Tile
-from core.walk import Chunk
 
 TABLES = (TileResult, EmptyTile)
 LOOKUP_ROWS = 300  # tuples per IN (…): well under SQLite's and PostgreSQL's parameter limits
