@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from api.schemas import Basemap, JobLayers, Summary
 from core.bbox import BBox, TileRange
 from core.errors import TileError
 from core.jobs import get_job
@@ -18,26 +19,25 @@ from core.queries import Selection, extents, select_results, summarize
 from core.region import Region
 
 
-def job_layers(session: Session, *, job_id: int, base_url: str) -> dict[str, Any]:
-    """The page's description of job ``job_id`` (``base_url``: where this server is reached, ending in ``/``)."""
+def job_layers(session: Session, *, job_id: int, base_url: str, basemap: dict[str, str] | None) -> JobLayers:
+    """The page's description of job ``job_id`` (``base_url``: where this server is reached, ending in ``/``;
+    ``basemap``: the background layer, ``ServeConfig.basemap()``)."""
     job = get_job(session, job_id)
     selection = select_results(session, job_id=job_id)
     model = selection.model
-    summary = summarize(session, selection=selection).as_dict()
+    summary = Summary.model_validate(summarize(session, selection=selection).as_dict())
     zoom, bounds = _zoom_and_bounds(session, selection, _recorded_region(job.region))
-    layers: dict[str, Any] = {
-        "job": job_id, "kind": job.kind, "source": job.source.get("name"), "zoom": zoom,
-        "bounds": bounds.as_list() if bounds is not None else None,
-        "model": model.hash if model is not None else None,
-        "classes": summary["classes"],  # in the model's order, each with its count and map colour
-        "classified": summary["classified"], "failed": summary["failed"]["count"], "empty": summary["empty"]["count"],
-        "imagery": f"{base_url}imagery/{job_id}/{{z}}/{{x}}/{{y}}",
-        "overlay": None, "tilejson": None,
-    }
+    overlay = tilejson = None
     if model is not None and zoom is not None:
-        layers["overlay"] = f"{base_url}overlay/{model.hash}/{{z}}/{{x}}/{{y}}.png?zoom={zoom}"
-        layers["tilejson"] = f"{base_url}overlay/{model.hash}/tilejson.json?zoom={zoom}"
-    return layers
+        overlay = f"{base_url}overlay/{model.hash}/{{z}}/{{x}}/{{y}}.png?zoom={zoom}"
+        tilejson = f"{base_url}overlay/{model.hash}/tilejson.json?zoom={zoom}"
+    return JobLayers(job=job_id, kind=job.kind, source=job.source.get("name"), zoom=zoom,
+                     bounds=bounds.as_list() if bounds is not None else None,
+                     model=model.hash if model is not None else None,
+                     classes=summary.classes,  # in the model's order, each with its count and map colour
+                     classified=summary.classified, failed=summary.failed.count, empty=summary.empty.count,
+                     imagery=f"{base_url}imagery/{job_id}/{{z}}/{{x}}/{{y}}", overlay=overlay, tilejson=tilejson,
+                     basemap=Basemap.model_validate(basemap) if basemap is not None else None)
 
 
 def _zoom_and_bounds(session: Session, selection: Selection, region: Region | None) -> tuple[int | None,

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import ConfigDep, SessionDep
 from api.job_layers import job_layers
+from api.schemas import JobLayers, JobStatus, TileFailure
 from api.streams import streamed
 from core.export import failure_csv_chunks, json_array_chunks
 from core.job_status import job_documents
@@ -18,7 +19,7 @@ from core.queries.failures import iter_job_failures
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
 
-@router.get("")
+@router.get("", response_model=list[JobStatus])
 def list_jobs(session: SessionDep,
               limit: Annotated[int, Query(ge=1, le=1000, description="How many of the newest jobs.")] = 20,
               ) -> list[dict[str, Any]]:
@@ -26,13 +27,14 @@ def list_jobs(session: SessionDep,
     return job_documents(session, limit=limit)
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", response_model=JobStatus)
 def get_job(job_id: int, session: SessionDep) -> dict[str, Any]:
     """One job's progress, as ``tileclass status JOB --json`` prints it."""
     return job_documents(session, job_id=job_id)[0]
 
 
-@router.get("/{job_id}/failures", response_model=None)
+@router.get("/{job_id}/failures", response_model=None,
+            responses={200: {"model": list[TileFailure], "content": {"text/csv; charset=utf-8": {}}}})
 def job_failures(job_id: int, session: SessionDep,
                  reason: Annotated[str | None, Query(max_length=500, description="Only failures whose reason "
                                                      "contains this text (any case).")] = None,
@@ -51,7 +53,7 @@ def job_failures(job_id: int, session: SessionDep,
 
 
 @router.get("/{job_id}/layers")
-def layers(job_id: int, session: SessionDep, request: Request, config: ConfigDep) -> dict[str, Any]:
+def layers(job_id: int, session: SessionDep, request: Request, config: ConfigDep) -> JobLayers:
     """What the map page needs to show a job: its model, zoom, extent, class colours and counts, the URL
     templates of its imagery and overlay tiles, and the basemap around them (``TILECLASS_BASEMAP_URL``, else null)."""
-    return job_layers(session, job_id=job_id, base_url=str(request.base_url)) | {"basemap": config.basemap()}
+    return job_layers(session, job_id=job_id, base_url=str(request.base_url), basemap=config.basemap())

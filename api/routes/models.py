@@ -7,18 +7,19 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.deps import SessionDep
+from api.schemas import ModelDetail, ModelSummary
 from core.models import list_models, model_row
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 
 
-@router.get("")
+@router.get("", response_model=list[ModelSummary])
 def models(session: SessionDep) -> list[dict[str, Any]]:
     """The registered models, newest first, with their result counts."""
     return [row.as_dict() for row in list_models(session)]
 
 
-@router.get("/{model}")
+@router.get("/{model}", response_model=ModelDetail)
 def model(model: str, session: SessionDep) -> dict[str, Any]:
     """One model (name, hash or unique hash prefix): classes, training config and metrics."""
     return model_row(session, ref=model).as_dict(full=True)

@@ -14,6 +14,7 @@ from api.auth import client_address, same, session_cookie, token_values, too_man
 from api.config import ServeConfig
 from api.deps import ConfigDep, SessionDep
 from api.pages import login_page, safe_next
+from api.schemas import Health
 from api.throttle import Throttle
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -65,13 +66,13 @@ def _sign_in(request: Request, config: ServeConfig, presented: str, next_url: st
 
 
 @router.get("/healthz", tags=["health"])
-def healthz() -> dict[str, str]:
+def healthz() -> Health:
     """Liveness: the server answers (no token needed, nothing else is checked)."""
-    return {"status": "ok"}
+    return Health(status="ok")
 
 
 @router.get("/readyz", tags=["health"])
-def readyz(session: SessionDep) -> dict[str, str]:
+def readyz(session: SessionDep) -> Health:
     """Readiness: the results database answers (503 with the reason when it does not)."""
     session.execute(text("SELECT 1"))
-    return {"status": "ready"}
+    return Health(status="ready")

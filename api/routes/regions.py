@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from api.deps import ConfigDep, SessionDep
+from api.schemas import RegionAnswers, Summary
 from api.streams import streamed
 from core.bbox import BBox
 from core.errors import TileclassError
@@ -29,7 +30,14 @@ ModelQuery = Annotated[str | None, Query(description="Model name, hash or unique
                                          "job's model, else the latest registered model with results there.")]
 
 
-@router.get("/bbox", response_model=None)
+FEATURES = {"type": "object", "description": "A GeoJSON FeatureCollection: per tile a Polygon, its answer (the "
+             "json format's fields) as properties."}
+
+
+@router.get("/bbox", response_model=None,
+            responses={200: {"model": RegionAnswers, "description": "format=json: the answers; geojson, csv: streamed.",
+                             "content": {"application/geo+json": {"schema": FEATURES},
+                                         "text/csv; charset=utf-8": {}}}})
 def bbox(session: SessionDep, config: ConfigDep, bbox: BboxQuery, zoom: ZoomQuery,
          label: Annotated[list[str], Query(description="Only this class (repeat for several).")] = [],  # noqa: B006
          min_confidence: Annotated[float | None, Query(ge=0, le=1, description="Only results at least this "
@@ -65,7 +73,7 @@ def bbox(session: SessionDep, config: ConfigDep, bbox: BboxQuery, zoom: ZoomQuer
     return streamed(pieces, fmt=format, filename=f"tileclass-{zoom}-{bbox.replace(',', '_')}")
 
 
-@router.get("/summary")
+@router.get("/summary", response_model=Summary)
 def summary(session: SessionDep,
             job: Annotated[int | None, Query(description="A job's results.")] = None,
             bbox: Annotated[str | None, Query(description="A region W,S,E,N (with zoom).")] = None,

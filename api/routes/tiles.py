@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from api.deps import SessionDep
+from api.schemas import TileNotFound, TileReport
 from core.queries import report_tile
 from core.tiles import MAX_ZOOM, Tile
 
@@ -17,15 +18,19 @@ router = APIRouter(prefix="/api", tags=["tiles"])
 ModelQuery = Annotated[str | None, Query(description="Model name, hash or unique hash prefix (6+). Default: the "
                                          "latest registered model with a record of the tile.")]
 TopK = Annotated[int, Query(ge=0, le=1000, description="How many of the most probable classes to list.")]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": TileNotFound,
+                                                     "description": "Neither classified nor found empty."}}
 
 
-@router.get("/tiles/{z}/{x}/{y}")
+# The report keeps only the keys core gave it (exclude_unset): no "top" with top_k=0.
+@router.get("/tiles/{z}/{x}/{y}", response_model=TileReport, response_model_exclude_unset=True,
+            responses=NOT_FOUND)
 def tile(z: int, x: int, y: int, session: SessionDep, model: ModelQuery = None, top_k: TopK = 3) -> Any:
     """One tile's label, confidence and top classes, or its empty record."""
     return _answer(session, Tile.checked(z, x, y), model, top_k, None)
 
 
-@router.get("/point")
+@router.get("/point", response_model=TileReport, response_model_exclude_unset=True, responses=NOT_FOUND)
 def point(session: SessionDep,
           lon: Annotated[float, Query(ge=-180, le=180, description="Longitude, WGS84 degrees.")],
           lat: Annotated[float, Query(ge=-85.0511, le=85.0511, description="Latitude, WGS84 degrees.")],

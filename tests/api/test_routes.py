@@ -247,7 +247,7 @@ def test_the_api_docs_and_the_map_load_nothing_from_elsewhere(client: TestClient
     spec = client.get("/openapi.json").json()
     assert spec["paths"]["/healthz"]["get"]["tags"] == spec["paths"]["/readyz"]["get"]["tags"] == ["health"]
     assert {"/api/jobs", "/api/jobs/{job_id}/failures", "/api/models", "/api/tiles/{z}/{x}/{y}", "/api/point",
-            "/api/bbox", "/api/summary", "/overlay/{model}/{z}/{x}/{y}.png", "/overlay/{model}/tilejson.json"} \
+            "/api/bbox", "/api/summary", "/overlay/{model}/{z}/{x}/{y}.{format}", "/overlay/{model}/tilejson.json"} \
         <= set(spec["paths"])
 
 
