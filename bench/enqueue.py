@@ -84,7 +84,7 @@ def _enqueue(root: Path, layout: object, batch_size: int) -> tuple[int, float, f
     from core.db import session_scope
     from core.messages import CLASSIFY_QUEUE
     from core.migrate import ensure_schema
-    from core.results import register_model
+    from core.models.registry import register_model
     from core.settings import get_settings
     from core.sources import FolderSource
     from producer.enqueue import EnqueueRequest, enqueue

@@ -32,9 +32,9 @@ from bench.lib.bulk_results import CLASSES, COLUMNS, fill, result_rows, summary,
 from core.db import dispose_engines, session_scope
 from core.jobs import create_job
 from core.migrate import upgrade
+from core.models.registry import register_model
 from core.queries import BBox, query_bbox, results_statement, select_results, tile_result, tile_statement
-from core.results import register_model
-from core.schema import TileResult
+from core.schema import Model, TileResult
 from core.tiles import Tile
 
 ZOOM, X0, Y0, WIDTH, HEIGHT = 17, 62000, 50000, 1000, 500
@@ -46,9 +46,9 @@ def register(url: str) -> list[tuple[str, int]]:
     with session_scope(url) as session:
         for seed, created in (("older", datetime(2026, 1, 1, tzinfo=UTC)), ("newer", datetime(2026, 2, 1, tzinfo=UTC))):
             digest = hashlib.sha256(seed.encode()).hexdigest()
-            model = register_model(session, model_hash=digest, arch="resnet50", class_names=CLASSES, image_size=64,
-                                   path=f"/models/{seed}.pt")
-            model.created_at = created
+            register_model(session, model_hash=digest, arch="resnet50", class_names=CLASSES, image_size=64,
+                           path=f"/models/{seed}.pt")
+            session.get(Model, digest).created_at = created
             models.append((digest, create_job(session, model_hash=digest).id))
     return models
 

@@ -86,7 +86,7 @@ def tiles_of(count: int) -> list[Tile]:
 def prepare(url: str) -> dict[str, Any]:
     """Migrate a fresh database and register the stand-in's and the baseline's models; returns the job source."""
     from core.db import session_scope
-    from core.results import register_model
+    from core.models.registry import register_model
 
     upgrade(url)
     with session_scope(url) as session:

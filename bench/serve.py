@@ -44,9 +44,10 @@ from bench.lib import REPO
 from bench.lib.bulk_results import CLASSES, fill, result_rows, summary, temporary_database
 from core.db import dispose_engines, session_scope
 from core.migrate import upgrade
-from core.queries import find_model, report_tile
+from core.models.lookups import find_model
+from core.models.registry import register_model
+from core.queries import report_tile
 from core.queries.overlay import OverlayRequest, overlay_grid, overlay_rows
-from core.results import register_model
 from core.tiles import Tile
 
 ZOOM, X0, Y0 = 17, 62464, 50176  # the block's corner is a corner of a zoom-7 tile, so zoomed-out tiles are full

@@ -26,8 +26,8 @@ import mercantile
 
 from core.corrections import class_of
 from core.errors import TileclassError
+from core.models.info import ModelInfo
 from core.region import GeoJsonArea, Region
-from core.schema import Model
 from core.sources.cover import cover
 from core.tiles import Tile
 
@@ -39,7 +39,7 @@ class CorrectionFileError(TileclassError):
     """A corrections file that cannot be imported, naming the row or feature at fault."""
 
 
-def read_corrections(path: Path, *, model: Model, zoom: int | None = None) -> list[tuple[Tile, str]]:
+def read_corrections(path: Path, *, model: ModelInfo, zoom: int | None = None) -> list[tuple[Tile, str]]:
     """The ``(tile, label)`` pairs of a ``.csv`` or ``.geojson``/``.json`` file, labels in the model's spelling."""
     if not path.is_file():
         raise CorrectionFileError(f"corrections file {str(path)!r} does not exist")
@@ -55,7 +55,7 @@ def read_corrections(path: Path, *, model: Model, zoom: int | None = None) -> li
     raise CorrectionFileError(f"corrections file {path.name!r} is neither .csv nor .geojson")
 
 
-def read_csv(path: Path, *, model: Model) -> list[tuple[Tile, str]]:
+def read_csv(path: Path, *, model: ModelInfo) -> list[tuple[Tile, str]]:
     labels: dict[Tile, tuple[str, int]] = {}
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
@@ -89,7 +89,7 @@ def _columns(header: list[str], name: str) -> dict[str, int]:
     return {column: found[column] for column in COLUMNS}
 
 
-def _row(row: list[str], columns: dict[str, int], where: str, model: Model) -> tuple[Tile, str]:
+def _row(row: list[str], columns: dict[str, int], where: str, model: ModelInfo) -> tuple[Tile, str]:
     if len(row) <= max(columns.values()):
         raise CorrectionFileError(f"{where}has {len(row)} value{'s' if len(row) != 1 else ''}, fewer than the "
                                   "header's columns")
@@ -110,7 +110,7 @@ def _row(row: list[str], columns: dict[str, int], where: str, model: Model) -> t
     return tile, class_of(model, label, where=where)
 
 
-def read_geojson(path: Path, *, model: Model, zoom: int) -> list[tuple[Tile, str]]:
+def read_geojson(path: Path, *, model: ModelInfo, zoom: int) -> list[tuple[Tile, str]]:
     from shapely.errors import GEOSException
     from shapely.geometry import shape
     from shapely.ops import unary_union
@@ -154,7 +154,7 @@ def _features(path: Path) -> list[dict[str, Any]]:
     return features
 
 
-def _label(feature: dict[str, Any], where: str, model: Model) -> str:
+def _label(feature: dict[str, Any], where: str, model: ModelInfo) -> str:
     properties = feature.get("properties")
     label = properties.get("label") if isinstance(properties, dict) else None
     if not isinstance(label, str) or not label.strip():

@@ -20,8 +20,9 @@ from sqlalchemy import insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from core.errors import NotFoundError, TileclassError
-from core.registry import find_registered
-from core.schema import Model, TileCorrection, utcnow
+from core.models.info import ModelInfo
+from core.models.lookups import find_model, newest_model
+from core.schema import TileCorrection, utcnow
 from core.tiles import Tile
 
 KEYS_PER_QUERY = 500
@@ -51,37 +52,36 @@ def default_author() -> str:
         return "unknown"
 
 
-def correction_model(session: Session, *, ref: str | None) -> Model:
+def correction_model(session: Session, *, ref: str | None) -> ModelInfo:
     """The model a correction is recorded for: the one ``ref`` names, else the newest registered model."""
     if ref:
-        return find_registered(session, ref=ref)
-    newest = session.scalars(select(Model).order_by(Model.created_at.desc(), Model.hash).limit(1)).first()
+        return find_model(session, ref=ref)
+    newest = newest_model(session)
     if newest is None:
         raise NotFoundError("no model is registered, so there is no class list to check a label against: "
                             "'tileclass train' makes one, 'tileclass enqueue --model FILE.pt' registers one")
     return newest
 
 
-def class_of(model: Model, label: str, *, where: str = "") -> str:
+def class_of(model: ModelInfo, label: str, *, where: str = "") -> str:
     """``label`` in the model's spelling (matched ignoring case and surrounding spaces); ``UnknownLabel`` listing
     the model's classes otherwise. ``where`` says where the label came from (``"row 7: "``)."""
     wanted = label.strip().casefold()
     for name in model.class_names:
         if name.casefold() == wanted:
             return str(name)
-    shown = model.name or model.hash[:12]
-    raise UnknownLabel(f"{where}{label!r} is not a class of model {shown}: its classes are "
+    raise UnknownLabel(f"{where}{label!r} is not a class of model {model.label}: its classes are "
                        f"{', '.join(model.class_names)} (--model picks another model)")
 
 
-def correct_tile(session: Session, *, model: Model, tile: Tile, label: str, author: str) -> tuple[str, Recorded]:
+def correct_tile(session: Session, *, model: ModelInfo, tile: Tile, label: str, author: str) -> tuple[str, Recorded]:
     """Record one person's ``label`` for ``tile`` (``tileclass correct Z/X/Y CLASS`` and the web map's review):
     the label in the model's spelling (``UnknownLabel`` naming its classes otherwise) and what was recorded."""
     name = class_of(model, label)
     return name, record_corrections(session, model=model, labels=[(tile, name)], author=author)
 
 
-def record_corrections(session: Session, *, model: Model, labels: Sequence[tuple[Tile, str]], author: str,
+def record_corrections(session: Session, *, model: ModelInfo, labels: Sequence[tuple[Tile, str]], author: str,
                        origin: str | None = None) -> Recorded:
     """Record ``(tile, label)`` pairs for ``model`` (labels already checked with ``class_of``; the last label of a
     tile listed twice wins), except where the tile's newest correction for the model already says so."""

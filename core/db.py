@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -88,6 +89,11 @@ def session_scope(url: str | None = None, *, read_only: bool = False) -> Iterato
             bind=engine.execution_options(**{READ_ONLY_OPTION: True}) if read_only else engine, expire_on_commit=False)
     with factory() as session, session.begin():
         yield session
+
+
+def aware(moment: datetime) -> datetime:
+    """A stored timestamp as an aware UTC datetime (SQLite hands back naive ones; everything stored is UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def upsert_insert(session: Session, entity: Any) -> Any:

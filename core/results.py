@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, text, tuple_
+from sqlalchemy import ColumnElement, and_, delete, exists, or_, text, tuple_
 from sqlalchemy.orm import Session
 
 from core.db import upsert_insert
-from core.schema import EmptyTile, FailedTile, Model, TileResult, utcnow
+from core.schema import EmptyTile, FailedTile, TileResult, utcnow
 from core.tiles import Tile
 
 KEYS_PER_DELETE = 500
@@ -205,26 +205,3 @@ def _drop_classified(session: Session, table: type[FailedTile] | type[EmptyTile]
         and_(table.z.is_(None), TileResult.z.is_(None), TileResult.root_name == table.root_name,
              TileResult.path == table.path)))
     session.execute(delete(table).where(table.model_hash == model_hash, classified))
-
-
-def register_model(session: Session, *, model_hash: str, arch: str, class_names: Sequence[str], image_size: int,
-                   path: str, metrics: dict[str, Any] | None = None) -> Model:
-    """Add a checkpoint to the registry, or return the existing row with the same hash (updating its path)."""
-    model = session.get(Model, model_hash)
-    if model is None:
-        model = Model(hash=model_hash, arch=arch, class_names=list(class_names), image_size=image_size, path=path,
-                      metrics=metrics or {})
-        session.add(model)
-    else:
-        model.path = path
-    session.flush()
-    return model
-
-
-def count_results(session: Session, *, model_hash: str | None = None, job_id: int | None = None) -> int:
-    stmt = select(func.count()).select_from(TileResult)
-    if model_hash is not None:
-        stmt = stmt.where(TileResult.model_hash == model_hash)
-    if job_id is not None:
-        stmt = stmt.where(TileResult.job_id == job_id)
-    return int(session.execute(stmt).scalar_one())

@@ -29,9 +29,9 @@ from pydantic_settings import SettingsError as PydanticSettingsError
 
 from core.choices import DECODE_CHOICES, DEVICE_CHOICES, INFERENCE_PRECISIONS, is_device
 from core.errors import SettingsError
+from core.models.names import NAME_PATTERN
 
 ENV_PREFIX = "TILECLASS_"
-ROOT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 EMBEDDED_BROKER = "filesystem://"
 ENV_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -213,7 +213,7 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_roots(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
-            if not ROOT_NAME_PATTERN.match(name):
+            if not NAME_PATTERN.match(name):
                 raise ValueError(f"name {name!r} must be letters, digits, '.', '_' or '-'")
         return value
 

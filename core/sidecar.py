@@ -12,7 +12,7 @@ row (``models.metrics``).
 ``temperature`` mirrors the checkpoint's own (the softmax temperature of ``tileclass calibrate``, which the
 checkpoint's metadata holds for inference); sidecars written before it have none, which reads as 1.0.
 
-model/ writes it (``sidecar_record``) and core/registry.py reads it (``read_sidecar``) to register the model in
+model/ writes it (``sidecar_record``) and core/models/registry.py reads it (``read_sidecar``) to register the model in
 the results database. This module imports only the standard library, so both sides share it without model/
 loading the database or core/ loading torch.
 """

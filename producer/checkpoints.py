@@ -1,7 +1,7 @@
 """The checkpoint file behind a MODEL argument of the commands that load a model here (``predict``, ``eval``).
 
 MODEL is taken as everywhere else: a checkpoint file (``runs/eurosat/model.pt``), or a registered model by its name
-(``lisbon-v2``), its hash or a unique hash prefix of 6+ characters (``core.registry.find_registered``). A registered
+(``lisbon-v2``), its hash or a unique hash prefix of 6+ characters (``core.models.lookups.find_model``). A registered
 model's file is found in ``TILECLASS_MODEL_DIR`` by hash, else at the path the registry recorded, and loaded only
 if its content still has that hash. A file given by path needs no database.
 """
@@ -36,11 +36,12 @@ def locate_checkpoint(ref: str) -> ModelFile:
     # Model names never contain a slash, and a .pt or .pth name is a file's: such a reference was meant as a file.
     if os.sep in ref or candidate.suffix in (".pt", ".pth"):
         raise TileclassError(f"checkpoint {ref!r} does not exist or is not a file")
-    from core.registry import checkpoint_for, find_registered
+    from core.models.lookups import find_model
+    from core.models.registry import checkpoint_for
     from core.settings import get_settings
     from producer.session import open_session
 
     with open_session(read_only=True) as session:
-        model = find_registered(session, ref=ref, accepts=ACCEPTS)
+        model = find_model(session, ref=ref, accepts=ACCEPTS)
         path = checkpoint_for(session, model_hash=model.hash, settings=get_settings())
-        return ModelFile(path, model.hash, model.name or model.hash[:12])
+        return ModelFile(path, model.hash, model.label)

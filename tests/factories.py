@@ -10,7 +10,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core.layouts import Layout
-from core.results import Classified, register_model
+from core.models.registry import register_model
+from core.results import Classified
+from core.schema import Model
 from core.sources import FolderSource
 from core.tiles import Tile
 
@@ -45,11 +47,13 @@ def scored(z: int | None, x: int | None, y: int | None, label: str, confidence: 
 def add_model(session: Session, seed: str = "model", *, classes: Sequence[str] = CLASSES,
               created_at: datetime | None = None) -> str:
     """Register a model row and return its hash; ``created_at`` backdates it to order several models."""
-    model = register_model(session, model_hash=model_hash(seed), arch="resnet18", class_names=classes,
-                           image_size=64, path=f"/models/{seed}.pt")
+    digest = register_model(session, model_hash=model_hash(seed), arch="resnet18", class_names=classes,
+                            image_size=64, path=f"/models/{seed}.pt").hash
     if created_at is not None:
-        model.created_at = created_at
-    return model.hash
+        row = session.get(Model, digest)
+        assert row is not None
+        row.created_at = created_at
+    return digest
 
 
 def folder_source(path: object, *, name: str = "tiles", layout: str = "xyz:{z}/{x}/{y}.{ext}") -> dict[str, Any]:

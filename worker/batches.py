@@ -35,9 +35,10 @@ from core.db import session_scope
 from core.errors import HostError, NotFoundError, TileRootError
 from core.jobs import JobBounds
 from core.messages import ClassifyBatch
-from core.registry import checkpoint_for
+from core.models.lookups import is_registered
+from core.models.registry import checkpoint_for
 from core.results import Failure
-from core.schema import Job, JobKind, JobState, Model
+from core.schema import Job, JobKind, JobState
 from core.settings import Settings, get_settings
 from core.sources import FolderSource, source_from_record
 from worker import deliveries, metrics, runtime
@@ -229,7 +230,7 @@ def _admission(batch: ClassifyBatch, session: Session | None = None) -> BatchCon
     if admission is None or admission.problem is not None:
         return BatchContext(job_found=True, mismatch=mismatch or (admission.problem if admission else None))
     return BatchContext(job_found=True, cancelled=job.state == JobState.CANCELLED, source=dict(job.source),
-                        model_registered=_is_registered(session, batch.model_hash), admitted=admission.batch,
+                        model_registered=is_registered(session, model_hash=batch.model_hash), admitted=admission.batch,
                         left_out=admission.left_out, bounds=JobBounds.of(job))
 
 
@@ -261,6 +262,3 @@ def _mismatch(batch: ClassifyBatch, job: Job) -> str | None:
 def _unreadable(folder: Path) -> bool:
     return folder.exists() and not os.access(folder, os.R_OK | os.X_OK)
 
-
-def _is_registered(session: Session, model_hash: str) -> bool:
-    return session.get(Model, model_hash) is not None

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from api.deps import SessionDep
 from api.schemas import ModelDetail, ModelSummary
-from core.models import list_models, model_row
+from core.models.lookups import find_model, list_models
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 
@@ -22,4 +22,4 @@ def models(session: SessionDep) -> list[dict[str, Any]]:
 @router.get("/{model}", response_model=ModelDetail)
 def model(model: str, session: SessionDep) -> dict[str, Any]:
     """One model (name, hash or unique hash prefix): classes, training config and metrics."""
-    return model_row(session, ref=model).as_dict(full=True)
+    return find_model(session, ref=model, count_results=True).as_dict(full=True)

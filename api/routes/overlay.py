@@ -23,7 +23,8 @@ from api.overlay_mvt import LAYER, MAX_ZOOMS_OUT, overlay_mvt
 from api.overlay_png import blank_png, overlay_png
 from api.schemas import TileJSON, VectorLayer
 from core.bbox import TileRange
-from core.queries import Selection, extents, find_model
+from core.models.lookups import find_model
+from core.queries import Selection, extents
 from core.queries.overlay import OverlayRequest, overlay_grid, overlay_rows, results_zoom, vector_rows
 from core.queries.selections import check_labels
 from core.tiles import MAX_ZOOM, Tile

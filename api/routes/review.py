@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import SessionDep
 from core.jobs import get_job
-from core.queries import find_model
+from core.models.lookups import find_model
 from core.queries.review import MAX_PAGE, ReviewCursor, review_queue
 from core.queries.types import TileAnswer
 

@@ -55,7 +55,7 @@ def bare_upserts(url: str, tiles: Sequence[Tile], batch: int, model: str) -> dic
 
 def _register(url: str, model: str) -> None:
     from core.db import session_scope
-    from core.results import register_model
+    from core.models.registry import register_model
 
     with session_scope(url) as session:
         register_model(session, model_hash=model, arch="stand-in", class_names=["Forest"], image_size=64,

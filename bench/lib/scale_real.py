@@ -22,7 +22,7 @@ import psutil
 
 from bench.lib.scale_services import cpu_seconds, free_port, publish_job, wait_done
 from core.db import session_scope
-from core.registry import register_checkpoint
+from core.models.registry import register_checkpoint
 from core.settings import Settings
 from core.tiles import Tile
 

@@ -46,7 +46,7 @@ def use_results_database(folder: Path, broker: str, checkpoint: Path) -> str:
                        "TILECLASS_MODEL_DIR": str(folder / "models"), "TILECLASS_VISIBILITY_TIMEOUT": "3600"})
     from core.db import session_scope
     from core.migrate import upgrade
-    from core.registry import register_checkpoint
+    from core.models.registry import register_checkpoint
     from core.settings import get_settings
 
     get_settings.cache_clear()

@@ -2,8 +2,7 @@
 
 - ``core.queries.types``: what queries return (``TileAnswer``, ``MapCell``, ``TileFailure``, ``Selection``,
   ``Summary``).
-- ``core.queries.lookups``: one tile or point (``tile_result``, ``point_result``, ``empty_result``), a model by
-  hash.
+- ``core.queries.lookups``: one tile or point (``tile_result``, ``point_result``, ``empty_result``).
 - ``core.queries.selections``: which model answers a region or job (``select_results``) and the streams over it.
 - ``core.queries.summaries``: counts per class, failures and models (``summarize``).
 - ``core.queries.failures``: a job's failed tiles (``iter_job_failures``), for ``failures``, ``retry`` and the API.
@@ -26,7 +25,7 @@ from core.queries.corrections import (
 )
 from core.queries.extent import ResultsExtent, ZoomExtent, results_extent
 from core.queries.failures import count_job_failures, iter_job_failures
-from core.queries.lookups import empty_result, find_model, point_result, tile_result, tile_statement
+from core.queries.lookups import empty_result, point_result, tile_result, tile_statement
 from core.queries.reports import TileReport, report_tile
 from core.queries.selections import (
     count_selected,
@@ -48,7 +47,6 @@ from core.queries.types import (
     EmptyAnswer,
     MapCell,
     ModelCount,
-    ModelInfo,
     Selection,
     Summary,
     TileAnswer,
@@ -64,7 +62,6 @@ __all__ = [
     "LabelledTile",
     "MapCell",
     "ModelCount",
-    "ModelInfo",
     "ResultsExtent",
     "Selection",
     "Summary",
@@ -78,7 +75,6 @@ __all__ = [
     "count_selected",
     "empty_result",
     "extents",
-    "find_model",
     "iter_answers",
     "iter_cells",
     "iter_empty",

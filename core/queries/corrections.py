@@ -17,10 +17,11 @@ from typing import Any
 from sqlalchemy import Select, Subquery, and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from core.db import aware
 from core.errors import TileclassError
 from core.jobs import get_job
 from core.queries.selections import YIELD_PER
-from core.queries.types import RESULT_COLUMNS, TileAnswer, answer_from_row, aware
+from core.queries.types import RESULT_COLUMNS, TileAnswer, answer_from_row
 from core.schema import TileCorrection, TileResult
 from core.tiles import Tile
 

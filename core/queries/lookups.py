@@ -1,4 +1,4 @@
-"""One tile's result, the result under a point, and finding a model by hash.
+"""One tile's result and the result under a point.
 
 A tile or a point is answered by the most recently registered model (``Model.created_at``, then the row's
 ``classified_at``) that has a result for that tile, unless ``model_hash`` names one. With a model it is an
@@ -17,12 +17,10 @@ from core.queries.types import (
     EMPTY_COLUMNS,
     RESULT_COLUMNS,
     EmptyAnswer,
-    ModelInfo,
     TileAnswer,
     answer_from_row,
     empty_from_row,
 )
-from core.registry import find_registered
 from core.schema import EmptyTile, Model, TileResult
 from core.tiles import Tile
 
@@ -31,11 +29,6 @@ _TILE_AT = (TileResult.z == bindparam("z"), TileResult.x == bindparam("x"), Tile
 _LATEST_AT_TILE = (select(*RESULT_COLUMNS).join(Model, Model.hash == TileResult.model_hash).where(*_TILE_AT)
                    .order_by(Model.created_at.desc(), TileResult.classified_at.desc()).limit(1))
 _MODEL_AT_TILE = select(*RESULT_COLUMNS).where(TileResult.model_hash == bindparam("model_hash"), *_TILE_AT).limit(1)
-
-
-def find_model(session: Session, *, ref: str) -> ModelInfo:
-    """A registered model by its hash or a unique prefix of at least 6 characters."""
-    return ModelInfo.of(find_registered(session, ref=ref))
 
 
 def _tile_lookup(tile: Tile, model_hash: str | None) -> tuple[Select[*tuple[Any, ...]], dict[str, Any]]:

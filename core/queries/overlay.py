@@ -31,7 +31,7 @@ from sqlalchemy import ColumnElement, Integer, cast, false, func, select, true
 from sqlalchemy.orm import Session
 
 from core.bbox import TileRange
-from core.queries.types import ModelInfo
+from core.models.info import ModelInfo
 from core.schema import TileResult
 from core.tiles import Tile
 

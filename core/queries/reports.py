@@ -20,9 +20,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from core.models.lookups import find_model
 from core.queries.corrections import CorrectionAnswer, tile_corrections
 from core.queries.extent import ResultsExtent, results_extent
-from core.queries.lookups import empty_result, find_model, tile_result
+from core.queries.lookups import empty_result, tile_result
 from core.queries.types import EmptyAnswer, TileAnswer
 from core.tiles import Tile
 

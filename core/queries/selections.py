@@ -28,7 +28,8 @@ from sqlalchemy.orm import Session
 from core.bbox import BBox, TileRange
 from core.errors import NotFoundError, TileclassError, TileError
 from core.jobs import get_job
-from core.queries.lookups import find_model
+from core.models.info import ModelInfo
+from core.models.lookups import find_model, get_model, info_of
 from core.queries.types import (
     EMPTY_COLUMNS,
     FAILURE_COLUMNS,
@@ -36,7 +37,6 @@ from core.queries.types import (
     Answer,
     EmptyAnswer,
     MapCell,
-    ModelInfo,
     Selection,
     TileAnswer,
     TileFailure,
@@ -55,7 +55,7 @@ def latest_model_in(session: Session, *, tiles: TileRange) -> ModelInfo | None:
     """The most recently registered model with at least one result in ``tiles``."""
     has_result = exists().where(TileResult.model_hash == Model.hash, *_range(TileResult, tiles))
     model = session.scalars(select(Model).where(has_result).order_by(Model.created_at.desc()).limit(1)).first()
-    return ModelInfo.of(model) if model is not None else None
+    return info_of(model) if model is not None else None
 
 
 def select_results(
@@ -98,8 +98,7 @@ def _job_model(session: Session, *, job_id: int, named: ModelInfo | None) -> Mod
         raise TileclassError(f"job {job_id} was classified by model {digest[:12]}, not {named.hash[:12]}")
     if digest is None:
         return named
-    model = session.get(Model, digest)
-    return ModelInfo.of(model) if model is not None else None
+    return get_model(session, model_hash=digest)
 
 
 def check_labels(session: Session, *, labels: Sequence[str], model: ModelInfo | None) -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.orm import Session
 
+from core.db import aware
 from core.queries.selections import selected
-from core.queries.types import ClassCount, ModelCount, Selection, Summary, aware
+from core.queries.types import ClassCount, ModelCount, Selection, Summary
 from core.schema import EmptyTile, FailedTile, Model, TileResult
 
 

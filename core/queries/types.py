@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from core.bbox import BBox, TileRange
+from core.db import aware
+from core.models.info import ModelInfo
 from core.palette import class_colour, hex_colour
-from core.schema import EmptyTile, FailedTile, Model, TileResult
+from core.schema import EmptyTile, FailedTile, TileResult
 from core.tiles import Tile
-
-
-def aware(moment: datetime) -> datetime:
-    """A stored timestamp as an aware UTC datetime (SQLite hands back naive ones; everything stored is UTC)."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    """A registered model, as queries need it."""
-
-    hash: str
-    arch: str
-    class_names: tuple[str, ...]
-    created_at: datetime
-
-    @classmethod
-    def of(cls, model: Model) -> ModelInfo:
-        return cls(model.hash, model.arch, tuple(model.class_names), aware(model.created_at))
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,9 +28,10 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from core.errors import TileRootError
+from core.models.names import NAME_PATTERN
 from core.region import Region
 from core.roots import is_url
-from core.settings import ROOT_NAME_PATTERN, Settings
+from core.settings import Settings
 from core.sources.archive import TileAbsent, TileUnreadable
 from core.sources.cover import cover
 from core.sources.fetch import (
@@ -169,7 +170,7 @@ class UrlReader:
     """Fetches one source's tiles for one process: a connection pool, the shared rate limit, the disk cache."""
 
     def __init__(self, source: UrlSource, template: UrlTemplate, settings: Settings) -> None:
-        if not ROOT_NAME_PATTERN.match(source.name):  # the name becomes a folder of the cache: never a path
+        if not NAME_PATTERN.match(source.name):  # the name becomes a folder of the cache: never a path
             raise TileRootError(f"tile source name {source.name!r} is not a plain name (letters, digits, '.', '_', "
                                 "'-')")
         self.source, self.template = source, template

@@ -163,8 +163,8 @@ def _register(checkpoint: Path, old_sha256: str) -> dict[str, Any]:
     """Register ``checkpoint`` (copied into the model directory under its hash) and move the old model's name."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from core.models import move_name
-    from core.registry import register_checkpoint
+    from core.models.manage import move_name
+    from core.models.registry import register_checkpoint
     from core.settings import get_settings
     from producer.session import open_session
 

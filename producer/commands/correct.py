@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from core.corrections import Recorded
-    from core.schema import Model
+    from core.models.info import ModelInfo
     from core.tiles import Tile
 
 
@@ -68,7 +68,7 @@ def _check_arguments(tile: str | None, label: str | None, file: Path | None, zoo
         raise TileclassError("--zoom is for a GeoJSON --file: Z/X/Y names its own zoom")
 
 
-def _import(session: Session, model: Model, file: Path, zoom: int | None, author: str) -> Recorded:
+def _import(session: Session, model: ModelInfo, file: Path, zoom: int | None, author: str) -> Recorded:
     from core.correction_files import read_corrections
     from core.corrections import record_corrections
 
@@ -86,7 +86,7 @@ def _print_import(done: Recorded, file: Path, as_json: bool) -> None:
                f"{done.author} for model {done.model_name or done.model_hash[:12]}{same}")
 
 
-def _one(session: Session, model: Model, spec: str, label: str, author: str, as_json: bool) -> None:
+def _one(session: Session, model: ModelInfo, spec: str, label: str, author: str, as_json: bool) -> None:
     from core.corrections import correct_tile
     from core.queries import tile_result
     from core.tiles import Tile

@@ -12,6 +12,10 @@ resumable: run the same command again).
 from __future__ import annotations
 
 import json
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +23,6 @@ import typer
 
 from core.errors import TileError
 from core.progress import walk_progress
-from producer.commands.interrupts import stoppable
 from producer.commands.options import Bbox, Json, MaxQueued, check_batching, check_share
 from producer.commands.printing import warn_left_out
 
@@ -105,8 +108,9 @@ def _request(spec: str, model: str, zoom: list[str] | None, bbox: str | None, ge
     from core.bbox import BBox
     from core.jobs import JobBounds
     from core.layouts import Layout
+    from core.models.lookups import model_uncertain_below
+    from core.models.registry import resolve_model
     from core.region import Region, load_geojson
-    from core.registry import model_uncertain_below, resolve_model
     from core.settings import get_settings
     from core.sources import FolderSource, RasterSource, UrlSource
     from core.sources.spec import source_for
@@ -149,10 +153,20 @@ def _request(spec: str, model: str, zoom: list[str] | None, bbox: str | None, ge
 
 def _run(request: EnqueueRequest, max_queued: int, as_json: bool) -> None:
     from core.celery_app import connected_app
-    from producer.enqueue import enqueue
+    from producer.enqueue import Interrupted, enqueue
 
-    with stoppable() as stop, walk_progress(not as_json, _describe) as show:
-        result = enqueue(request, app=connected_app(), max_queued=max_queued, on_progress=show, stop=stop)
+    stop = threading.Event()
+    try:
+        with _first_sigint_sets(stop), walk_progress(not as_json, _describe) as show:
+            result = enqueue(request, app=connected_app(), max_queued=max_queued, on_progress=show, stop=stop)
+    except Interrupted as exc:
+        where = f"job {exc.job_id} is resumable" if exc.job_id is not None else "nothing was enqueued yet"
+        typer.echo(f"Interrupted after {exc.stats.enqueued} tiles: {where}; run the same command again to "
+                   "continue.", err=True)
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        typer.echo("Interrupted before anything was enqueued.", err=True)
+        raise typer.Exit(130) from None
     summary = _summary(request, result.stats) | {"job_id": result.job_id, "resumed": result.resumed,
                                                  "state": result.state}
     if as_json:
@@ -163,6 +177,25 @@ def _run(request: EnqueueRequest, max_queued: int, as_json: bool) -> None:
         _fail_if_nothing_found(request, result.stats)
     if not as_json:
         typer.echo(_outcome_line(request, summary))
+
+
+@contextmanager
+def _first_sigint_sets(stop: threading.Event) -> Iterator[None]:
+    """The first Ctrl-C asks the producer to stop at its next safe point (between batches); a second one aborts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _describe(stats: PassStats) -> str:

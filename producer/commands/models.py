@@ -21,7 +21,7 @@ def models(ctx: typer.Context, as_json: Json = False) -> None:
     """List the registered models, newest first: hash, name, architecture, classes, size, accuracy, results."""
     if ctx.invoked_subcommand is not None:
         return
-    from core.models import list_models
+    from core.models.lookups import list_models
     from producer.session import open_session
 
     with open_session(read_only=True) as session:
@@ -43,11 +43,11 @@ def models(ctx: typer.Context, as_json: Json = False) -> None:
 @app.command("show")
 def show(model: ModelArg, as_json: Json = False) -> None:
     """One model in full: the list's columns, its classes, training config and where its metrics are."""
-    from core.models import model_row
+    from core.models.lookups import find_model
     from producer.session import open_session
 
     with open_session(read_only=True) as session:
-        data = model_row(session, ref=model).as_dict(full=True)
+        data = find_model(session, ref=model, count_results=True).as_dict(full=True)
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
@@ -63,12 +63,11 @@ def show(model: ModelArg, as_json: Json = False) -> None:
 def name(model: ModelArg, new_name: Annotated[str, typer.Argument(metavar="NAME", help="The model's new name.")],
          as_json: Json = False) -> None:
     """Give a model a unique name, usable wherever a model is taken (--model NAME)."""
-    from core.models import name_model
+    from core.models.manage import name_model
     from producer.session import open_session
 
     with open_session() as session:
-        named = name_model(session, ref=model, name=new_name)
-        digest = named.hash
+        digest = name_model(session, ref=model, name=new_name).hash
     typer.echo(json.dumps({"hash": digest, "name": new_name}) if as_json else f"model {digest[:12]} is now "
                f"{new_name!r}")
 
@@ -76,14 +75,13 @@ def name(model: ModelArg, new_name: Annotated[str, typer.Argument(metavar="NAME"
 @app.command("remove")
 def remove(model: ModelArg, as_json: Json = False) -> None:
     """Unregister a model no job or result refers to (its checkpoint files are left in place)."""
-    from core.models import remove_model
+    from core.models.manage import remove_model
     from producer.session import open_session
 
     with open_session() as session:
         removed = remove_model(session, ref=model)
-        digest, path = removed.hash, removed.path
-    typer.echo(json.dumps({"hash": digest, "removed": True}) if as_json else f"model {digest[:12]} unregistered; "
-               f"its checkpoint stays at {path}")
+    typer.echo(json.dumps({"hash": removed.hash, "removed": True}) if as_json else
+               f"model {removed.hash[:12]} unregistered; its checkpoint stays at {removed.path}")
 
 
 def register(parent: typer.Typer) -> None:

@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 from core.db import session_scope
 from core.errors import NotFoundError, TileclassError, TileError
 from core.jobs import create_job
+from core.models.lookups import find_model
 from core.queries import (
     BBox,
     TileRange,
     extents,
-    find_model,
     iter_cells,
     iter_results,
     point_result,

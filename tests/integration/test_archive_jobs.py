@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from core import host_problems, jobs
 from core.db import session_scope
-from core.registry import register_checkpoint
+from core.models.registry import register_checkpoint
 from core.roots import root_name_for
 from core.schema import FailedTile, JobState, TileResult
 from core.settings import get_settings

@@ -32,7 +32,7 @@ from core import jobs
 from core.celery_app import connected_app
 from core.db import session_scope
 from core.messages import CLASSIFY_TASK, ClassifyBatch
-from core.registry import register_checkpoint
+from core.models.registry import register_checkpoint
 from core.schema import FailedTile, JobState, TileResult
 from core.settings import get_settings
 from core.sidecar import file_sha256, sidecar_path

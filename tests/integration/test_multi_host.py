@@ -22,7 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from core.db import session_scope
-from core.registry import register_checkpoint
+from core.models.registry import register_checkpoint
 from core.settings import get_settings
 from core.tiles import Tile
 from producer.cli import app

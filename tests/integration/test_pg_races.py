@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from core.db import session_scope
-from core.results import Failure, record_failures, record_results, register_model
+from core.models.registry import register_model
+from core.results import Failure, record_failures, record_results
 from core.schema import FailedTile, TileResult
 from tests.factories import CLASSES, classified, model_hash
 

@@ -10,7 +10,9 @@ from sqlalchemy import func, select
 
 from core.db import dispose_engines, session_scope
 from core.migrate import upgrade
-from core.results import Failure, count_results, record_failures, record_results, register_model
+from core.models.lookups import find_model, list_models
+from core.models.registry import register_model
+from core.results import Failure, record_failures, record_results
 from core.schema import FailedTile, TileResult
 from core.tiles import Tile
 from tests.factories import CLASSES, classified, grid, model_hash
@@ -33,7 +35,7 @@ def test_upserting_the_same_1000_tiles_twice_leaves_1000_rows(database_url: str)
     with session_scope(database_url) as session:
         record_results(session, source_name="root", model_hash=digest, job_id=None, results=grid(1000, label="River"))
     with session_scope(database_url) as session:
-        assert count_results(session, model_hash=digest) == 1000
+        assert find_model(session, ref=digest, count_results=True).results == 1000
         labels = set(session.scalars(select(TileResult.label)))
     assert labels == {"River"}
 
@@ -43,7 +45,7 @@ def test_a_batch_larger_than_one_statement_is_recorded_whole(database_url: str) 
     with session_scope(database_url) as session:
         assert record_results(session, source_name="root", model_hash=digest, job_id=None, results=grid(7_000)) == 7_000
     with session_scope(database_url) as session:
-        assert count_results(session, model_hash=digest) == 7_000
+        assert find_model(session, ref=digest, count_results=True).results == 7_000
 
 
 def test_duplicate_keys_in_one_batch_keep_the_last(database_url: str) -> None:
@@ -65,7 +67,7 @@ def test_tiles_without_coordinates_are_unique_by_root_and_path(database_url: str
             record_results(session, source_name="root", model_hash=digest, job_id=None, results=plain)
             record_results(session, source_name="other", model_hash=digest, job_id=None, results=plain)
     with session_scope(database_url) as session:
-        assert count_results(session, model_hash=digest) == 100
+        assert find_model(session, ref=digest, count_results=True).results == 100
 
 
 def test_each_model_keeps_its_own_row_per_tile(database_url: str) -> None:
@@ -74,7 +76,7 @@ def test_each_model_keeps_its_own_row_per_tile(database_url: str) -> None:
         with session_scope(database_url) as session:
             record_results(session, source_name="root", model_hash=digest, job_id=None, results=grid(10))
     with session_scope(database_url) as session:
-        assert count_results(session) == 20
+        assert sum(model.results or 0 for model in list_models(session)) == 20
 
 
 def test_failures_count_attempts_and_are_cleared_by_a_result(database_url: str) -> None:
@@ -123,4 +125,4 @@ def test_four_processes_write_40000_results_into_one_sqlite_file(tmp_path: Path)
         process.join(timeout=240)
     assert [p.exitcode for p in processes] == [0, 0, 0, 0]  # a "database is locked" error would exit 1
     with session_scope(url) as session:
-        assert count_results(session) == 40_000
+        assert sum(model.results or 0 for model in list_models(session)) == 40_000

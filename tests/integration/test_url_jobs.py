@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from core import host_problems, jobs
 from core.db import session_scope
-from core.registry import register_checkpoint
+from core.models.registry import register_checkpoint
 from core.schema import EmptyTile, FailedTile, Job, JobState, TileResult
 from core.settings import get_settings
 from core.tiles import Tile

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from core import jobs
 from core.db import session_scope
-from core.registry import register_checkpoint
+from core.models.registry import register_checkpoint
 from core.schema import JobState
 from core.settings import get_settings
 from producer.cli import app

@@ -17,7 +17,7 @@ from core import jobs
 from core.celery_app import connected_app, queued_messages
 from core.db import session_scope
 from core.messages import CLASSIFY_TASK, TRAIN_TASK, ClassifyBatch, TrainRequest
-from core.registry import register_checkpoint
+from core.models.registry import register_checkpoint
 from core.schema import FailedTile, JobKind, JobState, Model, TileResult
 from core.settings import get_settings
 from core.tiles import Tile

@@ -17,7 +17,8 @@ from typer.testing import CliRunner, Result
 from core.celery_app import connected_app
 from core.db import session_scope
 from core.messages import CLASSIFY_QUEUE, CLASSIFY_TASK, ClassifyBatch
-from core.results import Classified, register_model
+from core.models.registry import register_model
+from core.results import Classified
 from core.settings import get_settings, load_settings
 from tests.conftest import REPO_ROOT
 from tests.factories import CLASSES, model_hash

@@ -14,7 +14,7 @@ import redis
 from core import jobs
 from core.db import session_scope
 from core.messages import CLASSIFY_QUEUE
-from core.results import count_results
+from core.models.lookups import find_model
 from core.schema import Job
 from tests.producer.conftest import Deployment, classify, cli, consume, make_tree, tileclass, tiles_in, xyz
 
@@ -87,7 +87,7 @@ def test_killed_producer_is_finished_by_a_rerun_without_holes_or_duplicates(on_r
     everything = {(9, x, y) for x in range(6) for y in range(10)}
     assert {row[:3] for row in tiles_in(consumed + rest)} == everything  # no hole
     with session_scope() as session:
-        assert count_results(session, job_id=None, model_hash=on_redis.model) == 60  # no duplicate row
+        assert find_model(session, ref=on_redis.model, count_results=True).results == 60  # no duplicate row
         assert jobs.refresh_state(session, job_id=1) == "completed"
         progress = jobs.progress(session, job_id=1)
         assert progress.pending == 0 and progress.classified == progress.total
@@ -144,5 +144,5 @@ def test_resumed_job_skips_tiles_classified_since_the_interruption(on_redis: Dep
     assert not {row[:3] for row in tiles_in(first)} & {row[:3] for row in tiles_in(rest)}
     classify(rest)
     with session_scope() as session:
-        assert count_results(session, model_hash=on_redis.model) == 8
+        assert find_model(session, ref=on_redis.model, count_results=True).results == 8
         assert session.get(Job, 1).state == "completed"  # type: ignore[union-attr]

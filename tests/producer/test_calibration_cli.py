@@ -16,7 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from core.db import session_scope
-from core.registry import register_checkpoint
+from core.models.registry import register_checkpoint
 from core.settings import get_settings
 from core.sidecar import file_sha256, read_sidecar, sidecar_path, sidecar_text
 from model.checkpoint import read_checkpoint

@@ -186,7 +186,7 @@ def test_images_are_read_from_every_kind_of_source(sqlite_url: str, monkeypatch:
 def test_the_loop_export_train_and_models_lists_both(sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
                                                      tmp_path: Path) -> None:
     """Export a corrected job, train the next model on it for one tiny epoch, and see both in ``models``."""
-    from core.registry import register_checkpoint
+    from core.models.registry import register_checkpoint
     from tests.worker.support import CLASSES, EUROSAT, tiny_checkpoint
 
     use(sqlite_url, monkeypatch, tmp_path)

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from core.db import session_scope
-from core.registry import register_checkpoint
+from core.models.registry import register_checkpoint
 from core.settings import get_settings
 from producer.cli import app
 from tests.conftest import SUBSET_CLASSES, copy_eurosat_subset

@@ -11,7 +11,7 @@ import pytest
 
 from core.db import session_scope
 from core.jobs import create_job
-from core.registry import register_checkpoint
+from core.models.registry import register_checkpoint
 from core.results import record_results
 from core.schema import Model
 from core.settings import get_settings

@@ -12,7 +12,7 @@ import pytest
 from core import jobs
 from core.db import session_scope
 from core.messages import ClassifyBatch
-from core.registry import register_checkpoint
+from core.models.registry import register_checkpoint
 from core.schema import JobState
 from core.settings import Settings, get_settings
 from core.tiles import Tile

@@ -30,8 +30,8 @@ from api.overlay_png import overlay_png
 from core.celery_app import connected_app
 from core.db import session_scope
 from core.messages import ClassifyBatch
+from core.models.info import ModelInfo
 from core.queries.overlay import OverlayRequest, overlay_grid
-from core.queries.types import ModelInfo
 from core.schema import Job
 from core.settings import get_settings, load_settings
 from core.tiles import Tile
@@ -286,7 +286,8 @@ def test_the_overlay_draws_an_uncertain_answer_hatched_and_the_vector_tile_flags
 
 def test_far_out_an_uncertain_answer_counts_half_in_a_pixels_opacity() -> None:
     """Nine zooms out a pixel stands for 4 result tiles: 4 confident answers are opaque, 4 uncertain ones half."""
-    model = ModelInfo("m" * 64, "resnet18", ("Forest", "River"), datetime(2026, 1, 1, tzinfo=UTC))
+    model = ModelInfo("m" * 64, None, "resnet18", ("Forest", "River"), 64, "/m.pt", {},
+                      datetime(2026, 1, 1, tzinfo=UTC))
     wanted = OverlayRequest(model, 17, Tile(8, 0, 0))
     grid = overlay_grid([(0, 0, "Forest", 4, 0), (1, 0, "Forest", 4, 4), (2, 0, "River", 3, 1)], request=wanted)
     assert grid.alpha is not None and grid.alpha[0, :3].tolist() == [255, 128, 159]  # 3 - 1/2 of 4: 159

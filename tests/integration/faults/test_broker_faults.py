@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from core import jobs
 from core.db import session_scope
-from core.registry import register_checkpoint
+from core.models.registry import register_checkpoint
 from core.schema import JobState, TileResult
 from core.settings import get_settings
 from tests.integration.faults.conftest import World

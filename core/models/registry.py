@@ -1,8 +1,8 @@
-"""The model registry: checkpoints known to the results database, addressed by their content hash.
+"""Registering models: a checkpoint from its sidecar, copied into the model directory under its hash.
 
 Registering reads a checkpoint's sidecar (``core.sidecar``) and copies the pair into ``TILECLASS_MODEL_DIR`` as
 ``<sha256>.pt``/``.json``, so that every worker that shares the model directory finds a job's model by hash;
-workers check the hash again before loading.
+workers check the hash again before loading (``checkpoint_for`` says where this host finds it).
 """
 
 from __future__ import annotations
@@ -10,21 +10,38 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import NotFoundError, TileclassError
-from core.results import register_model
+from core.models.info import UNCERTAIN_BELOW, ModelInfo
+from core.models.lookups import find_model, info_of
 from core.schema import Model
 from core.settings import Settings
 from core.sidecar import file_sha256, read_sidecar, sidecar_path
 
-UNCERTAIN_BELOW = "uncertain_below"  # the key of a model's own bound in its row's ``metrics``
+ACCEPTS_FILE = "a checkpoint file, a model name or a registered model hash"
 
 
-def register_checkpoint(session: Session, *, checkpoint: Path, settings: Settings) -> Model:
+def register_model(session: Session, *, model_hash: str, arch: str, class_names: Sequence[str], image_size: int,
+                   path: str, metrics: dict[str, Any] | None = None) -> ModelInfo:
+    """Add a model's row to the registry, or update the path of the row with the same hash (its file stays where
+    it is: ``register_checkpoint`` is what stores a checkpoint)."""
+    model = session.get(Model, model_hash)
+    if model is None:
+        model = Model(hash=model_hash, arch=arch, class_names=list(class_names), image_size=image_size, path=path,
+                      metrics=metrics or {})
+        session.add(model)
+    else:
+        model.path = path
+    session.flush()
+    return info_of(model)
+
+
+def register_checkpoint(session: Session, *, checkpoint: Path, settings: Settings) -> ModelInfo:
     """Copy a checkpoint into the model directory under its hash and record it in the database."""
     info = read_sidecar(checkpoint)
     settings.model_dir.mkdir(parents=True, exist_ok=True)
@@ -34,14 +51,6 @@ def register_checkpoint(session: Session, *, checkpoint: Path, settings: Setting
     own = {} if info.uncertain_below is None else {UNCERTAIN_BELOW: info.uncertain_below}
     return register_model(session, model_hash=info.sha256, arch=info.arch, class_names=info.class_names,
                           image_size=info.image_size, path=str(stored.resolve()), metrics=info.metrics | own)
-
-
-def model_uncertain_below(session: Session, *, model_hash: str) -> float | None:
-    """The registered model's own bound for uncertain answers (its sidecar's ``uncertain_below``), if it has one."""
-    model = session.get(Model, model_hash)
-    value = (model.metrics or {}).get(UNCERTAIN_BELOW) if model is not None else None
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1 \
-        else None
 
 
 def _store(checkpoint: Path, stored: Path, sha256: str) -> None:
@@ -75,29 +84,7 @@ def resolve_model(session: Session, *, ref: str, settings: Settings, register: b
         if not register:
             return read_sidecar(candidate).sha256
         return register_checkpoint(session, checkpoint=candidate, settings=settings).hash
-    return find_registered(session, ref=ref, accepts="a checkpoint file, a model name or a registered model hash")\
-        .hash
-
-
-def find_registered(session: Session, *, ref: str,
-                    accepts: str = "a model name or a registered model hash") -> Model:
-    """A registered model by its name, its hash or a unique prefix of at least 6 characters.
-
-    Args:
-        ref: the name, hash or prefix the user typed.
-        accepts: what the user could have typed, for the error message.
-    """
-    named = session.scalars(select(Model).where(Model.name == ref.strip())).first()
-    if named is not None:
-        return named
-    ref = ref.strip().lower()
-    matches = list(session.scalars(select(Model).where(Model.hash.startswith(ref, autoescape=True)).limit(2)))
-    if len(matches) == 1 and (len(ref) >= 6 or matches[0].hash == ref):
-        return matches[0]
-    recent = session.execute(select(Model.hash, Model.name).order_by(Model.created_at.desc()).limit(5))
-    known = ", ".join(name or digest[:12] for digest, name in recent) or "none"
-    problem = "is ambiguous" if len(matches) > 1 else f"is not {accepts}"
-    raise NotFoundError(f"model {ref!r} {problem} (registered: {known})")
+    return find_model(session, ref=ref, accepts=ACCEPTS_FILE).hash
 
 
 def checkpoint_for(session: Session, *, model_hash: str, settings: Settings) -> Path:
