@@ -185,7 +185,7 @@ def _start(job_id: int, owner: str, seconds: float) -> str | None:
     """The job's state before this run (``HELD``: another live worker trains it); a job that may run is taken."""
     with session_scope() as session:
         try:
-            job = jobs.get_job(session, job_id)
+            job = jobs.job_row(session, job_id)
         except TileclassError:
             return None
         previous = job.state
@@ -199,7 +199,7 @@ def _start(job_id: int, owner: str, seconds: float) -> str | None:
 
 def _finish(job_id: int, owner: str, state: JobState, message: str, model_hash: str | None) -> None:
     with session_scope() as session:
-        job = jobs.get_job(session, job_id)
+        job = jobs.job_row(session, job_id)
         if job.lease_owner not in (None, owner):  # lost and sent again: the new run reports on the job
             log.warning("train job %d: %s, but another run holds the job now; leaving it to that run", job_id, message)
             return

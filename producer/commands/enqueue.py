@@ -12,10 +12,6 @@ resumable: run the same command again).
 from __future__ import annotations
 
 import json
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +19,7 @@ import typer
 
 from core.errors import TileError
 from core.progress import walk_progress
+from producer.commands.interrupts import stoppable
 from producer.commands.options import Bbox, Json, MaxQueued, check_batching, check_share
 from producer.commands.printing import warn_left_out
 
@@ -153,20 +150,10 @@ def _request(spec: str, model: str, zoom: list[str] | None, bbox: str | None, ge
 
 def _run(request: EnqueueRequest, max_queued: int, as_json: bool) -> None:
     from core.celery_app import connected_app
-    from producer.enqueue import Interrupted, enqueue
+    from producer.enqueue import enqueue
 
-    stop = threading.Event()
-    try:
-        with _first_sigint_sets(stop), walk_progress(not as_json, _describe) as show:
-            result = enqueue(request, app=connected_app(), max_queued=max_queued, on_progress=show, stop=stop)
-    except Interrupted as exc:
-        where = f"job {exc.job_id} is resumable" if exc.job_id is not None else "nothing was enqueued yet"
-        typer.echo(f"Interrupted after {exc.stats.enqueued} tiles: {where}; run the same command again to "
-                   "continue.", err=True)
-        raise typer.Exit(130) from None
-    except KeyboardInterrupt:
-        typer.echo("Interrupted before anything was enqueued.", err=True)
-        raise typer.Exit(130) from None
+    with stoppable() as stop, walk_progress(not as_json, _describe) as show:
+        result = enqueue(request, app=connected_app(), max_queued=max_queued, on_progress=show, stop=stop)
     summary = _summary(request, result.stats) | {"job_id": result.job_id, "resumed": result.resumed,
                                                  "state": result.state}
     if as_json:
@@ -177,25 +164,6 @@ def _run(request: EnqueueRequest, max_queued: int, as_json: bool) -> None:
         _fail_if_nothing_found(request, result.stats)
     if not as_json:
         typer.echo(_outcome_line(request, summary))
-
-
-@contextmanager
-def _first_sigint_sets(stop: threading.Event) -> Iterator[None]:
-    """The first Ctrl-C asks the producer to stop at its next safe point (between batches); a second one aborts."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _describe(stats: PassStats) -> str:

@@ -150,29 +150,12 @@ def _register(checkpoint: Path) -> bool:
 
 
 def _queue(config: TrainConfig, data_dir: Path, as_json: bool) -> None:
-    from core.celery_app import connected_app
-    from core.db import session_scope
-    from core.jobs import create_job, set_state
-    from core.messages import TRAIN_QUEUE, TRAIN_TASK, TrainRequest
-    from core.schema import JobKind, JobState
-    from core.sources import training_data
-    from producer.session import open_session
+    from producer.train_queue import queue_training
 
     for what, folder in (("data directory", data_dir), ("validation folder", config.val_dir)):
         if folder is not None and not Path(folder).is_dir():
             raise TileclassError(f"{what} {str(folder)!r} does not exist or is not a directory")
-    with open_session() as session:
-        job = create_job(session, kind=JobKind.TRAIN, source=training_data(data_dir, asdict(config)))
-        job_id = job.id
-        # Queued before the message leaves, so a fast worker's "running" is never overwritten.
-        set_state(session, job_ids=[job_id], state=JobState.QUEUED, message="waiting for a train worker")
-    request = TrainRequest(job_id, str(data_dir.resolve()), asdict(config))
-    try:
-        connected_app().send_task(TRAIN_TASK, kwargs={"request": request.to_message()}, queue=TRAIN_QUEUE)
-    except Exception as exc:  # the broker refused or is unreachable: the job must not wait forever
-        with session_scope() as session:
-            set_state(session, job_ids=[job_id], state=JobState.FAILED, message=f"could not queue: {exc}")
-        raise TileclassError(f"could not send training job {job_id} to the broker: {exc}") from None
+    job_id = queue_training(data_dir, asdict(config))
     if as_json:
         typer.echo(json.dumps({"job_id": job_id}))
     else:
