@@ -27,11 +27,12 @@ from sqlalchemy.orm import Session
 from api.errors import Unavailable
 from core.bbox import BBox
 from core.choices import IMAGE_FORMATS
-from core.errors import HostError, NotFoundError, TileError, TileRootError
+from core.errors import HostError, NotFoundError, TileError
 from core.jobs import get_job
 from core.region import Region
 from core.settings import Settings
-from core.sources import TileAbsent, TileReader, TileUnreadable, source_from_record
+from core.sources import source_from_record
+from core.sources.base import SourceError, TileAbsent, TileReader, TileUnreadable
 from core.tiles import Tile
 
 MAX_PIXELS = 4096 * 4096
@@ -88,7 +89,7 @@ class ImageryReaders:
         job = get_job(session, job_id)
         try:
             reader = source_from_record(job.source).reader(self.settings)
-        except TileRootError as exc:
+        except SourceError as exc:  # missing or unusable on this host, a secret unset here
             raise NotFoundError(f"job {job_id}'s imagery is not readable on this host: {exc}") from None
         opened = JobImagery(reader, _region(job.region))
         with self._lock:
@@ -110,11 +111,11 @@ class ImageryReaders:
             data = imagery.reader.read(tile)
         except (TileAbsent, TileUnreadable) as exc:
             raise NotFoundError(f"no image of tile {tile} in job {job_id}'s source: {exc.reason}") from None
-        except TileRootError as exc:  # an archive missing on this host: the same 404, with why
-            raise NotFoundError(f"job {job_id}'s source cannot be read now: {exc}") from None
         except HostError as exc:  # a tile server down or too slow: the map may ask again later
             raise Unavailable(f"job {job_id}'s source cannot be read now: {exc.reason}",
                               retry_after=SOURCE_RETRY_AFTER) from None
+        except SourceError as exc:  # a raster that cannot be opened again on this host: the same 404, with why
+            raise NotFoundError(f"job {job_id}'s source cannot be read now: {exc}") from None
         return as_web_image(data)
 
 

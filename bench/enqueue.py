@@ -4,7 +4,7 @@ Builds XYZ trees of empty tiles under /tmp/tileclass-bench-enqueue (kept, with a
 for each tree size runs, each in a fresh process so that peak RSS belongs to that run alone:
 
 - ``find ROOT -type f | wc -l`` (the baseline; page cache warmed by a first, untimed run),
-- walk only: ``core.walk.walk`` over the whole tree,
+- walk only: ``core.sources.walk.walk`` over the whole tree,
 - walk + enqueue: ``producer.enqueue.enqueue`` publishing to a local Redis (database 14, emptied before and after)
   with a results database in SQLite, ``max_queued`` large enough that no worker is needed.
 
@@ -65,8 +65,8 @@ def flush_redis() -> None:
 
 def child(mode: str, root: Path, batch_size: int) -> None:
     """One measured run in this process; prints tiles, seconds and peak RSS as JSON."""
-    from core.layouts import Layout
-    from core.walk import walk
+    from core.sources.layouts import Layout
+    from core.sources.walk import walk
 
     layout = Layout.parse()
     startup = 0.0

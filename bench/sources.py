@@ -45,10 +45,10 @@ CLASSES = ("AnnualCrop", "Forest", "Highway", "Residential", "River", "SeaLake")
 
 
 def listing(size: int, work: Path) -> dict[str, Any]:
-    from core.layouts import Layout
     from core.migrate import upgrade
     from core.settings import get_settings
     from core.sources import FolderSource, MBTilesSource
+    from core.sources.layouts import Layout
     from producer.pipeline import Target, dry_run
     from testkit.archives import write_mbtiles
 
@@ -137,7 +137,8 @@ def _cpu() -> float:
 
 def classifying(count: int, work: Path, eurosat: Path) -> dict[str, Any]:
     from core.settings import get_settings
-    from core.sources import MBTilesSource, UrlSource
+    from core.sources import FolderSource, MBTilesSource, UrlSource
+    from core.sources.layouts import Layout
     from testkit.archives import write_mbtiles
     from worker.pipeline import TileFile
 
@@ -155,10 +156,11 @@ def classifying(count: int, work: Path, eurosat: Path) -> dict[str, Any]:
         _wait_port(port)
         url = UrlSource.at(f"http://127.0.0.1:{port}/{{z}}/{{x}}/{{y}}.jpg", settings=settings).reader(settings)
         mbtiles = MBTilesSource.at(archive, settings=settings).reader(settings)
+        files = FolderSource.at(folder, layout=Layout.parse(), settings=settings).reader(settings)
         runs = {
-            "files": [TileFile(t, folder / str(t.path), root=folder) for t in tiles],
-            "mbtiles": [TileFile(t, None, archive=mbtiles) for t in tiles],
-            "server": [TileFile(t, None, archive=url) for t in tiles],
+            "files": [TileFile(t, reader=files) for t in tiles],
+            "mbtiles": [TileFile(t, reader=mbtiles) for t in tiles],
+            "server": [TileFile(t, reader=url) for t in tiles],
         }
         result: dict[str, Any] = {"tiles": count}
         for name, files in runs.items():
@@ -187,7 +189,8 @@ def _wait_port(port: int) -> None:
 
 def rasters(count: int, work: Path, eurosat: Path) -> dict[str, Any]:
     from core.settings import get_settings
-    from core.sources import RasterSource
+    from core.sources import FolderSource, RasterSource
+    from core.sources.layouts import Layout
     from testkit.rasters import mosaic
     from worker.pipeline import TileFile
 
@@ -199,8 +202,9 @@ def rasters(count: int, work: Path, eurosat: Path) -> dict[str, Any]:
     assert len(cut) == count, len(cut)
     model = classifier(work)
     reader = source.reader(get_settings())
-    precut_rate, precut_cpu = timed(model, [TileFile(t, folder / str(t.path), root=folder) for t in tiles])
-    raster_rate, raster_cpu = timed(model, [TileFile(t, None, archive=reader) for t in cut])
+    precut = FolderSource.at(folder, layout=Layout.parse(), settings=get_settings()).reader(get_settings())
+    precut_rate, precut_cpu = timed(model, [TileFile(t, reader=precut) for t in tiles])
+    raster_rate, raster_cpu = timed(model, [TileFile(t, reader=reader) for t in cut])
     return {"tiles": count, "precut_tiles_per_s": round(precut_rate, 1), "geotiff_tiles_per_s": round(raster_rate, 1),
             "precut_tiles_per_cpu_s": round(precut_cpu, 1), "geotiff_tiles_per_cpu_s": round(raster_cpu, 1),
             "ratio_geotiff_vs_precut": round(raster_rate / precut_rate, 2)}

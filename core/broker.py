@@ -45,10 +45,30 @@ def prepare_folders(settings: Settings) -> None:
             Path(folder).mkdir(parents=True, exist_ok=True)
 
 
+def is_redis(settings: Settings) -> bool:
+    """Whether the deployment's broker is a Redis server (``redis://`` or, with TLS, ``rediss://``)."""
+    return settings.broker_url.startswith(("redis://", "rediss://"))
+
+
+def redis_client(settings: Settings, *, timeout: float, **options: Any) -> Any:
+    """A client of the Redis broker's database (``TILECLASS_BROKER_URL``), whose connects and replies wait at most
+    ``timeout`` seconds (``options``: more of redis-py's); None when the broker is not Redis. Nothing connects yet.
+
+    The one way tileclass talks to Redis besides kombu: the workers' run markers (``worker.deliveries``), the broker's
+    credentials check (``worker.brokercheck``) and a tile server's shared rate limit (``core.sources.url``).
+    """
+    if not is_redis(settings):
+        return None
+    import redis
+
+    return redis.Redis.from_url(settings.broker_url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                **options)
+
+
 def transport_options(settings: Settings) -> dict[str, Any]:
     """kombu transport options of a deployment's broker."""
     options: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout}
-    if settings.broker_url.startswith(("redis://", "rediss://")):
+    if is_redis(settings):
         # Kombu scans for messages whose worker died every interval x throttle seconds (10 x 10 by default), so
         # with a short visibility timeout a message would wait far longer than the timeout itself: scan about
         # ten times per timeout (at most every 10 s). The scan is one indexed ZRANGE under a mutex: cheap.

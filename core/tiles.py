@@ -146,9 +146,9 @@ def parse_zooms(values: Sequence[str]) -> list[int]:
 def normal_path(path: str) -> str:
     """One spelling per file: ``a//b.png``, ``./a/b.png`` and ``a/b.png/`` are all ``a/b.png``.
 
-    Only empty and ``.`` components are dropped; ``..`` is kept (``core.roots.safe_join`` refuses it) and a leading
-    ``/`` too (refused there as absolute), so normalising never turns a path that leaves its root into one that
-    does not.
+    Only empty and ``.`` components are dropped; ``..`` is kept (``core.sources.roots.safe_join`` refuses it) and a
+    leading ``/`` too (refused there as absolute), so normalising never turns a path that leaves its root into one
+    that does not.
     """
     parts = [part for part in path.split("/") if part not in ("", ".")]
     return ("/" if path.startswith("/") else "") + "/".join(parts)

@@ -34,7 +34,6 @@ from typing import Any, TextIO
 from PIL import Image
 
 from core.choices import IMAGE_FORMATS
-from core.errors import TileRootError
 from core.queries.corrections import LabelledTile
 from core.sources import TileAbsent, TileReader, TileUnreadable
 
@@ -122,10 +121,8 @@ def _image(reader: TileReader, row: LabelledTile, max_pixels: int) -> tuple[byte
     """The tile's image bytes and extension, or why it is left out."""
     try:
         return image_file(reader.read(row.answer.tile), max_pixels=max_pixels)
-    except (TileUnreadable, TileAbsent) as exc:
+    except (TileUnreadable, TileAbsent) as exc:  # a path that would leave its folder too
         return exc.reason
-    except TileRootError as exc:  # a path that would leave the folder
-        return str(exc)
 
 
 def image_file(data: bytes, *, max_pixels: int) -> tuple[bytes, str] | str:

@@ -9,11 +9,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from core.layouts import Layout
 from core.models.registry import register_model
 from core.results import Classified
 from core.schema import Model
 from core.sources import FolderSource
+from core.sources.layouts import Layout
 from core.tiles import Tile
 
 CLASSES = ["Forest", "River", "Residential"]

@@ -12,8 +12,8 @@ Steps, each database step one transaction retried on transient errors:
    inconsistent, fails the whole batch with that reason (no worker could run it); the message is still
    acknowledged, so a bad model never makes workers crash-loop. A registered model with no usable checkpoint on
    this host (missing, or not matching its hash) is a ``HostError`` (see 6).
-4. Find every tile's file in the job's source on this host (a path that would leave it fails alone) and run the
-   pipeline.
+4. Open the job's source on this host (``source.reader``) and run the pipeline, which reads every tile through it
+   (a path that would leave a folder fails alone).
 6. A ``core.errors.HostError`` anywhere (the source not mounted here, no checkpoint here, the device out of memory)
    fails no tile: ``worker.tasks`` hands it to ``worker.host_errors``, which puts the batch back.
 5. Record results, failures and the batch's counts (``worker.recording``: upserts, so a redelivered batch
@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core.db import session_scope
-from core.errors import HostError, NotFoundError, TileRootError
+from core.errors import HostError, NotFoundError
 from core.jobs import JobBounds
 from core.messages import ClassifyBatch
 from core.models.lookups import is_registered
@@ -40,7 +40,8 @@ from core.models.registry import checkpoint_for
 from core.results import Failure
 from core.schema import Job, JobKind, JobState
 from core.settings import Settings, get_settings
-from core.sources import FolderSource, source_from_record
+from core.sources import source_from_record
+from core.sources.base import SourceError, SourceUnavailable
 from worker import deliveries, metrics, runtime
 from worker.admission import admit as admission_of
 from worker.device_decode import uses_device_decode
@@ -169,43 +170,19 @@ def fail_batch(batch: ClassifyBatch, reason: str) -> None:
 
 
 def tile_files(batch: ClassifyBatch, settings: Settings, source_record: dict[str, Any]) -> list[TileFile]:
-    """Where each tile of the batch is read on this host; a tile whose path would leave its folder fails with the
-    reason.
+    """The batch's tiles, each read through the job's source on this host (``source.reader(settings)``: a tile
+    whose path would leave its folder fails alone, with the reason).
 
-    A source this host cannot reach (unknown here, its folder missing, empty as an unmounted mount point, its
-    archive missing or unreadable) is a ``HostError``: no tile fails for it.
+    A source this host cannot read (unknown here, its folder missing or empty as an unmounted mount point, its
+    archive missing or unreadable, a record this version does not know) is a ``HostError``: no tile fails for it.
     """
     try:
-        source = source_from_record(source_record)
-        if not isinstance(source, FolderSource):
-            archive = source.reader(settings)
-            return [TileFile(tile, None, archive=archive) for tile in batch.tiles]
-        root = source.local_root(settings)
-    except TileRootError as exc:
-        raise HostError(str(exc)) from None
-    _check_mounted(root, source.name, settings)
-    files = []
-    for tile in batch.tiles:
-        try:
-            files.append(TileFile(tile, source.locate(root, tile), root=root))
-        except TileRootError as exc:
-            files.append(TileFile(tile, None, str(exc)))
-    return files
-
-
-def _check_mounted(root: Path, name: str, settings: Settings) -> None:
-    """``HostError`` unless ``root`` is a readable folder with something in it (tiles were enqueued from it)."""
-    try:
-        with os.scandir(root) as entries:
-            if next(entries, None) is not None:
-                return
-        problem = "is empty (not mounted?)"
-    except OSError as exc:
-        problem = f"cannot be read ({exc.strerror or exc.__class__.__name__})"
-    configured = settings.tile_roots.values()
-    broken = bool(configured) and not any(path.is_dir() for path in configured)
-    raise HostError(f"tile root {name!r} at {str(root)!r} {problem} on this host"
-                    + (": and no configured tile root is a folder here" if broken else ""), broken=broken)
+        reader = source_from_record(source_record).reader(settings)
+    except SourceUnavailable:
+        raise
+    except SourceError as exc:  # the producer could read it; this host cannot: the host's problem
+        raise SourceUnavailable(str(exc)) from None
+    return [TileFile(tile, reader=reader) for tile in batch.tiles]
 
 
 def _admitted(batch: ClassifyBatch, context: BatchContext) -> ClassifyBatch:

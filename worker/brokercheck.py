@@ -12,6 +12,7 @@ from __future__ import annotations
 from kombu.utils.url import maybe_sanitize_url
 from redis.exceptions import AuthenticationError, AuthenticationWrongNumberOfArgsError, RedisError, ResponseError
 
+from core.broker import redis_client
 from core.errors import SettingsError
 from core.settings import Settings
 
@@ -22,12 +23,10 @@ class BrokerCredentialsError(SettingsError):
 
 def check_broker_credentials(settings: Settings) -> None:
     """Raise ``BrokerCredentialsError`` when the Redis broker refuses the configured credentials."""
-    url = settings.broker_url
-    if not url.startswith(("redis://", "rediss://")):
+    client = redis_client(settings, timeout=5)
+    if client is None:
         return
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    url = settings.broker_url
     try:
         client.ping()
     except (AuthenticationError, AuthenticationWrongNumberOfArgsError) as exc:

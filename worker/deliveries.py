@@ -40,6 +40,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from core.broker import is_redis, redis_client
 from core.settings import Settings
 
 MARKER_TTL = 7 * 24 * 3600  # longer than any sane visibility timeout times a few redeliveries
@@ -200,14 +201,10 @@ class Heartbeat:
 
 def _client(settings: Settings) -> Any:
     """This process's Redis client for the broker's database, or None when the broker is not Redis."""
-    url = settings.broker_url
-    if not url.startswith(("redis://", "rediss://")):
+    if not is_redis(settings):
         return None
-    key = (os.getpid(), url)
+    key = (os.getpid(), settings.broker_url)
     client = _clients.get(key)
     if client is None:
-        import redis
-
-        client = _clients[key] = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=10,
-                                                      health_check_interval=30)
+        client = _clients[key] = redis_client(settings, timeout=10, health_check_interval=30)
     return client

@@ -34,7 +34,7 @@ import torch
 
 from core.errors import HostError
 from core.results import Classified, Empty, Failure
-from core.sources import TileAbsent, TileReader, TileUnreadable
+from core.sources.base import TileAbsent, TileReader, TileUnreadable
 from core.sources.files import read_tile_file
 from core.tiles import Tile
 from model.errors import EmptyImage, ImageError
@@ -60,44 +60,43 @@ class TileFailed(TileUnreadable):
 
 @dataclass(frozen=True)
 class TileFile:
-    """A tile of a batch and where it is read: a file (``None`` when its path was refused, with ``refused``), or
-    an open archive that reads it by coordinates (``archive``)."""
+    """A tile of a batch and how it is read: through its source's reader (``reader``: every kind, a folder's
+    included: ``core.sources``), or from a plain file by its path (``path``: images that are not a source's)."""
 
     tile: Tile
-    path: Path | None
-    refused: str | None = None
-    root: Path | None = None  # the source's folder on this host: the opened file must still lie inside it
-    archive: TileReader | None = None
+    path: Path | None = None
+    reader: TileReader | None = None
 
     @property
     def readable(self) -> bool:
-        return self.path is not None or self.archive is not None
+        return self.path is not None or self.reader is not None
 
 
 def load_tile(path: Path, classifier: Classifier, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-              root: Path | None = None, times: StageTimes | None = None, device_decode: bool = False,
+              times: StageTimes | None = None, device_decode: bool = False,
               min_coverage: float = DEFAULT_MIN_COVERAGE) -> Loaded:
-    """Read and decode one tile file into the model's input (``decode_for``), or ``TileFailed``.
+    """Read and decode one image file into the model's input (``decode_for``), or ``TileFailed``.
 
     ``times`` (the batch's, for its metrics) gets the seconds spent reading and decoding, failed tiles included.
     ``device_decode``: a JPEG the device can decode is returned undecoded (``DeviceJpeg``), for its chunk's batch.
     """
     started = time.perf_counter()
     try:
-        data = read_tile_file(path, root=root)
+        data = read_tile_file(path)
     finally:
         if times is not None:
             times.add("read", time.perf_counter() - started)
     return _decode_timed(data, classifier, max_pixels, times, device_decode, min_coverage)
 
 
-def load_from_archive(tile: Tile, archive: TileReader, classifier: Classifier, *,
-                      max_pixels: int = DEFAULT_MAX_PIXELS, times: StageTimes | None = None,
-                      device_decode: bool = False, min_coverage: float = DEFAULT_MIN_COVERAGE) -> Loaded:
-    """``load_tile`` for a tile of an archive or a tile server (whose fetch counts as its read)."""
+def load_from_source(tile: Tile, reader: TileReader, classifier: Classifier, *,
+                     max_pixels: int = DEFAULT_MAX_PIXELS, times: StageTimes | None = None,
+                     device_decode: bool = False, min_coverage: float = DEFAULT_MIN_COVERAGE) -> Loaded:
+    """``load_tile`` for a tile of a source, read through its reader (a folder's file, an archive's entry, a tile
+    server's answer: a fetch counts as the read)."""
     started = time.perf_counter()
     try:
-        data = archive.read(tile)
+        data = reader.read(tile)
     finally:
         if times is not None:
             times.add("read", time.perf_counter() - started)
@@ -148,7 +147,7 @@ def classify_tiles(classifier: Classifier, files: Sequence[TileFile], *, chunk_s
     readable = []
     for tile_file in files:
         if not tile_file.readable:
-            outcome.failures.append(Failure(tile_file.tile, tile_file.refused or "path refused"))
+            outcome.failures.append(Failure(tile_file.tile, "nothing to read it from"))
         else:
             readable.append(tile_file)
     chunks = [readable[i : i + chunk_size] for i in range(0, len(readable), chunk_size)]
@@ -190,14 +189,13 @@ class Loader:
     min_coverage: float
 
     def submit(self, tile_file: TileFile) -> Future[Loaded]:
-        if tile_file.archive is not None:
-            return self.pool.submit(load_from_archive, tile_file.tile, tile_file.archive, self.classifier,
+        if tile_file.reader is not None:
+            return self.pool.submit(load_from_source, tile_file.tile, tile_file.reader, self.classifier,
                                     max_pixels=self.max_pixels, times=self.times, device_decode=self.device_decode,
                                     min_coverage=self.min_coverage)
         assert tile_file.path is not None  # classify_tiles submits readable tiles only
-        return self.pool.submit(load_tile, tile_file.path, self.classifier, root=tile_file.root,
-                                max_pixels=self.max_pixels, times=self.times, device_decode=self.device_decode,
-                                min_coverage=self.min_coverage)
+        return self.pool.submit(load_tile, tile_file.path, self.classifier, max_pixels=self.max_pixels,
+                                times=self.times, device_decode=self.device_decode, min_coverage=self.min_coverage)
 
     def decode_on_device(self, datas: list[bytes]) -> list[ModelInput | TileUnreadable | TileAbsent]:
         started = time.perf_counter()

@@ -34,9 +34,9 @@ from core.db import session_scope
 from core.errors import TileclassError
 from core.messages import TrainRequest
 from core.models.registry import register_checkpoint
-from core.roots import is_inside
 from core.schema import JobState
 from core.settings import Settings
+from core.sources.roots import is_inside
 from worker.runtime import with_db_retry
 
 if TYPE_CHECKING:

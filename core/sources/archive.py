@@ -2,7 +2,7 @@
 
 A job records ``{"kind": "mbtiles", "name": "city-5be0a1c2", "path": "/data/city.mbtiles"}``. A worker finds its own
 copy by name (``TILECLASS_SOURCES``, ``TILECLASS_TILE_ROOTS``), else at the recorded path; a copy that is missing or
-unreadable there is the host's problem (``TileRootError``, turned into a host error), never the tiles'.
+unreadable there is the host's problem (``SourceUnavailable``, a host error), never the tiles'.
 
 Each worker process opens an archive once and keeps it open (``ArchiveSource.reader``): the decoding threads read
 tiles from it by key. An archive replaced on disk (another inode or mtime) is opened again on the next batch.
@@ -15,66 +15,53 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Self
+from typing import Any, ClassVar, Self
 
-from core.errors import TileRootError
 from core.region import Region
-from core.roots import resolve_root, root_name_for
 from core.settings import Settings
+from core.sources.base import (
+    MAX_TILE_BYTES,
+    Chunk,
+    Key,
+    SourceError,
+    SourceOptions,
+    SourceUnavailable,
+    TileReader,
+    TileSource,
+    TileUnreadable,
+    WalkReport,
+)
+from core.sources.roots import resolve_root, source_name_for
 from core.tiles import Tile
-from core.walk import Chunk, Key, WalkReport
 
-# A tile larger than this is refused before it is copied into memory, and a gzip tile is inflated to this at most:
-# the size of the largest image a worker decodes by default (TILECLASS_WORKER_MAX_PIXELS, 4096²) as RGBA, unencoded.
-MAX_TILE_BYTES = 64 << 20
 _open_readers: dict[tuple[int, str], tuple[tuple[int, int], TileReader]] = {}
 _open_lock = threading.Lock()
 
 
-class TileProblem(Exception):
-    """Something about one tile of a source, with the short ``reason`` the results database keeps."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class TileUnreadable(TileProblem):
-    """One tile cannot be read: it fails (``failed_tiles``)."""
-
-
-class TileAbsent(TileProblem):
-    """The source has no tile there (a tile server's 404 or 204): an empty tile, neither classified nor failed."""
-
-
-class TileReader(Protocol):
-    """An open source: ``read`` is called from several decoding threads at once."""
-
-    def read(self, tile: Tile) -> bytes:
-        """The tile's bytes; ``TileUnreadable`` (it fails) or ``TileAbsent`` (it is empty)."""
-        ...
-
-
 @dataclass(frozen=True)
-class ArchiveSource:
+class ArchiveSource(TileSource):
     """One archive file; subclasses say how to check, list and open it."""
 
     name: str
     path: str | None
     kind: ClassVar[str]
-    suffix: ClassVar[str]
 
     @classmethod
-    def at(cls, file: Path, *, settings: Settings) -> Self:
+    def at(cls, file: Path, *, settings: Settings, name: str | None = None) -> Self:
         """The source for an archive the user named, checked to be a readable archive of its kind."""
         if not file.exists():
-            raise TileRootError(f"{cls.kind} file {str(file)!r} does not exist")
+            raise SourceError(f"{cls.kind} file {str(file)!r} does not exist")
         if not file.is_file():
-            raise TileRootError(f"{cls.kind} source {str(file)!r} is not a file")
+            raise SourceError(f"{cls.kind} source {str(file)!r} is not a file")
         resolved = file.resolve()
-        source = cls(root_name_for(resolved, settings), str(resolved))
+        source = cls(name or source_name_for(resolved, settings), str(resolved))
         source.opened(resolved)  # the same checks a worker makes, now, in one line
         return source
+
+    @classmethod
+    def from_spec(cls, spec: str, options: SourceOptions, settings: Settings) -> Self:
+        cls.refuse_options(options)
+        return cls.at(Path(spec), settings=settings, name=options.name)
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Self:
@@ -85,16 +72,16 @@ class ArchiveSource:
         return {"kind": self.kind, "name": self.name, "path": self.path}
 
     def check_readable(self) -> None:
-        """``TileRootError`` unless the recorded file is a readable archive on this host (before a resume)."""
+        """``SourceError`` unless the recorded file is a readable archive on this host (before a resume)."""
         if self.path is None:
-            raise TileRootError(f"{self.kind} source {self.name!r} has no recorded file")
+            raise SourceError(f"{self.kind} source {self.name!r} has no recorded file")
         self.opened(Path(self.path))
 
     def tiles(self, region: Region | None, *, after: Key | None = None, report: WalkReport | None = None,
               chunk_size: int = 4096) -> Iterator[Chunk]:
         """The region's tiles in the archive, in resumable chunks (see the subclass)."""
         if self.path is None:
-            raise TileRootError(f"{self.kind} source {self.name!r} has no recorded file to list")
+            raise SourceError(f"{self.kind} source {self.name!r} has no recorded file to list")
         return self.list_tiles(self.opened(Path(self.path)), region or Region(), after=after,
                                chunk_size=chunk_size)
 
@@ -103,7 +90,8 @@ class ArchiveSource:
         return resolve_root(self.name, settings, self.path)
 
     def reader(self, settings: Settings) -> TileReader:
-        """This process's open copy of the archive on this host; ``TileRootError`` when it cannot be opened."""
+        """This process's open copy of the archive on this host; ``SourceUnavailable`` when it is missing here,
+        ``SourceError`` when it is not an archive of its kind."""
         return self.opened(self.local_root(settings))
 
     def opened(self, path: Path) -> Any:
@@ -112,8 +100,8 @@ class ArchiveSource:
         try:
             info = path.stat()
         except OSError as exc:
-            raise TileRootError(f"{self.kind} source {self.name!r}: {str(path)!r} cannot be opened on this host "
-                                f"({exc.strerror or exc.__class__.__name__})") from None
+            raise SourceUnavailable(f"{self.kind} source {self.name!r}: {str(path)!r} cannot be opened on this host "
+                                    f"({exc.strerror or exc.__class__.__name__})") from None
         key, version = (os.getpid(), str(path)), (info.st_ino, info.st_mtime_ns)
         with _open_lock:
             known = _open_readers.get(key)
@@ -122,7 +110,7 @@ class ArchiveSource:
             return _open_readers[key][1]
 
     def open_file(self, path: Path) -> Any:
-        """The open archive (a ``TileReader``), or ``TileRootError`` saying why it is not one of this kind."""
+        """The open archive (a ``TileReader``), or ``SourceError`` saying why it is not one of this kind."""
         raise NotImplementedError
 
     def list_tiles(self, archive: Any, region: Region, *, after: Key | None, chunk_size: int) -> Iterator[Chunk]:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from core.region import Region
+from core.sources.base import Chunk, Key
 from core.tiles import Tile
-from core.walk import Chunk, Key
 
 
 def cover(region: Region, *, after: Key | None = None, chunk_size: int = 4096) -> Iterator[Chunk]:

@@ -6,7 +6,9 @@ every few seconds keeps each read inside the read timeout for ever. So the fetch
 read of a fetch waits at most until that fetch's deadline (``within``), and a read waits in slices of ``SLICE``
 seconds, so that ``stop_fetches()`` (a worker's warm shutdown) ends every fetch of the process within a slice,
 whatever its server is doing; ``stopped_by(event)`` does the same for the fetches of one thread (the imagery
-threads of ``tileclass serve``, when it stops). Name resolution is the one step it cannot cut short.
+threads of ``tileclass serve``, when it stops). Name resolution is the one step it cannot cut short. Connections
+through a proxy of the environment (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``; ``NO_PROXY``) keep to the same
+deadlines (``environment_mounts``).
 
 A fetch past its deadline raises ``DeadlinePassed``; a fetch stopped raises ``FetchStopped``, a host error: the
 batch goes back to the queue and no tile fails.
@@ -19,11 +21,14 @@ import time
 import typing
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpcore
 import httpx
+from httpx._utils import get_environment_proxies
 
 from core.errors import HostError
+from core.sources.base import SourceUnavailable
 
 SLICE = 0.25  # seconds a read waits before looking at the stop switch again
 _stopping = threading.Event()
@@ -92,18 +97,32 @@ def within(seconds: float) -> Iterator[float]:
         _thread.deadline = previous
 
 
-def new_transport(limits: httpx.Limits) -> httpx.HTTPTransport:
-    """An httpx transport whose connections honour the deadlines and the stop switch.
+def new_transport(limits: httpx.Limits, proxy: httpx.Proxy | None = None) -> httpx.HTTPTransport:
+    """An httpx transport, straight to the server or through ``proxy``, whose connections (to the proxy too) honour
+    the deadlines and the stop switch.
 
-    httpx takes no network backend, so its pool is replaced by the same one built with ``DeadlineBackend``. A
-    transport of one's own also means no proxy from ``HTTP(S)_PROXY``: tile fetches go straight to the server.
+    httpx takes no network backend, so the pool httpx built (a connection pool, or httpcore's HTTP or SOCKS proxy
+    pool, with httpx's TLS settings) gets ``DeadlineBackend`` before it makes its first connection.
     """
-    transport = httpx.HTTPTransport(limits=limits)
-    transport._pool = httpcore.ConnectionPool(
-        ssl_context=httpx.create_ssl_context(), max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
-        network_backend=DeadlineBackend())
+    transport = httpx.HTTPTransport(limits=limits, proxy=proxy)
+    pool: Any = transport._pool
+    pool._network_backend = DeadlineBackend()
     return transport
+
+
+def environment_mounts(limits: httpx.Limits) -> dict[str, httpx.BaseTransport | None]:
+    """The proxies this host's environment names (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``, and ``NO_PROXY``
+    for what goes straight), as transports of ``new_transport``: what an httpx client finds there by itself, which
+    it no longer looks for once it is given a transport of its own. ``SourceUnavailable`` for a proxy this host
+    cannot use (a SOCKS proxy without ``httpx[socks]``)."""
+    mounts: dict[str, httpx.BaseTransport | None] = {}
+    for pattern, url in get_environment_proxies().items():
+        try:
+            mounts[pattern] = None if url is None else new_transport(limits, httpx.Proxy(url))
+        except (ImportError, ValueError) as exc:
+            raise SourceUnavailable(f"the proxy for {pattern} in this host's environment cannot be used "
+                                    f"({str(exc).splitlines()[0][:160]})") from None
+    return mounts
 
 
 def _limit(timeout: float | None) -> float | None:

@@ -31,19 +31,13 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 
 import httpx
 
-from core.errors import HostError
 from core.sources import deadline
-from core.sources.archive import MAX_TILE_BYTES, TileAbsent, TileUnreadable
+from core.sources.base import MAX_TILE_BYTES, SourceDown, TileAbsent, TileUnreadable
 
 MAX_WAIT = 30.0
 MAX_REDIRECTS = 5
 RETRIED_STATUS = {429, 500, 502, 503, 504}
-logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry full URLs, tokens included
 log = logging.getLogger(__name__)
-
-
-class SourceDown(HostError):
-    """The tile server cannot be reached, refuses this host's credentials or is too slow: not the tiles' fault."""
 
 
 class RedirectRefused(TileUnreadable):
@@ -66,11 +60,16 @@ class FetchPolicy:
 
 def new_client(policy: FetchPolicy) -> httpx.Client:
     """A keep-alive connection pool for one process (httpx clients are thread-safe) whose connections keep to the
-    fetches' deadlines (``core.sources.deadline``)."""
+    fetches' deadlines (``core.sources.deadline``), through the proxies the environment names. httpx's own request
+    log is quieted from then on (its INFO lines carry full URLs, tokens included), unless its own level is warnings
+    or above already."""
+    httpx_log = logging.getLogger("httpx")
+    if httpx_log.level < logging.WARNING:  # not set, or set to say more
+        httpx_log.setLevel(logging.WARNING)
     timeout = httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout)
     limits = httpx.Limits(max_connections=32)
     return httpx.Client(timeout=timeout, follow_redirects=False, transport=deadline.new_transport(limits),
-                        headers={"User-Agent": "tileclass"})
+                        mounts=deadline.environment_mounts(limits), headers={"User-Agent": "tileclass"})
 
 
 class RateLimiter:

@@ -1,7 +1,8 @@
 """Reading one tile file below a folder source's root, checked on the opened file rather than on its path.
 
-Workers read folder tiles through it, and so does the HTTP server's imagery: a tile path or a folder swapped for a
-symlink between the path check (``core.roots.safe_join``) and the read is refused, never read from outside the root.
+A folder's reader (``core.sources.folder.FolderReader``: the workers, the HTTP server's imagery, the map's render,
+``dataset export``) reads through it: a tile path or a folder swapped for a symlink between the path check
+(``core.sources.roots.safe_join``) and the read is refused, never read from outside the root.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import os
 import stat
 from pathlib import Path
 
-from core.roots import is_inside
-from core.sources.archive import MAX_TILE_BYTES, TileUnreadable
+from core.sources.base import MAX_TILE_BYTES, TileUnreadable
+from core.sources.roots import is_inside
 
 NO_SUCH_FILE = "no such file"
 
@@ -21,8 +22,8 @@ def read_tile_file(path: Path, *, root: Path | None = None, max_bytes: int = MAX
 
     Everything is checked on the opened file, not on the path before it: ``O_NONBLOCK`` so that a FIFO named like
     a tile cannot block the open, ``fstat`` for its type and size, and (with ``root``) the real path of the open
-    descriptor, so that a folder swapped for a symlink after ``core.roots.safe_join`` checked the path is refused
-    instead of read from outside the root.
+    descriptor, so that a folder swapped for a symlink after ``core.sources.roots.safe_join`` checked the path is
+    refused instead of read from outside the root.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)

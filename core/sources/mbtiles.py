@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from core.errors import HostError, TileRootError
+from core.errors import HostError
 from core.region import Region
-from core.sources.archive import MAX_TILE_BYTES, ArchiveSource, TileUnreadable, capped
+from core.sources.archive import ArchiveSource, capped
+from core.sources.base import MAX_TILE_BYTES, Chunk, Key, SourceError, TileUnreadable
 from core.tiles import MAX_ZOOM, Tile, flip_row
-from core.walk import Chunk, Key
 
 _ROWS = ("SELECT tile_column, tile_row FROM tiles WHERE zoom_level = ? AND tile_column BETWEEN ? AND ?"
          " AND tile_row BETWEEN ? AND ? AND (tile_column > ? OR (tile_column = ? AND tile_row > ?))"
@@ -45,7 +45,7 @@ class MBTilesFile:
             self.connection = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, check_same_thread=False)
             self.connection.execute("SELECT zoom_level, tile_column, tile_row, tile_data FROM tiles LIMIT 0")
         except sqlite3.Error as exc:
-            raise TileRootError(f"{str(path)!r} is not a readable MBTiles file ({exc})") from None
+            raise SourceError(f"{str(path)!r} is not a readable MBTiles file ({exc})") from None
         self._lock = threading.Lock()
         self._deadline = float("inf")
         # A query past its deadline is interrupted (sqlite3.OperationalError): a ``tiles`` view that never ends
@@ -67,14 +67,14 @@ class MBTilesFile:
             self._deadline = float("inf")
 
     def _listing(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
-        """``_query`` for the producer's listing: whatever goes wrong is a one-line ``TileRootError``."""
+        """``_query`` for the producer's listing: whatever goes wrong is a one-line ``SourceError``."""
         try:
             with self._lock:
                 return self._query(sql, parameters)
         except _Overdue as exc:
-            raise TileRootError(str(exc)) from None
+            raise SourceError(str(exc)) from None
         except sqlite3.Error as exc:
-            raise TileRootError(f"{str(self.path)!r}: its tiles cannot be listed ({exc})") from None
+            raise SourceError(f"{str(self.path)!r}: its tiles cannot be listed ({exc})") from None
 
     def zooms(self, region: Region) -> list[int]:
         """The zoom levels that have tiles and that the region wants (one indexed probe per zoom)."""
@@ -84,14 +84,14 @@ class MBTilesFile:
     def rows(self, zoom: int, columns: tuple[int, int], tms_rows: tuple[int, int], after: tuple[int, int],
              limit: int) -> list[tuple[int, int]]:
         """Up to ``limit`` (column, TMS row) pairs of ``zoom`` in ``columns`` and ``tms_rows``, after ``after``, in
-        index order; ``TileRootError`` for a row whose coordinates are not integers of the zoom."""
+        index order; ``SourceError`` for a row whose coordinates are not integers of the zoom."""
         top = (1 << zoom) - 1
         query, span = (_ALL_ROWS, ()) if tms_rows == (0, top) else (_ROWS, tms_rows)
         found = self._listing(query, (zoom, *columns, *span, after[0], after[0], after[1], limit))
         for column, row in found:
             if type(column) is not int or type(row) is not int or not 0 <= row <= top:
-                raise TileRootError(f"{str(self.path)!r} has a tile at zoom {zoom} with tile_column {column!r} and "
-                                    f"tile_row {row!r}: MBTiles coordinates are integers 0..{top} at zoom {zoom}")
+                raise SourceError(f"{str(self.path)!r} has a tile at zoom {zoom} with tile_column {column!r} and "
+                                  f"tile_row {row!r}: MBTiles coordinates are integers 0..{top} at zoom {zoom}")
         return found
 
     def read(self, tile: Tile) -> bytes:
@@ -123,7 +123,7 @@ class _Overdue(Exception):
 @dataclass(frozen=True)
 class MBTilesSource(ArchiveSource):
     kind: ClassVar[str] = "mbtiles"
-    suffix: ClassVar[str] = ".mbtiles"
+    suffixes: ClassVar[tuple[str, ...]] = (".mbtiles",)
 
     def open_file(self, path: Path) -> MBTilesFile:
         return MBTilesFile(path)

@@ -19,9 +19,9 @@ from typing import Any, ClassVar
 
 from pmtiles.tile import Compression, TileType, deserialize_header, tileid_to_zxy, zxy_to_tileid
 
-from core.errors import TileRootError
 from core.region import Region
-from core.sources.archive import MAX_TILE_BYTES, ArchiveSource, TileUnreadable, capped
+from core.sources.archive import ArchiveSource, capped
+from core.sources.base import MAX_TILE_BYTES, Chunk, Key, SourceError, TileUnreadable
 from core.sources.decompress import Damaged, TooLarge, gunzip
 from core.sources.pmtiles_directory import (
     MAX_DIRECTORY_BYTES,
@@ -32,7 +32,6 @@ from core.sources.pmtiles_directory import (
     decode,
 )
 from core.tiles import MAX_ZOOM, Tile
-from core.walk import Chunk, Key
 
 IMAGE_TYPES = (TileType.PNG, TileType.JPEG, TileType.WEBP)
 READ_COMPRESSIONS = (Compression.NONE, Compression.UNKNOWN, Compression.GZIP)
@@ -50,7 +49,7 @@ class PMTilesFile:
     """A PMTiles file, memory-mapped read-only; safe to read from several threads.
 
     A file shorter than the sections its header declares (a copy cut short or still under way) is refused when it
-    is opened (``TileRootError``: on a worker, the host's problem); so is a damaged root directory.
+    is opened (``SourceError``: on a worker, the host's problem); so is a damaged root directory.
     """
 
     def __init__(self, path: Path) -> None:
@@ -60,23 +59,23 @@ class PMTilesFile:
                 self.data: Any = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
             self.header: dict[str, Any] = dict(deserialize_header(self.data[:HEADER_BYTES]))
         except Exception as exc:  # the codec raises exceptions of its own (a bad magic number, a v2 file)
-            raise TileRootError(f"{str(path)!r} is not a readable PMTiles v3 file "
-                                f"({exc.__class__.__name__}: {str(exc)[:120]})") from None
+            raise SourceError(f"{str(path)!r} is not a readable PMTiles v3 file "
+                              f"({exc.__class__.__name__}: {str(exc)[:120]})") from None
         kind = self.header["tile_type"]
         if kind not in IMAGE_TYPES:
-            raise TileRootError(f"{str(path)!r} holds {getattr(kind, 'name', kind)} tiles, not imagery: tileclass "
-                                f"reads {', '.join(t.name for t in IMAGE_TYPES)} tiles")
+            raise SourceError(f"{str(path)!r} holds {getattr(kind, 'name', kind)} tiles, not imagery: tileclass "
+                              f"reads {', '.join(t.name for t in IMAGE_TYPES)} tiles")
         for part, field in (("tiles", "tile_compression"), ("directories", "internal_compression")):
             if self.header[field] not in READ_COMPRESSIONS:
-                raise TileRootError(f"{str(path)!r} compresses its {part} with {self.header[field].name}: tileclass "
-                                    f"reads uncompressed or gzip {part}")
+                raise SourceError(f"{str(path)!r} compresses its {part} with {self.header[field].name}: tileclass "
+                                  f"reads uncompressed or gzip {part}")
         self.compression = self.header["tile_compression"]
         self._check_length()
         self._cache = DirectoryCache()
         try:
             self.root = self.directory(self.header["root_offset"], self.header["root_length"])
         except DamagedDirectory as exc:
-            raise TileRootError(f"{str(path)!r} has a damaged root directory ({exc})") from None
+            raise SourceError(f"{str(path)!r} has a damaged root directory ({exc})") from None
 
     def _check_length(self) -> None:
         size = len(self.data)
@@ -84,9 +83,9 @@ class PMTilesFile:
             end = self.header[f"{section}_offset"] + self.header[f"{section}_length"]
             if end > size:
                 name = {"root": "root directory", "leaf_directory": "leaf directories"}.get(section, section)
-                raise TileRootError(f"{str(self.path)!r} is shorter than its header says: its "
-                                    f"{name.replace('_', ' ')} ends at byte {end}, the file has {size} bytes "
-                                    "(a copy cut short, or still being copied?)")
+                raise SourceError(f"{str(self.path)!r} is shorter than its header says: its "
+                                  f"{name.replace('_', ' ')} ends at byte {end}, the file has {size} bytes "
+                                  "(a copy cut short, or still being copied?)")
 
     def directory(self, offset: int, length: int) -> Directory:
         """The directory stored at ``offset`` (decoded once, then kept in the cache); ``DamagedDirectory``."""
@@ -110,14 +109,14 @@ class PMTilesFile:
 
     def tile_ids(self, wanted: Ranges, after: int) -> Iterator[int]:
         """Every stored tile id in one of the ``wanted`` [first, end) ranges and above ``after``, in order;
-        ``TileRootError`` for a damaged directory."""
+        ``SourceError`` for a damaged directory."""
         # A valid archive stores each directory once: reading more directory bytes than it holds means that its
         # entries point at the same directories again and again.
         budget = [self.header["root_length"] + self.header["leaf_directory_length"]]
         try:
             yield from self._ids(self.root, clip(wanted, after + 1, MAX_TILE_ID), 0, budget)
         except DamagedDirectory as exc:
-            raise TileRootError(f"{str(self.path)!r} has a damaged directory ({exc})") from None
+            raise SourceError(f"{str(self.path)!r} has a damaged directory ({exc})") from None
 
     def _ids(self, entries: Directory, wanted: Ranges, depth: int, budget: list[int]) -> Iterator[int]:
         """The ids of ``entries`` (and of the leaves they point to) within ``wanted``, in order, each entry's run
@@ -191,7 +190,7 @@ def _entry_spans(entries: Directory, wanted: Ranges) -> Iterator[tuple[int, int]
 @dataclass(frozen=True)
 class PMTilesSource(ArchiveSource):
     kind: ClassVar[str] = "pmtiles"
-    suffix: ClassVar[str] = ".pmtiles"
+    suffixes: ClassVar[tuple[str, ...]] = (".pmtiles",)
 
     def open_file(self, path: Path) -> PMTilesFile:
         return PMTilesFile(path)

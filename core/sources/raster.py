@@ -22,12 +22,21 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from core.bbox import BBox
-from core.errors import TileRootError
 from core.region import Region
-from core.sources.archive import ArchiveSource, TileAbsent, TileUnreadable
+from core.settings import Settings
+from core.sources.archive import ArchiveSource
+from core.sources.base import (
+    Chunk,
+    EnqueuePlan,
+    Key,
+    SourceError,
+    SourceInfo,
+    SourceUnavailable,
+    TileAbsent,
+    TileUnreadable,
+)
 from core.sources.cover import cover
 from core.tiles import MAX_LAT, MAX_ZOOM, Tile
-from core.walk import Chunk, Key
 
 TILE_SIZE = 256
 PREVIEW_PIXELS = 4096 * 4096  # the most source pixels a reduced read of the whole raster may go through
@@ -35,15 +44,18 @@ SAMPLE_GRID = 16  # else the value range comes from SAMPLE_GRID x SAMPLE_GRID wi
 SAMPLE_SIDE = 256  # and at most this many pixels a side (a strip of a striped TIFF is one block too)
 log = logging.getLogger(__name__)
 # rio-tiler warns on every open of a raster without overviews; RasterFile says it once, where it is opened first.
-warnings.filterwarnings("ignore", message="The dataset has no Overviews")
+NO_OVERVIEWS = "The dataset has no Overviews"
 
 
 def _rio_tiler() -> Any:
+    """rio-tiler's ``io`` module, its warning about overviews silenced when a raster is opened (not when this module
+    is imported); ``SourceUnavailable`` on a host without the ``raster`` extra."""
     try:
         from rio_tiler import io
     except ImportError:
-        raise TileRootError("reading GeoTIFF rasters needs the 'raster' extra: pip install 'tileclass[raster]'") \
-            from None
+        raise SourceUnavailable("reading GeoTIFF rasters needs the 'raster' extra: pip install "
+                                "'tileclass[raster]'") from None
+    warnings.filterwarnings("ignore", message=NO_OVERVIEWS)  # the same filter again only moves it to the front
     return io
 
 
@@ -55,7 +67,7 @@ class RasterFile:
         reader = self._open()
         try:
             if reader.dataset.crs is None:
-                raise TileRootError(f"{str(path)!r} has no georeferencing (no CRS): tileclass cannot place its tiles")
+                raise SourceError(f"{str(path)!r} has no georeferencing (no CRS): tileclass cannot place its tiles")
             from rio_tiler.constants import WGS84_CRS
 
             west, south, east, north = reader.get_geographic_bounds(WGS84_CRS)
@@ -75,11 +87,11 @@ class RasterFile:
     def _open(self) -> Any:
         try:
             return _rio_tiler().Reader(str(self.path))
-        except TileRootError:
+        except SourceError:
             raise
         except Exception as exc:  # rasterio's errors for a file that is not a raster
-            raise TileRootError(f"{str(self.path)!r} is not a readable GeoTIFF ({exc.__class__.__name__}: "
-                                f"{str(exc)[:160]})") from None
+            raise SourceError(f"{str(self.path)!r} is not a readable GeoTIFF ({exc.__class__.__name__}: "
+                              f"{str(exc)[:160]})") from None
 
     def read(self, tile: Tile) -> bytes:
         """The tile cut from the raster as an RGBA image; ``TileAbsent`` where it holds no valid pixel."""
@@ -157,10 +169,32 @@ def _sample_windows(dataset: Any) -> list[Any]:
 @dataclass(frozen=True)
 class RasterSource(ArchiveSource):
     kind: ClassVar[str] = "geotiff"
-    suffix: ClassVar[str] = ".tif"
+    suffixes: ClassVar[tuple[str, ...]] = (".tif", ".tiff")
 
     def open_file(self, path: Path) -> RasterFile:
         return RasterFile(path)
+
+    def raster(self) -> RasterFile:
+        """The recorded raster, open (once per process)."""
+        if self.path is None:
+            raise SourceError(f"{self.kind} source {self.name!r} has no recorded file")
+        return self.opened(Path(self.path))
+
+    def info(self) -> SourceInfo:
+        raster = self.raster()
+        return SourceInfo(self.kind, self.name, self.path, bounds=raster.footprint, zooms=(raster.default_zoom,))
+
+    def for_enqueue(self, region: Region | None, *, settings: Settings, probes: int) -> EnqueuePlan:
+        """Without ``--zoom``, the zoom closest to the raster's resolution, said to the user."""
+        if region is not None and region.zooms is not None:
+            return EnqueuePlan(region)
+        raster = self.raster()
+        zoom = raster.default_zoom
+        note = (f"zoom {zoom}: the closest to the raster's resolution ({raster.resolution:.2f} m per pixel in Web "
+                "Mercator); --zoom chooses another")
+        if region is None:
+            return EnqueuePlan(Region(zooms=[zoom]), note)
+        return EnqueuePlan(Region(zooms=[zoom], bbox=region.bbox, area=region.area), note)
 
     def list_tiles(self, archive: RasterFile, region: Region, *, after: Key | None,
                    chunk_size: int) -> Iterator[Chunk]:

@@ -2,51 +2,55 @@
 
 - ``@NAME``: the folder, archive or tile server this host names NAME (``TILECLASS_SOURCES``, then
   ``TILECLASS_TILE_ROOTS``);
-- an ``http://`` or ``https://`` URL template: a tile server (``core.sources.url_template``);
-- a path ending in ``.mbtiles`` or ``.pmtiles``: that archive; ``.tif`` or ``.tiff``: a GeoTIFF or COG raster;
-- any other path: a folder of tile files, read with ``layout``.
+- else the first kind of ``core.sources.KINDS`` that claims it (``TileSource.claims``): an ``http://`` or
+  ``https://`` URL template is a tile server (``core.sources.url_template``), a path ending in ``.mbtiles`` or
+  ``.pmtiles`` that archive, ``.tif`` or ``.tiff`` a GeoTIFF or COG raster;
+- any other path that is not a file: a folder of tile files (the ``fallback`` kind), read with ``layout``.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
-from core.errors import TileRootError
-from core.layouts import Layout
-from core.roots import is_url, named_paths
 from core.settings import Settings
-from core.sources import FolderSource, MBTilesSource, PMTilesSource, RasterSource, TileSource, UrlSource
+from core.sources import kinds
+from core.sources.base import SourceError, SourceOptions, TileSource
+from core.sources.layouts import Layout
+from core.sources.roots import is_url, named_paths
 
-ARCHIVES: dict[str, type[MBTilesSource] | type[PMTilesSource] | type[RasterSource]] = {
-    ".mbtiles": MBTilesSource, ".pmtiles": PMTilesSource, ".tif": RasterSource, ".tiff": RasterSource}
-KNOWN = "a folder, a .mbtiles, .pmtiles, .tif or .tiff file, an http(s):// URL template, or @NAME"
 
-
-def source_for(spec: str, *, layout: Layout, settings: Settings, subdomains: str = "",
+def source_for(spec: str, *, settings: Settings, layout: Layout | None = None, subdomains: str = "",
                max_rate: float = 0.0, redirect_hosts: tuple[str, ...] = ()) -> TileSource:
-    """The source ``spec`` names; ``TileRootError`` in one line saying what is wrong and what is accepted."""
-    name = None
+    """The source ``spec`` names; ``SourceError`` in one line saying what is wrong and what is accepted. ``layout``
+    (``--layout``/``--scheme``; None: not given) and the URL options apply to the kinds that take them."""
+    options = SourceOptions(layout=layout, subdomains=subdomains, max_rate=max_rate, redirect_hosts=redirect_hosts)
     if spec.startswith("@"):
         name = spec[1:]
         known = {**named_paths(settings), **{n: v for n, v in settings.sources.items() if is_url(v)}}
         if name not in known:
             names = ", ".join(f"@{n}" for n in sorted(known)) or "none: set TILECLASS_SOURCES"
-            raise TileRootError(f"unknown source @{name}: this host names {names}")
-        spec = str(known[name])
-    if is_url(spec):
-        return UrlSource.at(spec, settings=settings, subdomains=subdomains, max_rate=max_rate, name=name,
-                            redirect_hosts=redirect_hosts)
-    if subdomains or max_rate or redirect_hosts:
-        raise TileRootError("--subdomains, --max-rate and --allow-redirect-host apply to tile server URLs")
-    source = _at(Path(spec), layout, settings)
-    return replace(source, name=name) if name is not None else source
+            raise SourceError(f"unknown source @{name}: this host names {names}")
+        spec, options = str(known[name]), SourceOptions(layout, subdomains, max_rate, redirect_hosts, name)
+    every = kinds()
+    claimed = next((kind for kind in every if kind.claims(spec)), None)
+    if claimed is None:
+        if Path(spec).is_file():
+            raise SourceError(f"{str(Path(spec))!r} is a file of a kind tileclass does not read: SOURCE is "
+                              f"{known_forms(every)}")
+        claimed = next(kind for kind in every if kind.fallback)
+    return claimed.from_spec(spec, options, settings)
 
 
-def _at(path: Path, layout: Layout, settings: Settings) -> TileSource:
-    archive = ARCHIVES.get(path.suffix.lower())
-    if archive is not None:
-        return archive.at(path, settings=settings)
-    if path.is_file():
-        raise TileRootError(f"{str(path)!r} is a file of a kind tileclass does not read: SOURCE is {KNOWN}")
-    return FolderSource.at(path, layout=layout, settings=settings)
+def known_forms(every: list[type[TileSource]]) -> str:
+    """What SOURCE may be, in the order of ``KINDS``; the file kinds' suffixes together, where the first of them
+    comes."""
+    forms: list[str] = []
+    suffixes = [suffix for kind in every for suffix in kind.suffixes]
+    for kind in every:
+        if kind.suffixes and suffixes:
+            forms.append(f"a {', '.join(suffixes[:-1])} or {suffixes[-1]} file" if len(suffixes) > 1
+                         else f"a {suffixes[0]} file")
+            suffixes = []
+        elif kind.spelled:
+            forms.append(kind.spelled)
+    return ", ".join([*forms, "or @NAME"])

@@ -27,38 +27,55 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from core.errors import TileRootError
+from core.broker import redis_client
+from core.errors import TileError
 from core.models.names import NAME_PATTERN
 from core.region import Region
-from core.roots import is_url
 from core.settings import Settings
-from core.sources.archive import TileAbsent, TileUnreadable
-from core.sources.cover import cover
-from core.sources.fetch import (
-    FetchPolicy,
-    RateLimiter,
-    RedirectRefused,
+from core.sources.base import (
+    Chunk,
+    EnqueuePlan,
+    Key,
     SourceDown,
-    check_redirect_host,
-    fetch,
-    new_client,
+    SourceError,
+    SourceOptions,
+    SourceUnavailable,
+    TileAbsent,
+    TileSource,
+    TileUnreadable,
+    WalkReport,
 )
+from core.sources.cover import cover
+from core.sources.fetch import FetchPolicy, RateLimiter, RedirectRefused, check_redirect_host, fetch, new_client
+from core.sources.roots import is_url
 from core.sources.url_template import UrlTemplate
 from core.tiles import Tile
-from core.walk import Chunk, Key, WalkReport
 
 _readers: dict[tuple[int, UrlSource, str, float], UrlReader] = {}
 _readers_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
-class UrlSource:
+class UrlSource(TileSource):
     name: str
     template: str
     subdomains: str = ""
     max_rate: float = 0.0
     redirect_hosts: tuple[str, ...] = ()  # other hosts its redirects may lead to: HOST or HOST:PORT
     kind: ClassVar[str] = "url"
+    spelled: ClassVar[str] = "an http(s):// URL template"
+    takes: ClassVar[frozenset[str]] = frozenset({"subdomains", "max_rate", "redirect_hosts"})
+
+    @classmethod
+    def claims(cls, spec: str) -> bool:
+        return is_url(spec)
+
+    @classmethod
+    def from_spec(cls, spec: str, options: SourceOptions, settings: Settings) -> UrlSource:
+        source = cls.at(spec, settings=settings, subdomains=options.subdomains, max_rate=options.max_rate,
+                        name=options.name, redirect_hosts=options.redirect_hosts)
+        cls.refuse_options(options)
+        return source
 
     @classmethod
     def at(cls, template: str, *, settings: Settings, subdomains: str = "", max_rate: float = 0.0,
@@ -67,11 +84,11 @@ class UrlSource:
         this host's ``TILECLASS_SOURCE_ENV``."""
         UrlTemplate.parse(template, subdomains).check_env(settings.source_env)
         if max_rate < 0:
-            raise TileRootError(f"--max-rate must be 0 (no limit) or more requests per second (got {max_rate})")
+            raise SourceError(f"--max-rate must be 0 (no limit) or more requests per second (got {max_rate})")
         try:
             hosts = tuple(dict.fromkeys(check_redirect_host(host) for host in redirect_hosts))
         except ValueError as exc:
-            raise TileRootError(f"--allow-redirect-host {exc}") from None
+            raise SourceError(f"--allow-redirect-host {exc}") from None
         if name is None:
             named = [known for known, value in settings.sources.items() if value == template]
             digest = hashlib.sha1(template.encode()).hexdigest()[:8]
@@ -103,8 +120,16 @@ class UrlSource:
               chunk_size: int = 4096) -> Iterator[Chunk]:
         """The region's tile cover, one column at a time (a server cannot be listed)."""
         if region is None or region.zooms is None or region.columns(min(region.zooms)) is None:
-            raise TileRootError("a tile server cannot be listed: give --zoom and --bbox or --geojson")
+            raise SourceError("a tile server cannot be listed: give --zoom and --bbox or --geojson")
         return cover(region, after=after, chunk_size=chunk_size)
+
+    def for_enqueue(self, region: Region | None, *, settings: Settings, probes: int) -> EnqueuePlan:
+        """A server cannot be listed: the region needs zooms and an extent; ``probes`` tiles are fetched first."""
+        if region is None or region.zooms is None or region.extent is None:
+            raise TileError("a tile server cannot be listed: give --zoom and --bbox or --geojson")
+        if probes:
+            self.probe(region, probes, settings)
+        return EnqueuePlan(region)
 
     def local_template(self, settings: Settings) -> UrlTemplate:
         """This host's template: its own for this name in ``TILECLASS_SOURCES``, else the recorded one."""
@@ -112,14 +137,17 @@ class UrlSource:
         return UrlTemplate.parse(configured if configured and is_url(configured) else self.template, self.subdomains)
 
     def reader(self, settings: Settings) -> UrlReader:
-        """This process's reader of the source; ``TileRootError`` when this host cannot use it (a secret unset, or
-        not in its ``TILECLASS_SOURCE_ENV``)."""
+        """This process's reader of the source; ``SourceUnavailable`` when this host cannot use it (a secret unset,
+        or not in its ``TILECLASS_SOURCE_ENV``)."""
         template = self.local_template(settings)
-        template.check_env(settings.source_env)
+        try:
+            template.check_env(settings.source_env)
+        except SourceError as exc:
+            raise SourceUnavailable(str(exc)) from None
         missing = template.missing_env()
         if missing:
-            raise TileRootError(f"tile source {self.name!r} needs {', '.join(missing)} set in the environment of "
-                                "this host (its URL uses {env:…})")
+            raise SourceUnavailable(f"tile source {self.name!r} needs {', '.join(missing)} set in the environment of "
+                              "this host (its URL uses {env:…})")
         # The whole source (its rate, the hosts its redirects may go to) and this host's template and deadline.
         key = (os.getpid(), self, template.text, settings.fetch_deadline)
         with _readers_lock:
@@ -128,7 +156,7 @@ class UrlSource:
             return _readers[key]
 
     def probe(self, region: Region, count: int, settings: Settings) -> int:
-        """Fetch ``count`` tiles spread over the region; ``TileRootError`` if the server is down or has none of them.
+        """Fetch ``count`` tiles spread over the region; ``SourceError`` if the server is down or has none of them.
         Returns how many answered with a tile."""
         reader = self.reader(settings)
         answered = absent = probed = 0
@@ -140,15 +168,15 @@ class UrlSource:
             except TileAbsent:
                 absent += 1
             except RedirectRefused as exc:  # every tile would be: say so before anything is enqueued
-                raise TileRootError(f"{exc.reason}: nothing enqueued") from None
+                raise SourceError(f"{exc.reason}: nothing enqueued") from None
             except TileUnreadable:  # one tile's problem: the workers will fail it alone
                 pass
             except SourceDown as exc:
-                raise TileRootError(f"{exc.reason}: nothing enqueued") from None
+                raise SourceError(f"{exc.reason}: nothing enqueued") from None
         if absent and absent == probed:
             shown = reader.template.shown(*next(spread(region, 1)).xyz())
-            raise TileRootError(f"every probed tile ({absent}) answered 404/204, e.g. {shown}: check the URL template "
-                                "and the region; nothing enqueued")
+            raise SourceError(f"every probed tile ({absent}) answered 404/204, e.g. {shown}: check the URL template "
+                              "and the region; nothing enqueued")
         return answered
 
 
@@ -171,13 +199,14 @@ class UrlReader:
 
     def __init__(self, source: UrlSource, template: UrlTemplate, settings: Settings) -> None:
         if not NAME_PATTERN.match(source.name):  # the name becomes a folder of the cache: never a path
-            raise TileRootError(f"tile source name {source.name!r} is not a plain name (letters, digits, '.', '_', "
-                                "'-')")
+            raise SourceError(f"tile source name {source.name!r} is not a plain name (letters, digits, '.', '_', "
+                              "'-')")
         self.source, self.template = source, template
         self.secrets = template.secrets(settings.source_env)  # the only values of the environment a URL can carry
         self.policy = FetchPolicy(deadline=settings.fetch_deadline, redirect_hosts=source.redirect_hosts)
         self.client = new_client(self.policy)
-        self.limiter = RateLimiter(source.max_rate, redis=_redis(settings), key=f"tileclass:rate:{source.name}")
+        self.limiter = RateLimiter(source.max_rate, redis=redis_client(settings, timeout=5),
+                                   key=f"tileclass:rate:{source.name}")
         self.cache = settings.tile_cache / source.name if settings.tile_cache is not None else None
         # Once the server is found down, the process's other requests to it fail at once for a while instead of
         # each waiting through its own retries (the job is paused on this worker meanwhile anyway).
@@ -226,9 +255,3 @@ def _store(path: Path, data: bytes) -> None:
         Path(handle.name).unlink(missing_ok=True)
 
 
-def _redis(settings: Settings) -> Any:
-    if not settings.broker_url.startswith(("redis://", "rediss://")):
-        return None
-    import redis
-
-    return redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=5)

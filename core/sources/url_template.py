@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 import mercantile
 
-from core.errors import TileRootError
 from core.settings import ENV_VARIABLE, is_own_variable
+from core.sources.base import SourceError
 from core.tiles import flip_row
 
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -36,37 +36,37 @@ class UrlTemplate:
 
     @classmethod
     def parse(cls, text: str, subdomains: str = "") -> UrlTemplate:
-        """A checked template; ``TileRootError`` in one line naming what is wrong with it."""
+        """A checked template; ``SourceError`` in one line naming what is wrong with it."""
         shown = text.split("?")[0]
         parts = urlsplit(text)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise TileRootError(f"tile URL {shown!r} must start with http:// or https:// and name a host")
+            raise SourceError(f"tile URL {shown!r} must start with http:// or https:// and name a host")
         fields = PLACEHOLDER.findall(text)
         for field in fields:
             if field not in TILE_FIELDS and not ENV_NAME.match(field):
-                raise TileRootError(f"tile URL {shown!r}: unknown placeholder {{{field}}}; use {{z}}, {{x}}, "
-                                    "{y}, {-y}, {q}, {s} or {env:VAR}")
+                raise SourceError(f"tile URL {shown!r}: unknown placeholder {{{field}}}; use {{z}}, {{x}}, "
+                                  "{y}, {-y}, {q}, {s} or {env:VAR}")
         if "q" not in fields and not ({"z", "x"} <= set(fields) and ("y" in fields or "-y" in fields)):
-            raise TileRootError(f"tile URL {shown!r} needs {{z}}, {{x}} and {{y}} (or {{-y}}), or {{q}}")
+            raise SourceError(f"tile URL {shown!r} needs {{z}}, {{x}} and {{y}} (or {{-y}}), or {{q}}")
         if ("s" in fields) != bool(subdomains):
-            raise TileRootError(f"tile URL {shown!r}: {{s}} and --subdomains go together (e.g. --subdomains abc)")
+            raise SourceError(f"tile URL {shown!r}: {{s}} and --subdomains go together (e.g. --subdomains abc)")
         return cls(text, subdomains)
 
     def env_names(self) -> list[str]:
         return [match.group(1) for field in PLACEHOLDER.findall(self.text) if (match := ENV_NAME.match(field))]
 
     def check_env(self, allowed: Collection[str]) -> None:
-        """``TileRootError`` in one line unless every ``{env:VAR}`` is in ``allowed`` (``TILECLASS_SOURCE_ENV``)
+        """``SourceError`` in one line unless every ``{env:VAR}`` is in ``allowed`` (``TILECLASS_SOURCE_ENV``)
         and none is a ``TILECLASS_*`` variable (never, even when listed)."""
         shown = self.text.split("?")[0]
         for name in self.env_names():
             if is_own_variable(name):
-                raise TileRootError(f"tile URL {shown!r}: {{env:{name}}} is refused: tileclass's own TILECLASS_* "
-                                    "settings are never sent to a tile server")
+                raise SourceError(f"tile URL {shown!r}: {{env:{name}}} is refused: tileclass's own TILECLASS_* "
+                                  "settings are never sent to a tile server")
             if name not in allowed:
                 listed = ", ".join(sorted(allowed)) or "none"
-                raise TileRootError(f"tile URL {shown!r}: {{env:{name}}} is not allowed on this host: list it in "
-                                    f"TILECLASS_SOURCE_ENV (a JSON list of names; listed now: {listed})")
+                raise SourceError(f"tile URL {shown!r}: {{env:{name}}} is not allowed on this host: list it in "
+                                  f"TILECLASS_SOURCE_ENV (a JSON list of names; listed now: {listed})")
 
     def secrets(self, allowed: Collection[str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
         """The values of the template's ``{env:VAR}`` on this host, once ``check_env(allowed)`` passes: nothing

@@ -104,12 +104,11 @@ def _request(spec: str, model: str, zoom: list[str] | None, bbox: str | None, ge
     (``--min-coverage``, ``--uncertain-below``) are settled here, defaults included, and recorded in the job."""
     from core.bbox import BBox
     from core.jobs import JobBounds
-    from core.layouts import Layout
     from core.models.lookups import model_uncertain_below
     from core.models.registry import resolve_model
     from core.region import Region, load_geojson
     from core.settings import get_settings
-    from core.sources import FolderSource, RasterSource, UrlSource
+    from core.sources.layouts import Layout
     from core.sources.spec import source_for
     from core.tiles import parse_zooms
     from producer.enqueue import EnqueueRequest
@@ -118,26 +117,17 @@ def _request(spec: str, model: str, zoom: list[str] | None, bbox: str | None, ge
 
     settings = get_settings()
     subdomains, max_rate, probes, redirect_hosts = url_options
-    source = source_for(spec, layout=Layout.parse(layout, scheme or "xyz"), settings=settings, subdomains=subdomains,
-                        max_rate=max_rate, redirect_hosts=redirect_hosts)
-    if not isinstance(source, FolderSource) and (layout is not None or scheme is not None):
-        raise TileError(f"--layout and --scheme apply to folders; a {source.kind} source addresses its own tiles")
+    given = layout is not None or scheme is not None
+    source = source_for(spec, layout=Layout.parse(layout, scheme or "xyz") if given else None, settings=settings,
+                        subdomains=subdomains, max_rate=max_rate, redirect_hosts=redirect_hosts)
     zooms = parse_zooms(zoom or [])
-    if isinstance(source, RasterSource) and not zooms:
-        raster = source.opened(Path(str(source.path)))
-        zooms = [raster.default_zoom]
-        typer.echo(f"zoom {raster.default_zoom}: the closest to the raster's resolution ({raster.resolution:.2f} m "
-                   "per pixel in Web Mercator); --zoom chooses another", err=True)
     box = BBox.parse(bbox) if bbox is not None else None
     area = load_geojson(geojson) if geojson is not None else None
-    if isinstance(source, FolderSource) and source.layout.is_plain and (zooms or box or area):
-        raise TileError("--zoom, --bbox and --geojson need a layout with coordinates; 'plain' tiles have none")
     region = Region(zooms=zooms, bbox=box, area=area) if (zooms or box or area) else None
-    if isinstance(source, UrlSource):
-        if region is None or not zooms or not (box or area):
-            raise TileError("a tile server cannot be listed: give --zoom and --bbox or --geojson")
-        if probes:
-            source.probe(region, probes, settings)
+    plan = source.for_enqueue(region, settings=settings, probes=probes)  # the source kind's own rules
+    if plan.note is not None:
+        typer.echo(plan.note, err=True)
+    region = plan.region
     with open_session() as session:
         model_hash = resolve_model(session, ref=model, settings=settings, register=register)
         min_coverage, uncertain_below = bounds
@@ -176,8 +166,7 @@ def _describe(stats: PassStats) -> str:
 def _summary(request: EnqueueRequest, stats: PassStats) -> dict[str, Any]:
     target = request.target
     return {
-        "root": target.source.name, "root_path": target.source.path,
-        "layout": layout.name if (layout := getattr(target.source, "layout", None)) is not None else None,
+        "root": target.source.name, "root_path": target.source.path, "layout": target.source.info().layout,
         "source": target.source.to_record(), "region": target.region_record(), "model": target.model_hash,
         "found": stats.found, "enqueued": stats.enqueued, "skipped": stats.skipped, "batches": stats.batches,
         "batch_size": target.batch_size,
@@ -224,26 +213,11 @@ def _print_dry_run(request: EnqueueRequest, stats: PassStats, as_json: bool) -> 
 
 
 def _fail_if_nothing_found(request: EnqueueRequest, stats: PassStats) -> None:
-    """A source without a single tile (in the region) is a mistake to name, not a job done: ``TileError``, with a
-    hint when the folder looks like a zoom folder of a tree instead of its root. Tiles found that all have a result
-    already are not: that is a rerun, the documented way to resume."""
-    if stats.found:
-        return
-    from core.sources import FolderSource
-
-    source, region = request.target.source, request.target.region
-    where = f"{source.path or source.name}{' within --zoom/--bbox/--geojson' if region is not None else ''}"
-    if not isinstance(source, FolderSource) or source.layout.is_plain:
-        raise TileError(f"no tiles found in {where}: nothing enqueued")
-    template = source.layout.template
-    above = source.layout.tree_root_above(Path(source.path)) if source.path else None
-    if above is not None:
-        root, coords = above
-        folder = ", ".join(f"{'zoom' if name == 'z' else name} {value}" for name, value in coords.items())
-        raise TileError(f"no tiles found in {source.path}: it looks like the folder of {folder} in a '{template}' "
-                        f"tree, not the tree's root; give the root instead: tileclass enqueue {root} ...")
-    raise TileError(f"no tiles named like '{template}' ({source.layout.scheme}) found in {where}: nothing "
-                    "enqueued; --layout names another layout, e.g. '{z}-{x}-{y}.jpg' or 'plain'")
+    """A source without a single tile (in the region) is a mistake to name, not a job done: ``TileError`` in the
+    source's words (a folder says which names it looked for, or where its tree's root is). Tiles found that all have
+    a result already are not: that is a rerun, the documented way to resume."""
+    if not stats.found:
+        raise TileError(request.target.source.nothing_found(request.target.region))
 
 
 def register(app: typer.Typer) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from core.walk import WalkReport
+from core.sources.base import WalkReport
 
 
 def warn_left_out(report: WalkReport) -> None:

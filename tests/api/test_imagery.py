@@ -15,9 +15,9 @@ from PIL import Image
 
 from core.db import session_scope
 from core.jobs import create_job
-from core.layouts import Layout
 from core.settings import load_settings
 from core.sources import MBTilesSource, PMTilesSource, RasterSource, UrlSource
+from core.sources.layouts import Layout
 from core.tiles import Tile
 from testkit.archives import pmtiles_from_mbtiles, write_mbtiles
 from testkit.rasters import mosaic

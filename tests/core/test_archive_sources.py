@@ -13,12 +13,12 @@ from pmtiles.tile import Compression, TileType, zxy_to_tileid
 from pmtiles.writer import write
 
 from core.bbox import BBox
-from core.errors import TileRootError
-from core.layouts import Layout
 from core.region import Region
 from core.settings import load_settings
 from core.sources import MBTilesSource, PMTilesSource, TileUnreadable, source_from_record
 from core.sources.archive import MAX_TILE_BYTES
+from core.sources.base import SourceError
+from core.sources.layouts import Layout
 from core.sources.mbtiles import _ALL_ROWS, _ROWS
 from core.sources.spec import source_for
 from core.tiles import Tile
@@ -116,7 +116,7 @@ def test_gzip_pmtiles_tiles_are_read_uncompressed_and_vector_archives_are_refuse
             writer.finalize({**header, "tile_type": kind}, {})
     source = PMTilesSource.at(tmp_path / "ortho.pmtiles", settings=load_settings())
     assert source.reader(load_settings()).read(Tile(3, 1, 2)) == b"pixels"
-    with pytest.raises(TileRootError, match=r"holds MVT tiles, not imagery: tileclass reads PNG, JPEG, WEBP tiles"):
+    with pytest.raises(SourceError, match=r"holds MVT tiles, not imagery: tileclass reads PNG, JPEG, WEBP tiles"):
         PMTilesSource.at(tmp_path / "roads.pmtiles", settings=load_settings())
 
 
@@ -125,12 +125,12 @@ def test_files_that_are_not_archives_fail_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "notes.pmtiles").write_text("hello")
     (tmp_path / "empty.pmtiles").write_bytes(b"")
     settings = load_settings()
-    with pytest.raises(TileRootError, match=r"'.*notes.mbtiles' is not a readable MBTiles file"):
+    with pytest.raises(SourceError, match=r"'.*notes.mbtiles' is not a readable MBTiles file"):
         MBTilesSource.at(tmp_path / "notes.mbtiles", settings=settings)
     for name in ("notes.pmtiles", "empty.pmtiles"):
-        with pytest.raises(TileRootError, match=r"is not a readable PMTiles v3 file"):
+        with pytest.raises(SourceError, match=r"is not a readable PMTiles v3 file"):
             PMTilesSource.at(tmp_path / name, settings=settings)
-    with pytest.raises(TileRootError, match=r"mbtiles file '.*missing.mbtiles' does not exist"):
+    with pytest.raises(SourceError, match=r"mbtiles file '.*missing.mbtiles' does not exist"):
         MBTilesSource.at(tmp_path / "missing.mbtiles", settings=settings)
 
 
@@ -152,7 +152,7 @@ def test_a_worker_finds_its_own_copy_by_name_and_a_replaced_archive_is_opened_ag
     monkeypatch.setenv("TILECLASS_SOURCES", json.dumps({source.name: str(worker_copy)}))
     assert source.reader(load_settings()).read(Tile(5, 1, 1)) == b"worker's"
     worker_copy.unlink()
-    with pytest.raises(TileRootError, match=r"cannot be opened on this host \(No such file or directory\)"):
+    with pytest.raises(SourceError, match=r"cannot be opened on this host \(No such file or directory\)"):
         source.reader(load_settings())
     write_mbtiles(worker_copy, [(5, 1, 1, b"new")])
     assert source.reader(load_settings()).read(Tile(5, 1, 1)) == b"new"
@@ -166,13 +166,15 @@ def test_source_specs_name_archives_folders_and_named_sources(
     monkeypatch.setenv("TILECLASS_SOURCES", json.dumps({"city": str(archive)}))
     monkeypatch.setenv("TILECLASS_TILE_ROOTS", json.dumps({"ortho": str(tmp_path / "tiles")}))
     settings, layout = load_settings(), Layout.parse()
-    named = source_for("@city", layout=layout, settings=settings)
+    named = source_for("@city", settings=settings)
     assert (named.kind, named.name, named.path) == ("mbtiles", "city", str(archive))
-    assert source_for(str(archive), layout=layout, settings=settings).name == "city"
+    assert source_for(str(archive), settings=settings).name == "city"
+    with pytest.raises(SourceError, match=r"^--layout and --scheme apply to folders; a mbtiles source addresses"):
+        source_for(str(archive), layout=layout, settings=settings)
     assert source_for("@ortho", layout=layout, settings=settings).to_record()["kind"] == "folder"
-    with pytest.raises(TileRootError, match=r"^unknown source @nope: this host names @city, @ortho$"):
-        source_for("@nope", layout=layout, settings=settings)
-    with pytest.raises(TileRootError, match=r"readme.txt' is a file of a kind tileclass does not read: SOURCE is a "
+    with pytest.raises(SourceError, match=r"^unknown source @nope: this host names @city, @ortho$"):
+        source_for("@nope", settings=settings)
+    with pytest.raises(SourceError, match=r"readme.txt' is a file of a kind tileclass does not read: SOURCE is a "
                                             r"folder, a .mbtiles, .pmtiles, .tif or .tiff file, an http\(s\):// URL "
                                             r"template, or @NAME"):
-        source_for(str(tmp_path / "readme.txt"), layout=layout, settings=settings)
+        source_for(str(tmp_path / "readme.txt"), settings=settings)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from core.layouts import Layout
 from core.settings import load_settings
 from core.sources import FolderSource, TileAbsent, TileUnreadable
+from core.sources.layouts import Layout
 from core.tiles import Tile
 from tests.labelmaker import labelmaker_tiles
 
@@ -56,11 +56,11 @@ def test_a_symlink_out_of_the_folder_is_never_read(tmp_path: Path) -> None:
 
 
 def test_a_folder_missing_on_this_host_is_the_hosts_problem(tmp_path: Path) -> None:
-    from core.errors import TileRootError
+    from core.sources.base import SourceUnavailable
 
     folder = tmp_path / "tiles"
     folder.mkdir()
     source = FolderSource.at(folder, layout=Layout.parse(), settings=load_settings())
     shutil.rmtree(folder)
-    with pytest.raises(TileRootError, match="not a directory on this host"):
+    with pytest.raises(SourceUnavailable, match=r"cannot be read .* on this host"):
         source.reader(load_settings())

@@ -1,5 +1,5 @@
 """Hostile MBTiles and PMTiles files, built at test time the way an attacker would lay them out: a bad row or tile fails
-alone with its reason, a damaged file is a one-line ``TileRootError``, and nothing is inflated or iterated without a
+alone with its reason, a damaged file is a one-line ``SourceError``, and nothing is inflated or iterated without a
 bound (a gzip bomb is refused without being allocated, a run of 2**40 tiles is refused, a long run is cut by
 arithmetic)."""
 
@@ -22,11 +22,11 @@ from pmtiles.tile import (
     zxy_to_tileid,
 )
 
-from core.errors import TileRootError
 from core.region import Region
 from core.settings import load_settings
 from core.sources import MBTilesSource, PMTilesSource, TileUnreadable
 from core.sources.archive import MAX_TILE_BYTES
+from core.sources.base import SourceError
 from core.sources.decompress import Damaged, TooLarge, gunzip
 from core.sources.pmtiles_directory import MAX_DIRECTORY_BYTES, decode
 from core.tiles import Tile
@@ -80,7 +80,7 @@ def test_a_gzip_bomb_directory_is_a_one_line_error_without_being_inflated(tmp_pa
     path = hand_made_pmtiles(tmp_path / f"{where}.pmtiles", **parts)
     tracemalloc.start()
     try:
-        with pytest.raises(TileRootError, match=rf"'.*{where}.pmtiles' has a damaged (root )?directory \(directory "
+        with pytest.raises(SourceError, match=rf"'.*{where}.pmtiles' has a damaged (root )?directory \(directory "
                                                 rf"inflates to more than {MAX_DIRECTORY_BYTES} bytes"):
             listed(path, [16])
         peak = tracemalloc.get_traced_memory()[1]
@@ -94,7 +94,7 @@ def test_a_directory_stored_larger_than_the_bound_is_refused_before_it_is_copied
     path = hand_made_pmtiles(tmp_path / "wide.pmtiles", root=directory((0, 0, len(leaves), 0)), leaves=leaves)
     tracemalloc.start()
     try:
-        with pytest.raises(TileRootError, match=rf"a directory of {MAX_DIRECTORY_BYTES + 1} bytes, more than "
+        with pytest.raises(SourceError, match=rf"a directory of {MAX_DIRECTORY_BYTES + 1} bytes, more than "
                                                 rf"tileclass's bound of {MAX_DIRECTORY_BYTES}\)$"):
             listed(path, [16])
         peak = tracemalloc.get_traced_memory()[1]
@@ -105,7 +105,7 @@ def test_a_directory_stored_larger_than_the_bound_is_refused_before_it_is_copied
 
 def test_a_run_of_2_to_the_40_is_refused_and_a_long_valid_run_is_cut_to_the_wanted_zoom(tmp_path: Path) -> None:
     hostile = hand_made_pmtiles(tmp_path / "run.pmtiles", root=directory((0, 0, 3, 2**40)), tile_data=b"png")
-    with pytest.raises(TileRootError, match=r"has a damaged root directory \(a run length of 1099511627776, more than "
+    with pytest.raises(SourceError, match=r"has a damaged root directory \(a run length of 1099511627776, more than "
                                             r"the spec's 4294967295\)"):
         listed(hostile, [16])
     # Within the spec: one stored tile for ids 0 .. 2**32 - 2 (zooms 0-15 and most of 16). Zoom 3 has 64 tiles.
@@ -124,7 +124,7 @@ def test_a_file_shorter_than_its_header_says_is_a_one_line_error(tmp_path: Path,
                                                                  problem: str) -> None:
     parts = {"root": directory((TILE_ID, 0, 3, 1)), "tile_data": b"png"} | layout
     path = hand_made_pmtiles(tmp_path / "short.pmtiles", **parts)
-    with pytest.raises(TileRootError, match=rf"'.*short.pmtiles' is shorter than its header says: {problem} \(a copy "
+    with pytest.raises(SourceError, match=rf"'.*short.pmtiles' is shorter than its header says: {problem} \(a copy "
                                             r"cut short, or still being copied\?\)$"):
         PMTilesSource.at(path, settings=load_settings())
 
@@ -133,7 +133,7 @@ def test_entries_that_point_at_one_leaf_again_and_again_are_refused(tmp_path: Pa
     leaf = directory(*[(TILE_ID + i, i, 1, 1) for i in range(3)])
     root = directory(*[(i, 0, len(leaf), 0) for i in range(0, TILE_ID, TILE_ID // 2000)])  # 2,000 pointers, 1 leaf
     path = hand_made_pmtiles(tmp_path / "loop.pmtiles", root=root, leaves=leaf, tile_data=b"png")
-    with pytest.raises(TileRootError, match="its entries point to more directory bytes than the file holds"):
+    with pytest.raises(SourceError, match="its entries point to more directory bytes than the file holds"):
         listed(path, list(range(17)))
 
 
@@ -180,6 +180,6 @@ def test_an_mbtiles_row_without_integer_coordinates_is_a_one_line_error(tmp_path
     path = write_mbtiles(tmp_path / "rows.mbtiles", [(16, 1, 1, b"jpeg"), (16, 1, 2, b"jpeg")])
     with sqlite3.connect(path) as connection:
         connection.execute(f"UPDATE tiles SET tile_row = {value} WHERE tile_row = {(1 << 16) - 1 - 2}")
-    with pytest.raises(TileRootError, match=rf"rows.mbtiles' has a tile at zoom 16 with tile_column 1 and tile_row "
+    with pytest.raises(SourceError, match=rf"rows.mbtiles' has a tile at zoom 16 with tile_column 1 and tile_row "
                                             rf"{shown}: MBTiles coordinates are integers 0..65535 at zoom 16$"):
         listed(path, [16])

@@ -9,9 +9,9 @@ import pytest
 
 from core.bbox import BBox
 from core.errors import TileError
-from core.layouts import Layout
 from core.region import Region
-from core.walk import walk
+from core.sources.layouts import Layout
+from core.sources.walk import walk
 from tests.labelmaker import CONFIG_BBOX, labelmaker_tiles
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from core.bbox import BBox
-from core.errors import SettingsError, TileRootError
+from core.errors import SettingsError
 from core.region import Region
 from core.settings import load_settings
 from core.sources import TileAbsent, TileUnreadable, UrlSource, deadline
+from core.sources.base import SourceError
 from core.sources.fetch import FetchPolicy, RateLimiter, RedirectRefused, SourceDown, fetch, new_client
 from core.sources.url_template import UrlTemplate
 from core.tiles import Tile
@@ -58,7 +59,7 @@ def test_templates_fill_tms_rows_quadkeys_subdomains_and_keep_secrets_out_of_wha
         ("https://{s}.tiles/{z}/{x}/{y}.png", "", "{s} and --subdomains go together"),
         ("https://tiles/{z}/{x}/{y}.png", "abc", "{s} and --subdomains go together"),
     ]:
-        with pytest.raises(TileRootError, match=problem.replace("{", r"\{").replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(SourceError, match=problem.replace("{", r"\{").replace("(", r"\(").replace(")", r"\)")):
             UrlTemplate.parse(text, subdomains)
 
 
@@ -152,27 +153,26 @@ def test_the_cover_of_a_region_and_a_probe_that_stops_a_wrong_url(server: TileSe
     assert json.loads(json.dumps(source.to_record())) == {"kind": "url", "name": source.name,
                                                           "template": server.template, "subdomains": "",
                                                           "max_rate": 5.0}
-    with pytest.raises(TileRootError, match="a tile server cannot be listed: give --zoom and --bbox or --geojson"):
+    with pytest.raises(SourceError, match="a tile server cannot be listed: give --zoom and --bbox or --geojson"):
         list(source.tiles(Region(zooms=[17])))
     nowhere = UrlSource.at(server.template.replace("/tiles/", "/nothing/"), settings=load_settings())
-    with pytest.raises(TileRootError, match=r"every probed tile \(3\) answered 404/204, e.g. http://127.0.0.1:"):
+    with pytest.raises(SourceError, match=r"every probed tile \(3\) answered 404/204, e.g. http://127.0.0.1:"):
         nowhere.probe(region, 3, load_settings())
 
 
 def test_a_named_tile_server_and_a_host_that_names_its_own_template_for_it(
         server: TileServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    from core.layouts import Layout
     from core.sources.spec import source_for
 
     monkeypatch.setenv("TILECLASS_SOURCES", json.dumps({"ortho": "https://tiles.example/{z}/{x}/{y}.jpg"}))
-    named = source_for("@ortho", layout=Layout.parse(), settings=load_settings(), max_rate=2)
+    named = source_for("@ortho", settings=load_settings(), max_rate=2)
     assert (named.kind, named.name, named.path, named.max_rate) == ("url", "ortho",
                                                                      "https://tiles.example/{z}/{x}/{y}.jpg", 2.0)
     # This worker reaches the same imagery through its own mirror: same name, its own template.
     monkeypatch.setenv("TILECLASS_SOURCES", json.dumps({"ortho": server.template}))
     assert named.reader(load_settings()).read(Tile(17, 70000, 42000))[:3] == b"\xff\xd8\xff"
-    with pytest.raises(TileRootError, match="--subdomains, --max-rate and --allow-redirect-host apply to tile server"):
-        source_for(".", layout=Layout.parse(), settings=load_settings(), subdomains="abc")
+    with pytest.raises(SourceError, match="--subdomains, --max-rate and --allow-redirect-host apply to tile server"):
+        source_for(".", settings=load_settings(), subdomains="abc")
 
 
 def test_a_source_name_from_the_database_never_becomes_a_path_of_the_cache(
@@ -181,7 +181,7 @@ def test_a_source_name_from_the_database_never_becomes_a_path_of_the_cache(
 
     monkeypatch.setenv("TILECLASS_TILE_CACHE", str(tmp_path / "cache"))
     hostile = source_from_record({"kind": "url", "name": "../../outside", "template": server.template})
-    with pytest.raises(TileRootError, match=r"tile source name '../../outside' is not a plain name"):
+    with pytest.raises(SourceError, match=r"tile source name '../../outside' is not a plain name"):
         hostile.reader(load_settings())
     assert not (tmp_path / "outside").exists()
     assert UrlSource.at("http://[::1]:8080/{z}/{x}/{y}.png", settings=load_settings()).name.startswith("1-")
@@ -249,7 +249,7 @@ def test_redirects_are_followed_within_the_templates_host_and_to_another_only_wh
     assert source.to_record()["redirect_hosts"] == ["tiles.example:8443"]
     assert UrlSource.from_record(source.to_record()) == source
     assert "redirect_hosts" not in UrlSource.at(server.template, settings=load_settings()).to_record()
-    with pytest.raises(TileRootError, match=r"--allow-redirect-host 'http://x/y' is not a host: give HOST or "):
+    with pytest.raises(SourceError, match=r"--allow-redirect-host 'http://x/y' is not a host: give HOST or "):
         UrlSource.at(server.template, settings=load_settings(), redirect_hosts=("http://x/y",))
 
 
@@ -260,7 +260,7 @@ def test_env_placeholders_read_only_the_variables_this_host_lists_and_never_tile
     monkeypatch.setenv("MAPKEY", TOKEN)
     monkeypatch.setenv("TILECLASS_API_TOKEN", "the-servers-own-api-token")
     with_key = server.template + "?key={env:MAPKEY}"
-    with pytest.raises(TileRootError) as caught:
+    with pytest.raises(SourceError) as caught:
         UrlSource.at(with_key, settings=load_settings())
     assert str(caught.value) == (f"tile URL {server.template!r}: {{env:MAPKEY}} is not allowed on this host: list it "
                                  "in TILECLASS_SOURCE_ENV (a JSON list of names; listed now: none)")
@@ -270,15 +270,15 @@ def test_env_placeholders_read_only_the_variables_this_host_lists_and_never_tile
     assert server.queries == [f"key={TOKEN}"]
     for name in ("TILECLASS_API_TOKEN", "TILECLASS_DATABASE_URL"):  # even when listed
         leaky = server.template + f"?t={{env:{name}}}"
-        with pytest.raises(TileRootError, match=rf"\{{env:{name}\}} is refused: tileclass's own TILECLASS_\* "
+        with pytest.raises(SourceError, match=rf"\{{env:{name}\}} is refused: tileclass's own TILECLASS_\* "
                                                 "settings are never sent to a tile server"):
             UrlSource.at(leaky, settings=load_settings())
         # A job recorded elsewhere (or forged) with such a template: this host refuses to resolve it.
         forged = source_from_record({"kind": "url", "name": f"forged-{name.lower()}", "template": leaky})
-        with pytest.raises(TileRootError, match="is refused"):
+        with pytest.raises(SourceError, match="is refused"):
             forged.reader(load_settings())
     monkeypatch.setenv("TILECLASS_SOURCE_ENV", "[]")  # a worker that does not list it: refused there too
-    with pytest.raises(TileRootError, match="is not allowed on this host"):
+    with pytest.raises(SourceError, match="is not allowed on this host"):
         source.reader(load_settings())
     assert server.queries == [f"key={TOKEN}"]  # nothing more was sent
     monkeypatch.setenv("TILECLASS_SOURCE_ENV", '["not a name"]')

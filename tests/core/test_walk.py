@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from core import walk as walk_module
 from core.bbox import BBox
-from core.errors import TileRootError
-from core.layouts import Layout
 from core.region import Region
-from core.walk import (
+from core.sources import walk as walk_module
+from core.sources.base import SourceError
+from core.sources.layouts import Layout
+from core.sources.walk import (
     BROKEN_LINK,
     DIR_LIKE_TILE,
     DIR_LINK,
@@ -142,5 +142,5 @@ def test_walk_resumes_after_a_directory(tmp_path: Path) -> None:
 def test_missing_or_file_root_is_an_error(tmp_path: Path) -> None:
     touch(tmp_path, ["file.png"])
     for bad in (tmp_path / "missing", tmp_path / "file.png"):
-        with pytest.raises(TileRootError, match="not a directory"):
+        with pytest.raises(SourceError, match="not a directory"):
             list(walk(bad, XYZ))

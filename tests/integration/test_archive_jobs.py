@@ -15,9 +15,9 @@ from sqlalchemy import select
 from core import host_problems, jobs
 from core.db import session_scope
 from core.models.registry import register_checkpoint
-from core.roots import root_name_for
 from core.schema import FailedTile, JobState, TileResult
 from core.settings import get_settings
+from core.sources.roots import source_name_for
 from testkit.archives import pmtiles_from_mbtiles, write_mbtiles
 from testkit.rasters import mosaic
 from tests.producer.conftest import cli
@@ -68,7 +68,7 @@ def test_folder_mbtiles_and_pmtiles_give_the_same_labels_and_a_missing_archive_f
     pmtiles = pmtiles_from_mbtiles(tmp_path / "region.pmtiles", mbtiles)
     # The worker's host has its own copy of the MBTiles, under the source's name, not there yet when the job starts.
     worker_copy = tmp_path / "worker-host" / "region.mbtiles"
-    name = root_name_for(mbtiles, get_settings())
+    name = source_name_for(mbtiles, get_settings())
     log = tmp_path / "workers.log"
     launcher = start_launcher(["--device", "cpu", "--processes", "1", "--no-compile", "--batch-size", "8"],
                               worker_env(**settings, sources=json.dumps({name: str(worker_copy)})), cwd=tmp_path,

@@ -14,10 +14,10 @@ from PIL import Image
 
 from core.db import session_scope
 from core.jobs import create_job
-from core.layouts import Layout
 from core.results import record_results
 from core.settings import get_settings
 from core.sources import FolderSource, MBTilesSource, PMTilesSource, RasterSource, UrlSource
+from core.sources.layouts import Layout
 from core.tiles import Tile
 from testkit.archives import mbtiles_from_tree, pmtiles_from_mbtiles
 from testkit.rasters import mosaic

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from core.celery_app import queued_messages
 from core.db import session_scope
 from core.messages import CLASSIFY_QUEUE
-from core.roots import root_name_for, safe_join
 from core.schema import Job, JobBatch
 from core.settings import load_settings
+from core.sources.roots import safe_join, source_name_for
 from tests.labelmaker import labelmaker_tiles
 from tests.producer.conftest import Deployment, classify, cli, consume, deploy, make_tree, tiles_in, xyz
 
@@ -34,7 +34,7 @@ def test_batches_sit_in_redis_as_compact_json_with_relative_paths(on_redis: Depl
     expected = make_tree(root, xyz(10, range(500, 503), range(300, 304)) + xyz(11, (1000, 1001), range(600, 603)))
     make_tree(root, ["10/500/notes.txt", "README.md"])
     summary = enqueue_json(root, "--model", on_redis.model[:10], "--batch-size", 5)
-    root_name = root_name_for(root, load_settings())
+    root_name = source_name_for(root, load_settings())
     source = {"kind": "folder", "name": root_name, "path": str(root.resolve()), "layout": "xyz:{z}/{x}/{y}.{ext}"}
     everything = {"zooms": None, "bbox": None, "geojson": None}
     assert summary == summary | {

@@ -150,8 +150,9 @@ def test_three_spellings_of_one_tile_path_give_one_result_row(world: World) -> N
         assert list(session.scalars(select(TileResult.path).where(TileResult.job_id == job.job_id))) == ["a/b.jpg"]
 
 
-def test_a_folder_swapped_for_a_symlink_after_the_path_check_is_not_read_from_outside(world: World,
-                                                                                    tmp_path: Path) -> None:
+def test_a_folder_swapped_for_a_symlink_after_the_path_check_is_not_read_from_outside(
+        world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.sources import folder
     from worker.pipeline import classify_tiles
     from worker.runtime import current
 
@@ -165,8 +166,16 @@ def test_a_folder_swapped_for_a_symlink_after_the_path_check_is_not_read_from_ou
     outside = tmp_path / "outside"
     outside.mkdir()
     shutil.copyfile(EUROSAT / "SeaLake" / "SeaLake_1.jpg", outside / "a.jpg")
-    shutil.rmtree(world.root / "swapped")
-    (world.root / "swapped").symlink_to(outside, target_is_directory=True)  # after safe_join, before the read
+    checked = folder.safe_join
+
+    def swapped_after_the_check(root: Path, relative: str) -> Path:
+        path = checked(root, relative)
+        if relative.startswith("swapped/") and not (root / "swapped").is_symlink():
+            shutil.rmtree(root / "swapped")
+            (root / "swapped").symlink_to(outside, target_is_directory=True)  # after safe_join, before the read
+        return path
+
+    monkeypatch.setattr(folder, "safe_join", swapped_after_the_check)
     state = current(world.settings)
     classifier = state.models.get(world.model_hash, lambda: world.settings.model_dir / f"{world.model_hash}.pt")
     outcome = classify_tiles(classifier, files, chunk_size=4, pool=state.pool)

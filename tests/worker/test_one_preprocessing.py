@@ -37,7 +37,7 @@ from testkit.archives import pmtiles_from_mbtiles, write_mbtiles
 from tests.conftest import EUROSAT
 from tests.tile_server import serving
 from worker import device_decode
-from worker.pipeline import TileFile, classify_tiles, load_from_archive, load_tile
+from worker.pipeline import TileFile, classify_tiles, load_from_source, load_tile
 
 TILE = Tile(16, 31106, 25106)  # the tile whose label flipped in the issue
 SIZE = 256
@@ -156,14 +156,14 @@ def test_the_same_pixels_are_the_same_input_and_answer_in_every_format_and_sourc
         (tmp_path / "files" / name).write_bytes(data)
         cases[name] = TileFile(Tile(None, None, None, name), tmp_path / "files" / name)
     for kind, reader in archives(tmp_path, files["rgba.png"], image_format="png").items():
-        cases[f"rgba.png in {kind}"] = TileFile(TILE, None, archive=reader)
+        cases[f"rgba.png in {kind}"] = TileFile(TILE, reader=reader)
     raster = RasterSource.at(cog(tmp_path / "tile.tif", TILE, pixels), settings=load_settings())
-    cases["COG"] = TileFile(TILE, None, archive=raster.reader(load_settings()))
+    cases["COG"] = TileFile(TILE, reader=raster.reader(load_settings()))
     server_root = tmp_path / "server" / str(TILE.z) / str(TILE.x)
     server_root.mkdir(parents=True)
     (server_root / f"{TILE.y}.jpg").write_bytes(files["rgba.png"])  # the server names every tile .jpg
     with serving(tmp_path / "server") as server:
-        cases["rgba.png over HTTP"] = TileFile(TILE, None, archive=UrlSource.at(
+        cases["rgba.png over HTTP"] = TileFile(TILE, reader=UrlSource.at(
             server.template, settings=load_settings()).reader(load_settings()))
         inputs = {name: load(classifier, case) for name, case in cases.items()}
         answers = {name: worker_answer(classifier, case) for name, case in cases.items()}
@@ -182,7 +182,7 @@ def test_a_rasters_nodata_is_measured_as_the_tiles_coverage(tmp_path: Path, clas
     pixels = np.maximum(reference_pixels(), 1)
     pixels[:, : SIZE - 56] = 0  # nodata on all but the 56 rightmost columns
     raster = RasterSource.at(cog(tmp_path / "edge.tif", TILE, pixels, nodata=0), settings=load_settings())
-    tile = TileFile(TILE, None, archive=raster.reader(load_settings()))
+    tile = TileFile(TILE, reader=raster.reader(load_settings()))
     with ThreadPoolExecutor(1) as pool:
         default = classify_tiles(classifier, [tile], chunk_size=1, pool=pool)
         everything = classify_tiles(classifier, [tile], chunk_size=1, pool=pool, min_coverage=0)
@@ -202,12 +202,12 @@ def test_a_jpeg_is_the_same_input_and_answer_from_a_file_an_archive_and_a_tile_s
     (tmp_path / "tile.jpg").write_bytes(jpeg)
     cases = {"file": TileFile(Tile(None, None, None, "tile.jpg"), tmp_path / "tile.jpg")}
     for kind, reader in archives(tmp_path, jpeg, image_format="jpeg").items():
-        cases[kind] = TileFile(TILE, None, archive=reader)
+        cases[kind] = TileFile(TILE, reader=reader)
     server_root = tmp_path / "server" / str(TILE.z) / str(TILE.x)
     server_root.mkdir(parents=True)
     (server_root / f"{TILE.y}.jpg").write_bytes(jpeg)
     with serving(tmp_path / "server") as server:
-        cases["HTTP"] = TileFile(TILE, None, archive=UrlSource.at(server.template, settings=load_settings()).reader(
+        cases["HTTP"] = TileFile(TILE, reader=UrlSource.at(server.template, settings=load_settings()).reader(
             load_settings()))
         inputs = {name: load(classifier, case) for name, case in cases.items()}
         answers = {name: worker_answer(classifier, case) for name, case in cases.items()}
@@ -219,8 +219,8 @@ def test_a_jpeg_is_the_same_input_and_answer_from_a_file_an_archive_and_a_tile_s
 
 def load(classifier: Classifier, case: TileFile) -> ModelInput:
     """The model input the worker's pipeline makes of a tile (its pool's function for the tile's kind)."""
-    if case.archive is not None:
-        loaded = load_from_archive(case.tile, case.archive, classifier)
+    if case.reader is not None:
+        loaded = load_from_source(case.tile, case.reader, classifier)
     else:
         assert case.path is not None
         loaded = load_tile(case.path, classifier)
@@ -331,7 +331,7 @@ def test_nvjpeg_then_the_float_resize_is_within_one_level_of_the_cpu_input(check
     difference = (made.tensor.cpu().int() - on_cpu.decode(jpeg).tensor.int()).abs()
     assert int(difference.max()) <= 1, f"{int((difference > 1).sum())} values differ by more than 1 level"
     with ThreadPoolExecutor(1) as pool:  # and the worker's pipeline decodes it on the device
-        outcome = classify_tiles(on_gpu, [TileFile(TILE, None, archive=_Bytes(jpeg))], chunk_size=1, pool=pool,
+        outcome = classify_tiles(on_gpu, [TileFile(TILE, reader=_Bytes(jpeg))], chunk_size=1, pool=pool,
                                  device_decode=True)
     assert [c.coverage for c in outcome.classified] == [1.0]
 

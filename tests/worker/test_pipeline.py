@@ -10,6 +10,8 @@ import torch
 
 from core.sources import TileUnreadable
 from core.sources.files import read_tile_file
+from core.sources.folder import FolderReader
+from core.sources.layouts import Layout
 from core.tiles import Tile
 from model.errors import EmptyImage
 from model.images import decode_tile, open_image
@@ -46,7 +48,7 @@ def test_every_tile_is_classified_once_like_the_direct_predictor(
 def test_broken_tiles_fail_alone_with_their_reason(tmp_path: Path, classifier: Classifier) -> None:
     good = tile_tree(tmp_path, 6)
     broken = broken_tiles(tmp_path)
-    refused = TileFile(Tile(None, None, None, "../outside.jpg"), None, "tile path '../outside.jpg' is not a plain path")
+    refused = TileFile(Tile(None, None, None, "../outside.jpg"), reader=FolderReader(tmp_path, Layout.parse("plain")))
     mixed = [*sources(tmp_path, [good[0], *broken, *good[1:]]), refused]
     with ThreadPoolExecutor(2) as pool:
         outcome = classify_tiles(classifier, mixed, chunk_size=4, pool=pool)

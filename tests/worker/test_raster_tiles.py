@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.errors import TileRootError
 from core.region import Region
 from core.settings import load_settings
 from core.sources import RasterSource
+from core.sources.base import SourceError
 from core.tiles import Tile
 from model.predict import Classifier
 from testkit.rasters import mosaic, reprojected, tile_images
@@ -51,7 +51,7 @@ def raster_labels(classifier: Classifier, path: Path) -> tuple[dict[tuple[int, i
     tiles = [tile for chunk in source.tiles(None) for tile in chunk.tiles]
     reader = source.reader(load_settings())
     with ThreadPoolExecutor(2) as pool:
-        outcome = classify_tiles(classifier, [TileFile(t, None, archive=reader) for t in tiles], chunk_size=16,
+        outcome = classify_tiles(classifier, [TileFile(t, reader=reader) for t in tiles], chunk_size=16,
                                  pool=pool)
     assert outcome.failures == []
     return {c.tile.xyz(): c.label for c in outcome.classified}, len(outcome.empty)
@@ -105,7 +105,7 @@ def test_files_that_are_not_georeferenced_rasters_fail_in_one_line(tmp_path: Pat
     with rasterio.open(tmp_path / "plain.tif", "w", driver="GTiff", width=16, height=16, count=3,
                        dtype="uint8") as out:
         out.write(np.zeros((3, 16, 16), dtype=np.uint8))
-    with pytest.raises(TileRootError, match=r"notes.tif' is not a readable GeoTIFF"):
+    with pytest.raises(SourceError, match=r"notes.tif' is not a readable GeoTIFF"):
         RasterSource.at(tmp_path / "notes.tif", settings=load_settings())
-    with pytest.raises(TileRootError, match=r"plain.tif' has no georeferencing \(no CRS\)"):
+    with pytest.raises(SourceError, match=r"plain.tif' has no georeferencing \(no CRS\)"):
         RasterSource.at(tmp_path / "plain.tif", settings=load_settings())

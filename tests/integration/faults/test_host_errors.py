@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from core.roots import root_name_for
 from core.settings import get_settings
+from core.sources.roots import source_name_for
 from tests.integration.faults.conftest import World
 from tests.integration.faults.harness import WorkerPool, wait_complete, wait_for
 
@@ -52,7 +52,7 @@ def status(world: World, job: int) -> dict[str, Any]:
 
 def test_a_worker_with_a_wrong_root_mapping_puts_batches_back_and_the_other_workers_classify_all(
         world: World, tmp_path: Path) -> None:
-    root_name = root_name_for(world.deployment.root, get_settings())
+    root_name = source_name_for(world.deployment.root, get_settings())
     other = tmp_path / "another-root"
     other.mkdir()
     (other / "something").write_text("a root that is mounted")
@@ -76,7 +76,7 @@ def test_a_worker_with_a_wrong_root_mapping_puts_batches_back_and_the_other_work
 
 
 def test_a_worker_whose_every_root_is_missing_exits_non_zero_and_loses_nothing(world: World, tmp_path: Path) -> None:
-    root_name = root_name_for(world.deployment.root, get_settings())
+    root_name = source_name_for(world.deployment.root, get_settings())
     wrong = wrong_worker(world, tmp_path / "broken", {root_name: str(tmp_path / "not-mounted")})
     launcher = wrong.slots[0].process
     assert launcher is not None

@@ -81,9 +81,9 @@ def queued_seqs(redis_url: str) -> list[int]:
 def test_a_rerun_after_a_kill_never_reuses_the_number_of_a_batch_it_had_sent(
         sqlite_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from core.celery_app import connected_app
-    from core.layouts import Layout
     from core.settings import get_settings
     from core.sources import FolderSource
+    from core.sources.layouts import Layout
     from producer import enqueue as producer_enqueue
     from producer import publication
     from producer.pipeline import Target

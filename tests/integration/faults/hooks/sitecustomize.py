@@ -16,8 +16,9 @@ a Celery worker process:
   (the multi-host test checks which path each simulated host read its tiles through).
 
 ``TILECLASS_TEST_NO_MARKERS=1`` switches off the run markers of ``worker.deliveries`` (to watch the poison scenario
-fail without them: the tile is then redelivered forever). The production code has no hook of its own:
-``worker.pipeline.load_tile`` is wrapped here when the worker starts.
+fail without them: the tile is then redelivered forever). The production code has no hook of its own: the folder
+reader's ``core.sources.folder.FolderReader.read``, through which workers read every folder tile, is wrapped here
+when the worker starts.
 """
 
 from __future__ import annotations
@@ -66,11 +67,12 @@ def _install(folder: str) -> None:
 
     @worker_init.connect(weak=False)
     def _wrap_tile_reads(**_: Any) -> None:
-        from worker import pipeline
+        from core.sources.folder import FolderReader
 
-        original = pipeline.load_tile
+        original = FolderReader.read
 
-        def load_tile(path: Path, classifier: Any, **options: Any) -> Any:
+        def read(reader: FolderReader, tile: Any) -> bytes:
+            path = reader.root / str(tile.path)
             if delay:
                 time.sleep(delay)
             if log_reads:
@@ -82,9 +84,9 @@ def _install(folder: str) -> None:
             if CRASH in content:
                 note(f"crash {os.getpid()} {path.name}")
                 raise RuntimeError("CUDA out of memory")
-            return original(path, classifier, **options)
+            return original(reader, tile)
 
-        pipeline.load_tile = load_tile
+        FolderReader.read = read  # type: ignore[method-assign]
         if os.environ.get("TILECLASS_TEST_NO_MARKERS") == "1":
             from worker import deliveries
 

@@ -12,11 +12,11 @@ import hashlib
 import os
 from pathlib import Path, PurePosixPath
 
-from core.errors import TileRootError
 from core.settings import Settings
+from core.sources.base import SourceError, SourceUnavailable
 
 
-def root_name_for(path: Path, settings: Settings) -> str:
+def source_name_for(path: Path, settings: Settings) -> str:
     """The configured name of the root or source at ``path``, or a stable derived name (its name + path hash)."""
     resolved = path.resolve()
     for name, configured in named_paths(settings).items():
@@ -39,25 +39,26 @@ def is_url(value: str) -> bool:
 
 
 def resolve_root(name: str, settings: Settings, recorded_path: str | None = None) -> Path:
-    """The local path of root or source ``name``: the settings first, else the path the job recorded."""
+    """The local path of source ``name``: the settings first, else the path the job recorded; ``SourceUnavailable``
+    when this host knows neither."""
     configured = named_paths(settings).get(name)
     if configured is not None:
         return configured
     if recorded_path is not None:
         return Path(recorded_path)
     known = ", ".join(sorted(named_paths(settings))) or "none configured"
-    raise TileRootError(f"unknown tile source {name!r}: set TILECLASS_TILE_ROOTS or TILECLASS_SOURCES (known: "
-                        f"{known})")
+    raise SourceUnavailable(f"unknown tile source {name!r}: set TILECLASS_TILE_ROOTS or TILECLASS_SOURCES (known: "
+                            f"{known})")
 
 
 def safe_join(root: Path, relative: str) -> Path:
     """``root / relative``, refusing absolute paths, ``..`` and symlinks that lead outside the root."""
     pure = PurePosixPath(relative)
     if pure.is_absolute() or ".." in pure.parts or "\\" in relative or "\x00" in relative:
-        raise TileRootError(f"tile path {relative!r} is not a plain path inside its root")
+        raise SourceError(f"tile path {relative!r} is not a plain path inside its root")
     candidate = root / pure
     if not is_inside(os.path.realpath(candidate), root):
-        raise TileRootError(f"tile path {relative!r} leads outside its root {str(root)!r}")
+        raise SourceError(f"tile path {relative!r} leads outside its root {str(root)!r}")
     return candidate
 
 

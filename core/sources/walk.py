@@ -20,19 +20,15 @@ from __future__ import annotations
 
 import os
 import stat
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.choices import TILE_EXTENSIONS
-from core.errors import TileRootError
-from core.layouts import Layout, Level
 from core.region import Region
+from core.sources.base import Chunk, Key, SourceUnavailable, WalkReport
+from core.sources.layouts import Layout, Level
 from core.tiles import Tile, fits, flip_row
-
-Key = tuple[Any, ...]
 
 OUT_OF_RANGE = "coordinates out of range for their zoom"
 NOT_REGULAR = "not a regular file"
@@ -42,34 +38,8 @@ ESCAPING_LINK = "symlink leading outside the root"
 DIR_LINK = "directory symlink (not followed)"
 UNREADABLE = "unreadable directory"
 BAD_NAME = "name not usable as a tile path"
-EXAMPLES_PER_REASON = 5
 
 _scandir = os.scandir  # one name to look up, so that tests can count the directories a walk opens
-
-
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    """Up to ``chunk_size`` tiles of one leaf directory, each with its path relative to the root."""
-
-    key: Key  # the directory's place in the walk order (the resume cursor)
-    tiles: list[Tile]
-    column: tuple[int, int] | None  # the (z, x) every tile of the directory shares, when the layout fixes it
-    last: bool  # the directory's final chunk: after it the directory is done
-
-
-@dataclass
-class WalkReport:
-    """What the walk left out and why, with a few example paths per reason."""
-
-    skipped: Counter[str] = field(default_factory=Counter)
-    examples: dict[str, list[str]] = field(default_factory=dict)
-    ignored_names: int = 0  # entries whose names do not fit the layout (README, .DS_Store, …)
-
-    def note(self, reason: str, path: str) -> None:
-        self.skipped[reason] += 1
-        kept = self.examples.setdefault(reason, [])
-        if len(kept) < EXAMPLES_PER_REASON:
-            kept.append(path)
 
 
 def walk(root: Path, layout: Layout, region: Region | None = None, *, after: Key | None = None,
@@ -77,7 +47,7 @@ def walk(root: Path, layout: Layout, region: Region | None = None, *, after: Key
     """The tiles under ``root`` that ``layout`` names and ``region`` contains, in chunks; see the module docs."""
     real_root = os.path.realpath(root)
     if not os.path.isdir(real_root):
-        raise TileRootError(f"tile root {str(root)!r} is not a directory")
+        raise SourceUnavailable(f"tile root {str(root)!r} is not a directory")
     walker = _Walker(real_root, layout, region or Region(), report or WalkReport(), chunk_size, after)
     if layout.is_plain:
         return walker.plain(real_root, "", ())
@@ -112,7 +82,7 @@ class _Walker:
                 yield from entries
         except (PermissionError, FileNotFoundError, NotADirectoryError) as exc:
             if path == self.root:
-                raise TileRootError(f"cannot list tile root {path!r}: {exc.strerror}") from None
+                raise SourceUnavailable(f"cannot list tile root {path!r}: {exc.strerror}") from None
             self.report.note(UNREADABLE, rel or ".")
 
     def _irregular(self, entry: os.DirEntry[str]) -> str | None:
