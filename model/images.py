@@ -48,7 +48,6 @@ import io
 import re
 import struct
 import threading
-import warnings
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,6 +61,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from core.choices import IMAGE_FORMATS
 from model.errors import EmptyImage, ImageError
 from model.image_headers import JPEG_SOI, fast_path_size, format_of, strict_jpeg
+from model.torchvision_io import decoders
 
 DEFAULT_MAX_PIXELS = 4096 * 4096  # tiles are 256-1024 px; TILECLASS_WORKER_MAX_PIXELS raises it for big chips
 LARGE_IMAGE_PIXELS = 2048 * 2048  # above this, one decode at a time per process (``_large_image_gate``)
@@ -71,10 +71,6 @@ _ALPHA_MODES = {"RGBA", "LA", "La", "RGBa", "PA"}
 _KEYED_MODES = {"P", "L", "RGB"}
 _PIL_LIMIT = re.compile(r"\((\d+) pixels\)")
 _ALLOWED = ", ".join(IMAGE_FORMATS)
-# torchvision 0.29 deprecates its decoders in favour of TorchCodec but they remain the fastest here; one targeted
-# filter (not a catch_warnings block, which is not thread-safe) keeps the per-call warning out of the logs.
-warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
-                        category=DeprecationWarning)
 
 
 def open_image(source: Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -163,10 +159,9 @@ def _fast_decode(data: bytes, size: tuple[int, int]) -> torch.Tensor | None:
         if decoded is not None and decoded.shape == (size[1], size[0], 3):
             return torch.from_numpy(decoded).permute(2, 0, 1).contiguous()
         return None
-    from torchvision.io import ImageReadMode, decode_image
-
+    io = decoders()
     try:
-        tensor = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+        tensor = io.decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=io.ImageReadMode.RGB)
     except RuntimeError:
         return None
     return tensor if tensor.shape == (3, size[1], size[0]) else None

@@ -1,7 +1,9 @@
 """Figures: the tutorial's training vs validation loss curves, a confusion matrix, a grid of sample predictions, and
 reliability diagrams with their confidence histograms (Guo et al. 2017, figure 1).
 
-matplotlib runs on the Agg backend (files only, no display needed) and is imported here, never by the CLI module.
+Figures are drawn with matplotlib's object API (``matplotlib.figure.Figure``), never pyplot: a figure saved to a
+file needs no backend, so drawing one neither picks nor changes the process's backend and keeps no figure open.
+matplotlib is imported here, never by the CLI module.
 """
 
 from __future__ import annotations
@@ -10,20 +12,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # the backend must be chosen before pyplot is imported
 import numpy as np
+from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
-    from model.metrics import Reliability
+    from model.scores import Reliability
 
 
 def plot_losses(path: Path, *, steps: Sequence[int], train_loss: Sequence[float], val_loss: Sequence[float],
                 xlabel: str = "training step") -> None:
     """Training and validation loss against ``steps`` (the tutorial's plot)."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    fig = Figure(figsize=(7, 4.5), dpi=100)
+    ax = fig.subplots()
     ax.plot(steps, train_loss, label="Training loss", marker="o" if len(steps) < 30 else None)
     ax.plot(steps, val_loss, label="Validation loss", marker="o" if len(steps) < 30 else None)
     ax.set_xlabel(xlabel)
@@ -32,7 +32,6 @@ def plot_losses(path: Path, *, steps: Sequence[int], train_loss: Sequence[float]
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def plot_confusion(path: Path, *, matrix: Sequence[Sequence[int]], class_names: Sequence[str]) -> None:
@@ -40,7 +39,8 @@ def plot_confusion(path: Path, *, matrix: Sequence[Sequence[int]], class_names: 
     counts = np.asarray(matrix, dtype=np.float64)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     size = max(4.0, 0.6 * len(class_names) + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size), dpi=100)
+    fig = Figure(figsize=(size + 1, size), dpi=100)
+    ax = fig.subplots()
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
     ax.set_yticks(range(len(class_names)), class_names)
@@ -52,7 +52,6 @@ def plot_confusion(path: Path, *, matrix: Sequence[Sequence[int]], class_names: 
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def plot_samples(path: Path, *, images: Sequence[Any], titles: Sequence[str], empty: str = "nothing to show") -> None:
@@ -60,16 +59,15 @@ def plot_samples(path: Path, *, images: Sequence[Any], titles: Sequence[str], em
     have several lines. No images: a figure that says ``empty``."""
     count = len(images)
     if count == 0:
-        fig = plt.figure(figsize=(4, 1.5), dpi=100)
+        fig = Figure(figsize=(4, 1.5), dpi=100)
         fig.text(0.5, 0.5, empty, ha="center", va="center")
         fig.savefig(path)
-        plt.close(fig)
         return
     columns = min(count, 5)
     rows = (count + columns - 1) // columns
     lines = max(title.count("\n") + 1 for title in titles)
     width = 2.4 if lines == 1 else 2.9  # several lines of class names need a wider column
-    fig = plt.figure(figsize=(width * columns, (2.3 + 0.2 * lines) * rows), dpi=100)
+    fig = Figure(figsize=(width * columns, (2.3 + 0.2 * lines) * rows), dpi=100)
     for index, (image, title) in enumerate(zip(images, titles, strict=True)):
         axes = fig.add_subplot(rows, columns, index + 1)
         axes.imshow(np.asarray(image))
@@ -77,7 +75,6 @@ def plot_samples(path: Path, *, images: Sequence[Any], titles: Sequence[str], em
         axes.axis("off")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def plot_reliability(path: Path, *, panels: Sequence[tuple[str, Reliability]]) -> None:
@@ -85,8 +82,8 @@ def plot_reliability(path: Path, *, panels: Sequence[tuple[str, Reliability]]) -
     draw them in their figure 1: above, the share of images in each confidence bin with the mean confidence and
     the accuracy marked; below, each bin's accuracy, the gap to the bin's mean confidence hatched (on the diagonal:
     perfect calibration), and the ECE."""
-    fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 7.5), dpi=100, squeeze=False,
-                             gridspec_kw={"height_ratios": [1, 2]}, sharex=True)
+    fig = Figure(figsize=(4.2 * len(panels), 7.5), dpi=100)
+    axes = fig.subplots(2, len(panels), squeeze=False, gridspec_kw={"height_ratios": [1, 2]}, sharex=True)
     for column, (title, bins) in enumerate(panels):
         edges = np.asarray(bins.edges)
         left, width = edges[:-1], np.diff(edges)
@@ -118,4 +115,3 @@ def plot_reliability(path: Path, *, panels: Sequence[tuple[str, Reliability]]) -
         bottom.legend(frameon=False, fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)

@@ -26,6 +26,7 @@ from core.sources import TileAbsent, TileUnreadable
 from model.image_headers import JPEG_SOI, fast_path_size
 from model.images import DecodedTile
 from model.inputs import ModelInput
+from model.torchvision_io import decoders
 
 if TYPE_CHECKING:
     from model.predict import Classifier
@@ -60,10 +61,9 @@ def device_decodable(data: bytes, *, max_pixels: int) -> bool:
 
 def decode_jpegs_on_device(datas: Sequence[bytes], device: torch.device) -> list[torch.Tensor]:
     """The one call into nvJPEG: uint8 (3, H, W) RGB tensors on ``device``, in order; raises if it refuses any."""
-    from torchvision.io import ImageReadMode, decode_jpeg
-
+    io = decoders()
     encoded = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in datas]
-    return list(decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device))
+    return list(io.decode_jpeg(encoded, mode=io.ImageReadMode.RGB, device=device))
 
 
 def decode_chunk(datas: Sequence[bytes], classifier: Classifier,

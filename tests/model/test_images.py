@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from PIL import Image
 
 from model.errors import ImageError
 from model.images import decode_tile, open_image, to_rgb
-from tests.conftest import EUROSAT
+from tests.conftest import EUROSAT, REPO_ROOT
 from tests.factories import corrupted_in_the_middle
 
 JPEG = EUROSAT / "Forest" / "Forest_1.jpg"
@@ -250,3 +253,17 @@ def test_a_jpeg_corrupted_in_the_middle_fails_as_corrupt() -> None:
     assert decode_tile(original.read_bytes()).pixels.shape == (3, 64, 64)
     grey = encode(Image.open(original).convert("L"), "JPEG")  # the Pillow path (one channel) is checked too
     assert bad_reason(corrupted_in_the_middle(grey))[0].startswith("corrupt image (Corrupt JPEG data")
+
+
+def test_torchvision_decoders_warn_nothing_and_importing_installs_no_filter() -> None:
+    """torchvision's per-call deprecation warning stays out of the logs once a decoder is used, and only then: the
+    filter is installed by the first decode, not by importing model.images (tests/test_architecture.py checks
+    every module)."""
+    code = ("import warnings\nimport numpy as np, io, torch\nfrom PIL import Image\n"  # torch installs its own
+            "before = list(warnings.filters)\nimport model.images\nassert warnings.filters == before\n"
+            "buffer = io.BytesIO()\nImage.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buffer, 'PNG')\n"
+            "warnings.simplefilter('error', DeprecationWarning)\n"  # any other deprecation still raises
+            "assert model.images.decode_tile(buffer.getvalue()).pixels.shape == (3, 8, 8)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                            env=os.environ | {"PYTHONPATH": str(REPO_ROOT)})
+    assert result.returncode == 0, result.stderr
