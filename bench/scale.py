@@ -135,7 +135,7 @@ started = time.perf_counter()
 for _ in range(200):
     times = metrics.StageTimes()
     for _ in range({batch}):
-        times.add_read_decode(1e-3, 1e-3)
+        times.add("read", 1e-3); times.add("decode", 1e-3)  # per tile, as the decode threads do
     times.add("inference", 0.1); times.add("write", 0.1)
     metrics.queue_wait(time.time() - 1)
     metrics.batch_recorded(job_id=7, model_hash="ab" * 32, classified={batch}, failed=0, empty=0, times=times,

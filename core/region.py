@@ -153,10 +153,6 @@ class Region:
         """The box the region lies in (its bbox, or its polygon's bounds within it); None: no limit."""
         return self._extent
 
-    @property
-    def is_everything(self) -> bool:
-        return self.zooms is None and self._extent is None
-
     def allows_zoom(self, zoom: int) -> bool:
         return self.zooms is None or zoom in self.zooms
 

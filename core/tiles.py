@@ -72,11 +72,6 @@ class Tile(NamedTuple):
         return cls.checked(z, x, y)
 
     @classmethod
-    def from_tms(cls, z: int, x: int, y_tms: int, path: str | None = None) -> Tile:
-        """Convert a TMS row (counted from the south) to XYZ."""
-        return cls.checked(z, x, flip_row(z, y_tms), path)
-
-    @classmethod
     def at_point(cls, lon: float, lat: float, zoom: int) -> Tile:
         """The tile under a WGS84 point."""
         check_zoom(zoom)

@@ -148,12 +148,6 @@ def write_checkpoint(path: Path, *, state_dict: dict[str, torch.Tensor], meta: C
     return digest
 
 
-def load_checkpoint(path: Path) -> tuple[CheckpointMeta, dict[str, torch.Tensor]]:
-    """The metadata and weights of the checkpoint at ``path`` (see ``read_checkpoint``)."""
-    checkpoint = read_checkpoint(path)
-    return checkpoint.meta, checkpoint.state_dict
-
-
 def read_checkpoint(path: Path, data: bytes | None = None) -> Checkpoint:
     """Read and verify a checkpoint written by ``save_checkpoint`` (from ``data``, its bytes, when given).
 

@@ -62,11 +62,6 @@ class StageTimes:
         with self._lock:
             self.seconds[stage] += seconds
 
-    def add_read_decode(self, read: float, decode: float) -> None:
-        with self._lock:
-            self.seconds["read"] += read
-            self.seconds["decode"] += decode
-
 
 def batch_recorded(*, job_id: int, model_hash: str, classified: int, failed: int, empty: int,
                    times: StageTimes | None = None, started: float | None = None) -> None:

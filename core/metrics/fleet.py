@@ -1,7 +1,7 @@
 """The fleet exporter: batches waiting in the broker and each job's progress, read afresh on every scrape.
 
 ``tileclass metrics --port 9561`` serves it on its own; the HTTP server serves the same registry at ``/metrics``
-(``fleet_registry()``, or ``fleet_asgi_app()`` to mount). It reads, never writes, and imports neither torch, nor
+(``fleet_registry()``). It reads, never writes, and imports neither torch, nor
 Celery (kombu reads the broker), nor a web framework. Metrics (all gauges)::
 
     tileclass_up{component="broker"|"database"}                  1 if this scrape could read it, else 0
@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 from kombu.exceptions import OperationalError as BrokerError
 from prometheus_client import CollectorRegistry
@@ -117,14 +116,3 @@ def fleet_registry(settings: Settings | None = None) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(FleetCollector(settings))
     return registry
-
-
-def fleet_asgi_app(settings: Settings | None = None) -> Any:
-    """An ASGI app answering every request with the fleet metrics (for ``app.mount("/metrics", ...)``).
-
-    Its collection reads the database synchronously; where that matters, serve ``fleet_registry()`` from a
-    threadpool route with ``prometheus_client.generate_latest`` instead.
-    """
-    from prometheus_client import make_asgi_app
-
-    return make_asgi_app(fleet_registry(settings))

@@ -88,7 +88,8 @@ def test_zooms_and_bbox_together() -> None:
     region = Region(zooms=[3, 5], bbox=BBox(0, 0, 10, 10))
     assert region.allows_zoom(5) and not region.allows_zoom(4)
     assert region.describe() == {"zooms": [3, 5], "bbox": [0, 0, 10, 10], "geojson": None}
-    assert Region().is_everything and Region().rows(3, 1) is None
+    everything = Region()
+    assert everything.allows_zoom(3) and everything.extent is None and everything.rows(3, 1) is None
 
 
 def test_geojson_file_feature_collection(tmp_path: Path) -> None:

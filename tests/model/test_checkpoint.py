@@ -11,7 +11,7 @@ import torch
 
 from core.sidecar import read_sidecar
 from model.arch import build_model
-from model.checkpoint import CheckpointMeta, load_checkpoint, read_checkpoint, save_checkpoint
+from model.checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint
 from model.errors import CheckpointError
 from model.predict import Classifier
 from model.transforms import IMAGENET_MEAN, IMAGENET_STD, Normalized
@@ -35,9 +35,9 @@ def net() -> torch.nn.Module:
 def test_round_trip_keeps_weights_metadata_and_hash(tmp_path: Path, net: torch.nn.Module) -> None:
     path = tmp_path / "model.pt"
     digest = save_checkpoint(path, model=net, meta=meta())
-    loaded_meta, state = load_checkpoint(path)
-    assert loaded_meta == meta()
-    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+    loaded = read_checkpoint(path)
+    assert loaded.meta == meta()
+    assert all(torch.equal(loaded.state_dict[k], v) for k, v in net.state_dict().items())
     info = read_sidecar(path)  # the registry's torch-free reader agrees with the file
     assert (info.sha256, info.arch, info.class_names, info.image_size) == (digest, "resnet18", list(CLASSES), 32)
     sidecar = json.loads(path.with_suffix(".json").read_text())
@@ -48,19 +48,18 @@ def test_round_trip_keeps_weights_metadata_and_hash(tmp_path: Path, net: torch.n
 def test_wrapped_models_are_saved_with_bare_keys(tmp_path: Path, net: torch.nn.Module) -> None:
     wrapped = torch.nn.DataParallel(Normalized(net, IMAGENET_MEAN, IMAGENET_STD))
     save_checkpoint(tmp_path / "a.pt", model=wrapped, meta=meta())
-    _, state = load_checkpoint(tmp_path / "a.pt")
-    assert set(state) == set(net.state_dict())
+    assert set(read_checkpoint(tmp_path / "a.pt").state_dict) == set(net.state_dict())
     prefixed = {f"_orig_mod.module.{k}": v for k, v in net.state_dict().items()}
     torch.save({"format": "tileclass-checkpoint/1", "meta": meta().to_dict(), "state_dict": prefixed},
                tmp_path / "b.pt")
-    assert set(load_checkpoint(tmp_path / "b.pt")[1]) == set(net.state_dict())
+    assert set(read_checkpoint(tmp_path / "b.pt").state_dict) == set(net.state_dict())
 
 
 def test_tutorial_style_pickled_model_is_refused_with_advice(tmp_path: Path, net: torch.nn.Module) -> None:
     path = tmp_path / "aerialmodel.pth"
     torch.save(net, path)  # what the tutorial does
     with pytest.raises(CheckpointError) as error:
-        load_checkpoint(path)
+        read_checkpoint(path)
     message = str(error.value)
     assert "pickled whole model" in message and "state_dict" in message and "\n" not in message
     with pytest.raises(CheckpointError, match="pickled whole model"):
@@ -80,7 +79,7 @@ def test_malicious_pickle_never_runs(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     torch.save({"format": "tileclass-checkpoint/1", "meta": _Exploit(marker), "state_dict": {}}, path)
     with pytest.raises(CheckpointError, match="refused"):
-        load_checkpoint(path)
+        read_checkpoint(path)
     with pytest.raises(CheckpointError):
         Classifier.load(path, device="cpu")
     assert not marker.exists()
@@ -93,7 +92,7 @@ def test_truncated_or_empty_file(tmp_path: Path, net: torch.nn.Module, keep: flo
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
     with pytest.raises(CheckpointError, match=r"truncated or corrupt|empty") as error:
-        load_checkpoint(path)
+        read_checkpoint(path)
     assert "tileclass train" in str(error.value)
 
 
@@ -102,7 +101,7 @@ def test_head_that_does_not_match_the_class_list(tmp_path: Path, net: torch.nn.M
     bad = meta(class_names=("Forest", "River", "Residential", "Highway")).to_dict()
     torch.save({"format": "tileclass-checkpoint/1", "meta": bad, "state_dict": state}, tmp_path / "m.pt")
     with pytest.raises(CheckpointError, match=r"head has 3 outputs but its class list names 4 classes"):
-        load_checkpoint(tmp_path / "m.pt")
+        read_checkpoint(tmp_path / "m.pt")
     with pytest.raises(CheckpointError, match="head has 3 outputs"):
         save_checkpoint(tmp_path / "n.pt", model=net, meta=meta(class_names=("a", "b")))
 
@@ -112,22 +111,22 @@ def test_missing_keys_wrong_head_layout_and_bare_state_dict(tmp_path: Path, net:
     del state["layer4.1.bn2.weight"]
     torch.save({"format": "tileclass-checkpoint/1", "meta": meta().to_dict(), "state_dict": state}, tmp_path / "a.pt")
     with pytest.raises(CheckpointError, match=r"missing keys \['layer4.1.bn2.weight'\]"):
-        load_checkpoint(tmp_path / "a.pt")
+        read_checkpoint(tmp_path / "a.pt")
     tutorial = meta(head="tutorial").to_dict()
     torch.save({"format": "tileclass-checkpoint/1", "meta": tutorial, "state_dict": net.state_dict()},
                tmp_path / "b.pt")
     with pytest.raises(CheckpointError, match="do not match resnet18 with a tutorial head"):
-        load_checkpoint(tmp_path / "b.pt")
+        read_checkpoint(tmp_path / "b.pt")
     torch.save(net.state_dict(), tmp_path / "c.pt")
     with pytest.raises(CheckpointError, match=r"bare state_dict.*--weights PATH"):
-        load_checkpoint(tmp_path / "c.pt")
+        read_checkpoint(tmp_path / "c.pt")
 
 
 def test_tutorial_head_round_trip(tmp_path: Path) -> None:
     tutorial = build_model("resnet18", 3, head="tutorial")
     save_checkpoint(tmp_path / "t.pt", model=tutorial, meta=meta(head="tutorial"))
-    loaded, state = load_checkpoint(tmp_path / "t.pt")
-    assert loaded.head == "tutorial" and state["fc.3.weight"].shape == (3, 512)
+    loaded = read_checkpoint(tmp_path / "t.pt")
+    assert loaded.meta.head == "tutorial" and loaded.state_dict["fc.3.weight"].shape == (3, 512)
 
 
 def test_expected_hash_mismatch_is_refused(tmp_path: Path, net: torch.nn.Module) -> None:

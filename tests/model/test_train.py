@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from model.arch import build_model
-from model.checkpoint import load_checkpoint, read_checkpoint
+from model.checkpoint import read_checkpoint
 from model.config import TrainConfig
 from model.data import LoadedImages
 from model.errors import DataError
@@ -62,7 +62,8 @@ def test_tutorial_options_train_only_the_head_at_an_upsampled_size(tmp_path: Pat
                          eval_every=1, seed=5)
     lines: list[str] = []
     result = fit(config, data_dir=data, out_dir=tmp_path / "out", progress=False, report=lines.append)
-    meta, state = load_checkpoint(result.checkpoint)
+    stored = read_checkpoint(result.checkpoint)
+    meta, state = stored.meta, stored.state_dict
     assert (meta.head, meta.image_size, meta.train_config) == ("tutorial", 80, asdict(config))
     torch.manual_seed(5)  # fit seeds the initialisation the same way
     initial = build_model("resnet18", 2, head="tutorial", freeze="backbone").state_dict()

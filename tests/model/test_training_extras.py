@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from model import budget
-from model.checkpoint import load_checkpoint
+from model.checkpoint import read_checkpoint
 from model.config import TrainConfig
 from model.ema import warmed_up_decay, weight_average
 from model.epochs import epoch_files, latest_epoch
@@ -154,8 +154,8 @@ def test_a_stopped_run_continues_from_its_epoch_checkpoint_exactly(tmp_path: Pat
     continued = fit(config, data_dir=data, out_dir=tmp_path / "parts", progress=False, resume=True)
     assert continued.metrics["resumed_from_epoch"] == 2 and not continued.stopped_early
     assert [e["epoch"] for e in continued.metrics["epochs"]] == [1, 2, 3]
-    _, expected = load_checkpoint(whole.checkpoint)
-    _, found = load_checkpoint(continued.checkpoint)
+    expected = read_checkpoint(whole.checkpoint).state_dict
+    found = read_checkpoint(continued.checkpoint).state_dict
     assert all(torch.equal(expected[key], found[key]) for key in expected)  # fp32 on the CPU is deterministic
     assert latest_epoch(tmp_path / "parts") is not None
     fresh = fit(config, data_dir=data, out_dir=tmp_path / "parts", progress=False)  # without resume: afresh

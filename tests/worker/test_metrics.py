@@ -28,7 +28,8 @@ def test_stage_times_add_up_from_many_threads() -> None:
 
     def work() -> None:
         for _ in range(1000):
-            times.add_read_decode(0.001, 0.002)
+            times.add("read", 0.001)
+            times.add("decode", 0.002)
             times.add("read", 0.001)
 
     threads = [threading.Thread(target=work) for _ in range(4)]

@@ -286,9 +286,10 @@ def poison(root: Path, row: Tile, *, marker: bytes = POISON) -> None:
 def scenario_model(checkpoint: Path, folder: Path, name: str) -> Path:
     """The same weights saved again under another content hash, so every scenario has results of its own."""
     from model.arch import build_model
-    from model.checkpoint import load_checkpoint, save_checkpoint
+    from model.checkpoint import read_checkpoint, save_checkpoint
 
-    meta, state = load_checkpoint(checkpoint)
+    stored = read_checkpoint(checkpoint)
+    meta, state = stored.meta, stored.state_dict
     net = build_model(meta.arch, len(meta.class_names), head=meta.head)
     net.load_state_dict(state)
     path = folder / f"{name}.pt"
