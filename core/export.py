@@ -92,10 +92,10 @@ def _csv_row(answer: Answer, *, class_names: Sequence[str], with_empty: bool) ->
     tile, job = answer.tile, "" if answer.job_id is None else answer.job_id
     flag = [str(isinstance(answer, EmptyAnswer)).lower()] if with_empty else []
     if isinstance(answer, EmptyAnswer):
-        return [tile.z, tile.x, tile.y, answer.root_name, tile.path, "", "", "", "", answer.model_hash, job, *flag,
+        return [tile.z, tile.x, tile.y, answer.source_name, tile.path, "", "", "", "", answer.model_hash, job, *flag,
                 answer.found_at.isoformat(), *("" for _ in class_names)]
     coverage = "" if answer.coverage is None else answer.coverage
-    return [tile.z, tile.x, tile.y, answer.root_name, tile.path, answer.label, answer.confidence,
+    return [tile.z, tile.x, tile.y, answer.source_name, tile.path, answer.label, answer.confidence,
             str(answer.uncertain).lower(), coverage, answer.model_hash, job, *flag, answer.classified_at.isoformat(),
             *(answer.probabilities.get(name, "") for name in class_names)]
 

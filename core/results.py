@@ -25,6 +25,7 @@ from core.schema import EmptyTile, FailedTile, TileResult, utcnow
 from core.tiles import Tile
 
 KEYS_PER_DELETE = 500
+# Rows for the upserts are keyed by column: the tile's source name is the column root_name (``TileRow.source_name``).
 _UPDATED_ON_CONFLICT = ("job_id", "root_name", "path", "label", "confidence", "probabilities", "classified_at",
                         "coverage", "uncertain")
 
@@ -94,7 +95,7 @@ def same_tile(table: TileTable, tiles: Sequence[Tile],
         conditions.append(and_(table.z.is_not(None), tuple_(table.z, table.x, table.y).in_(keys)))
     for start in range(0, len(paths), KEYS_PER_DELETE):
         names = paths[start : start + KEYS_PER_DELETE]
-        conditions.append(and_(table.z.is_(None), table.root_name == source_name, table.path.in_(names)))
+        conditions.append(and_(table.z.is_(None), table.source_name == source_name, table.path.in_(names)))
     return conditions
 
 
@@ -202,6 +203,6 @@ def _drop_classified(session: Session, table: type[FailedTile] | type[EmptyTile]
     """A tile classified by another delivery stays classified: drop the rows of ``table`` it would contradict."""
     classified = exists().where(TileResult.model_hash == table.model_hash, or_(
         and_(table.z.is_not(None), TileResult.z == table.z, TileResult.x == table.x, TileResult.y == table.y),
-        and_(table.z.is_(None), TileResult.z.is_(None), TileResult.root_name == table.root_name,
+        and_(table.z.is_(None), TileResult.z.is_(None), TileResult.source_name == table.source_name,
              TileResult.path == table.path)))
     session.execute(delete(table).where(table.model_hash == model_hash, classified))

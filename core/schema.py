@@ -29,7 +29,8 @@
 - ``host_problems``: what a worker could not do because of its own host (a tile root not mounted, a checkpoint
   missing there), per (worker, job), for ``tileclass status``; its batches went back to the queue, no tile failed.
 
-``root_name`` in the tile tables is the name of the tile's source (``Tile`` paths are relative to it).
+``source_name`` in the tile tables (the column ``root_name``, named before sources had kinds) is the name of the
+tile's source (``Tile`` paths are relative to it).
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ class TileRow:
     z: Mapped[int | None] = mapped_column(Integer)
     x: Mapped[int | None] = mapped_column(Integer)
     y: Mapped[int | None] = mapped_column(Integer)
-    root_name: Mapped[str] = mapped_column(String(128))
+    source_name: Mapped[str] = mapped_column("root_name", String(128))
     path: Mapped[str | None] = mapped_column(Text)
 
 

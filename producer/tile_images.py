@@ -31,16 +31,16 @@ class TileImages:
 
     def _reader(self, cell: MapCell) -> TileReader | None:
         """The reader of a cell's source on this host (None: none here, said once)."""
-        key = (cell.root_name, cell.job_id)
+        key = (cell.source_name, cell.job_id)
         if key not in self.sources:
             job = find_job(self.session, cell.job_id) if cell.job_id is not None else None
-            record = job.source if job is not None and job.source.get("name") == cell.root_name else {
-                "kind": "folder", "name": cell.root_name, "path": None, "layout": "plain"}
+            record = job.source if job is not None and job.source.get("name") == cell.source_name else {
+                "kind": "folder", "name": cell.source_name, "path": None, "layout": "plain"}
             found: TileReader | None = None
             try:
                 found = source_from_record(record).reader(self.settings)
             except SourceError as exc:
-                log.warning("no imagery for source %r: %s", cell.root_name, exc)
+                log.warning("no imagery for source %r: %s", cell.source_name, exc)
             self.sources[key] = found
         return self.sources[key]
 

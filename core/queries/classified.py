@@ -77,7 +77,7 @@ class ClassifiedFilter:
         done: set[str] = set()
         for part in _parts([tile.path for tile in tiles]):
             done.update(self._scalars(*(select(table.path).where(
-                table.model_hash == self.model_hash, table.z.is_(None), table.root_name == self.source_name,
+                table.model_hash == self.model_hash, table.z.is_(None), table.source_name == self.source_name,
                 table.path.in_(part),
             ) for table in TABLES)))
         return [tile for tile in tiles if tile.path not in done] if done else tiles
@@ -89,7 +89,7 @@ class ClassifiedFilter:
             for table in TABLES:
                 query = select(table.id).where(table.model_hash == self.model_hash)
                 if zoom is None:
-                    query = query.where(table.z.is_(None), table.root_name == self.source_name)
+                    query = query.where(table.z.is_(None), table.source_name == self.source_name)
                 else:
                     query = query.where(table.z == zoom)
                     columns = self.region.columns(zoom) if self.region is not None else None

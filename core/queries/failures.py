@@ -60,7 +60,7 @@ def failed_identities(session: Session, *, job_id: int, model_hash: str, source_
     """The identities (``Tile.identity``) of the tiles of ``source_name`` that ``job_id`` recorded as failed for
     ``model_hash``."""
     rows = session.execute(select(FailedTile.z, FailedTile.x, FailedTile.y, FailedTile.path).where(
-        FailedTile.model_hash == model_hash, FailedTile.job_id == job_id, FailedTile.root_name == source_name))
+        FailedTile.model_hash == model_hash, FailedTile.job_id == job_id, FailedTile.source_name == source_name))
     return frozenset(Tile(*row).identity() for row in rows)
 
 
@@ -69,7 +69,7 @@ def failed_page(session: Session, *, job_id: int, reason: str | None, model_hash
     """Up to ``limit`` of a job's failed tiles (whose reason contains ``reason``) of ``source_name`` for
     ``model_hash``, with their row ids, in id order after ``after``: one page of the list ``retry`` sends."""
     conditions = [*job_failure_conditions(job_id=job_id, reason=reason), FailedTile.model_hash == model_hash,
-                  FailedTile.root_name == source_name, FailedTile.id > after]
+                  FailedTile.source_name == source_name, FailedTile.id > after]
     rows = session.execute(select(FailedTile.id, FailedTile.z, FailedTile.x, FailedTile.y, FailedTile.path)
                            .where(*conditions).order_by(FailedTile.id).limit(limit))
     return [(row_id, Tile(z, x, y, path)) for row_id, z, x, y, path in rows]

@@ -191,10 +191,10 @@ def query_bbox(session: Session, *, bbox: BBox, zoom: int, model_ref: str | None
 
 def iter_cells(session: Session, *, selection: Selection, yield_per: int = YIELD_PER) -> Iterator[MapCell]:
     """Stream what a map needs of each result with coordinates (no probabilities are decoded)."""
-    stmt = select(TileResult.z, TileResult.x, TileResult.y, TileResult.path, TileResult.label, TileResult.root_name,
+    stmt = select(TileResult.z, TileResult.x, TileResult.y, TileResult.path, TileResult.label, TileResult.source_name,
                   TileResult.job_id).where(*selected(selection), TileResult.z.is_not(None))
-    for z, x, y, path, label, root_name, job_id in session.execute(stmt.execution_options(yield_per=yield_per)):
-        yield MapCell(Tile(z, x, y, path), label, root_name, job_id)
+    for z, x, y, path, label, source_name, job_id in session.execute(stmt.execution_options(yield_per=yield_per)):
+        yield MapCell(Tile(z, x, y, path), label, source_name, job_id)
 
 
 def iter_failures(session: Session, *, selection: Selection,

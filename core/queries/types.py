@@ -21,7 +21,7 @@ class TileAnswer:
     whether it is ``uncertain`` (less confident than its job's ``uncertain_below``)."""
 
     tile: Tile
-    root_name: str
+    source_name: str
     model_hash: str
     label: str
     confidence: float
@@ -44,7 +44,7 @@ class TileAnswer:
         tile = self.tile
         data: dict[str, Any] = {
             "tile": str(tile) if tile.has_coordinates else None, "z": tile.z, "x": tile.x, "y": tile.y,
-            "root": self.root_name, "path": tile.path, "label": self.label, "confidence": self.confidence,
+            "root": self.source_name, "path": tile.path, "label": self.label, "confidence": self.confidence,
             "uncertain": self.uncertain, "coverage": self.coverage, "model": self.model_hash, "job": self.job_id,
             "classified_at": self.classified_at.isoformat(),
         }
@@ -58,7 +58,7 @@ class EmptyAnswer:
     """A tile found empty (nothing to classify: no tile at the source, entirely transparent or nodata)."""
 
     tile: Tile
-    root_name: str
+    source_name: str
     model_hash: str
     reason: str
     job_id: int | None
@@ -67,32 +67,32 @@ class EmptyAnswer:
     def as_dict(self, *, top_k: int = 0) -> dict[str, Any]:
         tile = self.tile
         return {"tile": str(tile) if tile.has_coordinates else None, "z": tile.z, "x": tile.x, "y": tile.y,
-                "root": self.root_name, "path": tile.path, "label": None, "confidence": None, "empty": True,
+                "root": self.source_name, "path": tile.path, "label": None, "confidence": None, "empty": True,
                 "reason": self.reason, "model": self.model_hash, "job": self.job_id,
                 "found_at": self.found_at.isoformat()}
 
 
 Answer = TileAnswer | EmptyAnswer
-EMPTY_COLUMNS = (EmptyTile.z, EmptyTile.x, EmptyTile.y, EmptyTile.path, EmptyTile.root_name, EmptyTile.model_hash,
+EMPTY_COLUMNS = (EmptyTile.z, EmptyTile.x, EmptyTile.y, EmptyTile.path, EmptyTile.source_name, EmptyTile.model_hash,
                  EmptyTile.reason, EmptyTile.job_id, EmptyTile.found_at)
 
 
 def empty_from_row(row: Any) -> EmptyAnswer:
     """An ``EmptyAnswer`` from a row of ``EMPTY_COLUMNS``."""
-    z, x, y, path, root_name, model_hash, reason, job_id, found_at = row
-    return EmptyAnswer(Tile(z, x, y, path), root_name, model_hash, reason, job_id, aware(found_at))
+    z, x, y, path, source_name, model_hash, reason, job_id, found_at = row
+    return EmptyAnswer(Tile(z, x, y, path), source_name, model_hash, reason, job_id, aware(found_at))
 
 
-RESULT_COLUMNS = (TileResult.z, TileResult.x, TileResult.y, TileResult.path, TileResult.root_name,
+RESULT_COLUMNS = (TileResult.z, TileResult.x, TileResult.y, TileResult.path, TileResult.source_name,
                   TileResult.model_hash, TileResult.label, TileResult.confidence, TileResult.probabilities,
                   TileResult.job_id, TileResult.classified_at, TileResult.coverage, TileResult.uncertain)
 
 
 def answer_from_row(row: Any) -> TileAnswer:
     """A ``TileAnswer`` from a row of ``RESULT_COLUMNS``."""
-    z, x, y, path, root_name, model_hash, label, confidence, probabilities, job_id, classified_at, coverage, \
+    z, x, y, path, source_name, model_hash, label, confidence, probabilities, job_id, classified_at, coverage, \
         uncertain = row
-    return TileAnswer(Tile(z, x, y, path), root_name, model_hash, label, float(confidence), dict(probabilities),
+    return TileAnswer(Tile(z, x, y, path), source_name, model_hash, label, float(confidence), dict(probabilities),
                       job_id, aware(classified_at), None if coverage is None else float(coverage), bool(uncertain))
 
 
@@ -102,7 +102,7 @@ class MapCell:
 
     tile: Tile
     label: str
-    root_name: str
+    source_name: str
     job_id: int | None
 
 
@@ -111,7 +111,7 @@ class TileFailure:
     """A tile that could not be classified: why, how often it was tried, and when it last failed."""
 
     tile: Tile
-    root_name: str
+    source_name: str
     reason: str
     attempts: int
     failed_at: datetime | None = None
@@ -121,19 +121,19 @@ class TileFailure:
     def as_dict(self) -> dict[str, Any]:
         tile = self.tile
         return {"tile": str(tile) if tile.has_coordinates else None, "z": tile.z, "x": tile.x, "y": tile.y,
-                "root": self.root_name, "path": tile.path, "reason": self.reason, "attempts": self.attempts,
+                "root": self.source_name, "path": tile.path, "reason": self.reason, "attempts": self.attempts,
                 "failed_at": self.failed_at.isoformat() if self.failed_at is not None else None,
                 "job": self.job_id, "model": self.model_hash}
 
 
-FAILURE_COLUMNS = (FailedTile.z, FailedTile.x, FailedTile.y, FailedTile.path, FailedTile.root_name, FailedTile.reason,
+FAILURE_COLUMNS = (FailedTile.z, FailedTile.x, FailedTile.y, FailedTile.path, FailedTile.source_name, FailedTile.reason,
                    FailedTile.attempts, FailedTile.failed_at, FailedTile.job_id, FailedTile.model_hash)
 
 
 def failure_from_row(row: Any) -> TileFailure:
     """A ``TileFailure`` from a row of ``FAILURE_COLUMNS``."""
-    z, x, y, path, root_name, reason, attempts, failed_at, job_id, model_hash = row
-    return TileFailure(Tile(z, x, y, path), root_name, reason, int(attempts), aware(failed_at), job_id, model_hash)
+    z, x, y, path, source_name, reason, attempts, failed_at, job_id, model_hash = row
+    return TileFailure(Tile(z, x, y, path), source_name, reason, int(attempts), aware(failed_at), job_id, model_hash)
 
 
 @dataclass(frozen=True, slots=True)

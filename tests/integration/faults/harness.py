@@ -362,7 +362,7 @@ def check_invariants(*, model_hash: str, job_ids: Iterable[int], rows: Iterable[
         assert set(keys) == expected, (f"{len(expected - set(keys))} tile(s) without a result, "
                                        f"{len(set(keys) - expected)} unexpected")
         both = session.scalar(select(func.count()).select_from(FailedTile).join(TileResult, and_(
-            TileResult.model_hash == FailedTile.model_hash, TileResult.root_name == FailedTile.root_name,
+            TileResult.model_hash == FailedTile.model_hash, TileResult.source_name == FailedTile.source_name,
             TileResult.path == FailedTile.path)).where(FailedTile.model_hash == model_hash))
         assert both == 0, "a tile is both failed and classified"
         recorded_failed = set(session.scalars(select(FailedTile.path).where(FailedTile.model_hash == model_hash)))
