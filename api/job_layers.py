@@ -11,7 +11,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from api.schemas import Basemap, JobLayers, Summary
+from api.map_schemas import Basemap, JobLayers
+from api.schemas import Summary
 from core.bbox import BBox, TileRange
 from core.errors import TileError
 from core.jobs import get_job

@@ -6,8 +6,8 @@ read shapes' ``as_dict`` (and ``core.job_status``), so that the CLI and the API 
 declare them, and FastAPI validates every such answer through its model before it is sent. A model names exactly
 the document's keys, in its order (``extra="forbid"``: a key core adds without a field here fails the route's
 tests instead of vanishing from the answer), and numbers pass through as they are (``Number``: a ``float`` field
-would write a document's ``0`` as ``0.0``). The documents only the API gives (a job's layers, TileJSON) are built
-from these models directly (``api.job_layers``, ``api.routes.overlay``).
+would write a document's ``0`` as ``0.0``). The documents only the API gives (a job's layers, TileJSON) are
+``api.map_schemas``.
 """
 
 from __future__ import annotations
@@ -257,51 +257,3 @@ class ModelDetail(ModelSummary):
     metrics_path: str
     train_config: dict[str, Any] | None
     temperature: Number | None = Field(description="The softmax temperature (null: its sidecar is unreadable).")
-
-
-class Basemap(Document):
-    url: str = Field(description="Its XYZ URL template (TILECLASS_BASEMAP_URL).")
-    attribution: str
-
-
-class JobLayers(Document):
-    """What the map page needs to show a job."""
-
-    job: int
-    kind: str
-    source: str | None
-    zoom: int | None = Field(description="The finest zoom the job asked for, else the finest its results are at.")
-    bounds: list[Number] | None = Field(description="west, south, east, north (WGS84 degrees)")
-    model: str | None
-    classes: list[ClassCount] = Field(description="In the model's order, with their counts and map colours.")
-    classified: int
-    failed: int
-    empty: int
-    imagery: str = Field(description="URL template of the job's imagery tiles.")
-    overlay: str | None = Field(description="URL template of its overlay tiles.")
-    tilejson: str | None
-    basemap: Basemap | None = Field(description="The map's background layer, when one is configured.")
-
-
-class VectorLayer(Document):
-    id: str
-    minzoom: int
-    maxzoom: int
-    fields: dict[str, str]
-
-
-class TileJSON(Document):
-    """TileJSON 3.0.0 (github.com/mapbox/tilejson-spec) of a model's overlay."""
-
-    tilejson: str
-    name: str
-    version: str
-    scheme: str
-    description: str
-    attribution: str
-    tiles: list[str]
-    minzoom: int
-    maxzoom: int
-    vector_layers: list[VectorLayer] | None = None
-    bounds: list[Number] | None = None
-    center: list[Number] | None = None

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from api.deps import ConfigDep, SessionDep
 from api.job_layers import job_layers
-from api.schemas import JobLayers, JobStatus, TileFailure
+from api.map_schemas import JobLayers
+from api.schemas import JobStatus, TileFailure
 from api.streams import streamed
 from core.export import failure_csv_chunks, json_array_chunks
 from core.job_status import job_documents

@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 from api.auth import TOKEN_PARAMETER
 from api.deps import SessionDep
 from api.job_layers import range_bounds
+from api.map_schemas import TileJSON, VectorLayer
 from api.overlay_mvt import LAYER, MAX_ZOOMS_OUT, overlay_mvt
 from api.overlay_png import blank_png, overlay_png
-from api.schemas import TileJSON, VectorLayer
 from core.bbox import TileRange
 from core.models.lookups import find_model
 from core.queries import Selection, extents

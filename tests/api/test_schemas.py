@@ -52,16 +52,15 @@ def test_openapi_declares_the_document_of_every_json_route(client: TestClient) -
 def test_every_answer_is_its_declared_document(sqlite_region: Region, client: TestClient) -> None:
     """Each answer validates as its model (no key more or less, none of another type) and is what the model
     writes back; the streamed answers, which FastAPI does not validate, included."""
+    from api.map_schemas import JobLayers, TileJSON
     from api.schemas import (
         Health,
-        JobLayers,
         JobStatus,
         ModelDetail,
         ModelSummary,
         RegionAnswers,
         Summary,
         TileFailure,
-        TileJSON,
         TileNotFound,
         TileReport,
     )
