@@ -1,7 +1,6 @@
 """Safe image decoding: any file a tile root may hold becomes 8-bit RGB pixels, or an ``ImageError`` with its reason.
 
 Two entry points:
-
 - ``decode_tile`` (``decoding_tile``: the same, holding the large-image gate) gives a ``DecodedTile``: uint8 RGB
   pixels and which of them hold data. ``model.inputs.model_input`` alone turns it into the model's input (training,
   ``predict``, ``eval``, the worker, every tile source):
@@ -26,14 +25,14 @@ Two entry points:
 - ``open_image``: a Pillow RGB image for what is not the model's input (a size, a picture to show), transparent
   areas composited on black (``to_rgb``).
 
-Both refuse an image whose header declares more than ``max_pixels`` pixels before any pixel is decoded
-(a decompression bomb), and truncated files raise instead of being padded with grey.
+Both refuse an image whose header declares more than ``max_pixels`` pixels before any pixel is decoded (a
+decompression bomb), and truncated files raise instead of being padded with grey.
 
 Memory. A small file can declare a large image (a 124 KB 16-bit PNG of 8000 x 8000). The default cap is what
-tiles need (4096 x 4096), high-depth images become 8 bits a block of rows at a time (no float64 copy of the whole
-image), and only one image above ``LARGE_IMAGE_PIXELS`` is decoded at a time in a process, however many decode
-threads there are: ``decoding_tile`` holds that gate until its caller has made the (small) model input. (No
-reduction precedes the one resize: it would make the input depend on the file's format and differ from training.)
+tiles need (4096 x 4096), high-depth images become 8 bits a block of rows at a time, each image's pixels are copied
+once into the (H, W, 3) layout the resize reads, and only one image above ``LARGE_IMAGE_PIXELS`` is decoded at a time
+in a process: ``decoding_tile`` holds that gate until its caller has made the (small) model input. No reduction
+precedes the one resize: it would make the input depend on the file's format (4000 x 4000 at 16 bits: 84 MiB).
 
 Only the formats of ``core.choices.IMAGE_FORMATS`` (PNG, JPEG, WebP, TIFF, GIF) are ever opened, whatever the
 file's name: anything else Pillow could read (EPS, which hands the file to Ghostscript, PSD, ICO, …), and PDF or SVG,
@@ -144,11 +143,13 @@ def decoding_tile(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Itera
 
 def image_tile(image: Image.Image) -> DecodedTile:
     """A decoded Pillow image of any mode as a ``DecodedTile``: its colour, valid where its alpha is above 0."""
+    if _is_high_depth(image) and not _has_alpha(image):  # one (H, W, 3) array of its 8-bit values, not three
+        return DecodedTile(torch.from_numpy(np.repeat(_high_depth_gray(image)[:, :, None], 3, axis=2)).permute(2, 0, 1))
     if not _has_alpha(image):
         return DecodedTile(pil_to_tensor(to_rgb(image)))
     rgba = np.asarray(image.convert("RGBA"), dtype=np.uint8)
     valid = torch.from_numpy(rgba[:, :, 3] > 0)
-    pixels = torch.from_numpy(rgba[:, :, :3].copy()).permute(2, 0, 1).contiguous()
+    pixels = torch.from_numpy(np.ascontiguousarray(rgba[:, :, :3])).permute(2, 0, 1)  # channels last, as above
     return DecodedTile(pixels, None if bool(valid.all()) else valid)
 
 
@@ -180,8 +181,10 @@ def _large_image_gate(size: tuple[int, int]) -> Iterator[None]:
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     """An RGB PIL image as a uint8 (3, H, W) tensor."""
-    array = np.asarray(image.convert("RGB") if image.mode != "RGB" else image, dtype=np.uint8)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+    # One copy of the pixels, viewed as (3, H, W) over their (H, W, 3) memory: the channels-last layout the uint8
+    # resize works in, so a large image is not copied twice more on its way to the model's input.
+    array = np.array(image.convert("RGB") if image.mode != "RGB" else image, dtype=np.uint8)
+    return torch.from_numpy(array).permute(2, 0, 1)
 
 
 def _has_alpha(image: Image.Image) -> bool:
@@ -197,15 +200,19 @@ def to_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
         return Image.alpha_composite(black, rgba).convert("RGB")
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        return _high_depth_to_rgb(image)
+    if _is_high_depth(image):
+        return Image.fromarray(_high_depth_gray(image), mode="L").convert("RGB")
     try:
         return image.convert("RGB")
     except ValueError:
         raise ImageError(f"unsupported image mode {mode}") from None
 
 
-def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
+def _is_high_depth(image: Image.Image) -> bool:
+    return image.mode.startswith("I;16") or image.mode in ("I", "F")
+
+
+def _high_depth_gray(image: Image.Image) -> np.ndarray:
     # Scaled a block of rows at a time: a float64 copy of a whole 8000 x 8000 image alone would be 512 MB.
     values = np.asarray(image)
     if values.size == 0:
@@ -223,8 +230,7 @@ def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
         else:
             block[:] = 0
         gray[start : start + _ROWS_PER_BLOCK] = np.clip(np.rint(block), 0, 255)
-    del values
-    return Image.fromarray(gray, mode="L").convert("RGB")
+    return gray
 
 
 def read_image_bytes(source: Path | bytes) -> bytes:
