@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import groupby
 from operator import itemgetter
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.db import aware
 from core.schema import BatchState, Job, JobBatch
 
 
@@ -52,8 +53,8 @@ def average_speeds(session: Session, *, chosen: Sequence[Job]) -> dict[int, Spee
     )
     speeds = {job_id: Speed(0, 0.0) for job_id in created}
     for job_id, batches in groupby(rows, key=itemgetter(0)):
-        spans = [(_utc(start), _utc(end), int(tiles)) for _, start, end, tiles in batches if end is not None]
-        speeds[job_id] = Speed(sum(tiles for *_, tiles in spans), _active_seconds(_utc(created[job_id]), spans))
+        spans = [(aware(start), aware(end), int(tiles)) for _, start, end, tiles in batches if end is not None]
+        speeds[job_id] = Speed(sum(tiles for *_, tiles in spans), _active_seconds(aware(created[job_id]), spans))
     return speeds
 
 
@@ -73,8 +74,3 @@ def _active_seconds(created: datetime, spans: Iterable[tuple[datetime, datetime,
 
 def _seconds(start: datetime, end: datetime) -> float:
     return max((end - start).total_seconds(), 0.0)  # hosts' clocks may disagree by a little
-
-
-def _utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every time tileclass writes is UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

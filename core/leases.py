@@ -9,12 +9,13 @@ so nothing else would ever bring such a run back.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from core import jobs
+from core.db import aware
 from core.job_states import JobInfo
 from core.schema import Job, JobKind, JobState, utcnow
 
@@ -25,7 +26,7 @@ def is_lost(job: Job | JobInfo, now: datetime | None = None) -> bool:
     """A training job marked running whose worker stopped renewing its lease."""
     if job.kind != JobKind.TRAIN or job.state != JobState.RUNNING or job.lease_expires_at is None:
         return False
-    return _aware(job.lease_expires_at) < (now or utcnow())
+    return aware(job.lease_expires_at) < (now or utcnow())
 
 
 def held_by_other(job: Job, owner: str, now: datetime | None = None) -> bool:
@@ -57,7 +58,3 @@ def send_again(session: Session, *, job_id: int, message: str) -> None:
     """A lost run is sent again: nobody holds its job, which waits in ``queued`` for a train worker."""
     release(jobs.job_row(session, job_id))
     jobs.set_state(session, job_ids=[job_id], state=JobState.QUEUED, message=message)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)  # SQLite returns naive UTC
