@@ -19,9 +19,11 @@ from typing import Any, ClassVar
 
 from pmtiles.tile import Compression, TileType, deserialize_header, tileid_to_zxy, zxy_to_tileid
 
+from core.bbox import BBox
+from core.errors import TileError
 from core.region import Region
 from core.sources.archive import ArchiveSource, capped
-from core.sources.base import MAX_TILE_BYTES, Chunk, Key, SourceError, TileUnreadable
+from core.sources.base import MAX_TILE_BYTES, Chunk, Key, SourceError, SourceInfo, TileUnreadable
 from core.sources.decompress import Damaged, TooLarge, gunzip
 from core.sources.pmtiles_directory import (
     MAX_DIRECTORY_BYTES,
@@ -31,7 +33,7 @@ from core.sources.pmtiles_directory import (
     DirectoryCache,
     decode,
 )
-from core.tiles import MAX_ZOOM, Tile
+from core.tiles import MAX_LAT, MAX_ZOOM, Tile
 
 IMAGE_TYPES = (TileType.PNG, TileType.JPEG, TileType.WEBP)
 READ_COMPRESSIONS = (Compression.NONE, Compression.UNKNOWN, Compression.GZIP)
@@ -194,6 +196,20 @@ class PMTilesSource(ArchiveSource):
 
     def open_file(self, path: Path) -> PMTilesFile:
         return PMTilesFile(path)
+
+    def info(self) -> SourceInfo:
+        """The zooms and bounds its header declares (bounds None where they are not a box on the map)."""
+        if self.path is None:
+            return super().info()
+        header = self.opened(Path(self.path)).header
+        west, south, east, north = (header[f"{edge}_e7"] / 1e7 for edge in ("min_lon", "min_lat", "max_lon", "max_lat"))
+        try:
+            bounds: BBox | None = BBox.of([max(west, -180.0), max(south, -MAX_LAT), min(east, 180.0),
+                                           min(north, MAX_LAT)])
+        except TileError:
+            bounds = None
+        zooms = tuple(range(header["min_zoom"], min(header["max_zoom"], MAX_ZOOM) + 1))
+        return SourceInfo(self.kind, self.name, self.path, bounds=bounds, zooms=zooms or None)
 
     def list_tiles(self, archive: PMTilesFile, region: Region, *, after: Key | None,
                    chunk_size: int) -> Iterator[Chunk]:

@@ -245,3 +245,33 @@ def test_the_broker_redis_helper_is_none_off_redis_and_bounded_on_it(redis_url: 
         assert client.connection_pool.connection_kwargs["socket_connect_timeout"] == 3
     finally:
         client.close()
+
+
+def test_sources_say_what_they_are(tmp_path: Path) -> None:
+    """``info()``: the kind, name and location of every source, a folder's layout, a PMTiles header's zooms and
+    bounds."""
+    from pmtiles.tile import zxy_to_tileid
+
+    from core.settings import load_settings
+    from core.sources.folder import FolderSource
+    from core.sources.layouts import Layout
+    from core.sources.pmtiles import PMTilesSource
+    from core.sources.url import UrlSource
+    from testkit.archives import directory, hand_made_pmtiles
+
+    settings = load_settings()
+    (tmp_path / "tiles").mkdir()
+    folder = FolderSource.at(tmp_path / "tiles", layout=Layout.parse("{z}-{x}-{y}.jpg"), settings=settings).info()
+    assert (folder.kind, folder.location, folder.layout, folder.zooms) == (
+        "folder", str((tmp_path / "tiles").resolve()), "xyz:{z}-{x}-{y}.jpg", None)
+    png = b"a tile"  # never read: info() reads the header
+    archive = hand_made_pmtiles(tmp_path / "city.pmtiles", root=directory((zxy_to_tileid(4, 8, 5), 0, len(png), 1)),
+                                tile_data=png, min_zoom=4, max_zoom=6, min_lon_e7=-91_000_000, min_lat_e7=384_000_000,
+                                max_lon_e7=-90_000_000, max_lat_e7=900_000_000)
+    pmtiles = PMTilesSource.at(archive, settings=settings).info()
+    assert (pmtiles.kind, pmtiles.location, pmtiles.zooms) == ("pmtiles", str(archive.resolve()), (4, 5, 6))
+    assert pmtiles.bounds is not None and pmtiles.bounds.as_list() == [-9.1, 38.4, -9.0, 85.0511]  # clamped north
+    server = UrlSource.at("https://tiles.example/{z}/{x}/{y}.png?key={env:KEY}", settings=settings.model_copy(
+        update={"source_env": ["KEY"]})).info()
+    assert (server.kind, server.location, server.bounds) == ("url", "https://tiles.example/{z}/{x}/{y}.png?key={env:KEY}",
+                                                             None)

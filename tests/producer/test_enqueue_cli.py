@@ -34,12 +34,12 @@ def test_batches_sit_in_redis_as_compact_json_with_relative_paths(on_redis: Depl
     expected = make_tree(root, xyz(10, range(500, 503), range(300, 304)) + xyz(11, (1000, 1001), range(600, 603)))
     make_tree(root, ["10/500/notes.txt", "README.md"])
     summary = enqueue_json(root, "--model", on_redis.model[:10], "--batch-size", 5)
-    root_name = source_name_for(root, load_settings())
-    source = {"kind": "folder", "name": root_name, "path": str(root.resolve()), "layout": "xyz:{z}/{x}/{y}.{ext}"}
+    source_name = source_name_for(root, load_settings())
+    source = {"kind": "folder", "name": source_name, "path": str(root.resolve()), "layout": "xyz:{z}/{x}/{y}.{ext}"}
     everything = {"zooms": None, "bbox": None, "geojson": None}
     assert summary == summary | {
         "job_id": 1, "resumed": False, "state": "queued", "found": 18, "enqueued": 18, "skipped": 0, "batches": 5,
-        "per_zoom": {"10": 12, "11": 6}, "root": root_name, "root_path": str(root.resolve()),
+        "per_zoom": {"10": 12, "11": 6}, "root": source_name, "root_path": str(root.resolve()),
         "layout": "xyz:{z}/{x}/{y}.{ext}", "source": source, "region": everything, "model": on_redis.model,
     }
     raw = redis.Redis.from_url(on_redis.broker_url).lrange(CLASSIFY_QUEUE, 0, -1)
@@ -53,7 +53,7 @@ def test_batches_sit_in_redis_as_compact_json_with_relative_paths(on_redis: Depl
     assert sorted(b["seq"] for b in bodies) == [0, 1, 2, 3, 4]
     for batch in bodies:
         assert (batch["format"], batch["job_id"], batch["model_hash"], batch["source"]) == (
-            2, 1, on_redis.model, root_name)
+            2, 1, on_redis.model, source_name)
         assert 1 <= len(batch["tiles"]) <= 5 and len({row[0] for row in batch["tiles"]}) == 1  # one zoom a batch
         for z, x, y, path in batch["tiles"]:
             assert path == f"{z}/{x}/{y}.png" and safe_join(root, path).is_file()

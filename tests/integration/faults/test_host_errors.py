@@ -52,18 +52,18 @@ def status(world: World, job: int) -> dict[str, Any]:
 
 def test_a_worker_with_a_wrong_root_mapping_puts_batches_back_and_the_other_workers_classify_all(
         world: World, tmp_path: Path) -> None:
-    root_name = source_name_for(world.deployment.root, get_settings())
+    source_name = source_name_for(world.deployment.root, get_settings())
     other = tmp_path / "another-root"
     other.mkdir()
     (other / "something").write_text("a root that is mounted")
-    wrong = wrong_worker(world, tmp_path / "wrong", {root_name: str(tmp_path / "not-mounted"), "other": str(other)})
+    wrong = wrong_worker(world, tmp_path / "wrong", {source_name: str(tmp_path / "not-mounted"), "other": str(other)})
     try:
         with frozen(list(world.pool.children())):
             job = world.enqueue()
             wait_for(lambda: bool(status(world, job)["host_problems"]), timeout=60,
                      what="the wrong worker to report its host problem", pool=wrong)
         problem = status(world, job)["host_problems"][0]
-        assert root_name in problem["reason"] and "cannot be read" in problem["reason"]
+        assert source_name in problem["reason"] and "cannot be read" in problem["reason"]
         wait_complete(job, world.pool)
         world.check([job])  # every tile classified with the reference label, none failed, the broker empty
         assert wrong.slots[0].process is not None and wrong.slots[0].process.poll() is None  # still serving
@@ -76,8 +76,8 @@ def test_a_worker_with_a_wrong_root_mapping_puts_batches_back_and_the_other_work
 
 
 def test_a_worker_whose_every_root_is_missing_exits_non_zero_and_loses_nothing(world: World, tmp_path: Path) -> None:
-    root_name = source_name_for(world.deployment.root, get_settings())
-    wrong = wrong_worker(world, tmp_path / "broken", {root_name: str(tmp_path / "not-mounted")})
+    source_name = source_name_for(world.deployment.root, get_settings())
+    wrong = wrong_worker(world, tmp_path / "broken", {source_name: str(tmp_path / "not-mounted")})
     launcher = wrong.slots[0].process
     assert launcher is not None
     try:
