@@ -2,14 +2,14 @@
 options).
 
 Writes always need a token. Without ``TILECLASS_API_TOKEN`` (reads then open on loopback), ``tileclass serve`` makes
-one for its run (``secrets.token_urlsafe``) and prints it as a login URL; it reaches each server process through
-``RUN_TOKEN_ENV`` in the environment they inherit (``serve --workers N`` builds every app from the settings).
+one for its run (``secrets.token_urlsafe``) and prints it as a login URL; it reaches each server process in the
+``ServeConfig`` that process is given (``api.server``: ``serve --workers N`` hands every process the configuration
+itself, never through the environment, which everything a process starts would inherit).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -18,7 +18,6 @@ from core.errors import TileclassError
 from core.settings import Settings
 
 MIN_TOKEN_LENGTH = 16  # shorter tokens fall to guessing, even throttled (api.throttle)
-RUN_TOKEN_ENV = "_TILECLASS_SERVE_RUN_TOKEN"  # serve's per-run token, handed to its server processes; not a setting
 
 
 @dataclass(frozen=True)
@@ -40,9 +39,9 @@ class ServeConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServeConfig:
-        token = settings.api_token.get_secret_value() if settings.api_token is not None else None
-        return cls(token, tuple(settings.api_cors_origins), settings.api_json_limit, settings.basemap_url,
-                   settings.basemap_attribution, run_token=os.environ.get(RUN_TOKEN_ENV) if token is None else None)
+        token = settings.api.token.get_secret_value() if settings.api.token is not None else None
+        return cls(token, tuple(settings.api.cors_origins), settings.api.json_limit, settings.basemap.url,
+                   settings.basemap.attribution)
 
     def basemap(self) -> dict[str, str] | None:
         """The map page's background layer (its URL template and credit line), None when there is none."""

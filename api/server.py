@@ -9,6 +9,7 @@ access log goes.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import socket
 from typing import Any
@@ -59,11 +60,13 @@ def serve(*, listener: socket.socket, config: ServeConfig, log_level: str = "inf
     ``GRACEFUL_SHUTDOWN`` seconds, then cancels them; the app's lifespan ends its imagery reads).
 
     With ``workers`` > 1 uvicorn runs that many server processes on one socket (Python serves a request at a time
-    per process); each builds its app from the settings, so ``config`` must be what the settings say. They serve on
+    per process); each is handed ``config`` itself (uvicorn spawns them and pickles their app factory,
+    ``create_app`` bound to it), so this run's options and token reach them without the environment. They serve on
     ``listener``, bound beforehand (``api.sockets.listen``).
     """
     host, port = listener.getsockname()[:2]  # for uvicorn's own lines
     options: dict[str, Any] = {"host": host, "port": port, "log_config": log_config(log_level),
                                "server_header": False, "proxy_headers": True, "forwarded_allow_ips": "127.0.0.1",
                                "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN}
-    run(listener, app=create_app(config) if workers == 1 else "api.main:create_app", workers=workers, options=options)
+    app = create_app(config) if workers == 1 else functools.partial(create_app, config)
+    run(listener, app=app, workers=workers, options=options)

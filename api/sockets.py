@@ -54,8 +54,8 @@ def _why(exc: OSError, host: str, port: int, where: str) -> str:
 
 
 def run(sock: socket.socket, *, app: Any, workers: int, options: dict[str, Any]) -> None:
-    """Serve ``app`` (with ``workers`` > 1: an import string of an app factory) on the bound ``sock`` until stopped;
-    ``options`` are uvicorn's."""
+    """Serve ``app`` (with ``workers`` > 1: an app factory that pickles, for the spawned processes) on the bound
+    ``sock`` until stopped; ``options`` are uvicorn's."""
     config = uvicorn.Config(app, workers=workers, factory=workers > 1, **options)
     try:
         if workers > 1:

@@ -39,7 +39,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": CLASSIFY_QUEUE,
         "task_routes": {CLASSIFY_TASK: classify_route, CLASSIFY_TASK_V1: classify_route,
                         TRAIN_TASK: {"queue": TRAIN_QUEUE}},
-        "worker_send_task_events": settings.worker_task_events,
+        "worker_send_task_events": settings.worker.task_events,
         "worker_hijack_root_logger": False,
     }
 

@@ -13,33 +13,57 @@ Named sources (``TILECLASS_SOURCES``) extend that to archives: ``tileclass enque
 this host names ``city2024``, and each worker reads its own copy under the same name::
 
     TILECLASS_SOURCES='{"city2024": "/data/city2024.mbtiles", "ortho2024": "/mnt/tiles/ortho2024"}'
+
+What the whole deployment shares sits at the top (``settings.database_url``, ``settings.broker_url``, …); the rest
+is grouped (``core.settings_groups``): ``settings.worker``, ``settings.sources``, ``settings.api``,
+``settings.basemap`` and ``settings.metrics``. The variables keep their flat names (``TILECLASS_WORKER_BATCH_SIZE``
+is ``settings.worker.batch_size``, ``TILECLASS_TILE_ROOTS`` is ``settings.sources.roots``): pydantic-settings reads
+them, from the environment and ``.env``, through a flat view of the settings (``variables``), and hands them over
+in their groups.
 """
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 from pydantic_settings import SettingsError as PydanticSettingsError
 
-from core.choices import DECODE_CHOICES, DEVICE_CHOICES, INFERENCE_PRECISIONS, is_device
+from core.choices import DEVICE_CHOICES, is_device
 from core.errors import SettingsError
-from core.models.names import NAME_PATTERN
+from core.settings_groups import (
+    ENV_VARIABLE,
+    PLACEHOLDER_PASSWORDS,
+    ApiSettings,
+    BasemapSettings,
+    MetricsSettings,
+    SourceSettings,
+    WorkerSettings,
+)
+
+__all__ = ["EMBEDDED_BROKER", "ENV_PREFIX", "ENV_VARIABLE", "PLACEHOLDER_PASSWORDS", "Settings", "env_name",
+           "get_settings", "is_own_variable", "load_settings", "variables"]
 
 ENV_PREFIX = "TILECLASS_"
 EMBEDDED_BROKER = "filesystem://"
-ENV_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CONFIG = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
 
 
 class Settings(BaseSettings):
     """One deployment's configuration; see the module docstring for the environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
+    model_config = _CONFIG
 
     database_url: str = Field(
         default="sqlite:///tileclass.db",
@@ -53,145 +77,42 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(
         default=3600, ge=10, description="Seconds before an unacknowledged Redis message is redelivered."
     )
-    tile_roots: dict[str, Path] = Field(default_factory=dict, description="Tile root name -> path on this host.")
-    sources: dict[str, str] = Field(
-        default_factory=dict,
-        description="Named tile sources, name -> folder, .mbtiles or .pmtiles path on this host, or a tile URL "
-                    "template ('@NAME' on the command line); they extend tile_roots.",
-    )
-    tile_cache: Path | None = Field(
-        default=None, description="Workers: a folder keeping tiles fetched from tile servers, so a rerun downloads "
-                                  "nothing again (unset: no cache).")
-    source_env: list[str] = Field(
-        default_factory=list,
-        description="Environment variables a tile URL template may read as {env:VAR} on this host (JSON list of "
-                    "names, e.g. [\"MAPTOKEN\"]); a template naming any other is refused, and TILECLASS_* never "
-                    "reach a tile server.",
-    )
-    fetch_deadline: float = Field(
-        default=60, ge=1, le=3600,
-        description="Seconds one tile fetch from a tile server may take in all (retries and waits included); "
-                    "past it the server is too slow: a host problem, no tile fails.",
-    )
     model_dir: Path = Field(default=Path("models"), description="Where checkpoints are stored and found by hash.")
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
     max_queued_batches: int = Field(
         default=64, ge=1, description="Backpressure: most batches a producer lets wait in the broker."
-    )
-    # Worker tuning; `tileclass worker` options reach its child processes through these variables.
-    worker_batch_size: int = Field(
-        default=16, ge=1, le=4096, description="Tiles per forward pass (a task's batch is run in chunks of this size)."
-    )
-    worker_threads: int = Field(default=0, ge=0, description="Torch CPU threads per worker process (0: automatic).")
-    worker_decode_threads: int = Field(default=2, ge=1, le=64, description="Threads per worker decoding ahead.")
-    worker_decode: str = Field(
-        default="auto", description="Where JPEG tiles are decoded: auto (on the GPU when the model runs on CUDA), "
-                                    "cpu, or gpu (nvJPEG; other formats and refused tiles fall back to the CPU).")
-    worker_compile: bool = Field(default=True, description="torch.compile the model in workers (slow first batch).")
-    worker_precision: str = Field(
-        default="auto", description="auto (bf16 where the hardware has it), fp32, bf16 or int8 (CPU only)."
-    )
-    worker_max_retries: int = Field(
-        default=3, ge=0, le=20, description="Retries of a failing batch before its tiles are recorded as failed."
-    )
-    worker_model_cache: int = Field(default=2, ge=1, le=16, description="Models each worker process keeps loaded.")
-    worker_tta: bool = Field(
-        default=False, description="Test-time augmentation: average each tile's probabilities over flipped and "
-                                   "turned copies (worker_tta_views forward passes per tile instead of one).")
-    worker_tta_views: int = Field(default=8, description="With worker_tta: 2, 4 or 8 views (model/tta.py).")
-    train_lease_seconds: float = Field(
-        default=120, ge=3, le=3600,
-        description="Seconds a training job's lease lasts (renewed every third of it); unrenewed, the run is lost.",
-    )
-    worker_max_pixels: int = Field(
-        default=4096 * 4096, ge=256 * 256, le=100_000_000,
-        description="Largest image (width x height) a worker decodes; a tile declaring more fails as too large.",
     )
     min_coverage: float = Field(
         default=0.5, ge=0, le=1,  # model.inputs.DEFAULT_MIN_COVERAGE
         description="Share of a tile's pixels that must hold data (alpha > 0, not nodata) for it to be classified; "
                     "below it the tile is recorded as empty ('partial: 6% data').",
     )
-    worker_host_cooldown: float = Field(
-        default=60, ge=1, le=3600,
-        description="Seconds a worker pauses a job after a problem of its own host with it (e.g. its root missing).",
+    train_lease_seconds: float = Field(
+        default=120, ge=3, le=3600,
+        description="Seconds a training job's lease lasts (renewed every third of it); unrenewed, the run is lost.",
     )
-    worker_idle_warning: float = Field(
-        default=60, ge=0, le=86400,
-        description="Seconds after which a worker that has had no task, and whose results database holds no job, "
-                    "warns that it may not share the producer's broker and database; 0: never.",
-    )
-    # Prometheus metrics (docs: README "Metrics"); the servers bind to loopback unless told otherwise.
-    worker_metrics_port: int = Field(
-        default=0, ge=0, le=65535,
-        description="Workers: serve Prometheus metrics on this port (`tileclass worker --metrics-port`); 0: none.",
-    )
-    metrics_host: str = Field(
-        default="127.0.0.1",
-        description="Address the metrics servers listen on (workers, `tileclass metrics`); 0.0.0.0 for a scraper "
-                    "on another host.",
-    )
-    worker_task_events: bool = Field(
-        default=False,
-        description="Workers send Celery task events from the start (Flower's task list); Flower also switches "
-                    "them on in the workers it sees.",
-    )
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    sources: SourceSettings = Field(default_factory=SourceSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    basemap: BasemapSettings = Field(default_factory=BasemapSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
-    # The HTTP server (`tileclass serve`, api/).
-    api_token: SecretStr | None = Field(
-        default=None,
-        description="Token every HTTP API request must carry (bearer header, or the map page's cookie); required "
-                    "to serve on an address other than loopback. Never logged.",
-    )
-    api_cors_origins: list[str] = Field(
-        default_factory=list,
-        description="Web origins whose pages may call the HTTP API from a browser (JSON list; `serve --cors-origin`); "
-                    "none: CORS off.",
-    )
-    api_json_limit: int = Field(
-        default=10_000, ge=1, le=10_000_000,
-        description="Most tiles /api/bbox answers as one JSON document (format=json); geojson and csv stream any size.",
-    )
-    basemap_url: str | None = Field(default=None, description="The map page's background around a job: an http(s) "
-                                    "tile URL template ({z}, {x}, {y}) that browsers fetch; unset: none.")
-    basemap_attribution: str = Field(default="", description="The basemap's credit line; unset: its host name.")
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments first, then the environment, then ``.env``: both read by the variables' flat names."""
+        flat = _flat_view()
+        return (init_settings, _Grouped(settings_cls, EnvSettingsSource(flat)),
+                _Grouped(settings_cls, DotEnvSettingsSource(flat)))
 
     @field_validator("device")
     @classmethod
     def _valid_device(cls, value: str) -> str:
         if not is_device(value):
             raise ValueError(f"must be one of {DEVICE_CHOICES} (got {value!r})")
-        return value
-
-    @field_validator("worker_decode", "worker_precision")
-    @classmethod
-    def _one_of_its_choices(cls, value: str, info: ValidationInfo) -> str:
-        choices = {"worker_decode": DECODE_CHOICES, "worker_precision": INFERENCE_PRECISIONS}[str(info.field_name)]
-        if value not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)} (got {value!r})")
-        return value
-
-    @field_validator("api_token", mode="before")
-    @classmethod
-    def _unset_when_blank(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.strip() in PLACEHOLDER_PASSWORDS:
-            raise ValueError("it is the .env.example placeholder: set a real token in .env (API_TOKEN with docker "
-                             "compose), e.g. from `openssl rand -hex 24`")
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("basemap_url", mode="before")
-    @classmethod
-    def _tile_template(cls, value: Any) -> Any:  # never echoed: a provider's template may hold its key
-        value = value.strip() if isinstance(value, str) else value
-        if value and not (value.startswith(("https://", "http://")) and all(f"{{{c}}}" in value for c in "zxy")):
-            raise ValueError("must be an http(s) tile URL template with {z}, {x} and {y}")
-        return value or None
-
-    @field_validator("worker_tta_views")
-    @classmethod
-    def _valid_tta_views(cls, value: int) -> int:
-        if value not in (2, 4, 8):
-            raise ValueError(f"must be 2, 4 or 8 (got {value})")
         return value
 
     @field_validator("database_url")
@@ -209,22 +130,6 @@ class Settings(BaseSettings):
                              f"(got {_without_password(value)!r})")
         return _no_placeholder(value)
 
-    @field_validator("tile_roots", "sources")
-    @classmethod
-    def _valid_roots(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for name in value:
-            if not NAME_PATTERN.match(name):
-                raise ValueError(f"name {name!r} must be letters, digits, '.', '_' or '-'")
-        return value
-
-    @field_validator("source_env")
-    @classmethod
-    def _variable_names(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if not ENV_VARIABLE.match(name):
-                raise ValueError(f"{name!r} is not an environment variable's name (letters, digits and '_')")
-        return value
-
     @property
     def is_embedded_broker(self) -> bool:
         return self.broker_url.startswith(EMBEDDED_BROKER)
@@ -235,18 +140,78 @@ class Settings(BaseSettings):
 
 
 def env_name(setting: str) -> str:
-    """The environment variable of a setting: ``worker_batch_size`` -> ``TILECLASS_WORKER_BATCH_SIZE``."""
-    if setting not in Settings.model_fields:
-        raise KeyError(f"no setting named {setting!r}")
-    return ENV_PREFIX + setting.upper()
+    """The environment variable of a setting, by its attribute path: ``worker.batch_size`` ->
+    ``TILECLASS_WORKER_BATCH_SIZE``, ``sources.roots`` -> ``TILECLASS_TILE_ROOTS``, ``device`` -> ``TILECLASS_DEVICE``.
+    """
+    for flat, path in variables().items():
+        if ".".join(path) == setting:
+            return ENV_PREFIX + flat.upper()
+    raise KeyError(f"no setting named {setting!r}")
+
+
+@cache
+def variables() -> dict[str, tuple[str, ...]]:
+    """Every variable's flat name (without ``TILECLASS_``) and the attribute path of its setting:
+    ``{"device": ("device",), "worker_batch_size": ("worker", "batch_size"), "tile_roots": ("sources", "roots")}``."""
+    found: dict[str, tuple[str, ...]] = {}
+    for name, field in Settings.model_fields.items():
+        group = _group(field)
+        if group is None:
+            found[name] = (name,)
+            continue
+        for inner, inner_field in group.model_fields.items():
+            found[str(inner_field.validation_alias or inner)] = (name, inner)
+    return found
+
+
+def _group(field: FieldInfo) -> type[BaseModel] | None:
+    kind = field.annotation
+    return kind if isinstance(kind, type) and issubclass(kind, BaseModel) else None
+
+
+def _field(path: tuple[str, ...]) -> FieldInfo:
+    fields = Settings.model_fields
+    group = _group(fields[path[0]])
+    return fields[path[0]] if group is None else group.model_fields[path[1]]
+
+
+class _Variables(BaseSettings):
+    model_config = _CONFIG
+
+
+@cache
+def _flat_view() -> type[BaseSettings]:
+    """The settings as one flat class of the variables' names and types, which pydantic-settings' own environment
+    and ``.env`` sources read (JSON for lists and maps, ``error parsing value for field "tile_roots"``)."""
+    fields: dict[str, Any] = {flat: (_field(path).annotation, None) for flat, path in variables().items()}
+    return create_model("TileclassVariables", __base__=_Variables, **fields)
+
+
+class _Grouped(PydanticBaseSettingsSource):
+    """The values a flat source found, handed over in their groups: ``{"worker": {"batch_size": "8"}}``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], flat: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self.flat = flat
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ reads every variable at once
+
+    def __call__(self) -> dict[str, Any]:
+        found, nested = self.flat(), dict[str, Any]()
+        for flat, path in variables().items():
+            if flat in found:
+                *groups, name = path
+                target = nested
+                for group in groups:
+                    target = target.setdefault(group, {})
+                target[name] = found[flat]
+        return nested
 
 
 def is_own_variable(name: str) -> bool:
     """Whether an environment variable is one of tileclass's settings (``TILECLASS_*``)."""
     return name.startswith(ENV_PREFIX)
-
-
-PLACEHOLDER_PASSWORDS = frozenset({"change-me"})  # what .env.example ships with
 
 
 def _no_placeholder(url: str) -> str:
@@ -273,9 +238,18 @@ def load_settings() -> Settings:
         raise SettingsError(f"{ENV_PREFIX}{field.upper()}: not valid JSON{example}") from None
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "settings"
         message = str(first["msg"]).removeprefix("Value error, ")
-        raise SettingsError(f"{ENV_PREFIX}{field.upper()}: {message}") from None
+        raise SettingsError(f"{_variable_at(first['loc'])}: {message}") from None
+
+
+def _variable_at(loc: tuple[int | str, ...]) -> str:
+    """The variable an error's location is in: ``("worker", "batch_size")`` -> ``TILECLASS_WORKER_BATCH_SIZE``."""
+    paths = {path: flat for flat, path in variables().items()}
+    for end in range(len(loc), 0, -1):
+        flat = paths.get(tuple(str(part) for part in loc[:end]))
+        if flat is not None:
+            return ENV_PREFIX + flat.upper()
+    return ENV_PREFIX + (str(loc[0]) if loc else "settings").upper()
 
 
 @lru_cache(maxsize=1)

@@ -86,12 +86,12 @@ def serve_metrics() -> None:
     """Serve this worker's Prometheus metrics when ``TILECLASS_WORKER_METRICS_PORT`` asks for it (a plain Celery
     worker; under ``tileclass worker --metrics-port`` the launcher serves its children's instead)."""
     settings = get_settings()
-    if not settings.worker_metrics_port:
+    if not settings.worker.metrics_port:
         return
     from core.metrics.serving import process_registry, serve
 
     try:
-        serve(process_registry(), host=settings.metrics_host, port=settings.worker_metrics_port)
+        serve(process_registry(), host=settings.metrics.host, port=settings.worker.metrics_port)
     except TileclassError as exc:
         log.critical("cannot start a tileclass worker: %s", exc)
         sys.exit(2)

@@ -131,10 +131,10 @@ def _classify(batch: ClassifyBatch, settings: Settings, context: BatchContext, m
         log.error("batch %d of job %d: %s", batch.seq, batch.job_id, exc)
         return BatchOutcome.all_failed(batch, str(exc))
     files = tile_files(batch, settings, context.source)
-    device_decode = uses_device_decode(settings.worker_decode, classifier.device)
+    device_decode = uses_device_decode(settings.worker.decode, classifier.device)
     if not mode.isolate:
-        return classify_tiles(classifier, files, chunk_size=settings.worker_batch_size, pool=state.pool,
-                              max_pixels=settings.worker_max_pixels, times=times, device_decode=device_decode,
+        return classify_tiles(classifier, files, chunk_size=settings.worker.batch_size, pool=state.pool,
+                              max_pixels=settings.worker.max_pixels, times=times, device_decode=device_decode,
                               min_coverage=context.min_coverage(settings))
     outcome = BatchOutcome()
     for tile_file in files:
@@ -147,7 +147,7 @@ def _classify(batch: ClassifyBatch, settings: Settings, context: BatchContext, m
         if tile_file.readable:
             markers.classifying(name)
         alone = classify_tiles(classifier, [tile_file], chunk_size=1, pool=state.pool,
-                               max_pixels=settings.worker_max_pixels, times=times, device_decode=device_decode,
+                               max_pixels=settings.worker.max_pixels, times=times, device_decode=device_decode,
                                min_coverage=context.min_coverage(settings))
         markers.classified()
         outcome.extend(alone)

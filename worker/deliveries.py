@@ -91,7 +91,7 @@ class RunMarkers:
 
     def __init__(self, settings: Settings, *, job_id: int, seq: int) -> None:
         self.client = _client(settings)
-        self.limit = settings.worker_max_retries
+        self.limit = settings.worker.max_retries
         self.run_id = uuid.uuid4().hex
         self.stem = f"{job_id}:{seq}"
         self.runs, self.tile, self.poison, self.blind = (f"tileclass:{kind}:{self.stem}"

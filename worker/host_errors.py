@@ -61,7 +61,7 @@ def paused(job_id: int) -> str | None:
 def delay(job_id: int, settings: Settings) -> float:
     """Seconds before the job's batch is offered again: doubling per host error in a row, with 25 % jitter."""
     errors = _paused[job_id].errors if job_id in _paused else 1
-    cap = min(settings.worker_host_cooldown, settings.visibility_timeout / 2)
+    cap = min(settings.worker.host_cooldown, settings.visibility_timeout / 2)
     return min(cap, 2.0**errors) * (1 + random.random() * 0.25)
 
 
@@ -70,7 +70,7 @@ def handle(task: Task, batch: ClassifyBatch, error: HostError, settings: Setting
     worker = task.request.hostname or "worker"
     previous = _paused.get(batch.job_id)
     errors = previous.errors + 1 if previous is not None else 1
-    _paused[batch.job_id] = _Pause(time.monotonic() + settings.worker_host_cooldown, error.reason, errors)
+    _paused[batch.job_id] = _Pause(time.monotonic() + settings.worker.host_cooldown, error.reason, errors)
     _note(worker, host_problems.WHOLE_HOST if error.broken else batch.job_id, error.reason)
     if error.broken:
         log.critical("job %d batch %d: this host cannot serve any job, exiting with code %d: %s", batch.job_id,
@@ -78,7 +78,7 @@ def handle(task: Task, batch: ClassifyBatch, error: HostError, settings: Setting
         raise SystemExit(EXIT_HOST_BROKEN)  # the unacknowledged message goes back to the queue for another worker
     wait = put_back(task, batch, settings)
     log.warning("job %d batch %d: host problem, not the tiles' (%s); batch put back in %.0f s, job paused here "
-                "for %.0f s", batch.job_id, batch.seq, error.reason, wait, settings.worker_host_cooldown)
+                "for %.0f s", batch.job_id, batch.seq, error.reason, wait, settings.worker.host_cooldown)
     return {"put_back": error.reason}
 
 

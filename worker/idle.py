@@ -35,7 +35,7 @@ def start(worker: str, settings: Settings) -> threading.Thread | None:
     """Say where ``worker`` (its Celery node name) reads from, below Celery's banner whose transport line says only
     ``filesystem://``, and start the watch (its thread; None when the setting turns it off)."""
     log.info("%s reads the %s", worker, where_it_reads(settings))
-    if not settings.worker_idle_warning:
+    if not settings.worker.idle_warning:
         return None
     watch = IdleWatch(worker, settings)
     task_received.connect(watch.task_received, weak=False)  # sent in the consumer, whatever the pool
@@ -56,7 +56,7 @@ class IdleWatch:
 
     def run(self) -> None:
         """Wait (a thread blocked on an event: no polling), then look for a job once."""
-        waited = self.settings.worker_idle_warning
+        waited = self.settings.worker.idle_warning
         if self.received.wait(waited) or holds_a_job(self.settings):
             return
         log.warning("%s has had no task in %g s and its results database holds no job: it may not share the "

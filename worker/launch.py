@@ -146,13 +146,13 @@ def children_for(options: WorkerOptions, *, gpus: Sequence[str], cores: int, pyt
         share = max(2, cores // (len(chosen) * per_gpu))
         threads = options.threads_per_process or 1
         if options.batch_size is None and gpu_batch_size is not None:
-            common = common | {env_name("worker_batch_size"): str(gpu_batch_size)}
+            common = common | {env_name("worker.batch_size"): str(gpu_batch_size)}
         children = []
         for index, gpu in chosen:
             for k in range(per_gpu):
                 name = f"gpu{index}@%h" if per_gpu == 1 else f"gpu{index}-{k}@%h"
                 env = common | _thread_env(threads) | {"CUDA_VISIBLE_DEVICES": gpu, env_name("device"): "cuda",
-                                                       env_name("worker_decode_threads"): str(share)}
+                                                       env_name("worker.decode_threads"): str(share)}
                 children.append(ChildSpec(name, _celery_argv(python, options, name), env))
         return children
     processes, threads = cpu_split(cores, options.processes, options.threads_per_process)
@@ -185,17 +185,17 @@ def _chosen_gpus(options: WorkerOptions, gpus: Sequence[str]) -> list[tuple[int,
 def _common_env(options: WorkerOptions) -> dict[str, str]:
     env: dict[str, str] = {}
     if options.batch_size is not None:
-        env[env_name("worker_batch_size")] = str(options.batch_size)
+        env[env_name("worker.batch_size")] = str(options.batch_size)
     if options.compile is not None:
-        env[env_name("worker_compile")] = "true" if options.compile else "false"
+        env[env_name("worker.compile")] = "true" if options.compile else "false"
     if options.precision is not None:
-        env[env_name("worker_precision")] = options.precision
+        env[env_name("worker.precision")] = options.precision
     return env
 
 
 def _thread_env(threads: int) -> dict[str, str]:
     # OMP/MKL read their variables when torch loads, before any of our code runs in the child.
-    return {env_name("worker_threads"): str(threads), "OMP_NUM_THREADS": str(threads),
+    return {env_name("worker.threads"): str(threads), "OMP_NUM_THREADS": str(threads),
             "MKL_NUM_THREADS": str(threads)}
 
 
@@ -285,16 +285,16 @@ def launch(options: WorkerOptions) -> int:
 
     settings = get_settings()
     check_broker_credentials(settings)  # a wrong password stops here in one line, before any child starts
-    batch_size_set = "worker_batch_size" in settings.model_fields_set  # from the environment or .env
+    batch_size_set = "batch_size" in settings.worker.model_fields_set  # from the environment or .env
     specs = children_for(options, gpus=visible_gpus(), cores=len(os.sched_getaffinity(0)),
                  gpu_batch_size=None if batch_size_set else GPU_BATCH_SIZE)
-    port = settings.worker_metrics_port if options.metrics_port is None else options.metrics_port
+    port = settings.worker.metrics_port if options.metrics_port is None else options.metrics_port
     if not port:
         return Supervisor(specs).run()
     from core.metrics.serving import MULTIPROC_ENV, MultiprocessMetrics
 
     # One port for the host: the children write their samples to one multiprocess folder, served from here.
-    host = options.metrics_host or settings.metrics_host
+    host = options.metrics_host or settings.metrics.host
     with MultiprocessMetrics(host=host, port=port, folder=os.environ.get(MULTIPROC_ENV) or None) as served:
-        environ = dict(os.environ) | served.child_env | {env_name("worker_metrics_port"): "0"}
+        environ = dict(os.environ) | served.child_env | {env_name("worker.metrics_port"): "0"}
         return Supervisor(specs, environ, on_exit=served.process_exited).run()

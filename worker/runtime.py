@@ -105,13 +105,13 @@ def load_classifier(model_hash: str, path: Path, settings: Settings) -> Classifi
 
     def load(precision: str) -> Classifier:
         return Classifier.load(path, device=settings.device, precision=precision, expected_sha256=model_hash,
-                               compile=settings.worker_compile, batch_size=settings.worker_batch_size,
-                               tta_views=settings.worker_tta_views if settings.worker_tta else 1)
+                               compile=settings.worker.compile, batch_size=settings.worker.batch_size,
+                               tta_views=settings.worker.tta_views if settings.worker.tta else 1)
 
     started = time.perf_counter()
     try:
         try:
-            classifier = load(settings.worker_precision)
+            classifier = load(settings.worker.precision)
         except QuantizationImagesMissing as exc:
             # An older checkpoint on an int8 worker: classify it anyway, at the best float precision.
             log.warning("model %s: %s; running it at precision auto instead", model_hash[:12], exc)
@@ -132,7 +132,7 @@ def load_classifier(model_hash: str, path: Path, settings: Settings) -> Classifi
 
 def default_threads(settings: Settings) -> int:
     """Torch intra-op threads: the setting, else the cores this process may use."""
-    return settings.worker_threads or max(1, len(os.sched_getaffinity(0)))
+    return settings.worker.threads or max(1, len(os.sched_getaffinity(0)))
 
 
 class WorkerRuntime:
@@ -145,12 +145,12 @@ class WorkerRuntime:
         self.pid = os.getpid()
         threads = default_threads(settings)
         torch.set_num_threads(threads)
-        self.pool = ThreadPoolExecutor(max_workers=settings.worker_decode_threads, thread_name_prefix="decode")
-        self.models = ModelCache(settings.worker_model_cache, lambda h, p: load_classifier(h, p, settings))
+        self.pool = ThreadPoolExecutor(max_workers=settings.worker.decode_threads, thread_name_prefix="decode")
+        self.models = ModelCache(settings.worker.model_cache, lambda h, p: load_classifier(h, p, settings))
         log.info("worker runtime: device %s, %d torch thread(s), %d decode thread(s), chunks of %d, precision %s, "
-                 "compile %s, test-time augmentation %s", settings.device, threads, settings.worker_decode_threads,
-                 settings.worker_batch_size, settings.worker_precision, "on" if settings.worker_compile else "off",
-                 f"{settings.worker_tta_views} views" if settings.worker_tta else "off")
+                 "compile %s, test-time augmentation %s", settings.device, threads, settings.worker.decode_threads,
+                 settings.worker.batch_size, settings.worker.precision, "on" if settings.worker.compile else "off",
+                 f"{settings.worker.tta_views} views" if settings.worker.tta else "off")
 
 
 _runtime: WorkerRuntime | None = None

@@ -112,11 +112,11 @@ def _retry_or_fail(self: Task, request: ClassifyBatch, exc: Exception, settings:
     from worker import batches
 
     retries = self.request.retries
-    if retries < settings.worker_max_retries:
+    if retries < settings.worker.max_retries:
         log.warning("job %d batch %d failed (%s: %s); retry %d of %d", request.job_id, request.seq,
-                    exc.__class__.__name__, exc, retries + 1, settings.worker_max_retries, exc_info=True)
+                    exc.__class__.__name__, exc, retries + 1, settings.worker.max_retries, exc_info=True)
         metrics.batch_outcome("retried")
-        raise self.retry(exc=exc, countdown=retry_delay(retries), max_retries=settings.worker_max_retries) from exc
+        raise self.retry(exc=exc, countdown=retry_delay(retries), max_retries=settings.worker.max_retries) from exc
     reason = f"batch failed {retries + 1} times: {exc.__class__.__name__}: {str(exc)[:300]}"
     log.error("job %d batch %d: giving up, %s", request.job_id, request.seq, reason, exc_info=True)
     batches.fail_batch(request, reason)

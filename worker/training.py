@@ -166,9 +166,9 @@ def _under_a_root(path: str, settings: Settings, *, what: str) -> Path:
     """``path`` resolved, if it lies inside a configured tile root or the model folder; a message must not make a
     worker read any other file on its host."""
     real = os.path.realpath(path)
-    if any(is_inside(real, root) for root in [*settings.tile_roots.values(), settings.model_dir]):
+    if any(is_inside(real, root) for root in [*settings.sources.roots.values(), settings.model_dir]):
         return Path(real)
-    known = ", ".join(f"{name}={folder}" for name, folder in settings.tile_roots.items()) or "none configured"
+    known = ", ".join(f"{name}={folder}" for name, folder in settings.sources.roots.items()) or "none configured"
     raise TileclassError(f"{what} {path!r} is not inside a tile root of this worker (TILECLASS_TILE_ROOTS: "
                          f"{known}) or its model folder")
 

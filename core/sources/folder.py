@@ -129,7 +129,7 @@ class FolderSource(TileSource):
             problem = "is empty (not mounted?)"
         except OSError as exc:
             problem = f"cannot be read ({exc.strerror or exc.__class__.__name__})"
-        configured = settings.tile_roots.values()
+        configured = settings.sources.roots.values()
         broken = bool(configured) and not any(path.is_dir() for path in configured)
         raise SourceUnavailable(f"tile root {self.name!r} at {str(root)!r} {problem} on this host"
                                 + (": and no configured tile root is a folder here" if broken else ""), broken=broken)

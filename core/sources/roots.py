@@ -29,8 +29,8 @@ def source_name_for(path: Path, settings: Settings) -> str:
 
 def named_paths(settings: Settings) -> dict[str, Path]:
     """Every name this host knows a tile folder or archive by: ``TILECLASS_TILE_ROOTS`` and ``TILECLASS_SOURCES``."""
-    return {**{name: Path(value) for name, value in settings.sources.items() if not is_url(value)},
-            **settings.tile_roots}
+    return {**{name: Path(value) for name, value in settings.sources.named.items() if not is_url(value)},
+            **settings.sources.roots}
 
 
 def is_url(value: str) -> bool:

@@ -26,7 +26,7 @@ def source_for(spec: str, *, settings: Settings, layout: Layout | None = None, s
     options = SourceOptions(layout=layout, subdomains=subdomains, max_rate=max_rate, redirect_hosts=redirect_hosts)
     if spec.startswith("@"):
         name = spec[1:]
-        known = {**named_paths(settings), **{n: v for n, v in settings.sources.items() if is_url(v)}}
+        known = {**named_paths(settings), **{n: v for n, v in settings.sources.named.items() if is_url(v)}}
         if name not in known:
             names = ", ".join(f"@{n}" for n in sorted(known)) or "none: set TILECLASS_SOURCES"
             raise SourceError(f"unknown source @{name}: this host names {names}")

@@ -82,7 +82,7 @@ class UrlSource(TileSource):
            name: str | None = None, redirect_hosts: tuple[str, ...] = ()) -> UrlSource:
         """The source for a URL template the user gave, checked (no request is made); ``{env:VAR}`` must be in
         this host's ``TILECLASS_SOURCE_ENV``."""
-        UrlTemplate.parse(template, subdomains).check_env(settings.source_env)
+        UrlTemplate.parse(template, subdomains).check_env(settings.sources.env)
         if max_rate < 0:
             raise SourceError(f"--max-rate must be 0 (no limit) or more requests per second (got {max_rate})")
         try:
@@ -90,7 +90,7 @@ class UrlSource(TileSource):
         except ValueError as exc:
             raise SourceError(f"--allow-redirect-host {exc}") from None
         if name is None:
-            named = [known for known, value in settings.sources.items() if value == template]
+            named = [known for known, value in settings.sources.named.items() if value == template]
             digest = hashlib.sha1(template.encode()).hexdigest()[:8]
             host = "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in urlsplit(template).hostname or "")
             name = named[0] if named else f"{host.strip('-.') or 'tiles'}"[:55] + f"-{digest}"
@@ -133,7 +133,7 @@ class UrlSource(TileSource):
 
     def local_template(self, settings: Settings) -> UrlTemplate:
         """This host's template: its own for this name in ``TILECLASS_SOURCES``, else the recorded one."""
-        configured = settings.sources.get(self.name)
+        configured = settings.sources.named.get(self.name)
         return UrlTemplate.parse(configured if configured and is_url(configured) else self.template, self.subdomains)
 
     def reader(self, settings: Settings) -> UrlReader:
@@ -141,7 +141,7 @@ class UrlSource(TileSource):
         or not in its ``TILECLASS_SOURCE_ENV``)."""
         template = self.local_template(settings)
         try:
-            template.check_env(settings.source_env)
+            template.check_env(settings.sources.env)
         except SourceError as exc:
             raise SourceUnavailable(str(exc)) from None
         missing = template.missing_env()
@@ -149,7 +149,7 @@ class UrlSource(TileSource):
             raise SourceUnavailable(f"tile source {self.name!r} needs {', '.join(missing)} set in the environment of "
                               "this host (its URL uses {env:…})")
         # The whole source (its rate, the hosts its redirects may go to) and this host's template and deadline.
-        key = (os.getpid(), self, template.text, settings.fetch_deadline)
+        key = (os.getpid(), self, template.text, settings.sources.fetch_deadline)
         with _readers_lock:
             if key not in _readers:
                 _readers[key] = UrlReader(self, template, settings)
@@ -202,15 +202,15 @@ class UrlReader:
             raise SourceError(f"tile source name {source.name!r} is not a plain name (letters, digits, '.', '_', "
                               "'-')")
         self.source, self.template = source, template
-        self.secrets = template.secrets(settings.source_env)  # the only values of the environment a URL can carry
-        self.policy = FetchPolicy(deadline=settings.fetch_deadline, redirect_hosts=source.redirect_hosts)
+        self.secrets = template.secrets(settings.sources.env)  # the only values of the environment a URL can carry
+        self.policy = FetchPolicy(deadline=settings.sources.fetch_deadline, redirect_hosts=source.redirect_hosts)
         self.client = new_client(self.policy)
         self.limiter = RateLimiter(source.max_rate, redis=redis_client(settings, timeout=5),
                                    key=f"tileclass:rate:{source.name}")
-        self.cache = settings.tile_cache / source.name if settings.tile_cache is not None else None
+        self.cache = settings.sources.cache / source.name if settings.sources.cache is not None else None
         # Once the server is found down, the process's other requests to it fail at once for a while instead of
         # each waiting through its own retries (the job is paused on this worker meanwhile anyway).
-        self.down_for = min(settings.worker_host_cooldown, 30.0)
+        self.down_for = min(settings.worker.host_cooldown, 30.0)
         self._down: tuple[float, SourceDown] | None = None
 
     def read(self, tile: Tile) -> bytes:

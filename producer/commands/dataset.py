@@ -76,7 +76,7 @@ def export(
             task = bar.add_task(f"exporting job {job}", total=total, status="")
             with bar, (staging / MANIFEST).open("w", encoding="utf-8", newline="") as manifest:
                 counts = write_images(rows, reader, staging, manifest, source_name=source.name,
-                                      max_pixels=settings.worker_max_pixels, on_row=lambda n: bar.advance(task, n))
+                                      max_pixels=settings.worker.max_pixels, on_row=lambda n: bar.advance(task, n))
             if not counts.written:
                 raise TileclassError(_nothing_message(job, min_confidence, counts))
             summary = _summary(record, counts, min_confidence=min_confidence, per_class=per_class)

@@ -39,7 +39,7 @@ def metrics(
     if once:
         typer.echo(generate_latest(registry).decode(), nl=False)
         return
-    address = host or settings.metrics_host
+    address = host or settings.metrics.host
     server = serve(registry, host=address, port=port)
     typer.echo(f"serving tileclass metrics on http://{address}:{port}/metrics (Ctrl-C to stop)")
     _wait_for_stop()

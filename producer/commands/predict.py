@@ -77,7 +77,7 @@ def predict(
     classifier = Classifier.load(located.path, device=device or settings.device, precision=precision,
                                  expected_sha256=located.sha256, tta_views=tta_views if tta else 1)
     bound = settings.min_coverage if min_coverage is None else min_coverage
-    results, pictures = _classify(classifier, labelled, top_k, max_pixels=settings.worker_max_pixels,
+    results, pictures = _classify(classifier, labelled, top_k, max_pixels=settings.worker.max_pixels,
                                   min_coverage=bound)
     _print(results, as_json)
     if plot is not None and pictures:

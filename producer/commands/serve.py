@@ -10,8 +10,6 @@ bound before the "serving http://…" line is printed; a port in use is one line
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
 from dataclasses import replace
 from typing import Annotated
 
@@ -39,17 +37,17 @@ def serve(
     log_level: Annotated[str, typer.Option(help="Server log level: " + ", ".join(LOG_LEVELS) + ".")] = "info",
 ) -> None:
     """Serve the web map (/), the JSON API (/api, OpenAPI at /docs) and overlay tiles (/overlay) of the results."""
-    from api.config import RUN_TOKEN_ENV, ServeConfig, check_exposure, make_run_token
-    from core.settings import env_name, get_settings
+    from api.config import ServeConfig, check_exposure, make_run_token
+    from core.settings import get_settings
     from producer.session import open_session
 
     if log_level not in LOG_LEVELS:
         raise TileclassError(f"unknown --log-level {log_level!r}: choose {', '.join(LOG_LEVELS)}")
     require_serve_extra()
-    if cors_origin:  # through the environment, so that every server process reads the same settings
-        os.environ[env_name("api_cors_origins")] = json.dumps(cors_origin)
-        get_settings.cache_clear()
-    config = ServeConfig.from_settings(get_settings())
+    settings = get_settings()
+    if cors_origin:  # this run's settings; every server process gets the configuration made of them (api.server)
+        settings = settings.model_copy(update={"api": settings.api.model_copy(update={"cors_origins": cors_origin})})
+    config = ServeConfig.from_settings(settings)
     check_exposure(host, config, insecure_no_token=insecure_no_token)
     with open_session():  # a fresh SQLite file gets its tables before the first read
         pass
@@ -57,9 +55,8 @@ def serve(
     from api.sockets import listen
 
     listener = listen(host, port)  # the line below announces a port that is already ours
-    if config.token is None:  # writes still need one: this run's own, for every server process (the environment)
+    if config.token is None:  # writes still need one: this run's own, in the configuration every process gets
         config = replace(config, run_token=make_run_token())
-        os.environ[RUN_TOKEN_ENV] = config.run_token or ""
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"tileclass serving http://{shown}:{port}/ (the map), /docs (the API), /overlay/MODEL/tilejson.json "
                f"(the GIS layer){'; requests need TILECLASS_API_TOKEN' if config.token else ''}", err=True)

@@ -66,3 +66,14 @@ def test_every_server_process_takes_the_runs_token(sqlite_region: Region, sqlite
             answer = httpx.post(f"{server.url}/api/corrections", json=correction,
                                 headers={"Authorization": f"Bearer {found.group(2)}"})
             assert answer.status_code == 200, answer.text
+        token = found.group(2).encode()
+        processes = [server.process.pid, *_children(server.process.pid)]
+        assert len(processes) >= 3  # serve, and its two server processes
+        for pid in processes:  # handed in the configuration, never through what every child would inherit
+            assert token not in Path(f"/proc/{pid}/environ").read_bytes(), pid
+
+
+def _children(pid: int) -> list[int]:
+    found = [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+             for child in (task / "children").read_text().split()]
+    return found + [grandchild for child in found for grandchild in _children(child)]

@@ -208,7 +208,7 @@ def test_the_basemap_is_off_unless_configured_and_must_be_a_tile_template(sqlite
 
     assert client.get(f"/api/jobs/{sqlite_region.job_id}/layers").json()["basemap"] is None
     osm = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"  # never fetched: the browser would fetch it, not the test
-    with client_for(ServeConfig.from_settings(Settings(basemap_url=osm))) as with_basemap:
+    with client_for(ServeConfig.from_settings(Settings(basemap={"url": osm}))) as with_basemap:
         layers = with_basemap.get(f"/api/jobs/{sqlite_region.job_id}/layers").json()
         assert layers["basemap"] == {"url": osm, "attribution": "tile.openstreetmap.org"}
     for bad in ("file:///etc/{z}/{x}/{y}", "https://tiles.example.org/?key=s3cret", "javascript:{z}{x}{y}"):

@@ -103,14 +103,14 @@ def test_every_way_to_a_model_gives_the_one_frozen_read_shape(settings_env: Path
 
 def test_one_rule_names_models_sources_and_tile_roots() -> None:
     """The name rule is written once (core.models.names); settings take it from there."""
-    import core.settings
+    import core.settings_groups
 
-    assert core.settings.NAME_PATTERN is names.NAME_PATTERN
+    assert core.settings_groups.NAME_PATTERN is names.NAME_PATTERN
     for bad in ("../up", "a/b", "-lead", "x" * 65, ""):
         with pytest.raises(TileclassError, match="must be letters, digits"):
             names.check_model_name(bad)
         with pytest.raises(ValueError, match="must be letters, digits"):
-            Settings(sources={bad: "/data/a.mbtiles"})
+            Settings(sources={"named": {bad: "/data/a.mbtiles"}})
     with pytest.raises(TileclassError, match="hash prefix"):
         names.check_model_name("abcdef12")
     assert names.check_model_name("lisbon-v2.1_b") == "lisbon-v2.1_b"

@@ -272,6 +272,6 @@ def test_sources_say_what_they_are(tmp_path: Path) -> None:
     assert (pmtiles.kind, pmtiles.location, pmtiles.zooms) == ("pmtiles", str(archive.resolve()), (4, 5, 6))
     assert pmtiles.bounds is not None and pmtiles.bounds.as_list() == [-9.1, 38.4, -9.0, 85.0511]  # clamped north
     server = UrlSource.at("https://tiles.example/{z}/{x}/{y}.png?key={env:KEY}", settings=settings.model_copy(
-        update={"source_env": ["KEY"]})).info()
+        update={"sources": settings.sources.model_copy(update={"env": ["KEY"]})})).info()
     assert (server.kind, server.location, server.bounds) == ("url", "https://tiles.example/{z}/{x}/{y}.png?key={env:KEY}",
                                                              None)

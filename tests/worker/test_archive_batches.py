@@ -83,7 +83,8 @@ def test_a_half_copied_pmtiles_on_this_host_is_a_host_error_that_fails_no_tile(w
     copy = tmp_path / "worker-host" / "region.pmtiles"  # this worker's copy, still being written
     copy.parent.mkdir()
     copy.write_bytes(complete.read_bytes()[: complete.stat().st_size // 2])
-    settings = world.settings.model_copy(update={"sources": {source.name: str(copy)}})
+    settings = world.settings.model_copy(
+        update={"sources": world.settings.sources.model_copy(update={"named": {source.name: str(copy)}})})
     with pytest.raises(HostError, match=r"region.pmtiles' is shorter than its header says: its tile data ends at "
                                         r"byte \d+, the file has \d+ bytes \(a copy cut short, or still being copied"):
         batches.run_batch(batch, settings)

@@ -132,7 +132,8 @@ def test_a_missing_or_unmounted_root_is_a_host_error_and_broken_when_no_configur
     for roots, problem, broken in [({"tiles": empty, "other": elsewhere}, "is empty (not mounted?)", False),
                                    ({"tiles": tmp_path / "gone", "other": elsewhere}, "cannot be read", False),
                                    ({"tiles": tmp_path / "gone"}, "cannot be read", True)]:
-        settings = world.settings.model_copy(update={"tile_roots": roots})
+        sources = world.settings.sources.model_copy(update={"roots": roots})
+        settings = world.settings.model_copy(update={"sources": sources})
         with pytest.raises(HostError, match=f"tile root 'tiles' at .* {re.escape(problem)}") as caught:
             batches.tile_files(batch, settings, source)
         assert caught.value.broken is broken, roots

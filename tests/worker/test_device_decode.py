@@ -126,4 +126,4 @@ def test_where_tiles_are_decoded_follows_the_setting_and_the_device() -> None:
     with pytest.raises(HostError, match="TILECLASS_WORKER_DECODE=gpu needs the model on a CUDA device"):
         device_decode.uses_device_decode("gpu", cpu)
     with pytest.raises(ValueError, match="must be one of auto, cpu, gpu"):
-        Settings(worker_decode="nvjpeg")
+        Settings(worker={"decode": "nvjpeg"})

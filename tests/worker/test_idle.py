@@ -26,7 +26,7 @@ def watched(settings: Settings, caplog: pytest.LogCaptureFixture, *, received: b
 def test_a_fresh_database_without_a_task_is_warned_about_naming_absolute_paths(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     fresh = tmp_path / "fresh.db"  # what a worker started with no settings makes: a file without the tables
-    settings = Settings(database_url=f"sqlite:///{fresh}", data_dir=tmp_path / "state", worker_idle_warning=0.01)
+    settings = Settings(database_url=f"sqlite:///{fresh}", data_dir=tmp_path / "state", worker={"idle_warning": 0.01})
     assert not holds_a_job(settings)
     [warning] = watched(settings, caplog)
     assert warning == (
@@ -38,7 +38,7 @@ def test_a_fresh_database_without_a_task_is_warned_about_naming_absolute_paths(
 
 def test_no_warning_once_a_task_came_or_when_the_database_holds_a_job(
         sqlite_url: str, caplog: pytest.LogCaptureFixture) -> None:
-    settings = Settings(database_url=sqlite_url, worker_idle_warning=0.01)
+    settings = Settings(database_url=sqlite_url, worker={"idle_warning": 0.01})
     assert watched(settings, caplog, received=True) == []
     assert watched(settings, caplog) != []  # migrated, still no job
     caplog.clear()
