@@ -29,6 +29,10 @@
 - ``host_problems``: what a worker could not do because of its own host (a tile root not mounted, a checkpoint
   missing there), per (worker, job), for ``tileclass status``; its batches went back to the queue, no tile failed.
 
+- ``assessments``, ``assessment_strata``, ``assessment_units``: a job's accuracy-assessment sample
+  (``core.assessment.store``): the design (seed, allocation), each stratum (a map class) with its mapped area and
+  tile count when the sample was drawn, and the sampled tiles with their reference labels as people give them.
+
 ``source_name`` in the tile tables (the column ``root_name``, named before sources had kinds) is the name of the
 tile's source (``Tile`` paths are relative to it).
 """
@@ -213,3 +217,46 @@ class HostProblem(Base):
     first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     occurrences: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Assessment(Base):
+    __tablename__ = "assessments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), unique=True)  # one sample per job
+    model_hash: Mapped[str] = mapped_column(String(64))  # whose classes the reference labels are
+    seed: Mapped[int] = mapped_column(Integer)
+    allocation: Mapped[str] = mapped_column(String(16))  # "per_class" or "proportional"
+    sample_size: Mapped[int] = mapped_column(Integer)  # the N asked for: per class, or in total
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AssessmentStratum(Base):
+    """A map class as it was when the sample was drawn: the design the estimators read, whatever happens later."""
+
+    __tablename__ = "assessment_strata"
+
+    assessment_id: Mapped[int] = mapped_column(ForeignKey("assessments.id"), primary_key=True)
+    class_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    mapped_area_km2: Mapped[float] = mapped_column(Float)
+    tile_count: Mapped[int] = mapped_column(Integer)
+    sample_size: Mapped[int] = mapped_column(Integer)
+
+
+class AssessmentUnit(Base):
+    """A sampled tile, in the order a reviewer sees them, with its reference label once someone gives it."""
+
+    __tablename__ = "assessment_units"
+
+    assessment_id: Mapped[int] = mapped_column(ForeignKey("assessments.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    z: Mapped[int] = mapped_column(Integer)
+    x: Mapped[int] = mapped_column(Integer)
+    y: Mapped[int] = mapped_column(Integer)
+    stratum: Mapped[str] = mapped_column(String(128))
+    area_km2: Mapped[float] = mapped_column(Float)
+    reference: Mapped[str | None] = mapped_column(String(128))
+    labelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    author: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (Index("uq_assessment_units_zxy", "assessment_id", "z", "x", "y", unique=True),)
