@@ -10,7 +10,7 @@ proportion to the strata's areas by the largest-remainder method. Proportional s
 ``MIN_PER_STRATUM`` where a stratum has that many tiles, taken one by one from the largest share, because the
 estimators need two labelled tiles per stratum for a variance (Olofsson et al. 2014, section 4.2, advise moving
 rare classes' allocation up from proportional for the same reason). A stratum with fewer tiles than its share is
-taken whole.
+taken whole, and what it cannot use goes to the strata furthest below their shares.
 
 Drawing (``draw``): within a stratum, ``sample_size`` distinct ranks drawn by ``random.Random`` seeded with the
 seed and the stratum's name (one class's draw does not depend on the others), then the tiles at those ranks in
@@ -109,7 +109,14 @@ def _proportional(strata: Mapping[str, StratumSize], total: int) -> dict[str, in
             donor = max(sorted(sizes), key=lambda other: sizes[other])
             sizes[donor] -= 1
             sizes[name] += 1
-    return {name: min(n, strata[name].tile_count) for name, n in sizes.items()}
+    sizes = {name: min(n, strata[name].tile_count) for name, n in sizes.items()}
+    while (left := total - sum(sizes.values())) > 0:  # what a stratum taken whole could not use goes to the others
+        room = [name for name in sorted(sizes) if sizes[name] < strata[name].tile_count]
+        if not room:
+            break
+        for name in sorted(room, key=lambda other: sizes[other] - shares[other])[:left]:
+            sizes[name] += 1
+    return sizes
 
 
 def draw(session: Session, *, job_id: int, strata: Mapping[str, StratumSize], sizes: Mapping[str, int],

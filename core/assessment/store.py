@@ -182,7 +182,8 @@ def reference_classes(session: Session, job_id: int) -> list[str]:
 
 
 def record_labels(session: Session, job_id: int, labels: Sequence[ReferenceLabel], *, author: str | None) -> int:
-    """Record reference labels for job ``job_id``'s sampled tiles; returns how many were recorded.
+    """Record reference labels for job ``job_id``'s sampled tiles; returns how many changed (a tile given the label
+    it already has keeps its author and time, so importing a file twice changes nothing).
 
     All or nothing: a class that is not a reference class, a tile not in the sample, or a tile given twice is an
     ``AssessmentError`` naming it (with its ``where``), and nothing is written.
@@ -190,9 +191,9 @@ def record_labels(session: Session, job_id: int, labels: Sequence[ReferenceLabel
     row = _assessment(session, job_id)
     classes = reference_classes(session, job_id)
     spelling = {name.casefold(): name for name in classes}
-    positions = {(z, x, y): position for z, x, y, position in session.execute(
-        select(AssessmentUnit.z, AssessmentUnit.x, AssessmentUnit.y, AssessmentUnit.position)
-        .where(AssessmentUnit.assessment_id == row.id))}
+    units = {(z, x, y): (position, reference) for z, x, y, position, reference in session.execute(
+        select(AssessmentUnit.z, AssessmentUnit.x, AssessmentUnit.y, AssessmentUnit.position,
+               AssessmentUnit.reference).where(AssessmentUnit.assessment_id == row.id))}
     seen: dict[tuple[int, int, int], str] = {}
     changes = []
     now, who = utcnow(), (author.strip()[:255] or None) if author is not None else None
@@ -202,13 +203,16 @@ def record_labels(session: Session, job_id: int, labels: Sequence[ReferenceLabel
         if name is None:
             raise AssessmentError(f"{label.where}{label.reference!r} is not a class of job {job_id}'s model: its "
                                   f"classes are {', '.join(classes)}")
-        if key not in positions:
+        if key not in units:
             raise AssessmentError(f"{label.where}tile {label.tile} is not in job {job_id}'s assessment sample")
         if key in seen:
-            raise AssessmentError(f"{label.where}tile {label.tile} is labelled twice ({seen[key] or 'earlier'})")
+            earlier = seen[key] or "earlier in the list"
+            raise AssessmentError(f"{label.where}tile {label.tile} is labelled twice (also {earlier})")
         seen[key] = label.where.rstrip(": ")
-        changes.append({"assessment_id": row.id, "position": positions[key], "reference": name,
-                        "labelled_at": now, "author": who})
+        position, current = units[key]
+        if current != name:
+            changes.append({"assessment_id": row.id, "position": position, "reference": name, "labelled_at": now,
+                            "author": who})
     if changes:
         session.execute(update(AssessmentUnit), changes)
     return len(changes)
