@@ -1,13 +1,13 @@
 """Stratified estimators of map accuracy and of each class's area, with 95% confidence intervals.
 
 The design is stratified random sampling with the map classes as strata (Olofsson et al. 2014, "Good practices for
-estimating area and assessing accuracy of land change", RSE 148: 42-57, section 4). Stratum ``h`` has mapped area
+estimating area and assessing accuracy of land change", RSE 148: 42-57). Stratum ``h`` has mapped area
 ``A_h`` (recorded when the sample was drawn), ``A = sum_h A_h`` and ``W_h = A_h / A``. Its ``n_h`` labelled units ``u``
 have areas ``a_u`` (a tile's km²; any constant for equal-area units such as pixels) and reference classes ``r_u``.
 
-Tiles are not equal-area units, so within a stratum each unit is weighted by its area: the ratio estimator, with
-the unit's area as the auxiliary variable whose stratum total ``A_h`` is known (Cochran 1977, 6.2 and 6.10). For a
-per-unit value ``z_u``::
+Tiles are not equal-area units, so within a stratum each unit is weighted by its area: the separate ratio estimator
+(Cochran 1977, chapter 6), with the unit's area as the auxiliary variable whose stratum total ``A_h`` is known. For
+a per-unit value ``z_u``::
 
     R_h(z)  = sum_u a_u z_u / sum_u a_u                                  (u in stratum h's sample)
     V_h(z)  = sum_u (a_u (z_u - R_h(z)))^2 / (n_h (n_h - 1) abar_h^2)     abar_h = sum_u a_u / n_h
@@ -24,9 +24,10 @@ With ``d_uj = 1 if r_u = j``:
 - user's accuracy of map class ``i``: ``U_i = R_i(d_i)``, ``V(U_i) = V_i(d_i)`` (eq. 2, 6);
 - producer's accuracy of reference class ``j``: ``P_j = p_jj / p_.j``, a ratio of two stratified estimates, whose
   linearised variance is ``V(P_j) = sum_h W_h^2 V_h(y - P_j d_j) / p_.j^2`` with ``y_u = d_uj`` in stratum ``j`` and
-  0 elsewhere (Stehman 2014, IJRS 35: 4923-4939, eq. 28); with equal areas this is Olofsson 2014 eq. 7.
+  0 elsewhere (as Stehman 2014, IJRS 35: 4923-4939, treats a ratio of two estimated totals); with equal areas
+  this is Olofsson 2014 eq. 7 (Card 1982).
 
-A 95% interval is the estimate ± 1.96 standard errors (Olofsson 2014, eq. 11); ``*_ci95`` are those half-widths.
+A 95% interval is the estimate ± 1.96 standard errors, as in Olofsson 2014; ``*_ci95`` are those half-widths.
 A reference class that is no map class (no stratum) still gets an area and a producer's accuracy (0 where some
 sample unit shows it); its user's accuracy is undefined (None), as is a producer's accuracy whose class was never
 seen in the sample. A stratum with mapped area needs at least 2 labelled units: with one the variance is unknown.
