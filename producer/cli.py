@@ -13,6 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from producer.commands import (
+    assess,
     calibrate,
     cancel,
     correct,
@@ -65,7 +66,7 @@ app = typer.Typer(
 )
 
 for command in (demo, db, train, predict, eval, calibrate, enqueue, status, resume, cancel, worker, query, summary,
-                export, render, models, metrics, failures, retry, correct, dataset, serve):
+                export, render, models, metrics, failures, retry, correct, dataset, assess, serve):
     command.register(app)
 
 

@@ -71,6 +71,7 @@ def strata_of(session: Session, *, job_id: int) -> dict[str, StratumSize]:
     counts: dict[str, int] = defaultdict(int)
     areas: dict[str, float] = defaultdict(float)
     for label, z, y, n in rows:
+        assert z is not None and y is not None  # tiles without coordinates were refused above
         counts[label] += int(n)
         areas[label] += int(n) * tile_area_km2(int(z), 0, int(y))
     return {label: StratumSize(counts[label], areas[label]) for label in sorted(counts)}
