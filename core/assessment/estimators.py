@@ -203,6 +203,10 @@ def _strata(groups: Mapping[str, _Groups], mapped_areas: Mapping[str, float]) ->
     if short:
         raise AssessmentError(f"too few labelled units: every stratum needs at least {MIN_PER_STRATUM}, and "
                               f"{', '.join(short)} {'has' if len(short) == 1 else 'have'} fewer")
+    empty = [name for name, area in mapped_areas.items() if area == 0 and groups[name]]
+    if empty:
+        raise AssessmentError(f"stratum {empty[0]!r} has mapped area 0 but labelled units: a stratum without area "
+                              "cannot have been sampled")
     if not math.fsum(mapped_areas.values()) > 0:
         raise AssessmentError("the mapped areas add up to 0: there is nothing to estimate")
     return {name: _Stratum(groups[name]) for name, area in mapped_areas.items() if area > 0}

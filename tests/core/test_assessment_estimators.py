@@ -70,6 +70,8 @@ def test_as_dict_has_the_issue_shape() -> None:
     ([SampleUnit("a", "a"), SampleUnit("a", "a")], {"a": float("nan")}, "mapped area of 'a' is nan"),
     ([SampleUnit("a", "a"), SampleUnit("a", "a")], {"a": -1.0}, "mapped area of 'a' is -1.0"),
     ([], {"a": 0.0}, "add up to 0"),
+    ([SampleUnit("a", "a"), SampleUnit("a", "a"), SampleUnit("b", "a")], {"a": 1.0, "b": 0.0},
+     "stratum 'b' has mapped area 0 but labelled units"),
 ])
 def test_refuses_unusable_input(units: list[SampleUnit], areas: dict[str, float], message: str) -> None:
     with pytest.raises(AssessmentError) as raised:
