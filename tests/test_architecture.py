@@ -27,6 +27,8 @@ CALLED_FROM_OUTSIDE = {
     "predict_batch": "a Python caller of the model library (its one-call API, STYLE.md item 2)",
     "reset": "a process that goes on with other settings after running tasks (the tests)",
     "resume_fetches": "a process that goes on after stop_fetches (the tests)",
+    "settings_customise_sources": "pydantic-settings, building Settings",
+    "get_field_value": "pydantic-settings' source protocol (core.settings._Grouped reads all at once)",
 }
 
 

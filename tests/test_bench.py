@@ -129,7 +129,8 @@ def test_sources_bench_compares_each_kind_of_source_with_files() -> None:
         baseline = values.get("files_tiles_per_s") or values["precut_tiles_per_s"]
         for name in ratios:
             key = next(k for k in values if k.startswith(f"ratio_{name}"))
-            assert values[key] == round(values[f"{name}_tiles_per_s"] / baseline, 2)
+            # the ratio is of the unrounded rates, which the summary prints rounded: agree within rounding
+            assert values[key] == pytest.approx(values[f"{name}_tiles_per_s"] / baseline, abs=0.011)
 
 
 def test_serve_bench_times_overlay_parts_and_the_api_against_its_baselines() -> None:
