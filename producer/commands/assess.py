@@ -75,6 +75,9 @@ def sample(
         typer.echo(json.dumps(_design_dict(design) | {"out": str(out), "unreadable": unreadable}))
         return
     _print_design(design)
+    if record.state in ("enqueuing", "queued"):
+        typer.echo(f"warning: job {job} is still {record.state}: the sample is of the tiles classified so far, and "
+                   "stays so (--replace draws again once it is done)", err=True)
     typer.echo(f"wrote {out / 'index.html'} (the tiles' imagery, without the map's classes) and {out / 'sample.csv'}")
     if unreadable:
         typer.echo(f"warning: {unreadable} of the sample's tiles could not be read from the job's source here",

@@ -96,6 +96,7 @@ def test_sample_label_report_on_the_demo_region_brackets_the_true_areas(
     assert drawn.exit_code == 0, drawn.output
     assert f"sample of {size} tiles ({PER_CLASS} per class, seed 4)" in drawn.stdout
     assert f"tileclass assess label {demo_job} {out / 'sample.csv'}" in drawn.stdout
+    assert f"job {demo_job} is still enqueuing: the sample is of the tiles classified so far" in drawn.stderr
 
     # The contact sheet: every sampled tile's image copied beside it, and no map class next to any of them.
     page = (out / "index.html").read_text()
