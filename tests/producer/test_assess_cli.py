@@ -184,3 +184,27 @@ def test_a_job_of_path_only_tiles_and_a_job_without_sample_are_one_line(sqlite_u
     assert missing.exit_code == 2 and f"job {job} has no assessment sample" in missing.stderr
     both = cli("assess", "sample", job, "--per-class", 5, "--proportional", 20, "--out", tmp_path / "s")
     assert both.exit_code == 2 and "not both" in both.stderr
+
+
+def test_a_proportional_sample_and_a_tile_missing_from_the_source(sqlite_url: str, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.worker.support import tile_tree
+
+    monkeypatch.setenv("TILECLASS_DATABASE_URL", sqlite_url)
+    get_settings.cache_clear()
+    folder = tmp_path / "tiles"
+    tiles = tile_tree(folder, 12)
+    (folder / str(tiles[0].path)).unlink()  # classified, then gone from the folder
+    source = FolderSource.at(folder, layout=Layout.parse(None), settings=get_settings()).to_record()
+    with session_scope() as session:
+        model = add_model(session, classes=CLASSES)
+        job = create_job(session, model_hash=model, source=source).id
+        record_results(session, model_hash=model, job_id=job, source_name=str(source["name"]), results=[
+            scored(*tile.xyz(), CLASSES[i % 2], 0.9, classes=CLASSES) for i, tile in enumerate(tiles)])
+    result = cli("assess", "sample", job, "--proportional", 12, "--json", "--out", tmp_path / "s")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert (document["allocation"], document["size"], document["unreadable"]) == ("proportional", 12, 1)
+    assert {name: s["sample_size"] for name, s in document["strata"].items()} == {CLASSES[0]: 6, CLASSES[1]: 6}
+    page = (tmp_path / "s" / "index.html").read_text()
+    assert page.count("no image: no tile file for") == 1 and len(list((tmp_path / "s" / "tiles").iterdir())) == 11
