@@ -13,13 +13,13 @@
 
   const state = {
     job: null, layers: null, jobs: [], hidden: new Set(), imagery: null, overlay: null, basemap: null, done: -1,
-    drawing: false, rectangle: null, start: null,
+    drawing: false, rectangle: null, start: null, assessing: false,  // assessing: imagery only (assessment.js)
     uncertain: "",  // the uncertain filter: "" all answers, "true" only the uncertain ones, "false" none of them
     tiles: { imagery: { loaded: 0, failed: 0 }, overlay: { loaded: 0, failed: 0 } },
   };
   const map = L.map("map", { maxZoom: 22, worldCopyJump: true }).setView([20, 0], 2);
   map.attributionControl.setPrefix("Leaflet");
-  window.tileclassMap = { map, state, api, say };  // for review.js, people poking at the page and its browser test
+  window.tileclassMap = { map, state, api, say, showLayers };  // for review.js, assessment.js, people and tests
 
   async function api(path, options = {}) {  // options: fetch's (a write's method, headers and body)
     const response = await fetch(path, { ...options, headers: { Accept: "application/json", ...options.headers } });
@@ -112,7 +112,7 @@
       minNativeZoom: zoom, maxNativeZoom: zoom, minZoom: Math.max(zoom - 3, 0), maxZoom: 22, zIndex: 1,
       attribution: `imagery: job ${state.job}'s source`, ...(bounds ? { bounds } : {}),
     }), "imagery").addTo(map);
-    if (state.layers.overlay && visibleLabels().length) {
+    if (state.layers.overlay && visibleLabels().length && !state.assessing) {
       state.overlay = counted(L.tileLayer(overlayUrl(), {
         maxZoom: 22, zIndex: 2, opacity: $("opacity").value / 100,
         attribution: `classes: model ${state.layers.model.slice(0, 12)}`,
@@ -204,7 +204,7 @@
   }
 
   async function showTile(event) {
-    if (state.drawing || !state.layers || state.layers.zoom === null) return;
+    if (state.drawing || state.assessing || !state.layers || state.layers.zoom === null) return;
     const point = event.latlng.wrap();
     const query = new URLSearchParams({
       lon: point.lng.toFixed(7), lat: Math.max(-85.05, Math.min(85.05, point.lat)).toFixed(7),
