@@ -33,6 +33,9 @@
   (``core.assessment.store``): the design (seed, allocation), each stratum (a map class) with its mapped area and
   tile count when the sample was drawn, and the sampled tiles with their reference labels as people give them.
 
+- ``class_groupings``: a named grouping of one model's classes into a user's categories (``core.class_groups``):
+  each group with its classes in display order, ``other`` (the classes no group names) last.
+
 ``source_name`` in the tile tables (the column ``root_name``, named before sources had kinds) is the name of the
 tile's source (``Tile`` paths are relative to it).
 """
@@ -260,3 +263,14 @@ class AssessmentUnit(Base):
     author: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (Index("uq_assessment_units_zxy", "assessment_id", "z", "x", "y", unique=True),)
+
+
+class ClassGroupingRow(Base):
+    """``tileclass groups add``: the model is a plain column, as for corrections (a grouping outlives its model)."""
+
+    __tablename__ = "class_groupings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_hash: Mapped[str] = mapped_column(String(64))
+    groups: Mapped[list[Any]] = mapped_column(JSON)  # [[group, [class, ...]], ...]: a list keeps their order
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
