@@ -20,6 +20,7 @@ from api.deps import SessionDep
 from core.assessment.store import ReferenceLabel, record_labels, reference_classes, sample_design, sample_tiles
 from core.db import session_scope
 from core.errors import TileclassError
+from core.jobs import get_job
 from core.tiles import Tile
 
 router = APIRouter(prefix="/api/assessments", tags=["assessments"])
@@ -90,6 +91,7 @@ class LabelsRecorded(BaseModel):
 def assessment(job_id: int, session: SessionDep, request: Request) -> AssessmentSample:
     """The job's sample in labelling order, each tile's imagery and reference label if given, never its map class
     (404 when the job has no sample: ``tileclass assess sample`` draws one)."""
+    get_job(session, job_id)  # first: an id no job column holds is a 400 before any query uses it
     design = sample_design(session, job_id)
     base = str(request.base_url)
     tiles = [AssessmentTile(tile=f"{t.z}/{t.x}/{t.y}", z=t.z, x=t.x, y=t.y, position=t.position,
@@ -108,6 +110,7 @@ def label(job_id: int, body: LabelsRequest) -> LabelsRecorded:
     labels = [ReferenceLabel(Tile.parse(entry.tile), entry.reference, where=f"labels[{n}]: ")
               for n, entry in enumerate(body.labels)]
     with session_scope() as session:
+        get_job(session, job_id)
         recorded = record_labels(session, job_id, labels, author=body.author)
         design = sample_design(session, job_id)
         return LabelsRecorded(recorded=recorded, labelled=design.labelled, unlabelled=design.unlabelled)

@@ -164,3 +164,14 @@ def test_a_bad_label_is_400_in_one_line_and_nothing_is_written(sampled: Region, 
                             json={"labels": [{"tile": tiles[0]["tile"], "reference": "Forest"}], "author": " "})
         assert blank.status_code == 400 and blank.json()["detail"] == "author must not be empty"
     assert [reference for _, reference, _ in stored(sampled.job_id)] == [None] * len(tiles)
+
+
+@pytest.mark.parametrize("job", [2**31, 2**63, 2**70])
+def test_a_job_id_beyond_the_column_is_400_as_on_every_route_taking_one(sqlite_region: Region, job: int) -> None:
+    line = {"detail": f"job {job} does not exist: job ids are 1..2147483647"}
+    with client_for(ServeConfig(run_token=RUN_TOKEN)) as client:
+        read = client.get(f"/api/assessments/{job}")
+        written = client.post(f"/api/assessments/{job}/labels", headers=bearer(),
+                              json={"labels": [{"tile": "17/70400/42992", "reference": "Forest"}]})
+    assert (read.status_code, read.json()) == (400, line)
+    assert (written.status_code, written.json()) == (400, line)
