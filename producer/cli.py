@@ -24,6 +24,7 @@ from producer.commands import (
     eval,
     export,
     failures,
+    groups,
     metrics,
     models,
     predict,
@@ -66,7 +67,7 @@ app = typer.Typer(
 )
 
 for command in (demo, db, train, predict, eval, calibrate, enqueue, status, resume, cancel, worker, query, summary,
-                export, render, models, metrics, failures, retry, correct, dataset, assess, serve):
+                export, render, models, metrics, failures, retry, correct, dataset, assess, groups, serve):
     command.register(app)
 
 
