@@ -148,3 +148,24 @@ def test_a_labeller_labels_the_sample_from_imagery_alone_and_the_report_reads_th
         agreed = sum(unit.area for unit in drawn if unit.reference == name) / sum(unit.area for unit in drawn)
         assert classes[name]["users_accuracy"] == pytest.approx(agreed, rel=1e-9)
     assert any(classes[name]["users_accuracy"] < 1 for name in CLASSES)  # the made-up errors were found
+
+
+def test_a_job_without_a_sample_says_how_to_draw_one_and_the_review_closes_the_assessment(
+        browser: Any, sqlite_region: Region, sqlite_url: str, tmp_path: Path) -> None:  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    with running_server(sqlite_url, tmp_path / "serve.log") as bare:
+        login = LOGIN.search(bare.output())
+        assert login is not None, bare.output()
+        browser.get(login.group(0))
+        browser.get(f"{bare.url}/?job={sqlite_region.job_id}")
+        wait_until(browser, "window.tileclassMap.state.tiles.overlay.loaded > 0")
+        browser.find_element(By.ID, "assess-open").click()
+        said = wait_until(browser, "document.getElementById('assess-status').textContent")
+        assert f"tileclass assess sample {sqlite_region.job_id}" in said
+        assert browser.find_element(By.ID, "assess-item").is_displayed() is False
+        assert browser.execute_script("return window.tileclassMap.state.overlay;") is None
+        browser.find_element(By.ID, "review-open").click()  # the review queue takes the panel, the overlay returns
+        wait_until(browser, "!document.getElementById('review').hidden && window.tileclassMap.state.overlay !== null")
+        assert browser.find_element(By.ID, "assessment").is_displayed() is False
+        assert browser.execute_script("return window.tileclassMap.assessment.open;") is False

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from api.auth import CSRF_HEADER
 from api.config import ServeConfig
+from api.routes.assessments import AssessmentSample
 from core.assessment.store import draw_sample, labelled_units, sample_tiles
 from core.db import session_scope
 from core.schema import AssessmentUnit
@@ -68,6 +69,7 @@ def test_the_sample_comes_in_labelling_order_with_its_imagery_and_never_its_map_
         assert [t["position"] for t in document["tiles"]] == list(range(1, 3 * PER_CLASS + 1))
         assert {frozenset(t) for t in document["tiles"]} == {frozenset(TILE_FIELDS)}  # no label, no stratum
         assert all(t["reference"] is None for t in document["tiles"])
+        assert AssessmentSample.model_validate(document).model_dump(mode="json") == document  # its declared shape
         assert document["classes"] == ["Forest", "River", "Residential"]  # the model's, in its order
         assert (document["labelled"], document["unlabelled"]) == (0, 3 * PER_CLASS)
         assert sorted(map_class(t["tile"]) for t in document["tiles"]) == sorted(
