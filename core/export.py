@@ -18,6 +18,9 @@ class of the model (its probability for that tile). With empty tiles, an ``empty
 follows ``job``; an empty tile's label, confidence, uncertain, coverage and probabilities are blank and its
 ``classified_at`` is when it was found empty.
 
+With a class grouping (``--groups NAME``, ``core.class_groups``), each row also has its label's ``group``: a
+property of each feature, a CSV column after ``label`` (null, blank in CSV, for an empty tile).
+
 ``uncertain`` (``true``/``false``) says whether the answer is less confident than its job's ``uncertain_below``;
 ``coverage`` is the share of the tile's pixels that held data, null (blank in CSV) for a result from before it was
 measured.
@@ -28,7 +31,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
 from core.queries.types import Answer, EmptyAnswer, TileFailure
@@ -38,6 +41,7 @@ CSV_COLUMNS = ("z", "x", "y", "root", "path", "label", "confidence", "uncertain"
                "classified_at")
 FAILURE_CSV_COLUMNS = ("z", "x", "y", "root", "path", "reason", "attempts", "failed_at")
 PRECISION = 7
+GroupOf = Callable[[str], str]  # a label's group: ``core.class_groups.ClassGrouping.group_of``
 
 
 def tile_polygon(tile: Tile) -> dict[str, Any]:
@@ -47,8 +51,8 @@ def tile_polygon(tile: Tile) -> dict[str, Any]:
     return {"type": "Polygon", "coordinates": [ring]}
 
 
-def feature(answer: Answer) -> dict[str, Any]:
-    """One result (or empty tile) as a GeoJSON Feature."""
+def feature(answer: Answer, *, group_of: GroupOf | None = None) -> dict[str, Any]:
+    """One result (or empty tile) as a GeoJSON Feature (``group_of``: with its label's group)."""
     tile = answer.tile
     properties: dict[str, Any] = {"z": tile.z, "x": tile.x, "y": tile.y}
     if isinstance(answer, EmptyAnswer):
@@ -56,31 +60,40 @@ def feature(answer: Answer) -> dict[str, Any]:
     else:
         properties |= {"label": answer.label, "confidence": answer.confidence, "uncertain": answer.uncertain,
                        "coverage": answer.coverage}
+    if group_of is not None:
+        properties["group"] = None if isinstance(answer, EmptyAnswer) else group_of(answer.label)
     properties |= {"model": answer.model_hash, "job": answer.job_id, "path": tile.path}
     return {"type": "Feature", "geometry": tile_polygon(tile) if tile.has_coordinates else None,
             "properties": properties}
 
 
-def geojson_chunks(rows: Iterable[Answer]) -> Iterator[str]:
+def geojson_chunks(rows: Iterable[Answer], *, group_of: GroupOf | None = None) -> Iterator[str]:
     """A FeatureCollection, one feature per line, as pieces of text to write or stream as they come."""
     yield '{"type": "FeatureCollection", "features": [\n'
     separator = ""
     for answer in rows:
-        yield separator + json.dumps(feature(answer), separators=(",", ":"))
+        yield separator + json.dumps(feature(answer, group_of=group_of), separators=(",", ":"))
         separator = ",\n"
     yield "\n]}\n"
 
 
 def csv_chunks(rows: Iterable[Answer], *, class_names: Sequence[str], with_empty: bool = False,
-               rows_per_chunk: int = 256) -> Iterator[str]:
-    """A header and one line per result (``with_empty``: and per empty tile), ``rows_per_chunk`` lines a piece."""
+               rows_per_chunk: int = 256, group_of: GroupOf | None = None) -> Iterator[str]:
+    """A header and one line per result (``with_empty``: and per empty tile), ``rows_per_chunk`` lines a piece;
+    ``group_of``: with a ``group`` column after ``label``."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     after_job = CSV_COLUMNS.index("job") + 1
     columns = [*CSV_COLUMNS[:after_job], "empty", *CSV_COLUMNS[after_job:]] if with_empty else list(CSV_COLUMNS)
+    after_label = columns.index("label") + 1
+    if group_of is not None:
+        columns.insert(after_label, "group")
     writer.writerow([*columns, *(f"p_{name}" for name in class_names)])
     for count, answer in enumerate(rows, start=1):
-        writer.writerow(_csv_row(answer, class_names=class_names, with_empty=with_empty))
+        row = _csv_row(answer, class_names=class_names, with_empty=with_empty)
+        if group_of is not None:
+            row.insert(after_label, "" if isinstance(answer, EmptyAnswer) else group_of(answer.label))
+        writer.writerow(row)
         if count % rows_per_chunk == 0:
             yield buffer.getvalue()
             buffer.seek(0)
@@ -129,15 +142,16 @@ def failure_csv_chunks(failures: Iterable[TileFailure]) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-def write_geojson(rows: Iterable[Answer], out: TextIO) -> int:
+def write_geojson(rows: Iterable[Answer], out: TextIO, *, group_of: GroupOf | None = None) -> int:
     """Write a FeatureCollection; returns the number of features."""
-    return _write(geojson_chunks(_counted(rows, counter := [0])), out, counter)
+    return _write(geojson_chunks(_counted(rows, counter := [0]), group_of=group_of), out, counter)
 
 
-def write_csv(rows: Iterable[Answer], out: TextIO, *, class_names: Sequence[str], with_empty: bool = False) -> int:
+def write_csv(rows: Iterable[Answer], out: TextIO, *, class_names: Sequence[str], with_empty: bool = False,
+              group_of: GroupOf | None = None) -> int:
     """Write a header and one line per row; returns the number of rows."""
     chunks = csv_chunks(_counted(rows, counter := [0]), class_names=class_names, with_empty=with_empty,
-                        rows_per_chunk=1)
+                        rows_per_chunk=1, group_of=group_of)
     return _write(chunks, out, counter)
 
 
