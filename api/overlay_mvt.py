@@ -1,6 +1,7 @@
 """Overlay tiles as Mapbox Vector Tiles (``mapbox-vector-tile``): one layer, ``results``, with a square per result
 tile carrying its ``label``, ``confidence``, ``uncertain`` (less confident than its job's ``--uncertain-below``) and
-``z``/``x``/``y``, for clients that style or query features.
+``z``/``x``/``y``, for clients that style or query features; with a class grouping (``?groups=NAME``) also its
+``group``.
 
 At the results' zoom and above, the tile holds the one result that covers it; below, every result tile under it,
 down to ``MAX_ZOOMS_OUT`` zooms out (4,096 squares). Further out a tile would hold too many squares to be useful:
@@ -27,14 +28,14 @@ def overlay_mvt(rows: Sequence[Any], *, request: OverlayRequest) -> bytes:
     side = 1 << request.zooms_out
     cell = EXTENT // side
     features = []
-    for x, y, label, confidence, uncertain in rows:
+    for x, y, label, confidence, uncertain, *group in rows:
         left, top = ((x - tiles.min_x) * cell, (y - tiles.min_y) * cell) if side > 1 else (0, 0)
         size = cell if side > 1 else EXTENT
         features.append({
             "geometry": f"POLYGON (({left} {top}, {left + size} {top}, {left + size} {top + size}, {left} "
                         f"{top + size}, {left} {top}))",
             "properties": {"label": label, "confidence": round(float(confidence), 4), "uncertain": bool(uncertain),
-                           "z": tiles.zoom, "x": x, "y": y},
+                           "z": tiles.zoom, "x": x, "y": y, **({"group": group[0]} if group else {})},
         })
     return bytes(mapbox_vector_tile.encode([{"name": LAYER, "features": features}],
                                            default_options={"extents": EXTENT, "y_coord_down": True}))

@@ -17,7 +17,9 @@ AND y BETWEEN ...``). The far-out case groups in the database (``GROUP BY x >> s
 region of millions of results is counted where it is stored instead of being loaded row by row.
 
 Cells hold class codes: 0 for no result, ``i + 1`` for the class at ``i`` in ``classes`` (the model's class list,
-then any stored label it does not list, as ``render`` does).
+then any stored label it does not list, as ``render`` does). With a class grouping (``core.class_groups``) the
+cells hold groups instead, in the grouping's order: the queries group labels in the database (a ``CASE``), so far
+out a pixel shows its majority group, not the group of its majority class.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sqlalchemy import ColumnElement, Integer, cast, false, func, select, true
 from sqlalchemy.orm import Session
 
 from core.bbox import TileRange
+from core.class_groups import ClassGrouping
 from core.models.info import ModelInfo
 from core.schema import TileResult
 from core.tiles import Tile
@@ -49,6 +52,17 @@ class OverlayRequest:
     tile: Tile
     labels: tuple[str, ...] = ()
     uncertain: bool | None = None
+    grouping: ClassGrouping | None = None
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """What the cells' codes stand for: the model's classes, or the grouping's groups."""
+        return tuple(self.grouping.groups) if self.grouping is not None else tuple(self.model.class_names)
+
+    def label_column(self) -> ColumnElement[str]:
+        """A result's class, or its group with a grouping."""
+        label: ColumnElement[str] = TileResult.label  # type: ignore[assignment]
+        return self.grouping.expression(label) if self.grouping is not None else label
 
     @property
     def zooms_out(self) -> int:
@@ -96,23 +110,24 @@ def results_zoom(session: Session, *, model_hash: str) -> int | None:
 def overlay_rows(session: Session, *, request: OverlayRequest) -> list[Any]:
     """The query: ``(x, y, label, uncertain)`` per result tile, or far out ``(column, row, label, count,
     uncertain count)`` per pixel."""
-    tiles, where = request.results_range(), _under(request)
+    tiles, where, label = request.results_range(), _under(request), request.label_column()
     shift = request.zooms_out - BLOCK_LEVELS
     if shift <= 0:
-        return list(session.execute(select(TileResult.x, TileResult.y, TileResult.label, TileResult.uncertain)
-                                    .where(*where)))
+        return list(session.execute(select(TileResult.x, TileResult.y, label, TileResult.uncertain).where(*where)))
     column = (TileResult.x - tiles.min_x).op(">>")(shift).label("column")
     row = (TileResult.y - tiles.min_y).op(">>")(shift).label("row")
     unsure = func.sum(cast(TileResult.uncertain, Integer))  # cheaper than COUNT(*) FILTER on SQLite
-    return list(session.execute(select(column, row, TileResult.label, func.count(), unsure).where(*where)
-                                .group_by(column, row, TileResult.label)))
+    return list(session.execute(select(column, row, label, func.count(), unsure).where(*where)
+                                .group_by(column, row, label)))
 
 
 def vector_rows(session: Session, *, request: OverlayRequest) -> list[Any]:
     """``(x, y, label, confidence, uncertain)`` of each result tile under (or covering) the overlay tile, for vector
-    tiles."""
-    return list(session.execute(select(TileResult.x, TileResult.y, TileResult.label, TileResult.confidence,
-                                       TileResult.uncertain).where(*_under(request))))
+    tiles, and with a grouping its ``group`` last."""
+    columns: list[Any] = [TileResult.x, TileResult.y, TileResult.label, TileResult.confidence, TileResult.uncertain]
+    if request.grouping is not None:
+        columns.append(request.label_column())
+    return list(session.execute(select(*columns).where(*_under(request))))
 
 
 def _under(request: OverlayRequest) -> list[ColumnElement[bool]]:
@@ -129,7 +144,7 @@ def _under(request: OverlayRequest) -> list[ColumnElement[bool]]:
 
 def overlay_grid(rows: Sequence[Any], *, request: OverlayRequest) -> OverlayGrid:
     """The aggregation: ``overlay_rows``' rows as the tile's cells."""
-    classes = list(request.model.class_names)
+    classes = list(request.classes)
     codes_of = {label: i + 1 for i, label in enumerate(classes)}
     labels = [row[2] for row in rows]
     for label in dict.fromkeys(labels):
