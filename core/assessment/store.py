@@ -30,7 +30,7 @@ from core.assessment.sampling import allocate, draw, strata_of
 from core.db import aware
 from core.errors import NotFoundError
 from core.job_states import JobKind
-from core.jobs import get_job
+from core.jobs import check_job_id, get_job
 from core.models.lookups import get_model
 from core.schema import Assessment, AssessmentStratum, AssessmentUnit, utcnow
 from core.tiles import Tile
@@ -142,7 +142,8 @@ def _discard(session: Session, assessment_id: int) -> None:
 
 
 def _assessment(session: Session, job_id: int) -> Assessment:
-    row = session.scalar(select(Assessment).where(Assessment.job_id == job_id))
+    # The id's range first: SQLite cannot bind an integer beyond 64 bits, PostgreSQL's column holds 32.
+    row = session.scalar(select(Assessment).where(Assessment.job_id == check_job_id(job_id)))
     if row is None:
         get_job(session, job_id)  # NotFoundError for a job that does not exist
         raise NotFoundError(f"job {job_id} has no assessment sample: 'tileclass assess sample {job_id} --per-class 50 "

@@ -90,7 +90,9 @@ def _recorded(session: Session, job: int) -> dict[tuple[int, int, int], str | No
     """The recorded reference labels of JOB's sample, if it has one."""
     from core.assessment.store import sample_tiles
     from core.errors import NotFoundError
+    from core.jobs import check_job_id
 
+    check_job_id(job)
     try:
         return {(t.z, t.x, t.y): t.reference for t in sample_tiles(session, job)}
     except NotFoundError:

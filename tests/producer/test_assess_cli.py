@@ -184,6 +184,11 @@ def test_a_job_of_path_only_tiles_and_a_job_without_sample_are_one_line(sqlite_u
     assert missing.exit_code == 2 and f"job {job} has no assessment sample" in missing.stderr
     both = cli("assess", "sample", job, "--per-class", 5, "--proportional", 20, "--out", tmp_path / "s")
     assert both.exit_code == 2 and "not both" in both.stderr
+    (tmp_path / "s.csv").write_text("z,x,y,reference\n16,1,1,Forest\n")
+    for command in (["sample", 2**63, "--out", tmp_path / "s"], ["label", 2**63, tmp_path / "s.csv"],
+                    ["report", 2**63]):  # beyond what SQLite binds: still one line
+        beyond = cli("assess", *command)
+        assert beyond.exit_code == 2 and f"job {2**63} does not exist: job ids are 1.." in beyond.stderr, beyond.output
 
 
 def test_a_proportional_sample_and_a_tile_missing_from_the_source(sqlite_url: str, tmp_path: Path,
