@@ -1,5 +1,6 @@
 """What the map page needs to show a job: its model and classes (colours and counts), the zoom of its tiles, its
-extent, and the URL templates of its imagery and overlay tiles.
+extent, the URL templates of its imagery and overlay tiles, and the class groupings of its model with each group's
+colour (``core.class_groups``).
 
 The zoom is the finest the job asked for (``--zoom``), else the finest its results are at. The extent is the
 region it asked for (its bbox or polygon's), else the tiles it recorded (results, failures and empty tiles).
@@ -11,11 +12,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from api.map_schemas import Basemap, JobLayers
+from api.map_schemas import Basemap, GroupingLayer, GroupLayer, JobLayers
 from api.schemas import Summary
 from core.bbox import BBox, TileRange
+from core.class_groups import list_groupings
 from core.errors import TileError
 from core.jobs import get_job
+from core.palette import class_colour, hex_colour
 from core.queries import Selection, extents, select_results, summarize
 from core.region import Region
 
@@ -38,7 +41,16 @@ def job_layers(session: Session, *, job_id: int, base_url: str, basemap: dict[st
                      classes=summary.classes,  # in the model's order, each with its count and map colour
                      classified=summary.classified, failed=summary.failed.count, empty=summary.empty.count,
                      imagery=f"{base_url}imagery/{job_id}/{{z}}/{{x}}/{{y}}", overlay=overlay, tilejson=tilejson,
-                     basemap=Basemap.model_validate(basemap) if basemap is not None else None)
+                     basemap=Basemap.model_validate(basemap) if basemap is not None else None,
+                     groupings=_groupings(session, model_hash=model.hash) if model is not None else [])
+
+
+def _groupings(session: Session, *, model_hash: str) -> list[GroupingLayer]:
+    """The model's groupings; a group's colour is its place in its grouping, as the overlay draws it."""
+    return [GroupingLayer(name=grouping.name, groups=[
+                GroupLayer(group=group, classes=list(labels), colour=hex_colour(class_colour(i)))
+                for i, (group, labels) in enumerate(grouping.pairs)])
+            for grouping in list_groupings(session, model_hash=model_hash)]
 
 
 def _zoom_and_bounds(session: Session, selection: Selection, region: Region | None) -> tuple[int | None,

@@ -16,6 +16,17 @@ class Basemap(Document):
     attribution: str
 
 
+class GroupLayer(Document):
+    group: str
+    classes: list[str] = Field(description="The model's classes in the group.")
+    colour: str = Field(description="The group's colour on the map (?groups=NAME), #rrggbb.")
+
+
+class GroupingLayer(Document):
+    name: str = Field(description="As 'tileclass groups add' named it: the overlay's ?groups=NAME.")
+    groups: list[GroupLayer] = Field(description="In the grouping's order, 'other' last.")
+
+
 class JobLayers(Document):
     """What the map page needs to show a job."""
 
@@ -33,6 +44,8 @@ class JobLayers(Document):
     overlay: str | None = Field(description="URL template of its overlay tiles.")
     tilejson: str | None
     basemap: Basemap | None = Field(description="The map's background layer, when one is configured.")
+    groupings: list[GroupingLayer] = Field(default_factory=list, description="The class groupings of the job's "
+                                           "model ('tileclass groups add'), for the legend's view by group.")
 
 
 class VectorLayer(Document):

@@ -153,9 +153,12 @@ def add_grouping(session: Session, *, name: str, model_ref: str, path: Path) -> 
     return _grouping(row)
 
 
-def list_groupings(session: Session) -> list[ClassGrouping]:
-    """Every registered grouping, by name."""
-    return [_grouping(row) for row in session.scalars(select(ClassGroupingRow).order_by(ClassGroupingRow.name))]
+def list_groupings(session: Session, *, model_hash: str | None = None) -> list[ClassGrouping]:
+    """Every registered grouping (``model_hash``: of that model), by name."""
+    query = select(ClassGroupingRow).order_by(ClassGroupingRow.name)
+    if model_hash is not None:
+        query = query.where(ClassGroupingRow.model_hash == model_hash)
+    return [_grouping(row) for row in session.scalars(query)]
 
 
 def _known(session: Session) -> str:

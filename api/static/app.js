@@ -15,11 +15,13 @@
     job: null, layers: null, jobs: [], hidden: new Set(), imagery: null, overlay: null, basemap: null, done: -1,
     drawing: false, rectangle: null, start: null, assessing: false,  // assessing: imagery only (assessment.js)
     uncertain: "",  // the uncertain filter: "" all answers, "true" only the uncertain ones, "false" none of them
+    grouping: null,  // the class grouping the overlay and legend show (groups.js), null: the classes
     tiles: { imagery: { loaded: 0, failed: 0 }, overlay: { loaded: 0, failed: 0 } },
   };
   const map = L.map("map", { maxZoom: 22, worldCopyJump: true }).setView([20, 0], 2);
   map.attributionControl.setPrefix("Leaflet");
-  window.tileclassMap = { map, state, api, say, showLayers };  // for review.js, assessment.js, people and tests
+  // For review.js, assessment.js, groups.js, people and tests.
+  window.tileclassMap = { map, state, api, say, showLayers, showLegend, updateDownloads };
 
   async function api(path, options = {}) {  // options: fetch's (a write's method, headers and body)
     const response = await fetch(path, { ...options, headers: { Accept: "application/json", ...options.headers } });
@@ -74,10 +76,15 @@
     return state.layers.classes.map((entry) => entry.label).filter((label) => !state.hidden.has(label));
   }
 
+  function grouped() {  // a grouping is drawn only for the model it was made for (another job may have another)
+    return state.grouping && (state.layers.groupings || []).some((grouping) => grouping.name === state.grouping);
+  }
+
   function overlayUrl() {
     const labels = state.hidden.size ? visibleLabels() : [];
     const extra = labels.map((label) => `&label=${encodeURIComponent(label)}`).join("")
-      + (state.uncertain ? `&uncertain=${state.uncertain}` : "");
+      + (state.uncertain ? `&uncertain=${state.uncertain}` : "")
+      + (grouped() ? `&groups=${encodeURIComponent(state.grouping)}` : "");
     return `${state.layers.overlay}${extra}&v=${state.done}`;  // v: a new URL once results change
   }
 
@@ -144,6 +151,7 @@
     const { classified, failed, empty } = state.layers;
     $("legend-totals").textContent = `${classified.toLocaleString()} classified · ${failed.toLocaleString()} failed`
       + ` · ${empty.toLocaleString()} empty`;
+    document.dispatchEvent(new CustomEvent("tileclass:legend"));  // groups.js redraws it by group
   }
 
   async function pickJob(jobId, { fit = true } = {}) {
