@@ -20,7 +20,20 @@ from api.config import ServeConfig
 from api.head import AnswerHead
 from api.imagery import ImageryReaders
 from api.imagery_gate import ImageryGate
-from api.routes import corrections, imagery, jobs, metrics, models, overlay, page, regions, review, session, tiles
+from api.routes import (
+    assessments,
+    corrections,
+    imagery,
+    jobs,
+    metrics,
+    models,
+    overlay,
+    page,
+    regions,
+    review,
+    session,
+    tiles,
+)
 from api.routes.page import STATIC
 from api.throttle import Throttle
 from core.metrics.fleet import fleet_registry
@@ -39,7 +52,8 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     app.state.imagery_gate = ImageryGate()
     app.state.metrics = fleet_registry(settings)
     errors.install(app)
-    for module in (page, session, docs, jobs, review, corrections, models, tiles, regions, overlay, imagery, metrics):
+    for module in (page, session, docs, jobs, review, corrections, assessments, models, tiles, regions, overlay,
+                   imagery, metrics):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(AnswerHead)  # innermost: HEAD runs as the GET it asks about, behind the token gate

@@ -16,6 +16,7 @@ JSON_ROUTES = {
     "GET /healthz", "GET /readyz", "GET /api/session", "GET /api/jobs", "GET /api/jobs/{job_id}",
     "GET /api/jobs/{job_id}/failures", "GET /api/jobs/{job_id}/layers", "GET /api/jobs/{job_id}/review",
     "POST /api/corrections", "GET /api/models", "GET /api/models/{model}", "GET /api/tiles/{z}/{x}/{y}",
+    "GET /api/assessments/{job_id}", "POST /api/assessments/{job_id}/labels",
     "GET /api/point", "GET /api/bbox", "GET /api/summary", "GET /overlay/{model}/tilejson.json",
 }
 
