@@ -23,15 +23,18 @@ app = typer.Typer(help="Class groupings: a model's classes gathered into the cat
 def add(name: NameArg,
         file: Annotated[Path, typer.Argument(metavar="FILE", help='JSON: {"group": ["class", ...], ...}; a class in '
                                                                   'no group is in "other".')],
-        model: Annotated[str, typer.Option("--model", help="The model whose classes FILE names (name, hash or "
-                                                           "unique hash prefix).")],
+        model: Annotated[str, typer.Option("--model", help="The model whose classes FILE names: a checkpoint (.pt, "
+                                                           "registered on the way), a name, hash or hash prefix.")],
         as_json: Json = False) -> None:
     """Register a groups file as NAME for MODEL."""
     from core.class_groups import add_grouping
+    from core.models.registry import resolve_model
+    from core.settings import get_settings
     from producer.session import open_session
 
     with open_session() as session:
-        grouping = add_grouping(session, name=name, model_ref=model, path=file)
+        digest = resolve_model(session, ref=model, settings=get_settings())
+        grouping = add_grouping(session, name=name, model_ref=digest, path=file)
     if as_json:
         typer.echo(json.dumps(grouping.as_dict(), indent=2))
         return

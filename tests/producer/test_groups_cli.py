@@ -50,7 +50,7 @@ def test_a_grouping_is_added_listed_and_removed(model: str, tmp_path: Path) -> N
     (["add", "g", "{file}", "--model", "{model}"], "Error: unknown class 'lava': the model's classes are field, "
                                                    "residential, road, trees, water"),
     (["add", "g", "{twice}", "--model", "{model}"], "Error: class 'field' is in groups 'a' and 'b'"),
-    (["add", "g", "{file}", "--model", "nosuchmodel"], "Error: model 'nosuchmodel' is not a model name"),
+    (["add", "g", "{file}", "--model", "nosuchmodel"], "Error: model 'nosuchmodel' is not a checkpoint file"),
     (["remove", "nothing"], "Error: no grouping 'nothing' (registered: none"),
 ])
 def test_user_errors_are_one_line_without_traceback(model: str, tmp_path: Path, args: list[str],
@@ -62,3 +62,18 @@ def test_user_errors_are_one_line_without_traceback(model: str, tmp_path: Path, 
     assert result.exit_code == 2
     assert result.stderr.startswith(message), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_a_checkpoint_file_is_registered_on_the_way(model: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.worker.support import CLASSES, tiny_checkpoint
+
+    monkeypatch.setenv("TILECLASS_MODEL_DIR", str(tmp_path / "models"))
+    get_settings.cache_clear()
+    checkpoint = tiny_checkpoint(tmp_path / "trained")
+    added = cli("groups", "add", "first", _file(tmp_path, {"first": [CLASSES[0]]}), "--model", str(checkpoint),
+                "--json")
+    assert added.exit_code == 0, added.output
+    assert json.loads(added.stdout)["groups"] == {"first": [CLASSES[0]], "other": list(CLASSES[1:])}
+    models = json.loads(cli("models", "--json").stdout)
+    assert json.loads(added.stdout)["model"] in [row["hash"] for row in models] and len(models) == 2
