@@ -195,6 +195,8 @@ class ClassCount(Document):
     count: int
     share: Number = Field(description="Of the classified tiles.")
     uncertain: int
+    area_km2: Number | None = Field(description="The class's tiles' true ground area on the WGS84 ellipsoid, km² "
+                                                "(null for tiles known only by a path).")
     colour: str = Field(description="The class's colour on the map, #rrggbb.")
 
 

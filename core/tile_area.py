@@ -39,7 +39,10 @@ def box_area_m2(west: float, south: float, east: float, north: float) -> float:
 
 
 @lru_cache(maxsize=65_536)
-def _row_area_km2(z: int, y: int) -> float:
+def row_area_km2(z: int, y: int) -> float:
+    """Area in km² of any XYZ tile in row ``y`` of zoom ``z`` (a tile's area depends only on its row)."""
+    if not 0 <= y < 2**z:
+        raise ValueError(f"row {y} is outside zoom {z}'s grid")
     west, south, east, north = mercantile.bounds(0, y, z)
     return box_area_m2(west, south, east, north) / 1e6
 
@@ -48,4 +51,4 @@ def tile_area_km2(z: int, x: int, y: int) -> float:
     """Area in km² of XYZ tile ``z/x/y`` on the WGS84 ellipsoid (every tile of one row has the same)."""
     if not (0 <= x < 2**z and 0 <= y < 2**z):
         raise ValueError(f"tile {z}/{x}/{y} is outside zoom {z}'s grid")
-    return _row_area_km2(z, y)
+    return row_area_km2(z, y)

@@ -170,6 +170,7 @@ class ClassCount:
     count: int
     share: float  # of the classified tiles
     uncertain: int = 0  # of ``count``: less confident than their job's ``uncertain_below``
+    area_km2: float | None = None  # the tiles' ground area (core.tile_area); None for tiles known only by a path
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +202,8 @@ class Summary:
             "zoom": sel.tiles.zoom if sel.tiles else None, "model": sel.model.hash if sel.model else None,
             "classified": self.classified, "uncertain": self.uncertain,
             "classes": [{"label": c.label, "count": c.count, "share": c.share, "uncertain": c.uncertain,
-                         "colour": hex_colour(class_colour(i))} for i, c in enumerate(self.classes)],
+                         "area_km2": c.area_km2, "colour": hex_colour(class_colour(i))}
+                        for i, c in enumerate(self.classes)],
             "failed": {"count": self.failed,
                        "top_reasons": [{"reason": r, "count": n} for r, n in self.top_reasons]},
             "empty": {"count": self.empty, "reasons": [{"reason": r, "count": n} for r, n in self.empty_reasons]},

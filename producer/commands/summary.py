@@ -1,5 +1,5 @@
-"""``tileclass summary``: counts and shares per class (with their uncertain answers), failed tiles and models, for a
-job or a region."""
+"""``tileclass summary``: counts, shares and ground areas (km² on the WGS84 ellipsoid) per class (with their uncertain
+answers), failed tiles and models, for a job or a region."""
 
 from __future__ import annotations
 
@@ -27,6 +27,13 @@ def _latest_classify_job(session: Session) -> int:
     return latest
 
 
+def _km2(area: float | None) -> str:
+    """Small areas keep their decimals (a z18 tile is about 0.02 km²); tiles known only by a path have none."""
+    if area is None:
+        return "-"
+    return f"{area:,.1f}" if area >= 100 else f"{area:,.3g}" if area else "0"
+
+
 def _text(summary: Summary) -> list[str]:
     lines = [f"Summary of {summary.selection.describe()}"]
     if summary.selection.tiles is not None:
@@ -34,7 +41,7 @@ def _text(summary: Summary) -> list[str]:
     width = max([len(c.label) for c in summary.classes] + [len("classified")])
     unsure = f"  of which {summary.uncertain:,} uncertain" if summary.uncertain else ""
     lines.append(f"  {'classified':<{width}}  {summary.classified:>10,}{unsure}")
-    lines += [f"  {c.label:<{width}}  {c.count:>10,}  {c.share:>6.1%}"
+    lines += [f"  {c.label:<{width}}  {c.count:>10,}  {c.share:>6.1%}  {_km2(c.area_km2):>14} km²"
               + (f"  {c.uncertain:,} uncertain" if c.uncertain else "") for c in summary.classes]
     lines.append(f"  {'failed':<{width}}  {summary.failed:>10,}")
     lines += [f"    {count:>8,}  {reason}" for reason, count in summary.top_reasons]
@@ -55,7 +62,8 @@ def summary(
     reasons: int = typer.Option(5, "--reasons", help="How many of the commonest failure reasons to list."),
     as_json: Json = False,
 ) -> None:
-    """Counts and shares per class, failed tiles with their commonest reasons, empty tiles, and the models involved.
+    """Counts, shares and areas (km²) per class, failed tiles with their commonest reasons, empty tiles, and the
+    models involved.
 
     Summarises a job, or with --bbox and --zoom a region (with a job, --zoom keeps only that zoom).
     """

@@ -54,8 +54,12 @@ def test_summary_of_a_job_lists_every_class_failures_and_models(cli_db: str) -> 
     assert code == 0, out
     lines = [line.split() for line in out.splitlines()]
     assert out.splitlines()[0] == f"Summary of job {job}, model {model_hash()[:12]}"
-    assert lines[1:5] == [["classified", "10"], ["Forest", "6", "60.0%"], ["River", "2", "20.0%"],
-                          ["Residential", "2", "20.0%"]]
+    assert lines[1] == ["classified", "10"]
+    assert [row[:3] + row[4:] for row in lines[2:5]] == [
+        ["Forest", "6", "60.0%", "km²"], ["River", "2", "20.0%", "km²"], ["Residential", "2", "20.0%", "km²"]]
+    # a z15 tile near 38.8° N covers about (40,075 km / 2^15)² cos²(38.8°) = 0.907 km² (a sphere; within 1%),
+    # the Residential tiles near 38.3° N 0.92 km² (exact areas: tests/producer/test_summary_areas.py)
+    assert [float(row[3]) for row in lines[2:5]] == pytest.approx([6 * 0.907, 2 * 0.907, 2 * 0.92], rel=0.01)
     assert lines[5:9] == [["failed", "3"], ["2", "truncated"], ["1", "not", "an", "image"], ["empty", "0"]]
     assert lines[10][:3] == [model_hash()[:12], "10", "tiles"] and lines[10][-1] == "(shown)"
 
@@ -67,9 +71,11 @@ def test_summary_json_of_a_bbox(cli_db: str) -> None:
     data = json.loads(out)
     assert (data["job"], data["bbox"], data["zoom"], data["model"]) == (None, LISBON, 15, model_hash())
     assert data["classified"] == 8
+    areas = [c.pop("area_km2") for c in data["classes"]]
     assert data["classes"] == [{"label": "Forest", "count": 6, "share": 0.75, "uncertain": 0, "colour": "#cc6677"},
                                {"label": "River", "count": 2, "share": 0.25, "uncertain": 0, "colour": "#332288"},
                                {"label": "Residential", "count": 0, "share": 0.0, "uncertain": 0, "colour": "#ddcc77"}]
+    assert areas == pytest.approx([6 * 0.907, 2 * 0.907, 0.0], rel=0.01)
     # Only the failure at y 12543..12544 lies in the bbox.
     assert data["failed"] == {"count": 2, "top_reasons": [{"reason": "truncated", "count": 2}]}
     assert [(m["hash"], m["tiles"], m["selected"]) for m in data["models"]] == [(model_hash(), 8, True)]
