@@ -36,6 +36,7 @@ from producer.commands import (
     status,
     summary,
     train,
+    vectorize,
     worker,
 )
 from producer.commands.errors import user_error
@@ -67,7 +68,7 @@ app = typer.Typer(
 )
 
 for command in (demo, db, train, predict, eval, calibrate, enqueue, status, resume, cancel, worker, query, summary,
-                export, render, models, metrics, failures, retry, correct, dataset, assess, groups, serve):
+                export, vectorize, render, models, metrics, failures, retry, correct, dataset, assess, groups, serve):
     command.register(app)
 
 
