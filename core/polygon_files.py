@@ -8,9 +8,9 @@ file's suffix. One layer, named after the file, of Polygons in EPSG:4326 (longit
 - ``mean_confidence``, ``min_confidence``: over its tiles.
 
 A region of edge-adjacent tiles is always one Polygon (with holes where it has them): tiles that only touch at a
-corner are separate regions, so no feature needs a MultiPolygon. Features are written ``CHUNK`` at a time (pyogrio's
-append), to ``FILE.partial`` renamed to ``FILE`` when complete, so memory holds one chunk and a failed run leaves no
-truncated file.
+corner are separate regions, so no feature needs a MultiPolygon. Features are written ``CHUNK`` at a time
+(pyogrio's append), to ``FILE.partial.SUFFIX`` renamed to ``FILE`` when complete, so memory holds one chunk and a
+failed run leaves no truncated file.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def polygon_format(path: Path, fmt: str | None) -> str:
 def write_polygons(polygons: Iterable[TilePolygon], path: Path, *, fmt: str, label_field: str = "class",
                    chunk: int = CHUNK) -> int:
     """Write every polygon to ``path`` (replaced when complete); returns how many were written."""
-    partial = path.with_name(path.name + ".partial")
+    partial = partial_path(path)
     partial.unlink(missing_ok=True)
     written = 0
     try:
@@ -78,6 +78,11 @@ def write_polygons(polygons: Iterable[TilePolygon], path: Path, *, fmt: str, lab
         raise
     partial.replace(path)
     return written
+
+
+def partial_path(path: Path) -> Path:
+    """Where ``path`` is written until complete: ``out.partial.gpkg`` (GDAL's GPKG driver wants its suffix)."""
+    return path.with_name(f"{path.stem}.partial{path.suffix}")
 
 
 def _chunks(polygons: Iterator[TilePolygon], size: int) -> Iterator[list[TilePolygon]]:
@@ -98,6 +103,5 @@ def _write(path: Path, part: list[TilePolygon], *, fmt: str, label_field: str, a
         "mean_confidence": np.array([p.mean_confidence for p in part], dtype=np.float64),
         "min_confidence": np.array([p.min_confidence for p in part], dtype=np.float64),
     }
-    # The partial file's suffix tells GDAL nothing, so the driver is always named.
     write(str(path), geometry, list(fields.values()), fields=list(fields), geometry_type="Polygon",
           crs="EPSG:4326", driver=DRIVERS[fmt], append=append, layer=layer if fmt != "geojson" else None)
