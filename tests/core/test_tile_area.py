@@ -8,6 +8,8 @@ import math
 
 import mercantile
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pyproj import Geod
 
 from core.tile_area import box_area_m2, tile_area_km2
@@ -57,3 +59,18 @@ def test_tiles_shrink_with_latitude_and_a_zoom_splits_a_tile_into_four_of_the_sa
 def test_a_tile_outside_its_grid_is_refused() -> None:
     with pytest.raises(ValueError, match="outside zoom 2"):
         tile_area_km2(2, 4, 0)
+
+
+@given(st.integers(min_value=0, max_value=24).flatmap(
+    lambda z: st.tuples(st.just(z), st.integers(0, 2**z - 1), st.integers(0, 2**z - 1))))
+def test_a_tile_is_its_children_and_its_mirror_across_the_equator(tile: tuple[int, int, int]) -> None:
+    z, x, y = tile
+    area = tile_area_km2(z, x, y)
+    assert area > 0
+    # to the last digits even for z24 near the poles, where a plain q(north) - q(south) keeps only about 7
+    assert tile_area_km2(z, 2**z - 1 - x, 2**z - 1 - y) == pytest.approx(area, rel=1e-12)  # the ellipsoid's symmetry
+    if z < 24:
+        children = mercantile.children(mercantile.Tile(x, y, z))
+        assert sum(tile_area_km2(c.z, c.x, c.y) for c in children) == pytest.approx(area, rel=1e-12)
+    # the same box through its bounds in degrees (box_area_m2), which loses a few digits in the round trip
+    assert box_area_m2(*mercantile.bounds(x, y, z)) / 1e6 == pytest.approx(area, rel=1e-7)

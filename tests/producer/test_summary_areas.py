@@ -99,6 +99,6 @@ def test_the_api_summary_gives_the_same_areas(jobs: tuple[int, int]) -> None:
             answer = client.get("/api/summary", params={"job": job})
             assert answer.status_code == 200
             code, out = invoke("summary", str(job), "--json")
-            assert code == 0 and answer.json() == json.loads(out)
+            assert code == 0 and answer.json()["classes"] == json.loads(out)["classes"]
         forest = answer.json()["classes"][0]
     assert forest["label"] == "Forest" and forest["area_km2"] is None
