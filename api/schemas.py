@@ -200,6 +200,17 @@ class ClassCount(Document):
     colour: str = Field(description="The class's colour on the map, #rrggbb.")
 
 
+class GroupCount(Document):
+    group: str
+    classes: list[str] = Field(description="The model's classes in the group.")
+    count: int
+    share: Number = Field(description="Of the classified tiles.")
+    uncertain: int
+    area_km2: Number | None = Field(description="The sum of its classes' areas, km² (null for tiles known only by "
+                                                "a path).")
+    colour: str = Field(description="The group's colour on the map (?groups=NAME), #rrggbb.")
+
+
 class ReasonCount(Document):
     reason: str
     count: int
@@ -235,6 +246,9 @@ class Summary(Document):
     failed: FailedCounts
     empty: EmptyCounts
     models: list[ModelCount] = Field(description="The models with results there, and how many.")
+    grouping: str | None = Field(None, description="With ?groups=NAME: the class grouping counted in groups.")
+    groups: list[GroupCount] | None = Field(None, description="With ?groups=NAME: per group, the sums of its "
+                                                              "classes, in the grouping's order.")
 
 
 class ModelSummary(Document):

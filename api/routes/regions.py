@@ -18,9 +18,11 @@ from api.deps import ConfigDep, SessionDep
 from api.schemas import RegionAnswers, Summary
 from api.streams import streamed
 from core.bbox import BBox
+from core.class_groups import load_grouping
 from core.errors import TileclassError
 from core.export import csv_chunks, geojson_chunks
 from core.queries import count_selected, iter_answers, select_results, summarize
+from core.queries.group_summaries import grouped_document
 from core.tiles import MAX_ZOOM
 
 router = APIRouter(prefix="/api", tags=["regions"])
@@ -80,9 +82,15 @@ def summary(session: SessionDep,
             zoom: Annotated[int | None, Query(ge=0, le=MAX_ZOOM, description="The region's zoom.")] = None,
             model: ModelQuery = None,
             reasons: Annotated[int, Query(ge=0, le=100, description="Commonest failure reasons to list.")] = 5,
+            groups: Annotated[str | None, Query(description="A class grouping of the model ('tileclass groups "
+                                                            "add'): also tiles and km² per group.")] = None,
             ) -> dict[str, Any]:
     """Counts and shares per class (with their map colours and uncertain answers), failures and empty tiles, for a
     job or a region."""
     selection = select_results(session, job_id=job, bbox=BBox.parse(bbox) if bbox is not None else None, zoom=zoom,
                                model_ref=model)
-    return summarize(session, selection=selection, reasons=reasons).as_dict()
+    result = summarize(session, selection=selection, reasons=reasons)
+    if groups is None:
+        return result.as_dict()
+    grouping = load_grouping(session, groups, model_hash=selection.model.hash if selection.model else None)
+    return grouped_document(result.as_dict(), result.classes, grouping)

@@ -12,9 +12,12 @@ from core.errors import NotFoundError
 from producer.commands.options import Bbox, Json, ModelRef, Zoom
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from sqlalchemy.orm import Session
 
     from core.queries import Summary
+    from core.queries.group_summaries import GroupCount
 
 
 def _latest_classify_job(session: Session) -> int:
@@ -34,15 +37,19 @@ def _km2(area: float | None) -> str:
     return f"{area:,.1f}" if area >= 100 else f"{area:,.3g}" if area else "0"
 
 
-def _text(summary: Summary) -> list[str]:
+def _text(summary: Summary, groups: Sequence[GroupCount] = (), grouping: str | None = None) -> list[str]:
     lines = [f"Summary of {summary.selection.describe()}"]
     if summary.selection.tiles is not None:
         lines[0] += f" ({summary.selection.tiles})"
-    width = max([len(c.label) for c in summary.classes] + [len("classified")])
+    width = max([len(c.label) for c in summary.classes] + [len(g.group) for g in groups] + [len("classified")])
     unsure = f"  of which {summary.uncertain:,} uncertain" if summary.uncertain else ""
     lines.append(f"  {'classified':<{width}}  {summary.classified:>10,}{unsure}")
     lines += [f"  {c.label:<{width}}  {c.count:>10,}  {c.share:>6.1%}  {_km2(c.area_km2):>14} km²"
               + (f"  {c.uncertain:,} uncertain" if c.uncertain else "") for c in summary.classes]
+    if groups:
+        lines.append(f"  by group ({grouping}):")
+        lines += [f"  {g.group:<{width}}  {g.count:>10,}  {g.share:>6.1%}  {_km2(g.area_km2):>14} km²"
+                  + (f"  {g.uncertain:,} uncertain" if g.uncertain else "") for g in groups]
     lines.append(f"  {'failed':<{width}}  {summary.failed:>10,}")
     lines += [f"    {count:>8,}  {reason}" for reason, count in summary.top_reasons]
     lines.append(f"  {'empty':<{width}}  {summary.empty:>10,}")
@@ -60,6 +67,8 @@ def summary(
     zoom: Zoom = None,
     model: ModelRef = None,
     reasons: int = typer.Option(5, "--reasons", help="How many of the commonest failure reasons to list."),
+    groups: str | None = typer.Option(None, "--groups", metavar="NAME", help="Also count tiles and km² per group "
+                                      "of a class grouping of the model ('tileclass groups add')."),
     as_json: Json = False,
 ) -> None:
     """Counts, shares and areas (km²) per class, failed tiles with their commonest reasons, empty tiles, and the
@@ -67,7 +76,9 @@ def summary(
 
     Summarises a job, or with --bbox and --zoom a region (with a job, --zoom keeps only that zoom).
     """
+    from core.class_groups import load_grouping
     from core.queries import summarize
+    from core.queries.group_summaries import grouped_document, summarize_groups
     from producer.commands.regions import selection_for
     from producer.session import open_session
 
@@ -76,8 +87,16 @@ def summary(
             job = _latest_classify_job(session)
         selection = selection_for(session, job=job, box=box, zoom=zoom, model=model)
         result = summarize(session, selection=selection, reasons=max(reasons, 0))
+        grouping = None
+        if groups is not None:
+            grouping = load_grouping(session, groups, model_hash=selection.model.hash if selection.model else None)
     if as_json:
-        typer.echo(json.dumps(result.as_dict(), indent=2))
+        document = result.as_dict()
+        if grouping is not None:
+            document = grouped_document(document, result.classes, grouping)
+        typer.echo(json.dumps(document, indent=2))
+    elif grouping is not None:
+        typer.echo("\n".join(_text(result, summarize_groups(result.classes, grouping), grouping.name)))
     else:
         typer.echo("\n".join(_text(result)))
 

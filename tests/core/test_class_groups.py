@@ -167,3 +167,15 @@ def _count(url: str, table: str) -> int:
             return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
     finally:
         engine.dispose()
+
+
+def test_a_groups_area_is_unknown_when_a_counted_class_has_none() -> None:
+    from core.class_groups import ClassGrouping
+    from core.queries.group_summaries import summarize_groups
+    from core.queries.types import ClassCount
+
+    grouping = ClassGrouping("g", "a" * 64, (("wet", ("River",)), (OTHER, ("Forest", "Residential"))))
+    classes = [ClassCount("Forest", 2, 0.5, 0, 3.0), ClassCount("River", 2, 0.5, 1, None),
+               ClassCount("Residential", 0, 0.0, 0, None)]  # uncounted: its missing area changes nothing
+    rows = {row.group: (row.count, row.uncertain, row.area_km2) for row in summarize_groups(classes, grouping)}
+    assert rows == {"wet": (2, 1, None), OTHER: (2, 0, 3.0)}
