@@ -178,3 +178,17 @@ def test_resize_bench_compares_the_uint8_kernel_with_the_float_baseline() -> Non
     assert summary["tiles"] == 20 and summary["max_pixel_difference"] <= 1
     # (the ratio of the unrounded times, so within rounding of the printed ones)
     assert summary["speedup"] == pytest.approx(summary["float_ms"] / summary["uint8_ms"], abs=0.05)
+
+
+def test_vectorize_bench_times_vectorize_against_the_bare_read() -> None:
+    summary = _last_json_line([sys.executable, "-m", "bench.vectorize", "--side", "120", "--blocks", "1024,32",
+                               "--only", "sqlite", "--json"])
+
+    found = summary["sqlite"]
+    assert found["rows"] == found["bare"]["count"] == 120 * 120
+    whole, blocked = found["vectorize"]
+    assert [whole["block"], blocked["block"]] == [1024, 32]
+    assert whole["count"] == blocked["count"] > 0  # the same polygons, however many block edges they crossed
+    for one in (whole, blocked):
+        assert one["peak_rss_mib"] > 0
+        assert one["ratio_to_bare"] == pytest.approx(one["seconds"] / found["bare"]["seconds"], abs=0.011)
