@@ -15,7 +15,7 @@ no class list. ``load_grouping`` is the one lookup that ``summary``, ``export``,
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -188,12 +188,3 @@ def remove_grouping(session: Session, *, name: str) -> ClassGrouping:
     session.delete(row)
     session.flush()
     return grouping
-
-
-def group_counts(grouping: ClassGrouping, counts: Iterable[tuple[str, int]]) -> dict[str, int]:
-    """Per-class counts summed per group, every group present (zero if none), in the grouping's order."""
-    totals = dict.fromkeys(grouping.groups, 0)
-    for label, n in counts:
-        group = grouping.group_of(label)
-        totals[group] = totals.get(group, 0) + n
-    return totals
