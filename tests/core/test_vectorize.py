@@ -79,7 +79,14 @@ def picture_job(sqlite_url: str) -> int:
 
 @pytest.mark.parametrize("block", [1024, 4, 3, 2])
 def test_the_drawn_shapes_come_out_whatever_the_blocks(sqlite_url: str, picture_job: int, block: int) -> None:
-    found = polygons(sqlite_url, picture_job, block=block)
+    check_picture(polygons(sqlite_url, picture_job, block=block))
+
+
+def test_the_drawn_shapes_on_postgresql(postgres_url: str) -> None:
+    check_picture(polygons(postgres_url, store(postgres_url, list(drawn(PICTURE))), block=3))
+
+
+def check_picture(found: list[TilePolygon]) -> None:
     by_label: dict[str, list[TilePolygon]] = {}
     for polygon in found:
         by_label.setdefault(polygon.label, []).append(polygon)
