@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from core.assessment import AssessmentError
 from core.schema import TileResult
-from core.tile_area import tile_area_km2
+from core.tile_area import row_area_km2, tile_area_km2
 
 MIN_PER_STRATUM = 2
 MAX_PER_STRATUM = 10_000  # people label these one by one; a larger number is most likely a typo
@@ -73,7 +73,7 @@ def strata_of(session: Session, *, job_id: int) -> dict[str, StratumSize]:
     for label, z, y, n in rows:
         assert z is not None and y is not None  # tiles without coordinates were refused above
         counts[label] += int(n)
-        areas[label] += int(n) * tile_area_km2(int(z), 0, int(y))
+        areas[label] += int(n) * row_area_km2(int(z), int(y))
     return {label: StratumSize(counts[label], areas[label]) for label in sorted(counts)}
 
 
