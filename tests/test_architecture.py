@@ -28,6 +28,7 @@ CALLED_FROM_OUTSIDE = {
     "reset": "a process that goes on with other settings after running tasks (the tests)",
     "resume_fetches": "a process that goes on after stop_fetches (the tests)",
     "settings_customise_sources": "pydantic-settings, building Settings",
+    "box_area_m2": "a Python caller wanting any lon/lat box's area (the tile form is its special case)",
     "get_field_value": "pydantic-settings' source protocol (core.settings._Grouped reads all at once)",
 }
 
