@@ -101,22 +101,23 @@ def draw_sample(session: Session, job_id: int, *, per_class: int | None = None, 
     """Draw and record job ``job_id``'s stratified sample (``core.assessment.sampling``).
 
     Asking again with the same seed and allocation gives the recorded sample back (labels kept); another one is an
-    ``AssessmentError`` unless ``replace``, which discards the recorded sample and its labels.
+    ``AssessmentError``. ``replace`` draws anew (from the job's results as they are now) in any case, and discards
+    the recorded sample and its labels.
     """
     job = get_job(session, job_id)
     if job.kind != JobKind.CLASSIFY or job.model_hash is None:
         raise AssessmentError(f"job {job_id} is a {job.kind} job: only a classify job's map can be assessed")
     allocation, requested = ("per_class", per_class) if per_class is not None else ("proportional", proportional)
     existing = session.scalar(select(Assessment).where(Assessment.job_id == job_id))
-    if existing is not None:
+    if existing is not None and not replace:
         if (existing.seed, existing.allocation, existing.sample_size) == (seed, allocation, requested):
             return sample_design(session, job_id)
-        if not replace:
-            design = sample_design(session, job_id)
-            raise AssessmentError(
-                f"job {job_id} already has a sample ({design.allocation.replace('_', ' ')} {design.requested}, seed "
-                f"{design.seed}; {design.labelled} of {design.sample_size} labelled): --replace draws a new one and "
-                "discards its labels")
+        design = sample_design(session, job_id)
+        raise AssessmentError(
+            f"job {job_id} already has a sample ({design.allocation.replace('_', ' ')} {design.requested}, seed "
+            f"{design.seed}; {design.labelled} of {design.sample_size} labelled): --replace draws a new one and "
+            "discards its labels")
+    if existing is not None:
         _discard(session, existing.id)
     strata = strata_of(session, job_id=job_id)
     sizes = allocate(strata, per_class=per_class, proportional=proportional)

@@ -118,8 +118,13 @@ def test_the_same_seed_draws_the_same_sample_and_another_seed_another(database_u
             draw_sample(session, job_id, per_class=5, seed=12)
         draw_sample(session, job_id, per_class=5, seed=12, replace=True)
         other = sample_tiles(session, job_id)
+        assert record_labels(session, job_id, [ReferenceLabel(Tile(t.z, t.x, t.y), "River") for t in other],
+                             author="ana") == 15
         draw_sample(session, job_id, per_class=5, seed=11, replace=True)
-        assert sample_tiles(session, job_id) == first  # reproducible from the seed alone
+        assert sample_tiles(session, job_id) == first  # reproducible from the seed alone, labels discarded
+        drawn_at = sample_design(session, job_id).created_at
+        draw_sample(session, job_id, per_class=5, seed=11, replace=True)  # drawn anew though asked the same
+        assert sample_design(session, job_id).created_at > drawn_at and sample_tiles(session, job_id) == first
     assert {(t.z, t.x, t.y) for t in other} != {(t.z, t.x, t.y) for t in first}
 
 
