@@ -20,6 +20,7 @@ from producer.commands import (
     dataset,
     db,
     demo,
+    diff,
     enqueue,
     eval,
     export,
@@ -68,7 +69,8 @@ app = typer.Typer(
 )
 
 for command in (demo, db, train, predict, eval, calibrate, enqueue, status, resume, cancel, worker, query, summary,
-                export, vectorize, render, models, metrics, failures, retry, correct, dataset, assess, groups, serve):
+                export, vectorize, diff, render, models, metrics, failures, retry, correct, dataset, assess, groups,
+                serve):
     command.register(app)
 
 
