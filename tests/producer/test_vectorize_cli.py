@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +119,11 @@ def test_ogrinfo_opens_the_files(job: int, tmp_path: Path, suffix: str) -> None:
     assert cli("vectorize", str(job), "--out", str(out)).exit_code == 0
     info = subprocess.run(["ogrinfo", "-so", "-al", str(out)], capture_output=True, text=True, check=True).stdout
     assert "Feature Count: 5" in info and "tile_count" in info
+
+
+def test_a_host_without_the_raster_extra_is_told_which_to_install(job: int, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyogrio", None)  # what `import pyogrio` meets where it is not installed
+    result = cli("vectorize", str(job), "--out", str(tmp_path / "out.gpkg"))
+    assert result.exit_code == 2 and "needs the 'raster' extra" in result.output, result.output
+    assert "pip install 'tileclass[raster]'" in result.output and "Traceback" not in result.output
