@@ -2,8 +2,8 @@
 
 Two jobs over the same tiles are two dates of imagery or, as results are stored today (one row per model and tile),
 two models over the same imagery: then the diff is a disagreement map. Which rows a job contributes is decided in
-one place, ``_side`` (the job's rows as ``core.queries.selections.selected`` defines them), so that when results hold
-an imagery vintage only that function changes.
+one place, ``side_rows`` (the job's rows as ``core.queries.selections.selected`` defines them), so that when results
+hold an imagery vintage only that function changes.
 
 The two sides are joined on (z, x, y) in SQL. Each compared tile is:
 
@@ -19,16 +19,18 @@ area of a tile's row (``core.tile_area``), so its size is classes² x rows, neve
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, Subquery, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from core.bbox import TileRange
 from core.class_groups import ClassGrouping, GroupingError, load_grouping
 from core.errors import TileclassError
 from core.jobs import get_job
 from core.models.info import ModelInfo
+from core.queries import Selection
 from core.queries.selections import YIELD_PER, select_results, selected
 from core.schema import TileResult
 from core.tile_area import row_area_km2
@@ -46,6 +48,7 @@ class DiffSide:
 
     job_id: int
     model: ModelInfo
+    selection: Selection
     zooms: tuple[int, ...]
     uncertain_below: float | None
     grouping: ClassGrouping | None = None
@@ -129,12 +132,16 @@ def _side_dict(side: DiffSide) -> dict[str, Any]:
             "uncertain_below": side.uncertain_below, "grouping": side.grouping.name if side.grouping else None}
 
 
-def _side(session: Session, job_id: int) -> Subquery:
-    """The rows job ``job_id`` contributes to a diff: its results with coordinates."""
-    selection = select_results(session, job_id=job_id)
+def side_rows(side: DiffSide, tiles: TileRange | None = None) -> Subquery:
+    """The rows a job contributes to a diff (``tiles``: only those in that range): its results with coordinates.
+
+    The one place that says which rows are a job's, for the diff and its overlay: with imagery vintages, the
+    job's vintage joins ``side.selection`` here.
+    """
+    selection = side.selection.at(tiles) if tiles is not None else side.selection
     return (select(TileResult.z, TileResult.x, TileResult.y, TileResult.label, TileResult.confidence,
                    TileResult.uncertain, TileResult.coverage)
-            .where(*selected(selection), TileResult.z.is_not(None)).subquery(f"job_{job_id}"))
+            .where(*selected(selection), TileResult.z.is_not(None)).subquery(f"job_{side.job_id}"))
 
 
 def diff_sides(session: Session, job_a: int, job_b: int, *, groups: tuple[str, ...] = ()) -> tuple[DiffSide, DiffSide]:
@@ -162,8 +169,7 @@ def diff_sides(session: Session, job_a: int, job_b: int, *, groups: tuple[str, .
                 grouping.check_model(side.model.hash)
         else:
             _check_maps(groupings[0], sides)
-        a = DiffSide(a.job_id, a.model, a.zooms, a.uncertain_below, groupings[0])
-        b = DiffSide(b.job_id, b.model, b.zooms, b.uncertain_below, groupings[-1])
+        a, b = replace(a, grouping=groupings[0]), replace(b, grouping=groupings[-1])
     elif set(a.model.class_names) != set(b.model.class_names):
         raise DiffError(f"job {a.job_id}'s model has the classes {', '.join(a.model.class_names)} and job {b.job_id}'s "
                         f"{', '.join(b.model.class_names)}: give --groups NAME (a grouping that names both models' "
@@ -178,12 +184,24 @@ def _zooms(side: DiffSide) -> str:
 def _load_side(session: Session, job_id: int) -> DiffSide:
     job = get_job(session, job_id)
     selection = select_results(session, job_id=job_id)
-    zooms = tuple(z for z in session.scalars(select(TileResult.z).distinct().where(*selected(selection),
-                                                                        TileResult.z.is_not(None))
-                                  .order_by(TileResult.z)) if z is not None)
+    zooms = _zooms_of(session, selection)
     if selection.model is None or not zooms:
         raise DiffError(f"job {job_id} has no classified tiles with coordinates to compare")
-    return DiffSide(job_id, selection.model, zooms, job.uncertain_below)
+    return DiffSide(job_id, selection.model, selection, zooms, job.uncertain_below)
+
+
+def _zooms_of(session: Session, selection: Selection) -> tuple[int, ...]:
+    """The zooms a job has results at, finest first found: one ``ORDER BY z DESC LIMIT 1`` per zoom, which walks
+    ``uq_tile_results_model_zxy`` backwards instead of reading every row of the job (the overlay asks per tile)."""
+    found: list[int] = []
+    while True:
+        stmt = select(TileResult.z).where(*selected(selection), TileResult.z.is_not(None))
+        if found:
+            stmt = stmt.where(TileResult.z < found[-1])
+        z = session.scalar(stmt.order_by(TileResult.z.desc()).limit(1))
+        if z is None:
+            return tuple(reversed(found))
+        found.append(z)
 
 
 def _check_maps(grouping: ClassGrouping, sides: list[DiffSide]) -> None:
@@ -196,22 +214,23 @@ def _check_maps(grouping: ClassGrouping, sides: list[DiffSide]) -> None:
                                 "names both models' classes, or NAME_A,NAME_B (one per job)")
 
 
-def _joined(session: Session, a: DiffSide, b: DiffSide) -> tuple[Subquery, Subquery, ColumnElement[bool]]:
-    """Both sides as subqueries, and their join on (z, x, y)."""
-    left, right = _side(session, a.job_id), _side(session, b.job_id)
+def joined(a: DiffSide, b: DiffSide, tiles: TileRange | None = None) -> tuple[Subquery, Subquery, ColumnElement[bool]]:
+    """Both sides as subqueries (``tiles``: within that range), and their join on (z, x, y)."""
+    left, right = side_rows(a, tiles), side_rows(b, tiles)
     on = and_(left.c.z == right.c.z, left.c.x == right.c.x, left.c.y == right.c.y)
     return left, right, on
 
 
-def _unsure(left: Subquery, right: Subquery) -> ColumnElement[bool]:
+def uncertain_change(left: Subquery, right: Subquery) -> ColumnElement[bool]:
+    """Whether a compared tile's change is uncertain: either answer uncertain, or either tile partial."""
     # NULL coverage (a result from before it was measured) counts as whole: nothing says part of it was missing.
     return or_(left.c.uncertain, right.c.uncertain, left.c.coverage < 1.0, right.c.coverage < 1.0)
 
 
 def diff_jobs(session: Session, a: DiffSide, b: DiffSide) -> DiffReport:
     """The transition matrix of the tiles both jobs classified (tiles and km², confident and uncertain apart)."""
-    left, right, on = _joined(session, a, b)
-    flag = case((_unsure(left, right), 1), else_=0)
+    left, right, on = joined(a, b)
+    flag = case((uncertain_change(left, right), 1), else_=0)
     stmt = (select(left.c.label, right.c.label, flag, left.c.z, left.c.y, func.count())
             .select_from(left.join(right, on)).group_by(left.c.label, right.c.label, flag, left.c.z, left.c.y))
     cells: dict[tuple[str, str], Transition] = {}
@@ -237,10 +256,10 @@ def _count(session: Session, side: Subquery) -> int:
 
 def iter_changes(session: Session, a: DiffSide, b: DiffSide, *, yield_per: int = YIELD_PER) -> Iterator[ChangedTile]:
     """Stream the changed tiles (confident and uncertain), in (z, x, y) order."""
-    left, right, on = _joined(session, a, b)
+    left, right, on = joined(a, b)
     before, after = a.names(left.c.label), b.names(right.c.label)
     stmt = (select(left.c.z, left.c.x, left.c.y, before, after, left.c.confidence, right.c.confidence,
-                   _unsure(left, right))
+                   uncertain_change(left, right))
             .select_from(left.join(right, on)).where(before != after)
             .order_by(left.c.z, left.c.x, left.c.y))
     for z, x, y, from_name, to_name, confidence_a, confidence_b, unsure in session.execute(

@@ -61,7 +61,7 @@ def overlay_tile(model: ModelPath, z: int, x: int, y: int, format: TileFormat, r
     wanted = OverlayRequest(info, drawn_zoom if drawn_zoom is not None else z, tile, tuple(dict.fromkeys(label)),
                             uncertain, _grouping(session, groups, model_hash=info.hash))
     body = DRAWN[format](session, wanted, drawn_zoom is not None)
-    return _cached(body, MEDIA_TYPES[format], request)
+    return cached_tile(body, MEDIA_TYPES[format], request)
 
 
 def _png(session: Session, wanted: OverlayRequest, has_results: bool) -> bytes:
@@ -85,7 +85,7 @@ def _grouping(session: Session, name: str | None, *, model_hash: str) -> ClassGr
 DRAWN: dict[str, Callable[[Session, OverlayRequest, bool], bytes]] = {"png": _png, "mvt": _mvt}
 
 
-def _cached(body: bytes, media_type: str, request: Request) -> Response:
+def cached_tile(body: bytes, media_type: str, request: Request) -> Response:
     """``body`` with an ETag of its bytes, or 304 when the client already holds them."""
     etag = f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
     headers = {"ETag": etag, "Cache-Control": "no-cache"}

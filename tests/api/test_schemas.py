@@ -93,7 +93,8 @@ def test_every_answer_is_its_declared_document(sqlite_region: Region, client: Te
 def test_pictures_and_vector_tiles_are_one_overlay_route_with_a_format_suffix(sqlite_region: Region,
                                                                              client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
-    tiles = [path for path in spec["paths"] if path.startswith("/overlay/") and "tilejson" not in path]
+    tiles = [path for path in spec["paths"] if path.startswith("/overlay/") and "tilejson" not in path
+             and not path.startswith("/overlay/diff/")]  # a diff's overlay is pictures only
     assert tiles == ["/overlay/{model}/{z}/{x}/{y}.{format}"]
     (suffix,) = [p for p in spec["paths"][tiles[0]]["get"]["parameters"] if p["name"] == "format"]
     assert suffix["in"] == "path" and suffix["schema"]["enum"] == ["png", "mvt"]
