@@ -1,7 +1,7 @@
 """Polygons from a job's tiles (``tileclass vectorize``, issue 29 part 1), in blocks of the tile grid.
 
 Each zoom of a job is a grid of tiles: column ``x``, row ``y``. The grid is read in blocks of ``block`` x ``block``
-tiles (one query each, a range scan of ``uq_tile_results_model_zxy``). In a block every tile becomes a cell of a
+tiles (one query each, on ``uq_tile_results_model_zxy``). In a block every tile becomes a cell of a
 label grid (0: nothing there) and ``rasterio.features.shapes`` (GDAL's polygonize) traces the regions of equal
 label with 4-connectivity, so tiles that only touch at a corner stay apart and holes are kept. The regions are
 rasterized back (``rasterio.features.rasterize``) to find which tiles each holds, so that its tile count, area and
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import mercantile
@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from core.bbox import TileRange
 from core.queries import Selection
-from core.queries.selections import extents, selected
+from core.queries.selections import extents
 from core.schema import TileResult
 from core.tile_area import tile_area_km2
 
@@ -125,7 +125,7 @@ def _zoom_pieces(session: Session, selection: Selection, span: TileRange, codes:
     for row in _blocks(span, block):
         bottom = row[0].max_y + 1  # the edge below this row of blocks, in tile units
         for tiles in row:
-            grid, confidence = _read_block(session, replace(selection, tiles=tiles), tiles, codes)
+            grid, confidence = _read_block(session, selection, tiles, codes)
             for piece in _block_pieces(grid, confidence, tiles):
                 if _on_inner_edge(piece, tiles, span):
                     pending.append(piece)
@@ -143,14 +143,23 @@ def _read_block(session: Session, selection: Selection, tiles: TileRange,
     shape = (tiles.max_y - tiles.min_y + 1, tiles.max_x - tiles.min_x + 1)
     grid = np.zeros(shape, dtype=np.int32)
     confidence = np.zeros(shape, dtype=np.float32)
-    stmt = select(TileResult.x, TileResult.y, TileResult.label, TileResult.confidence, TileResult.uncertain)
-    result = session.execute(stmt.where(*selected(selection)).execution_options(yield_per=PART_ROWS))
+    assert selection.model is not None and selection.job_id is not None, "a job with results has its model"
+    # Each column named (x IN ...): the index (model_hash, z, x, y) is sought once per column for the block's rows,
+    # where a range of x would scan the job's whole height again for every row of blocks. The job is checked here,
+    # not in SQL, where SQLite would take ix_tile_results_job instead and read all of the job's rows per block.
+    stmt = select(TileResult.x, TileResult.y, TileResult.label, TileResult.confidence, TileResult.uncertain,
+                  TileResult.job_id).where(
+        TileResult.model_hash == selection.model.hash, TileResult.z == tiles.zoom,
+        TileResult.x.in_(range(tiles.min_x, tiles.max_x + 1)), TileResult.y.between(tiles.min_y, tiles.max_y))
+    result = session.execute(stmt.execution_options(yield_per=PART_ROWS))
     for part in result.partitions():
-        xs, ys, labels, confidences, uncertain = zip(*part, strict=True)
-        rows = np.fromiter(ys, dtype=np.int64, count=len(part)) - tiles.min_y
-        columns = np.fromiter(xs, dtype=np.int64, count=len(part)) - tiles.min_x
-        grid[rows, columns] = np.fromiter(map(codes.of, labels, uncertain), dtype=np.int32, count=len(part))
-        confidence[rows, columns] = np.fromiter(confidences, dtype=np.float32, count=len(part))
+        xs, ys, labels, confidences, uncertain, jobs = zip(*part, strict=True)
+        mine = np.fromiter((job == selection.job_id for job in jobs), dtype=bool, count=len(part))
+        rows = np.fromiter(ys, dtype=np.int64, count=len(part))[mine] - tiles.min_y
+        columns = np.fromiter(xs, dtype=np.int64, count=len(part))[mine] - tiles.min_x
+        coded = np.fromiter(map(codes.of, labels, uncertain), dtype=np.int32, count=len(part))
+        grid[rows, columns] = coded[mine]
+        confidence[rows, columns] = np.fromiter(confidences, dtype=np.float32, count=len(part))[mine]
     return grid, confidence
 
 

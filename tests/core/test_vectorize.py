@@ -166,3 +166,16 @@ def test_a_random_map_in_small_blocks_covers_exactly_its_tiles(sqlite_url: str, 
         tree = shapely.STRtree(mine)
         first, second = tree.query(mine, predicate="touches")
         assert not shapely.relate_pattern(tree.geometries[first], tree.geometries[second], "****1****").any()
+
+
+def test_tiles_a_later_job_classified_again_are_not_this_jobs(sqlite_url: str, picture_job: int) -> None:
+    houses = [(x, y) for x, y, char in drawn(PICTURE) if char == "H"]
+    with session_scope(sqlite_url) as session:
+        digest = add_model(session, "vectorize")
+        later = create_job(session, model_hash=digest).id
+        record_results(session, model_hash=digest, job_id=later, source_name="tiles",
+                       results=[scored(Z, x, y, "Residential") for x, y in houses[:2]])
+    (block_of_houses,) = [p for p in polygons(sqlite_url, picture_job, block=3) if p.label == "Residential"]
+    assert block_of_houses.tile_count == 4 and shapely.equals(block_of_houses.geometry, tiles_union(houses[2:]))
+    (theirs,) = polygons(sqlite_url, later)
+    assert theirs.tile_count == 2 and shapely.equals(theirs.geometry, tiles_union(houses[:2]))
