@@ -24,6 +24,7 @@ from api.routes import (
     assessments,
     corrections,
     diff_overlay,
+    diffs,
     imagery,
     jobs,
     metrics,
@@ -53,9 +54,8 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     app.state.imagery_gate = ImageryGate()
     app.state.metrics = fleet_registry(settings)
     errors.install(app)
-    # diff_overlay before overlay: /overlay/diff/... must not be read as a model named "diff".
-    for module in (page, session, docs, jobs, review, corrections, assessments, models, tiles, regions, diff_overlay,
-                   overlay, imagery, metrics):
+    for module in (page, session, docs, jobs, review, corrections, assessments, models, tiles, regions, diffs,
+                   diff_overlay, overlay, imagery, metrics):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(AnswerHead)  # innermost: HEAD runs as the GET it asks about, behind the token gate

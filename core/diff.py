@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import mercantile
 from sqlalchemy import ColumnElement, Subquery, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
@@ -125,6 +126,12 @@ class ChangedTile:
     confidence_a: float
     confidence_b: float
     uncertain: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        west, south, east, north = mercantile.bounds(self.x, self.y, self.z)
+        return {"z": self.z, "x": self.x, "y": self.y, "from": self.before, "to": self.after,
+                "confidence_a": self.confidence_a, "confidence_b": self.confidence_b, "uncertain": self.uncertain,
+                "bounds": [west, south, east, north]}
 
 
 def _side_dict(side: DiffSide) -> dict[str, Any]:
@@ -254,14 +261,16 @@ def _count(session: Session, side: Subquery) -> int:
     return int(session.scalar(select(func.count()).select_from(side)) or 0)
 
 
-def iter_changes(session: Session, a: DiffSide, b: DiffSide, *, yield_per: int = YIELD_PER) -> Iterator[ChangedTile]:
-    """Stream the changed tiles (confident and uncertain), in (z, x, y) order."""
-    left, right, on = joined(a, b)
+def iter_changes(session: Session, a: DiffSide, b: DiffSide, *, tiles: TileRange | None = None,
+                 limit: int | None = None, yield_per: int = YIELD_PER) -> Iterator[ChangedTile]:
+    """Stream the changed tiles (confident and uncertain; ``tiles``: only within that range), in (z, x, y)
+    order."""
+    left, right, on = joined(a, b, tiles)
     before, after = a.names(left.c.label), b.names(right.c.label)
     stmt = (select(left.c.z, left.c.x, left.c.y, before, after, left.c.confidence, right.c.confidence,
                    uncertain_change(left, right))
             .select_from(left.join(right, on)).where(before != after)
-            .order_by(left.c.z, left.c.x, left.c.y))
+            .order_by(left.c.z, left.c.x, left.c.y).limit(limit))
     for z, x, y, from_name, to_name, confidence_a, confidence_b, unsure in session.execute(
             stmt.execution_options(yield_per=yield_per)):
         yield ChangedTile(z, x, y, from_name, to_name, confidence_a, confidence_b, bool(unsure))

@@ -1,12 +1,14 @@
 """``/overlay/diff/{job_a}/{job_b}/{z}/{x}/{y}.png`` (issue 29, part 3): the changed tiles of
 ``tests/core/test_diff.py``'s two jobs in their "to" class's colour at the results' zoom, one zoom out and far out
 (alpha: the share of tiles that changed); uncertain changes hatched; unchanged tiles transparent; ``?groups=``;
-jobs that cannot be compared are a 400, an unknown job a 404. On SQLite and PostgreSQL."""
+jobs that cannot be compared are a 400, an unknown job a 404; ``/api/diffs`` as ``tileclass diff --json`` and the
+changed tiles in a box. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import io
 
+import mercantile
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -78,3 +80,29 @@ def test_jobs_that_cannot_be_compared(served: Jobs, client: TestClient) -> None:
     assert client.get(f"/overlay/diff/{served.a}/99999/{Z}/{X0}/{Y0}.png").status_code == 404
     assert client.get(f"/overlay/diff/{served.a}/{served.b}/{Z}/{X0}/{Y0}.png", params={"groups": "nope"}
                       ).status_code == 404
+
+
+def test_the_api_answers_as_the_command_does(served: Jobs, client: TestClient) -> None:
+    from core.db import session_scope
+    from core.diff import diff_jobs, diff_sides
+
+    with session_scope(served.url, read_only=True) as session:
+        expected = diff_jobs(session, *diff_sides(session, served.a, served.b)).as_dict()
+    answer = client.get(f"/api/diffs/{served.a}/{served.b}")
+    assert answer.status_code == 200 and answer.json() == expected
+    assert answer.json()["changed"]["tiles"] == len(BUILT | WIDENED)
+
+
+def test_the_changed_tiles_in_a_box(served: Jobs, client: TestClient) -> None:
+    # The box of tiles 2..4 x 2..4 (the built block), drawn in a little so that no neighbour is touched.
+    west, _, _, north = mercantile.bounds(X0 + 2, Y0 + 2, Z)
+    _, south, east, _ = mercantile.bounds(X0 + 4, Y0 + 4, Z)
+    inset = 1e-7
+    box = f"{west + inset},{south + inset},{east - inset},{north - inset}"
+    answer = client.get(f"/api/diffs/{served.a}/{served.b}/changes", params={"bbox": box}).json()
+    assert {(t["x"] - X0, t["y"] - Y0) for t in answer["tiles"]} == BUILT and not answer["truncated"]
+    first = answer["tiles"][0]
+    assert (first["from"], first["to"], first["uncertain"]) == ("Forest", "Residential", False)
+    assert first["bounds"] == list(mercantile.bounds(first["x"], first["y"], Z))
+    cut = client.get(f"/api/diffs/{served.a}/{served.b}/changes", params={"bbox": box, "limit": 4}).json()
+    assert len(cut["tiles"]) == 4 and cut["truncated"]

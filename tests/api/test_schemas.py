@@ -18,6 +18,7 @@ JSON_ROUTES = {
     "POST /api/corrections", "GET /api/models", "GET /api/models/{model}", "GET /api/tiles/{z}/{x}/{y}",
     "GET /api/assessments/{job_id}", "POST /api/assessments/{job_id}/labels",
     "GET /api/point", "GET /api/bbox", "GET /api/summary", "GET /overlay/{model}/tilejson.json",
+    "GET /api/diffs/{job_a}/{job_b}", "GET /api/diffs/{job_a}/{job_b}/changes",
 }
 
 
