@@ -9,7 +9,7 @@ random class (a classifier's speckle), so the map has large regions and many one
 Each measurement runs in a fresh child process, which reports its own wall time and peak RSS:
 
 (a) the bare read: the job's rows, the columns vectorize reads (x, y, label, confidence, uncertain), streamed
-    through SQLAlchemy and dropped;
+    through SQLAlchemy Core (``yield_per``, as vectorize reads them) and dropped;
 (b) vectorize: ``core.vectorize.vectorize_job`` into ``core.polygon_files.write_polygons`` (a GeoPackage), as the
     command does, once per ``--blocks`` size (a smaller block makes more pieces to merge across block edges).
 
@@ -91,7 +91,8 @@ def child(mode: str, url: str, job: int, block: int, out: str) -> dict[str, Any]
     with session_scope(url, read_only=True) as session:
         if mode == "bare":
             stmt = select(TileResult.x, TileResult.y, TileResult.label, TileResult.confidence, TileResult.uncertain)
-            result = session.execute(stmt.where(TileResult.job_id == job).execution_options(yield_per=50_000))
+            result = session.connection().execute(stmt.where(TileResult.job_id == job)
+                                                  .execution_options(yield_per=50_000))
             count = sum(len(part) for part in result.partitions())
         else:
             selection = select_results(session, job_id=job)

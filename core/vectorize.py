@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import mercantile
@@ -41,6 +42,7 @@ BLOCK = 1024
 UNCERTAIN = "uncertain"  # the class of uncertain tiles with ``keep_uncertain``
 SHARES_EDGE = "****1****"  # DE-9IM: the boundaries meet along a line, not only at points
 PART_ROWS = 50_000
+FINISH_BATCH = 10_000  # polygons converted to longitude/latitude together
 
 
 @dataclass(frozen=True)
@@ -108,9 +110,10 @@ def vectorize_job(session: Session, *, selection: Selection, options: VectorizeO
     """The polygons of a job's results (``select_results(job_id=...)``), zoom by zoom, block row by block row."""
     codes = _Codes(options)
     for span, _ in extents(session, selection=selection):
-        for piece in _zoom_pieces(session, selection, span, codes, options.block):
-            if piece.area_m2 >= options.min_area_m2:
-                yield _finished(piece, span.zoom, codes)
+        kept = (piece for piece in _zoom_pieces(session, selection, span, codes, options.block)
+                if piece.area_m2 >= options.min_area_m2)
+        while batch := list(islice(kept, FINISH_BATCH)):
+            yield from _finished(batch, span.zoom, codes)
 
 
 def _blocks(span: TileRange, block: int) -> Iterator[list[TileRange]]:
@@ -151,7 +154,7 @@ def _read_block(session: Session, selection: Selection, tiles: TileRange,
                   TileResult.job_id).where(
         TileResult.model_hash == selection.model.hash, TileResult.z == tiles.zoom,
         TileResult.x.in_(range(tiles.min_x, tiles.max_x + 1)), TileResult.y.between(tiles.min_y, tiles.max_y))
-    result = session.execute(stmt.execution_options(yield_per=PART_ROWS))
+    result = session.connection().execute(stmt.execution_options(yield_per=PART_ROWS))
     for part in result.partitions():
         xs, ys, labels, confidences, uncertain, jobs = zip(*part, strict=True)
         mine = np.fromiter((job == selection.job_id for job in jobs), dtype=bool, count=len(part))
@@ -230,7 +233,9 @@ def _joined(group: list[_Piece]) -> _Piece:
                   sum(p.confidence_sum for p in group), min(p.confidence_min for p in group))
 
 
-def _finished(piece: _Piece, zoom: int, codes: _Codes) -> TilePolygon:
+def _finished(pieces: list[_Piece], zoom: int, codes: _Codes) -> list[TilePolygon]:
+    """The pieces as polygons in longitude/latitude, every corner of the batch converted at once."""
+
     def lonlat(xy: np.ndarray) -> np.ndarray:
         # Every corner is a tile's corner: mercantile's own numbers, once per distinct column and row,
         # so that the polygons' edges are exactly those of ``Tile.bounds()``.
@@ -240,9 +245,11 @@ def _finished(piece: _Piece, zoom: int, codes: _Codes) -> TilePolygon:
         lats = np.array([_corner(int(y), zoom)[1] for y in rows])
         return np.column_stack([lons[column_of], lats[row_of]])
 
-    geometry = shapely.orient_polygons(shapely.transform(piece.shape, lonlat), exterior_cw=False)
-    return TilePolygon(codes.names[piece.code - 1], geometry, piece.count, piece.area_m2,
-                       piece.confidence_sum / piece.count, piece.confidence_min)
+    shapes = np.array([piece.shape for piece in pieces], dtype=object)
+    geometries = shapely.orient_polygons(shapely.transform(shapes, lonlat), exterior_cw=False)
+    return [TilePolygon(codes.names[piece.code - 1], geometry, piece.count, piece.area_m2,
+                        piece.confidence_sum / piece.count, piece.confidence_min)
+            for piece, geometry in zip(pieces, geometries, strict=True)]
 
 
 def _corner(i: int, zoom: int) -> tuple[float, float]:
