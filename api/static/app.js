@@ -16,6 +16,7 @@
     drawing: false, rectangle: null, start: null, assessing: false,  // assessing: imagery only (assessment.js)
     uncertain: "",  // the uncertain filter: "" all answers, "true" only the uncertain ones, "false" none of them
     grouping: null,  // the class grouping the overlay and legend show (groups.js), null: the classes
+    comparing: false,  // compare.js shows two jobs (?compare=A,B): the job's own layers stay off
     tiles: { imagery: { loaded: 0, failed: 0 }, overlay: { loaded: 0, failed: 0 } },
   };
   const map = L.map("map", { maxZoom: 22, worldCopyJump: true }).setView([20, 0], 2);
@@ -110,6 +111,7 @@
   function showLayers() {
     for (const layer of [state.imagery, state.overlay]) if (layer) map.removeLayer(layer);
     state.imagery = state.overlay = null;
+    if (state.comparing) return;  // compare.js draws two jobs instead
     const { zoom } = state.layers;
     if (zoom === null) return;
     // The job has no imagery outside its extent: never ask for it there. Drawn in by about a centimetre, so that
@@ -156,7 +158,7 @@
 
   async function pickJob(jobId, { fit = true } = {}) {
     state.job = jobId;
-    history.replaceState(null, "", `?job=${jobId}`);
+    if (!state.comparing) history.replaceState(null, "", `?job=${jobId}`);
     const before = state.layers;
     state.layers = await api(`/api/jobs/${jobId}/layers`);
     showBasemap(state.layers.basemap);
@@ -168,7 +170,7 @@
     updateDownloads();
     const job = state.jobs.find((candidate) => candidate.job_id === jobId);
     if (job) { showProgress(job); state.done = done(job); }
-    if (fit && state.layers.bounds) map.fitBounds(extent(), { maxZoom: state.layers.zoom ?? 18 });
+    if (fit && state.layers.bounds && !state.comparing) map.fitBounds(extent(), { maxZoom: state.layers.zoom ?? 18 });
     if (state.layers.zoom === null) say(`job ${jobId} has no results to show yet`);
   }
 
@@ -296,7 +298,8 @@
   (async () => {
     try {
       const jobs = await loadJobs();
-      const asked = Number(new URLSearchParams(location.search).get("job"));
+      const query = new URLSearchParams(location.search);  // compare mode's legend: its first job's
+      const asked = Number(query.get("job") || (query.get("compare") || "").split(",")[0]);
       const chosen = asked || (jobs[0] && jobs[0].job_id);
       if (!chosen) { say("no classify jobs yet: start one with 'tileclass enqueue'"); return; }
       await pickJob(chosen);
