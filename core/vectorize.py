@@ -29,7 +29,7 @@ from typing import Any
 import mercantile
 import numpy as np
 import shapely
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.bbox import TileRange
@@ -80,30 +80,24 @@ class _Piece:
     confidence_min: float
 
 
-class _Codes:
-    """Labels as the small integers of the label grid (0 is reserved for 'no tile')."""
+class _Codes(dict[str, int]):
+    """Labels as the small integers of the label grid (0 is reserved for 'no tile'): a dict from a label to its
+    code, whose missing labels are coded on first sight, so a block's labels are looked up at C speed."""
 
     def __init__(self, options: VectorizeOptions) -> None:
+        super().__init__()
         self.options = options
         self.names: list[str] = []
-        self._codes: dict[str, int] = {}
-        self._of_label: dict[tuple[str, bool], int] = {}
+        self.uncertain = self._code(UNCERTAIN) if options.keep_uncertain else 0  # the code of every uncertain tile
 
-    def of(self, label: str, uncertain: bool) -> int:
-        key = (label, uncertain)
-        code = self._of_label.get(key)
-        if code is None:
-            code = self._of_label[key] = self._code_of(label, uncertain)
+    def __missing__(self, label: str) -> int:
+        code = self[label] = self._code(self.options.group_of(label) if self.options.group_of else label)
         return code
 
-    def _code_of(self, label: str, uncertain: bool) -> int:
-        if uncertain and not self.options.keep_uncertain:
-            return 0
-        name = UNCERTAIN if uncertain else (self.options.group_of(label) if self.options.group_of else label)
-        if name not in self._codes:
+    def _code(self, name: str) -> int:
+        if name not in self.names:
             self.names.append(name)
-            self._codes[name] = len(self.names)
-        return self._codes[name]
+        return self.names.index(name) + 1
 
 
 def vectorize_job(session: Session, *, selection: Selection, options: VectorizeOptions) -> Iterator[TilePolygon]:
@@ -151,18 +145,20 @@ def _read_block(session: Session, selection: Selection, tiles: TileRange,
     # where a range of x would scan the job's whole height again for every row of blocks. The job is checked here,
     # not in SQL, where SQLite would take ix_tile_results_job instead and read all of the job's rows per block.
     stmt = select(TileResult.x, TileResult.y, TileResult.label, TileResult.confidence, TileResult.uncertain,
-                  TileResult.job_id).where(
+                  func.coalesce(TileResult.job_id, 0) == selection.job_id).where(
         TileResult.model_hash == selection.model.hash, TileResult.z == tiles.zoom,
         TileResult.x.in_(range(tiles.min_x, tiles.max_x + 1)), TileResult.y.between(tiles.min_y, tiles.max_y))
     result = session.connection().execute(stmt.execution_options(yield_per=PART_ROWS))
     for part in result.partitions():
+        n = len(part)
         xs, ys, labels, confidences, uncertain, jobs = zip(*part, strict=True)
-        mine = np.fromiter((job == selection.job_id for job in jobs), dtype=bool, count=len(part))
-        rows = np.fromiter(ys, dtype=np.int64, count=len(part))[mine] - tiles.min_y
-        columns = np.fromiter(xs, dtype=np.int64, count=len(part))[mine] - tiles.min_x
-        coded = np.fromiter(map(codes.of, labels, uncertain), dtype=np.int32, count=len(part))
+        mine = np.fromiter(jobs, dtype=bool, count=n)
+        rows = np.fromiter(ys, dtype=np.int64, count=n)[mine] - tiles.min_y
+        columns = np.fromiter(xs, dtype=np.int64, count=n)[mine] - tiles.min_x
+        coded = np.fromiter(map(codes.__getitem__, labels), dtype=np.int32, count=n)
+        coded[np.fromiter(uncertain, dtype=bool, count=n)] = codes.uncertain
         grid[rows, columns] = coded[mine]
-        confidence[rows, columns] = np.fromiter(confidences, dtype=np.float32, count=len(part))[mine]
+        confidence[rows, columns] = np.fromiter(confidences, dtype=np.float32, count=n)[mine]
     return grid, confidence
 
 
