@@ -1,21 +1,22 @@
 """Polygons from a job's tiles (``tileclass vectorize``, issue 29 part 1), in blocks of the tile grid.
 
 Each zoom of a job is a grid of tiles: column ``x``, row ``y``. The grid is read in blocks of ``block`` x ``block``
-tiles (one query each, on ``uq_tile_results_model_zxy``). In a block every tile becomes a cell of a
-label grid (0: nothing there) and ``rasterio.features.shapes`` (GDAL's polygonize) traces the regions of equal
-label with 4-connectivity, so tiles that only touch at a corner stay apart and holes are kept. The regions are
-rasterized back (``rasterio.features.rasterize``) to find which tiles each holds, so that its tile count, area and
-confidences are sums over its own tiles: area is the sum of the tiles' exact WGS84 areas (``core.tile_area``).
+tiles (one query each, on ``uq_tile_results_model_zxy``). In a block every tile becomes a cell of a label grid (0:
+nothing there, or an uncertain tile left out) and ``rasterio.features.shapes`` (GDAL's polygonize) traces the
+regions of equal label with 4-connectivity, so tiles that only touch at a corner stay apart and holes are kept. The
+regions are rasterized back (``rasterio.features.rasterize``) to find which tiles each holds, so that its tile
+count, area and confidences are sums over its own tiles: area is the sum of the tiles' exact WGS84 areas
+(``core.tile_area``).
 
 Geometry stays in tile units (x right, y down; integers at tile corners, so unions are exact) until a polygon is
-done; then its corners become longitude and latitude, mercantile's upper-left corners of those tiles, and
-its rings are oriented as RFC 7946 asks (exterior counter-clockwise).
+done; then its corners become longitude and latitude, mercantile's own tile corners (so a polygon's edges are
+exactly its tiles' ``Tile.bounds()``), and its rings are oriented as RFC 7946 asks (exterior counter-clockwise).
 
-A region cut by a block edge is merged back: a piece that lies on an edge between two blocks waits in ``_Pending``
-until the blocks on the other side are read, then is unioned (shapely) with the pieces of the same label that share
-a stretch of that edge with it (a shared corner is not enough). Blocks are read row by row, so what waits is at
-most the pieces on one row of block edges: memory stays bounded by the block size and the grid's width, not by the
-job's size.
+A region cut by a block edge is merged back: a piece that lies on an edge between two blocks waits (``pending`` in
+``_zoom_pieces``) until the blocks on the other side are read, then is unioned (shapely) with the pieces of the same
+label that share a stretch of that edge with it (a shared corner is not enough). Blocks are read row by row, so what
+waits is at most the pieces on one row of block edges: memory stays bounded by the block size and the grid's width,
+not by the job's size.
 """
 
 from __future__ import annotations
