@@ -192,3 +192,17 @@ def test_vectorize_bench_times_vectorize_against_the_bare_read() -> None:
     for one in (whole, blocked):
         assert one["peak_rss_mib"] > 0
         assert one["ratio_to_bare"] == pytest.approx(one["seconds"] / found["bare"]["seconds"], abs=0.011)
+
+
+def test_diff_bench_times_the_matrix_and_the_files_against_the_bare_read() -> None:
+    summary = _last_json_line([sys.executable, "-m", "bench.diff", "--side", "60", "--every", "4", "--only", "sqlite",
+                               "--json"])
+
+    found = summary["sqlite"]
+    assert found["rows_per_job"] == 60 * 60 and found["bare"]["count"] == 2 * 60 * 60
+    changed = sum(1 for x in range(60) for y in range(60) if (70000 + x + 40000 + y) % 4 == 0)
+    assert found["matrix"]["count"] == found["files"]["count"] == changed
+    for mode in ("matrix", "files"):
+        assert found[mode]["peak_rss_mib"] > 0
+        assert found[mode]["ratio_to_bare"] == pytest.approx(found[mode]["seconds"] / found["bare"]["seconds"],
+                                                             abs=0.011)
