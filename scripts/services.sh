@@ -37,6 +37,13 @@ if ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; } &
     || echo "could not install chromium (see /tmp/tileclass-apt-chromium.log)" >&2
 fi
 
+# Debian's gdal-bin: ogrinfo opens what vectorize and diff write, as a GIS user would check them.
+if ! command -v ogrinfo >/dev/null && command -v apt-get >/dev/null; then
+  echo "installing Debian's gdal-bin (ogrinfo) for the vector files' tests"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gdal-bin) \
+    >/tmp/tileclass-apt-gdal.log 2>&1 || echo "could not install gdal-bin (see /tmp/tileclass-apt-gdal.log)" >&2
+fi
+
 for _ in $(seq 1 30); do up 5432 && up 6379 && exit 0; sleep 1; done
 up 5432 || echo "PostgreSQL is still unreachable at 127.0.0.1:5432" >&2
 up 6379 || echo "Redis is still unreachable at 127.0.0.1:6379" >&2
