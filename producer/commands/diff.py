@@ -39,6 +39,10 @@ def _text(report: DiffReport) -> list[str]:
         lines.append(f"  {name:<17} {part['tiles']:>10,} tiles  {_km2(part['area_km2']):>12} km²")
     lines.append(f"  only in job {report.a.job_id}: {report.only_a:,} tiles; only in job {report.b.job_id}: "
                  f"{report.only_b:,} tiles (not compared)")
+    if report.compared == 0 and report.a.model.hash == report.b.model.hash:
+        # A tile keeps one result per model: where both jobs classified it, the later one holds it.
+        lines.append("  both jobs ran the same model, whose results are kept once per tile (the later job's): "
+                     "compare two models, or two dates once results hold an imagery vintage")
     lines += _matrix(report)
     if report.changes:
         width = max(len(f"{t.before} -> {t.after}") for t in report.changes)

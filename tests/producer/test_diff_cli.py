@@ -89,3 +89,19 @@ def test_errors_are_one_line(jobs: Jobs, arguments: list[str], message: str) -> 
     result = cli("diff", *(argument.format(**names) for argument in arguments))
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and message.format(**names) in result.output
+
+
+def test_two_jobs_of_one_model_say_why_nothing_is_compared(jobs: Jobs) -> None:  # noqa: F811
+    from core.db import session_scope
+    from core.jobs import create_job
+    from core.results import record_results
+    from tests.factories import model_hash, scored
+
+    with session_scope(jobs.url) as session:  # the same model again over two tiles: they become the new job's
+        again = create_job(session, model_hash=model_hash("diff-a")).id
+        record_results(session, model_hash=model_hash("diff-a"), job_id=again, source_name="spring",
+                       results=[scored(Z, X0 + x, Y0, "Forest") for x in (0, 1)])
+    result = cli("diff", str(jobs.a), str(again))
+    assert result.exit_code == 0, result.output
+    assert "0 tiles classified by both" in result.output and "the same model" in result.output
+    assert "only in job" in result.output and f"only in job {again}: 2 tiles" in result.output
