@@ -16,7 +16,6 @@ Either way the whole file is checked before anything is recorded: a bad row or f
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -29,6 +28,7 @@ from core.errors import TileclassError
 from core.models.info import ModelInfo
 from core.region import GeoJsonArea, Region
 from core.sources.cover import cover
+from core.tile_csv import tile_at, tile_rows
 from core.tiles import Tile
 
 COLUMNS = ("z", "x", "y", "label")
@@ -57,57 +57,21 @@ def read_corrections(path: Path, *, model: ModelInfo, zoom: int | None = None) -
 
 def read_csv(path: Path, *, model: ModelInfo) -> list[tuple[Tile, str]]:
     labels: dict[Tile, tuple[str, int]] = {}
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle)
-            columns = _columns(next(reader, []), path.name)
-            for row in reader:
-                if not any(value.strip() for value in row):
-                    continue  # a blank line
-                where = f"{path.name} row {reader.line_num}: "
-                tile, label = _row(row, columns, where, model)
-                earlier = labels.get(tile)
-                if earlier is not None and earlier[0] != label:
-                    raise CorrectionFileError(f"{where}tile {tile} is labelled {label} here but {earlier[0]} in row "
-                                              f"{earlier[1]}")
-                labels[tile] = (label, reader.line_num)
-    except UnicodeDecodeError as exc:
-        raise CorrectionFileError(f"{path.name} is not UTF-8 text ({exc.reason})") from None
-    except csv.Error as exc:
-        raise CorrectionFileError(f"{path.name} is not a readable CSV file ({exc})") from None
+    for row in tile_rows(path, COLUMNS, error=CorrectionFileError, what="z, x, y and label"):
+        where = row.where
+        tile = tile_at(row, error=CorrectionFileError)
+        label = row.values[row.columns["label"]]
+        if not label.strip():
+            raise CorrectionFileError(f"{where}the label is empty")
+        label = class_of(model, label, where=where)
+        earlier = labels.get(tile)
+        if earlier is not None and earlier[0] != label:
+            raise CorrectionFileError(f"{where}tile {tile} is labelled {label} here but {earlier[0]} in row "
+                                      f"{earlier[1]}")
+        labels[tile] = (label, row.number)
     if not labels:
         raise CorrectionFileError(f"{path.name} has no corrections: after the header z,x,y,label come its rows")
     return [(tile, label) for tile, (label, _) in labels.items()]
-
-
-def _columns(header: list[str], name: str) -> dict[str, int]:
-    found = {column.strip().lower(): index for index, column in enumerate(header)}
-    missing = [column for column in COLUMNS if column not in found]
-    if missing:
-        raise CorrectionFileError(f"{name} row 1 must be a header naming the columns z, x, y and label (missing "
-                                  f"{', '.join(missing)}; found {', '.join(h.strip() for h in header) or 'nothing'})")
-    return {column: found[column] for column in COLUMNS}
-
-
-def _row(row: list[str], columns: dict[str, int], where: str, model: ModelInfo) -> tuple[Tile, str]:
-    if len(row) <= max(columns.values()):
-        raise CorrectionFileError(f"{where}has {len(row)} value{'s' if len(row) != 1 else ''}, fewer than the "
-                                  "header's columns")
-    numbers = []
-    for column in ("z", "x", "y"):
-        value = row[columns[column]].strip()
-        try:
-            numbers.append(int(value))
-        except ValueError:
-            raise CorrectionFileError(f"{where}{column} {value!r} is not a whole number") from None
-    try:
-        tile = Tile.checked(numbers[0], numbers[1], numbers[2])
-    except TileclassError as exc:
-        raise CorrectionFileError(f"{where}{exc}") from None
-    label = row[columns["label"]]
-    if not label.strip():
-        raise CorrectionFileError(f"{where}the label is empty")
-    return tile, class_of(model, label, where=where)
 
 
 def read_geojson(path: Path, *, model: ModelInfo, zoom: int) -> list[tuple[Tile, str]]:
