@@ -46,7 +46,10 @@ def summarize_groups(classes: Sequence[ClassCount], grouping: ClassGrouping) -> 
 
 
 def grouped_document(document: dict[str, Any], classes: Sequence[ClassCount],
-                     grouping: ClassGrouping) -> dict[str, Any]:
-    """A summary's JSON (``Summary.as_dict``) with its grouping's name and groups added."""
+                     grouping: ClassGrouping | None) -> dict[str, Any]:
+    """A summary's JSON (``Summary.as_dict``) with its grouping's name and groups (both null without one): the one
+    document ``summary --json`` prints and ``/api/summary`` answers."""
+    if grouping is None:
+        return document | {"grouping": None, "groups": None}
     groups = summarize_groups(classes, grouping)
     return document | {"grouping": grouping.name, "groups": [g.as_dict(i) for i, g in enumerate(groups)]}

@@ -91,10 +91,7 @@ def summary(
         if groups is not None:
             grouping = load_grouping(session, groups, model_hash=selection.model.hash if selection.model else None)
     if as_json:
-        document = result.as_dict()
-        if grouping is not None:
-            document = grouped_document(document, result.classes, grouping)
-        typer.echo(json.dumps(document, indent=2))
+        typer.echo(json.dumps(grouped_document(result.as_dict(), result.classes, grouping), indent=2))
     elif grouping is not None:
         typer.echo("\n".join(_text(result, summarize_groups(result.classes, grouping), grouping.name)))
     else:
