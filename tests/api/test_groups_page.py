@@ -5,6 +5,7 @@ real ``tileclass serve``: choosing a grouping lists its groups with their tile c
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,8 +60,11 @@ def test_the_legend_switches_between_classes_and_a_grouping(browser: Any, server
                                                            ["land", "54", _rgb(class_colour(1))]]
     wait_until(browser, "window.tileclassMap.state.overlay && "
                         "window.tileclassMap.state.overlay._url.includes('groups=wetness')")
-    wait_until(browser, "window.tileclassMap.state.tiles.overlay.loaded > 0")
-    grouped = {url: status for url, status in responses(browser).items() if "groups=wetness" in url}
+    grouped: dict[str, int] = {}
+    deadline = time.monotonic() + 20  # the class overlay's tiles may have loaded already: wait for the groups' own
+    while not grouped and time.monotonic() < deadline:
+        grouped = {url: status for url, status in responses(browser).items() if "groups=wetness" in url}
+        time.sleep(0.1)
     assert grouped and set(grouped.values()) == {200}, grouped
 
     browser.execute_script("document.querySelector('#legend-classes li[data-group=\"wet\"] input').click();")
