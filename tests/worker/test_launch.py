@@ -151,7 +151,9 @@ SIGNAL_CHILD = textwrap.dedent("""
     import signal, sys, time, pathlib
     out = pathlib.Path(sys.argv[1])
     def stop(signum, frame):
-        out.write_text(signal.Signals(signum).name)
+        written = out.with_suffix(".partial")  # renamed whole: a reader that sees the file sees its signal
+        written.write_text(signal.Signals(signum).name)
+        written.replace(out)
         sys.exit(0)
     signal.signal(signal.SIGTERM, stop)
     out.with_suffix(".ready").write_text("ready")
