@@ -90,6 +90,5 @@ def summary(session: SessionDep,
     selection = select_results(session, job_id=job, bbox=BBox.parse(bbox) if bbox is not None else None, zoom=zoom,
                                model_ref=model)
     result = summarize(session, selection=selection, reasons=reasons)
-    grouping = None if groups is None else load_grouping(
-        session, groups, model_hash=selection.model.hash if selection.model else None)
+    grouping = None if groups is None else load_grouping(session, groups, model_hash=selection.model_hash)
     return grouped_document(result.as_dict(), result.classes, grouping)

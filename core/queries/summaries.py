@@ -40,7 +40,7 @@ def summarize(session: Session, *, selection: Selection, reasons: int = 5) -> Su
         select(EmptyTile.reason, func.count()).where(*selected(selection, EmptyTile))
         .group_by(EmptyTile.reason).order_by(func.count().desc(), EmptyTile.reason)
     ).all()
-    chosen = selection.model.hash if selection.model else None
+    chosen = selection.model_hash
     return Summary(selection, total, classes, failed, [(r, int(n)) for r, n in top],
                    [ModelCount(h, int(n), aware(c), h == chosen) for h, n, c in models],
                    sum(int(n) for _, n in empty), [(r, int(n)) for r, n in empty], sum(uncertain.values()))

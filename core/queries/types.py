@@ -148,6 +148,11 @@ class Selection:
     min_confidence: float | None = None
     uncertain: bool | None = None  # True: only the uncertain answers; False: none of them; None: all
 
+    @property
+    def model_hash(self) -> str | None:
+        """The selected model's sha256, None when no model has results here."""
+        return self.model.hash if self.model else None
+
     def describe(self) -> str:
         parts = [f"job {self.job_id}"] if self.job_id is not None else []
         if self.uncertain is not None:

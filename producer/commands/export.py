@@ -42,8 +42,7 @@ def export(
         selection = select_results(session, job_id=job)
         group_of = None
         if groups is not None:
-            model_hash = selection.model.hash if selection.model else None
-            group_of = load_grouping(session, groups, model_hash=model_hash).group_of
+            group_of = load_grouping(session, groups, model_hash=selection.model_hash).group_of
         total = count_selected(session, selection=selection, include_empty=include_empty)
         bar = progress_bar(transient=False)
         task = bar.add_task(f"exporting job {job}", total=total, status="")

@@ -89,7 +89,7 @@ def summary(
         result = summarize(session, selection=selection, reasons=max(reasons, 0))
         grouping = None
         if groups is not None:
-            grouping = load_grouping(session, groups, model_hash=selection.model.hash if selection.model else None)
+            grouping = load_grouping(session, groups, model_hash=selection.model_hash)
     if as_json:
         typer.echo(json.dumps(grouped_document(result.as_dict(), result.classes, grouping), indent=2))
     elif grouping is not None:

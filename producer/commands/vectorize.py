@@ -60,8 +60,7 @@ def _run(job: int, out: Path, *, kind: str, groups: str | None, min_area: float,
         selection = select_results(session, job_id=job)
         group_of = None
         if groups is not None:
-            model_hash = selection.model.hash if selection.model else None
-            group_of = load_grouping(session, groups, model_hash=model_hash).group_of
+            group_of = load_grouping(session, groups, model_hash=selection.model_hash).group_of
         options = VectorizeOptions(block=block, keep_uncertain=keep_uncertain, min_area_m2=min_area,
                                    group_of=group_of)
         polygons = vectorize_job(session, selection=selection, options=options)
